@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its figures as ratios measured in the same run."""

@@ -1,0 +1,33 @@
+"""What the client needs to know about one Marketo instance; the config module builds these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """This daemon's share of an instance's limits (Marketo's are shared by every integration)."""
+
+    # Marketo allows 100 calls per rolling 20 s; keep headroom for other integrations.
+    calls_per_window: int = 80
+    window_seconds: float = 20.0
+    # Marketo refuses an 11th concurrent call with 615.
+    max_in_flight: int = 8
+    # Marketo queues at most 10 import jobs per instance (2 importing); 1016 beyond that.
+    max_queued_jobs: int = 8
+
+
+@dataclass(frozen=True)
+class InstanceSettings:
+    """Connection details of one Marketo instance: base URL, credentials, limits, time-outs."""
+
+    name: str
+    base_url: str  # e.g. https://123-ABC-456.mktorest.com (no trailing slash)
+    client_id: str
+    client_secret: str = field(repr=False)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    # Upper bound of the exponential back-off between retries of a transient fault.
+    max_backoff_seconds: float = 60.0
