@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/dropbox-importer demo --dir demo
+	$(BIN)/dropbox-importer sandbox
 
 test: lint typecheck pytest
 
