@@ -1,0 +1,168 @@
+"""Following batches to their end with as few status calls as the answers allow.
+
+Adobe recommends polling every 5 to 30 seconds. Inside that band we aim each call at the moment a
+batch is expected to finish, from its row count and the import speed this instance has shown so
+far, so a young batch is asked about soon and a big one is left alone until it is nearly done.
+`next_poll_delay` is the whole policy, a pure function; `Poller` is the thread that applies it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from dropbox_importer.marketo.models import BatchState, BatchStatus
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PollBand:
+    """The shortest and longest wait between two status calls of one batch."""
+
+    min_seconds: float = 5.0
+    max_seconds: float = 30.0
+
+    def clamp(self, seconds: float) -> float:
+        """Bring `seconds` inside the band."""
+        return max(self.min_seconds, min(self.max_seconds, seconds))
+
+
+class SpeedEstimate:
+    """Rows per second this instance imports, learnt from successive status answers."""
+
+    def __init__(self, initial_rows_per_second: float = 200.0, weight: float = 0.3) -> None:
+        self.rows_per_second = initial_rows_per_second
+        self._weight = weight
+        self._lock = threading.Lock()
+
+    def observe(self, rows: int, seconds: float) -> None:
+        """Fold in `rows` processed during `seconds` of importing."""
+        if rows <= 0 or seconds <= 0:
+            return
+        sample = rows / seconds
+        with self._lock:
+            self.rows_per_second += self._weight * (sample - self.rows_per_second)
+
+
+def next_poll_delay(
+    status: BatchStatus, rows: int, rows_per_second: float, band: PollBand
+) -> float:
+    """Seconds to wait before asking about this batch again."""
+    remaining_rows = max(rows - status.leads_processed - status.rows_failed, 0)
+    if status.status is BatchState.QUEUED:
+        # Its turn comes after others we cannot see; check back at about its own duration.
+        return band.clamp(rows / rows_per_second)
+    # Importing: aim just past the expected end.
+    return band.clamp(remaining_rows / rows_per_second * 1.05)
+
+
+@dataclass(order=True)
+class _Due:
+    at: float
+    seq: int
+    batch_id: int = field(compare=False)
+    rows: int = field(compare=False)
+    last: BatchStatus | None = field(compare=False, default=None)
+    last_at: float = field(compare=False, default=0.0)
+
+
+class Poller:
+    """One thread per instance: asks about each batch when it is due; reports terminal ones."""
+
+    def __init__(
+        self,
+        name: str,
+        fetch: Callable[[int], BatchStatus],
+        on_final: Callable[[BatchStatus], None],
+        *,
+        band: PollBand,
+        speed: SpeedEstimate | None = None,
+        on_error: Callable[[int, Exception], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.band = band
+        self.speed = speed or SpeedEstimate()
+        self._fetch = fetch
+        self._on_final = on_final
+        self._on_error = on_error
+        self._heap: list[_Due] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"poll-{name}", daemon=True)
+
+    def start(self) -> None:
+        """Start the polling thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the call in hand; batches left are still recorded in the journal."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout=15)
+
+    def follow(self, batch_id: int, rows: int, *, first_delay: float | None = None) -> None:
+        """Start following a batch; the first call comes after `first_delay` (default: band min)."""
+        delay = self.band.min_seconds if first_delay is None else first_delay
+        with self._cond:
+            heapq.heappush(
+                self._heap, _Due(time.monotonic() + delay, next(self._seq), batch_id, rows)
+            )
+            self._cond.notify_all()
+
+    @property
+    def following(self) -> int:
+        """How many batches are being followed."""
+        with self._cond:
+            return len(self._heap)
+
+    def _next_due(self) -> _Due | None:
+        with self._cond:
+            while not self._stopping:
+                if self._heap:
+                    wait = self._heap[0].at - time.monotonic()
+                    if wait <= 0:
+                        return heapq.heappop(self._heap)
+                    self._cond.wait(wait)
+                else:
+                    self._cond.wait()
+            return None
+
+    def _run(self) -> None:
+        while (due := self._next_due()) is not None:
+            try:
+                status = self._fetch(due.batch_id)
+            except Exception as exc:  # a permanent error for this batch; the daemon decides
+                if self._on_error is not None:
+                    self._on_error(due.batch_id, exc)
+                continue
+            now = time.monotonic()
+            self._learn(due, status, now)
+            if status.status.terminal:
+                self._on_final(status)
+                continue
+            delay = next_poll_delay(status, due.rows, self.speed.rows_per_second, self.band)
+            log.debug("batch_polled", batch_id=due.batch_id, status=status.status.value)
+            with self._cond:
+                heapq.heappush(
+                    self._heap,
+                    _Due(now + delay, next(self._seq), due.batch_id, due.rows, status, now),
+                )
+
+    def _learn(self, due: _Due, status: BatchStatus, now: float) -> None:
+        previous = due.last
+        if previous is None or previous.status is not BatchState.IMPORTING:
+            return
+        if status.status not in (BatchState.IMPORTING, BatchState.COMPLETE):
+            return
+        done_before = previous.leads_processed + previous.rows_failed
+        done_now = status.leads_processed + status.rows_failed
+        self.speed.observe(done_now - done_before, now - due.last_at)
