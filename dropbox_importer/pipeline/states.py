@@ -48,7 +48,8 @@ ALLOWED: dict[FileState, frozenset[FileState]] = {
 }
 
 
-class InvalidTransition(Exception):
+# Named for what happened, like the other errors the daemon matches on (AlreadyRunning, ...).
+class InvalidTransition(Exception):  # noqa: N818
     """A move the state table does not allow: a bug in the caller, never a partner's fault."""
 
     def __init__(self, old: FileState, new: FileState) -> None:

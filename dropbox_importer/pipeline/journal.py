@@ -1,0 +1,531 @@
+"""The journal: every claimed file, its parts and every move, in SQLite under `state_dir`.
+
+Durability: WAL mode with `synchronous=FULL`, so a write has reached the disk when its call
+returns. Callers record a step *before* the filesystem move it describes (a claim right after the
+rename into processing/, a destination before the move into done/), so after a kill -9 the
+journal either describes the file's place or names the place it was about to go.
+
+Threads: one connection shared by every thread, guarded by one lock; each public call is one
+short transaction (`BEGIN IMMEDIATE` for writes, so a check-then-set such as a transition is
+atomic). Writes are a few rows each, so one lock costs nothing next to a Marketo call; another
+process (the `status` command) may read at the same time thanks to WAL.
+
+Schema changes: `PRAGMA user_version` holds the schema version; `MIGRATIONS[n]` brings version n
+to n + 1. A journal written by a newer version is refused rather than guessed at.
+
+Records are frozen dataclasses (`FileRecord`, `PartRecord`, `TransitionRecord`), never raw rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from dropbox_importer.marketo.models import BatchState, BatchStatus
+from dropbox_importer.pipeline.states import TERMINAL, FileState, check_transition
+
+log = structlog.get_logger(__name__)
+
+JOURNAL_NAME = "journal.sqlite3"
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE files (
+        id INTEGER PRIMARY KEY,
+        dropbox TEXT NOT NULL,
+        route TEXT NOT NULL,
+        name TEXT NOT NULL,
+        inbox_path TEXT NOT NULL,
+        processing_path TEXT NOT NULL,
+        destination_path TEXT,
+        state TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        reason TEXT,
+        claimed_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE INDEX files_state ON files (state, dropbox);
+    CREATE INDEX files_finished ON files (finished_at);
+    CREATE TABLE parts (
+        file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+        part_index INTEGER NOT NULL,
+        first_line INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        path TEXT,
+        batch_id INTEGER,
+        status TEXT,
+        leads_processed INTEGER NOT NULL DEFAULT 0,
+        rows_failed INTEGER NOT NULL DEFAULT 0,
+        rows_with_warning INTEGER NOT NULL DEFAULT 0,
+        message TEXT NOT NULL DEFAULT '',
+        submission_uncertain INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT,
+        finished_at TEXT,
+        PRIMARY KEY (file_id, part_index)
+    );
+    CREATE INDEX parts_batch ON parts (batch_id);
+    CREATE TABLE local_failures (
+        file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+        line INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (file_id, line)
+    );
+    CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY,
+        file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        at TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX transitions_file ON transitions (file_id);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class JournalError(Exception):
+    """The journal cannot be used as asked; the message says why and what to do."""
+
+
+class RecordNotFoundError(JournalError, KeyError):
+    """No file (or part, or batch) with that id in the journal."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def _path(text: str | None) -> Path | None:
+    return None if text is None else Path(text)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One claimed file as the journal knows it."""
+
+    id: int
+    dropbox: str
+    route: str
+    name: str
+    inbox_path: Path
+    processing_path: Path
+    destination_path: Path | None
+    state: FileState
+    size: int
+    sha256: str
+    reason: str | None
+    claimed_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> FileRecord:
+        """Build a record from a `files` row."""
+        data: dict[str, Any] = dict(row)
+        for key in ("inbox_path", "processing_path", "destination_path"):
+            data[key] = _path(data[key])
+        for key in ("claimed_at", "updated_at", "finished_at"):
+            data[key] = _time(data[key])
+        return cls(**data | {"state": FileState(data["state"])})
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """One part of a file (the whole file when it needed no split) and its batch."""
+
+    file_id: int
+    index: int
+    first_line: int
+    rows: int
+    size: int
+    path: Path | None
+    batch_id: int | None
+    status: BatchState | None
+    leads_processed: int
+    rows_failed: int
+    rows_with_warning: int
+    message: str
+    submission_uncertain: bool
+    created_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def final(self) -> bool:
+        """True once Marketo has finished this part's batch (Complete or Failed)."""
+        return self.status is not None and self.status.terminal
+
+    def batch_status(self) -> BatchStatus | None:
+        """The last status recorded for the batch, if any."""
+        if self.batch_id is None or self.status is None:
+            return None
+        counts = (self.leads_processed, self.rows_failed, self.rows_with_warning)
+        return BatchStatus(self.batch_id, self.status, *counts, message=self.message)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> PartRecord:
+        """Build a record from a `parts` row."""
+        data: dict[str, Any] = dict(row)
+        status = data["status"]
+        return cls(
+            **data
+            | {
+                "index": data.pop("part_index"),
+                "path": _path(data["path"]),
+                "status": None if status is None else BatchState(status),
+                "submission_uncertain": bool(data["submission_uncertain"]),
+                "created_at": _time(data["created_at"]),
+                "finished_at": _time(data["finished_at"]),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class TransitionRecord:
+    """One recorded move of a file between states."""
+
+    file_id: int
+    from_state: FileState | None
+    to_state: FileState
+    at: datetime
+    detail: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> TransitionRecord:
+        """Build a record from a `transitions` row."""
+        old = row["from_state"]
+        return cls(
+            file_id=row["file_id"],
+            from_state=None if old is None else FileState(old),
+            to_state=FileState(row["to_state"]),
+            at=datetime.strptime(row["at"], _TIME_FORMAT).replace(tzinfo=UTC),
+            detail=row["detail"],
+        )
+
+
+class Journal:
+    """The daemon's durable memory of claimed files; safe to share between threads."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], datetime]) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.path = path
+
+    @classmethod
+    def open(cls, state_dir: Path, *, clock: Callable[[], datetime] = _now) -> Journal:
+        """Open (creating or migrating) the journal in `state_dir`."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path = state_dir / JOURNAL_NAME
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:
+            raise JournalError(
+                f"cannot open the journal {path}: {exc}; check that the state directory is "
+                "writable by the daemon's user"
+            ) from exc
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=10000")
+        journal = cls(conn, path, clock)
+        journal._migrate()
+        log.info("journal_opened", path=str(path), schema_version=SCHEMA_VERSION)
+        return journal
+
+    def _migrate(self) -> None:
+        with self._write() as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise JournalError(
+                    f"the journal {self.path} has schema version {version}, newer than this "
+                    f"version understands ({SCHEMA_VERSION}); run the newer dropbox-importer"
+                )
+            for step in MIGRATIONS[version:]:
+                for statement in step.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
+
+    def close(self) -> None:
+        """Close the connection; the journal is complete on disk already."""
+        with self._lock:
+            self._conn.close()
+
+    # -- files ------------------------------------------------------------------------------
+
+    def record_claim(
+        self,
+        dropbox: str,
+        route: str,
+        name: str,
+        inbox_path: Path,
+        processing_path: Path,
+        size: int,
+        sha256: str,
+    ) -> int:
+        """Record a file just claimed into processing/; return its id."""
+        at = _stamp(self._clock())
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO files (dropbox, route, name, inbox_path, processing_path, state,"
+                " size, sha256, claimed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (dropbox, route, name, str(inbox_path), str(processing_path),
+                 FileState.CLAIMED.value, size, sha256, at, at),
+            )  # fmt: skip
+            file_id = cursor.lastrowid
+            assert file_id is not None
+            conn.execute(
+                "INSERT INTO transitions (file_id, from_state, to_state, at, detail)"
+                " VALUES (?, NULL, ?, ?, 'claimed')",
+                (file_id, FileState.CLAIMED.value, at),
+            )
+        return file_id
+
+    def transition(
+        self, file_id: int, new_state: FileState, detail: str = "", *, reason: str | None = None
+    ) -> None:
+        """Move a file to `new_state` (InvalidTransition if the table forbids it)."""
+        at = _stamp(self._clock())
+        with self._write() as conn:
+            old = FileState(self._row(conn, file_id)["state"])
+            check_transition(old, new_state)
+            conn.execute(
+                "UPDATE files SET state = ?, updated_at = ?, reason = COALESCE(?, reason),"
+                " finished_at = ? WHERE id = ?",
+                (new_state.value, at, reason, at if new_state in TERMINAL else None, file_id),
+            )
+            conn.execute(
+                "INSERT INTO transitions (file_id, from_state, to_state, at, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (file_id, old.value, new_state.value, at, detail),
+            )
+
+    def record_destination(self, file_id: int, destination: Path) -> Path:
+        """Record where the file will go, before it moves; return the destination kept.
+
+        The first destination recorded wins: a replayed settle gets the one chosen before the
+        crash, so the file and its result files can never end up in two places.
+        """
+        with self._write() as conn:
+            kept = self._row(conn, file_id)["destination_path"]
+            if kept is not None:
+                return Path(kept)
+            conn.execute(
+                "UPDATE files SET destination_path = ?, updated_at = ? WHERE id = ?",
+                (str(destination), _stamp(self._clock()), file_id),
+            )
+        return destination
+
+    def record_reason(self, file_id: int, reason: str) -> None:
+        """Record the sentence that explains why the file failed."""
+        with self._write() as conn:
+            self._row(conn, file_id)
+            conn.execute("UPDATE files SET reason = ? WHERE id = ?", (reason, file_id))
+
+    def get(self, file_id: int) -> FileRecord:
+        """The file with this id (RecordNotFoundError if there is none)."""
+        with self._read() as conn:
+            return FileRecord.from_row(self._row(conn, file_id))
+
+    def unfinished(self, dropbox: str | None = None) -> list[FileRecord]:
+        """Every file not yet DONE or FAILED, oldest first: what recovery must resume."""
+        query = "SELECT * FROM files WHERE state NOT IN (?, ?)"
+        args: list[object] = [FileState.DONE.value, FileState.FAILED.value]
+        if dropbox is not None:
+            query += " AND dropbox = ?"
+            args.append(dropbox)
+        with self._read() as conn:
+            rows = conn.execute(query + " ORDER BY id", args).fetchall()
+        return [FileRecord.from_row(row) for row in rows]
+
+    def recent(self, limit: int = 20, dropbox: str | None = None) -> list[FileRecord]:
+        """The files most recently claimed, newest first."""
+        query, args = "SELECT * FROM files", []
+        if dropbox is not None:
+            query, args = query + " WHERE dropbox = ?", [dropbox]
+        with self._read() as conn:
+            rows = conn.execute(query + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+        return [FileRecord.from_row(row) for row in rows]
+
+    def counts(self, dropbox: str | None = None) -> dict[FileState, int]:
+        """How many files are in each state (every state present, zero included)."""
+        query, args = "SELECT state, COUNT(*) FROM files", []
+        if dropbox is not None:
+            query, args = query + " WHERE dropbox = ?", [dropbox]
+        with self._read() as conn:
+            rows = conn.execute(query + " GROUP BY state", args).fetchall()
+        out = dict.fromkeys(FileState, 0)
+        out.update({FileState(state): n for state, n in rows})
+        return out
+
+    def transitions(self, file_id: int) -> list[TransitionRecord]:
+        """Every move of the file, in order."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM transitions WHERE file_id = ? ORDER BY id", (file_id,)
+            ).fetchall()
+        return [TransitionRecord.from_row(row) for row in rows]
+
+    def compact(self, older_than: timedelta) -> int:
+        """Forget DONE and FAILED files finished more than `older_than` ago; return how many."""
+        cutoff = _stamp(self._clock() - older_than)
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM files WHERE state IN (?, ?) AND finished_at < ?",
+                (FileState.DONE.value, FileState.FAILED.value, cutoff),
+            )
+            removed = cursor.rowcount
+        log.info(
+            "journal_compacted", removed=removed, older_than_seconds=older_than.total_seconds()
+        )
+        return removed
+
+    # -- parts ------------------------------------------------------------------------------
+
+    def record_part(
+        self,
+        file_id: int,
+        index: int,
+        *,
+        first_line: int,
+        rows: int,
+        size: int,
+        path: Path | None = None,
+    ) -> None:
+        """Record (or re-record, identically cut) one part of a file; batch fields are kept."""
+        with self._write() as conn:
+            self._row(conn, file_id)
+            conn.execute(
+                "INSERT INTO parts (file_id, part_index, first_line, rows, size, path)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (file_id, part_index) DO UPDATE SET"
+                " first_line = excluded.first_line, rows = excluded.rows,"
+                " size = excluded.size, path = excluded.path",
+                (file_id, index, first_line, rows, size, None if path is None else str(path)),
+            )
+
+    def mark_submission_uncertain(self, file_id: int, index: int, uncertain: bool = True) -> None:
+        """Flag a part whose create was sent but whose answer was lost (or is about to be sent)."""
+        with self._write() as conn:
+            self._update_part(conn, file_id, index, "submission_uncertain = ?", (int(uncertain),))
+
+    def record_batch(self, file_id: int, index: int, batch_id: int) -> None:
+        """Record the batch id Marketo gave a part; the submission is certain from now on."""
+        at = _stamp(self._clock())
+        with self._write() as conn:
+            self._update_part(
+                conn,
+                file_id,
+                index,
+                "batch_id = ?, submission_uncertain = 0, created_at = ?",
+                (batch_id, at),
+            )
+
+    def record_batch_status(self, file_id: int, status: BatchStatus) -> None:
+        """Record Marketo's latest answer about one of the file's batches."""
+        at = _stamp(self._clock())
+        finished = at if status.status.terminal else None
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE parts SET status = ?, leads_processed = ?, rows_failed = ?,"
+                " rows_with_warning = ?, message = ?, finished_at = COALESCE(finished_at, ?)"
+                " WHERE file_id = ? AND batch_id = ?",
+                (status.status.value, status.leads_processed, status.rows_failed,
+                 status.rows_with_warning, status.message, finished, file_id, status.batch_id),
+            )  # fmt: skip
+            if cursor.rowcount == 0:
+                raise RecordNotFoundError(
+                    f"file {file_id} has no part with batch {status.batch_id}"
+                )
+
+    def parts(self, file_id: int) -> list[PartRecord]:
+        """The file's parts, in order."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM parts WHERE file_id = ? ORDER BY part_index", (file_id,)
+            ).fetchall()
+        return [PartRecord.from_row(row) for row in rows]
+
+    def record_local_failures(self, file_id: int, failures: Mapping[int, str]) -> None:
+        """Record rows failed before sending (line number -> reason)."""
+        with self._write() as conn:
+            self._row(conn, file_id)
+            conn.executemany(
+                "INSERT OR REPLACE INTO local_failures (file_id, line, reason) VALUES (?, ?, ?)",
+                [(file_id, line, reason) for line, reason in failures.items()],
+            )
+
+    def local_failures(self, file_id: int) -> dict[int, str]:
+        """Rows failed before sending, by original line number."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT line, reason FROM local_failures WHERE file_id = ? ORDER BY line",
+                (file_id,),
+            ).fetchall()
+        return {int(line): str(reason) for line, reason in rows}
+
+    # -- rows -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _row(conn: sqlite3.Connection, file_id: int) -> sqlite3.Row:
+        row: sqlite3.Row | None = conn.execute(
+            "SELECT * FROM files WHERE id = ?", (file_id,)
+        ).fetchone()
+        if row is None:
+            raise RecordNotFoundError(f"no file {file_id} in the journal")
+        return row
+
+    @staticmethod
+    def _update_part(
+        conn: sqlite3.Connection,
+        file_id: int,
+        index: int,
+        assignments: str,
+        args: tuple[object, ...],
+    ) -> None:
+        cursor = conn.execute(
+            f"UPDATE parts SET {assignments} WHERE file_id = ? AND part_index = ?",  # noqa: S608
+            (*args, file_id, index),
+        )
+        if cursor.rowcount == 0:
+            raise RecordNotFoundError(f"file {file_id} has no part {index}")

@@ -1,0 +1,300 @@
+"""The journal on a real SQLite file in tmp_path: records, transitions, recovery, durability."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from dropbox_importer.marketo.models import BatchState, BatchStatus
+from dropbox_importer.pipeline.journal import (
+    JOURNAL_NAME,
+    SCHEMA_VERSION,
+    Journal,
+    JournalError,
+    RecordNotFoundError,
+)
+from dropbox_importer.pipeline.states import FileState, InvalidTransition
+
+S = FileState
+
+
+class Clock:
+    """A settable clock, so compaction cut-offs are exact rather than timed."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 29, 3, 15, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def journal(tmp_path: Path, clock: Clock) -> Iterator[Journal]:
+    j = Journal.open(tmp_path / "state", clock=clock)
+    yield j
+    j.close()
+
+
+def claim(journal: Journal, name: str = "leads.csv", dropbox: str = "acme") -> int:
+    return journal.record_claim(
+        dropbox,
+        "list-42",
+        name,
+        Path(f"/box/inbox/list-42/{name}"),
+        Path(f"/box/processing/list-42/{name}"),
+        123,
+        "ab" * 32,
+    )
+
+
+def finish(journal: Journal, file_id: int, end: FileState = S.DONE) -> None:
+    for state in (S.SUBMITTING, S.POLLING, S.SETTLING, end):
+        journal.transition(file_id, state)
+
+
+def test_claim_is_recorded_with_every_field(journal: Journal, clock: Clock) -> None:
+    file_id = claim(journal)
+    record = journal.get(file_id)
+    assert (record.id, record.dropbox, record.route, record.name) == (
+        file_id,
+        "acme",
+        "list-42",
+        "leads.csv",
+    )
+    assert record.inbox_path == Path("/box/inbox/list-42/leads.csv")
+    assert record.processing_path == Path("/box/processing/list-42/leads.csv")
+    assert record.destination_path is None
+    assert record.state is S.CLAIMED
+    assert (record.size, record.sha256) == (123, "ab" * 32)
+    assert record.claimed_at == clock.now and record.finished_at is None
+    [first] = journal.transitions(file_id)
+    assert (first.from_state, first.to_state, first.at) == (None, S.CLAIMED, clock.now)
+
+
+def test_transitions_are_recorded_in_order_with_detail(journal: Journal, clock: Clock) -> None:
+    file_id = claim(journal)
+    journal.transition(file_id, S.SUBMITTING, "2 parts")
+    clock.now += timedelta(seconds=5)
+    journal.transition(file_id, S.SETTLING, reason="Marketo refused the import")
+    journal.transition(file_id, S.FAILED)
+    moves = [(t.from_state, t.to_state, t.detail) for t in journal.transitions(file_id)]
+    assert moves == [
+        (None, S.CLAIMED, "claimed"),
+        (S.CLAIMED, S.SUBMITTING, "2 parts"),
+        (S.SUBMITTING, S.SETTLING, ""),
+        (S.SETTLING, S.FAILED, ""),
+    ]
+    record = journal.get(file_id)
+    assert record.state is S.FAILED
+    assert record.reason == "Marketo refused the import"
+    assert record.finished_at == clock.now
+
+
+def test_forbidden_transition_raises_and_changes_nothing(journal: Journal) -> None:
+    file_id = claim(journal)
+    with pytest.raises(InvalidTransition):
+        journal.transition(file_id, S.DONE)
+    assert journal.get(file_id).state is S.CLAIMED
+    assert len(journal.transitions(file_id)) == 1
+
+
+def test_two_threads_racing_the_same_transition_only_one_wins(journal: Journal) -> None:
+    file_id = claim(journal)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def race() -> None:
+        barrier.wait()
+        try:
+            journal.transition(file_id, S.SUBMITTING)
+            outcomes.append("won")
+        except InvalidTransition:
+            outcomes.append("lost")
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert sorted(outcomes) == ["lost"] * 7 + ["won"]
+    assert len(journal.transitions(file_id)) == 2
+
+
+def test_many_threads_claiming_at_once_get_distinct_ids(journal: Journal) -> None:
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def work(n: int) -> None:
+        for i in range(20):
+            file_id = claim(journal, f"t{n}-{i}.csv")
+            journal.transition(file_id, S.SUBMITTING)
+            with lock:
+                ids.append(file_id)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(set(ids)) == 120
+    assert journal.counts()[S.SUBMITTING] == 120
+
+
+def test_first_destination_recorded_wins(journal: Journal) -> None:
+    file_id = claim(journal)
+    first = Path("/box/done/list-42/leads.csv")
+    assert journal.record_destination(file_id, first) == first
+    other = Path("/box/done/list-42/leads.20261129T031500Z.csv")
+    assert journal.record_destination(file_id, other) == first
+    assert journal.get(file_id).destination_path == first
+
+
+def test_parts_batches_and_statuses(journal: Journal, clock: Clock) -> None:
+    file_id = claim(journal)
+    journal.record_part(file_id, 0, first_line=2, rows=100, size=4000)
+    journal.record_part(file_id, 1, first_line=102, rows=5, size=200, path=Path("/s/p1.csv"))
+    journal.mark_submission_uncertain(file_id, 0)
+    assert journal.parts(file_id)[0].submission_uncertain
+    journal.record_batch(file_id, 0, 3404)
+    journal.record_batch(file_id, 1, 3405)
+    journal.record_batch_status(file_id, BatchStatus(3404, BatchState.IMPORTING))
+    part0, part1 = journal.parts(file_id)
+    assert not part0.submission_uncertain and part0.created_at == clock.now
+    assert part0.status is BatchState.IMPORTING and not part0.final
+    assert part1.path == Path("/s/p1.csv") and part1.status is None and not part1.final
+    done = BatchStatus(3404, BatchState.COMPLETE, 99, 1, 2, "Import completed with errors")
+    journal.record_batch_status(file_id, done)
+    part0 = journal.parts(file_id)[0]
+    assert part0.final and part0.batch_status() == done and part0.finished_at == clock.now
+
+
+def test_recording_a_part_again_keeps_its_batch(journal: Journal) -> None:
+    file_id = claim(journal)
+    journal.record_part(file_id, 0, first_line=2, rows=10, size=100)
+    journal.record_batch(file_id, 0, 7)
+    journal.record_part(file_id, 0, first_line=2, rows=10, size=100)
+    [part] = journal.parts(file_id)
+    assert part.batch_id == 7
+
+
+def test_unknown_ids_raise_a_clear_error(journal: Journal) -> None:
+    file_id = claim(journal)
+    with pytest.raises(RecordNotFoundError, match="no file 999"):
+        journal.get(999)
+    with pytest.raises(KeyError):
+        journal.transition(999, S.SUBMITTING)
+    with pytest.raises(RecordNotFoundError, match="no part 3"):
+        journal.record_batch(file_id, 3, 1)
+    with pytest.raises(RecordNotFoundError, match="batch 42"):
+        journal.record_batch_status(file_id, BatchStatus(42, BatchState.QUEUED))
+
+
+def test_local_failures_round_trip(journal: Journal) -> None:
+    file_id = claim(journal)
+    journal.record_local_failures(file_id, {7: "lookup field is empty", 3: "bad"})
+    journal.record_local_failures(file_id, {7: "lookup field is empty"})
+    assert journal.local_failures(file_id) == {3: "bad", 7: "lookup field is empty"}
+
+
+def test_unfinished_recent_and_counts(journal: Journal) -> None:
+    a = claim(journal, "a.csv")
+    b = claim(journal, "b.csv", dropbox="globex")
+    c = claim(journal, "c.csv")
+    finish(journal, a)
+    journal.transition(c, S.SUBMITTING)
+    assert [r.id for r in journal.unfinished()] == [b, c]
+    assert [r.id for r in journal.unfinished("acme")] == [c]
+    assert [r.name for r in journal.recent(2)] == ["c.csv", "b.csv"]
+    assert [r.name for r in journal.recent(dropbox="globex")] == ["b.csv"]
+    counts = journal.counts()
+    assert counts[S.DONE] == 1 and counts[S.CLAIMED] == 1 and counts[S.SUBMITTING] == 1
+    assert counts[S.FAILED] == 0 and set(counts) == set(FileState)
+    assert journal.counts("globex")[S.CLAIMED] == 1
+
+
+def test_compact_drops_only_old_finished_files(journal: Journal, clock: Clock) -> None:
+    old_done = claim(journal, "old.csv")
+    journal.record_part(old_done, 0, first_line=2, rows=1, size=10)
+    finish(journal, old_done)
+    old_failed = claim(journal, "old-failed.csv")
+    finish(journal, old_failed, S.FAILED)
+    stuck = claim(journal, "stuck.csv")
+    clock.now += timedelta(days=31)
+    fresh = claim(journal, "fresh.csv")
+    finish(journal, fresh)
+    assert journal.compact(timedelta(days=30)) == 2
+    assert {r.id for r in journal.recent(10)} == {stuck, fresh}
+    assert journal.parts(old_done) == [] and journal.transitions(old_done) == []
+    with pytest.raises(RecordNotFoundError):
+        journal.get(old_done)
+
+
+def test_reopening_keeps_everything_and_sets_durable_modes(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    file_id = claim(journal)
+    journal.transition(file_id, S.SUBMITTING)
+    mode = journal._conn.execute("PRAGMA journal_mode").fetchone()[0]
+    synchronous = journal._conn.execute("PRAGMA synchronous").fetchone()[0]
+    journal.close()
+    assert (mode, synchronous) == ("wal", 2)  # 2 is FULL
+    again = Journal.open(tmp_path)
+    assert again.get(file_id).state is S.SUBMITTING
+    again.close()
+    raw = sqlite3.connect(tmp_path / JOURNAL_NAME)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    raw.close()
+
+
+def test_a_journal_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    Journal.open(tmp_path).close()
+    raw = sqlite3.connect(tmp_path / JOURNAL_NAME)
+    raw.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(JournalError, match="newer"):
+        Journal.open(tmp_path)
+
+
+def test_an_unwritable_state_dir_is_named_in_the_error(tmp_path: Path) -> None:
+    (tmp_path / JOURNAL_NAME).mkdir()  # a directory where the database file should be
+    with pytest.raises(JournalError, match=str(tmp_path)):
+        Journal.open(tmp_path)
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.states import FileState
+j = Journal.open(Path(sys.argv[1]))
+file_id = j.record_claim("acme", "r", "x.csv", Path("/i/x.csv"), Path("/p/x.csv"), 1, "00")
+j.transition(file_id, FileState.SUBMITTING)
+print(file_id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_write_survives_kill_9_right_after_it_returns(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == -9, done.stderr
+    file_id = int(done.stdout.splitlines()[-1])  # the last line; log events come first
+    journal = Journal.open(tmp_path)
+    assert journal.get(file_id).state is S.SUBMITTING
+    assert [r.id for r in journal.unfinished()] == [file_id]
+    journal.close()
