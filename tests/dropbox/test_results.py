@@ -1,0 +1,167 @@
+"""result.json: stable keys, a faithful round trip, and a streaming digest of the original."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from dropbox_importer import __version__
+from dropbox_importer.dropbox.results import FileResult, PartResult, Timings, file_digest
+from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportFormat, ImportParams
+from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.states import FileState
+
+T0 = datetime(2026, 11, 29, 3, 15, tzinfo=UTC)
+PARAMS = ImportParams(ImportFormat.CSV, list_id=42, partition_name="EU", lookup_field="email")
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    j = Journal.open(tmp_path / "state", clock=lambda: T0)
+    yield j
+    j.close()
+
+
+def sample() -> FileResult:
+    return FileResult(
+        dropbox="acme",
+        route="list-42/partition-EU",
+        file="leads.csv",
+        outcome="done",
+        reason=None,
+        params=PARAMS,
+        parts=(
+            PartResult(0, 2, 100, 3404, "Complete", 99, 1, 2, "Import completed with errors"),
+            PartResult(1, 102, 10, 3405, "Complete", 10, 0, 0, "Import succeeded"),
+        ),
+        timings=Timings(T0, T0 + timedelta(seconds=3), T0 + timedelta(seconds=4), None),
+        size=1234,
+        sha256="ab" * 32,
+        rows_failed_locally=3,
+    )
+
+
+def test_document_has_the_documented_keys() -> None:
+    doc = json.loads(sample().to_json())
+    assert list(doc) == [
+        "schema",
+        "dropbox",
+        "route",
+        "file",
+        "outcome",
+        "reason",
+        "import",
+        "counts",
+        "parts",
+        "timings",
+        "original",
+        "version",
+    ]
+    assert doc["import"] == {
+        "format": "csv",
+        "list_id": 42,
+        "partition_name": "EU",
+        "lookup_field": "email",
+    }
+    assert doc["counts"] == {
+        "leads_processed": 109,
+        "rows_failed": 1,
+        "rows_with_warning": 2,
+        "rows_failed_locally": 3,
+    }
+    assert doc["parts"][0] == {
+        "index": 0,
+        "first_line": 2,
+        "rows": 100,
+        "batch_id": 3404,
+        "status": "Complete",
+        "leads_processed": 99,
+        "rows_failed": 1,
+        "rows_with_warning": 2,
+        "message": "Import completed with errors",
+    }
+    assert doc["timings"] == {
+        "dropped": "2026-11-29T03:15:00.000000Z",
+        "claimed": "2026-11-29T03:15:03.000000Z",
+        "submitted": "2026-11-29T03:15:04.000000Z",
+        "finished": None,
+    }
+    assert doc["original"] == {"size": 1234, "sha256": "ab" * 32}
+    assert doc["version"] == __version__
+
+
+def test_round_trip_through_a_file_is_exact(tmp_path: Path) -> None:
+    path = tmp_path / "leads.csv.result.json"
+    sample().write(path)
+    assert FileResult.from_json(path.read_bytes()) == sample()
+    assert path.read_bytes().endswith(b"\n")
+
+
+def test_non_ascii_reasons_stay_readable() -> None:
+    failed = FileResult(
+        "acme", "", "Événements.csv", "failed", "the header names no lead field: « Émail »",
+        PARAMS, (), Timings(None, T0, None, T0), 10, "00" * 32,
+    )  # fmt: skip
+    text = failed.to_json().decode()
+    assert "« Émail »" in text and "Événements.csv" in text
+    assert json.loads(text)["timings"]["submitted"] is None
+
+
+def test_build_from_journal_records(journal: Journal) -> None:
+    file_id = journal.record_claim(
+        "acme", "list-42", "leads.csv", Path("/i"), Path("/p"), 55, "cd" * 32
+    )
+    journal.transition(file_id, FileState.SUBMITTING)
+    journal.record_part(file_id, 0, first_line=2, rows=5, size=50)
+    journal.record_batch(file_id, 0, 77)
+    journal.record_batch_status(file_id, BatchStatus(77, BatchState.COMPLETE, 4, 1, 0, "ok"))
+    result = FileResult.build(
+        journal.get(file_id),
+        journal.parts(file_id),
+        PARAMS,
+        "done",
+        dropped=T0 - timedelta(minutes=1),
+        finished=T0,
+        rows_failed_locally=2,
+    )
+    assert (result.dropbox, result.route, result.file, result.size) == (
+        "acme",
+        "list-42",
+        "leads.csv",
+        55,
+    )
+    assert result.parts == (PartResult(0, 2, 5, 77, "Complete", 4, 1, 0, "ok"),)
+    assert result.timings == Timings(T0 - timedelta(minutes=1), T0, T0, T0)
+    assert result.counts()["rows_failed"] == 1 and result.counts()["rows_failed_locally"] == 2
+
+
+def test_a_file_never_submitted_has_no_submitted_time(journal: Journal) -> None:
+    file_id = journal.record_claim("acme", "", "x.csv", Path("/i"), Path("/p"), 1, "00")
+    result = FileResult.build(
+        journal.get(file_id), [], PARAMS, "failed", reason="no header", finished=T0
+    )
+    assert result.timings.submitted is None and result.reason == "no header"
+
+
+def test_digest_streams_large_files_and_matches_hashlib(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    data = bytes(range(256)) * 20_000  # ~5 MB, several read chunks
+    path.write_bytes(data)
+    assert file_digest(path) == (len(data), hashlib.sha256(data).hexdigest())
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert file_digest(empty) == (0, hashlib.sha256(b"").hexdigest())
+
+
+def test_digest_refuses_to_follow_a_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "t.csv"
+    target.write_bytes(b"x")
+    link = tmp_path / "l.csv"
+    link.symlink_to(target)
+    with pytest.raises(OSError):
+        file_digest(link)
