@@ -150,7 +150,8 @@ class FileRecord:
             data[key] = _path(data[key])
         for key in ("claimed_at", "updated_at", "finished_at"):
             data[key] = _time(data[key])
-        return cls(**data | {"state": FileState(data["state"])})
+        data["state"] = FileState(data["state"])
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -189,18 +190,13 @@ class PartRecord:
     def from_row(cls, row: sqlite3.Row) -> PartRecord:
         """Build a record from a `parts` row."""
         data: dict[str, Any] = dict(row)
-        status = data["status"]
-        return cls(
-            **data
-            | {
-                "index": data.pop("part_index"),
-                "path": _path(data["path"]),
-                "status": None if status is None else BatchState(status),
-                "submission_uncertain": bool(data["submission_uncertain"]),
-                "created_at": _time(data["created_at"]),
-                "finished_at": _time(data["finished_at"]),
-            }
-        )
+        data["index"] = data.pop("part_index")
+        data["path"] = _path(data["path"])
+        data["status"] = None if data["status"] is None else BatchState(data["status"])
+        data["submission_uncertain"] = bool(data["submission_uncertain"])
+        data["created_at"] = _time(data["created_at"])
+        data["finished_at"] = _time(data["finished_at"])
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -277,10 +273,12 @@ class Journal:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # A failed COMMIT (disk full) leaves the transaction open; never let it linger.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

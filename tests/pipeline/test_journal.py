@@ -108,6 +108,8 @@ def test_forbidden_transition_raises_and_changes_nothing(journal: Journal) -> No
         journal.transition(file_id, S.DONE)
     assert journal.get(file_id).state is S.CLAIMED
     assert len(journal.transitions(file_id)) == 1
+    journal.transition(file_id, S.SUBMITTING)  # the rolled-back transaction left nothing open
+    assert journal.get(file_id).state is S.SUBMITTING
 
 
 def test_two_threads_racing_the_same_transition_only_one_wins(journal: Journal) -> None:
