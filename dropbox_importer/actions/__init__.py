@@ -1,0 +1,1 @@
+"""One module per operator action of the command line."""
