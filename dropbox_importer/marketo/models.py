@@ -64,3 +64,54 @@ class BatchStatus:
     rows_failed: int = 0
     rows_with_warning: int = 0
     message: str = ""
+
+
+@dataclass(frozen=True)
+class LeadField:
+    """One lead field of `GET /rest/v1/leads/describe.json`, named as an import header uses it."""
+
+    name: str  # the REST API name, the one a file's header row must use
+    type: str
+    length: int | None = None
+    display_name: str = ""
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One lead partition of `GET /rest/v1/leads/partitions.json`."""
+
+    id: int
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class StaticList:
+    """One static list of `GET /rest/v1/lists/{listId}.json`."""
+
+    id: int
+    name: str
+    description: str = ""
+    program_name: str = ""
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """What one client has done so far: calls, retries, ambiguous creates, time spent waiting."""
+
+    calls_by_endpoint: dict[str, int]
+    retries_by_reason: dict[str, int]
+    errors_by_code: dict[str, int]
+    ambiguous_create_retries: int
+    token_fetches: int
+    limiter_waits: int
+    limiter_wait_seconds: float
+    queue_waits: int
+    queue_wait_seconds: float
+    queued_imports: int
+
+    @property
+    def calls(self) -> int:
+        """Calls sent to Marketo, identity excluded, retries included."""
+        return sum(self.calls_by_endpoint.values())

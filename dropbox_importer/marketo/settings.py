@@ -31,3 +31,13 @@ class InstanceSettings:
     read_timeout: float = 60.0
     # Upper bound of the exponential back-off between retries of a transient fault.
     max_backoff_seconds: float = 60.0
+    # First back-off delay of a transient fault; each retry doubles it up to the ceiling above.
+    base_backoff_seconds: float = 0.5
+    # A token is refreshed this long before Marketo says it expires (capped at a quarter of its
+    # lifetime), so a call never leaves with a token that dies on the way.
+    token_refresh_margin_seconds: float = 60.0
+
+
+def munchkin_base_url(munchkin_id: str) -> str:
+    """The REST base URL of an instance from its Munchkin id (Admin > Web Services)."""
+    return f"https://{munchkin_id.strip()}.mktorest.com"

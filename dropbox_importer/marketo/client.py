@@ -1,0 +1,404 @@
+"""The Marketo client: one per instance, shared by the daemon's threads.
+
+Every call goes through `_call`, the one place the retry policy (`policy.py`) is applied and the
+instance's limiter is respected. Transient faults retry without a count limit (the back-off has a
+ceiling) and every wait ends when the caller's `stop` event, or `close()`, is set.
+
+Ambiguous creates: a create whose connection drops or times out after the upload began may or
+may not have been accepted. The client retries it (the file must not fail on a network blip), so
+Marketo may import it twice; the import is insert-or-update, so a duplicate costs a queue slot and
+time but no duplicate leads. Each such retry is logged (`marketo_create_ambiguous`) and counted
+in `stats().ambiguous_create_retries`, so the daemon's journal can record the uncertainty.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+import structlog
+from requests.adapters import HTTPAdapter
+
+from dropbox_importer import __version__
+from dropbox_importer.marketo import responses
+from dropbox_importer.marketo.errors import AuthenticationError, ClientBug, Stopped
+from dropbox_importer.marketo.limiter import CallLimiter, ImportSlots
+from dropbox_importer.marketo.models import (
+    BatchStatus,
+    ClientStats,
+    ImportParams,
+    LeadField,
+    Partition,
+    StaticList,
+)
+from dropbox_importer.marketo.multipart import MultipartFile
+from dropbox_importer.marketo.policy import (
+    DROPPED,
+    TIMEOUT,
+    Action,
+    Backoff,
+    action_for,
+    error_type_for,
+    quota_resets_at,
+)
+from dropbox_importer.marketo.responses import MalformedResponseError, Outcome
+from dropbox_importer.marketo.settings import InstanceSettings
+from dropbox_importer.marketo.token import IdentityUnavailableError, TokenSource
+
+T = TypeVar("T")
+
+# Read errors mid-body are as transient as a refused connection.
+_TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+_DOWNLOAD_CHUNK = 64 * 1024
+
+
+class MarketoClient:
+    """Thread-safe client of one Marketo instance's bulk lead import and lookup calls."""
+
+    def __init__(self, settings: InstanceSettings) -> None:
+        self._settings = settings
+        limits = settings.limits
+        self._session = requests.Session()
+        # Retries are ours (policy.py): urllib3's own would hide faults and double-submit creates.
+        adapter = HTTPAdapter(pool_maxsize=limits.max_in_flight + 2, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._headers = {"User-Agent": f"dropbox-importer/{__version__}"}
+        self._tokens = TokenSource(settings, self._session, self._headers)
+        self._limiter = CallLimiter(
+            limits.calls_per_window, limits.window_seconds, limits.max_in_flight
+        )
+        self._slots = ImportSlots(limits.max_queued_jobs)
+        self._closing = threading.Event()
+        self._rng = random.Random()
+        self._log = structlog.get_logger("dropbox_importer.marketo").bind(instance=settings.name)
+        self._lock = threading.Lock()
+        self._calls: Counter[str] = Counter()
+        self._retries: Counter[str] = Counter()
+        self._errors: Counter[str] = Counter()
+        self._ambiguous = 0
+
+    # -- the public calls -------------------------------------------------------------------
+
+    def check_credentials(self, *, stop: threading.Event | None = None) -> None:
+        """Fetch a token now; AuthenticationError if the identity service refuses."""
+        self._token(self._stop_of(stop))
+
+    def create_import(
+        self, path: Path, params: ImportParams, *, stop: threading.Event | None = None
+    ) -> int:
+        """Upload `path` as a bulk import once a queue slot is free; return the batch id."""
+        stop = self._stop_of(stop)
+        self._slots.reserve(stop)
+        try:
+            batch_id = self._call(
+                "create",
+                "POST",
+                "/bulk/v1/leads.json",
+                stop,
+                params=params.query(),
+                upload=path,
+                parse=lambda outcome, _r: responses.parse_batch_id(outcome.result),
+            )
+        except BaseException:
+            self._slots.cancel()
+            raise
+        self._slots.commit(batch_id)
+        self._log.info("marketo_import_created", batch_id=batch_id, file=path.name)
+        return batch_id
+
+    def batch_status(self, batch_id: int) -> BatchStatus:
+        """The batch's status; a terminal one frees its queue slot."""
+        status = self._call(
+            "status",
+            "GET",
+            f"/bulk/v1/leads/batch/{int(batch_id)}.json",
+            self._closing,
+            parse=lambda outcome, _r: responses.parse_batch_status(outcome.result),
+        )
+        if status.status.terminal:
+            self._slots.finish(batch_id)
+        return status
+
+    def adopt_batch(self, batch_id: int) -> None:
+        """After a restart: count a batch that is still queued or importing against the cap."""
+        self._slots.adopt(int(batch_id))
+
+    def download_failures(self, batch_id: int, dest: Path) -> None:
+        """Stream the batch's failed rows to `dest` (written to a temporary name, then renamed)."""
+        self._download("failures", batch_id, dest)
+
+    def download_warnings(self, batch_id: int, dest: Path) -> None:
+        """Stream the batch's rows with warnings to `dest` (temporary name, then renamed)."""
+        self._download("warnings", batch_id, dest)
+
+    def describe_fields(self) -> list[LeadField]:
+        """Every lead field, by the REST name an import header uses."""
+        return self._call(
+            "describe",
+            "GET",
+            "/rest/v1/leads/describe.json",
+            self._closing,
+            parse=lambda outcome, _r: responses.parse_fields(outcome.result),
+        )
+
+    def partitions(self) -> list[Partition]:
+        """The instance's lead partitions."""
+        return self._call(
+            "partitions",
+            "GET",
+            "/rest/v1/leads/partitions.json",
+            self._closing,
+            parse=lambda outcome, _r: responses.parse_partitions(outcome.result),
+        )
+
+    def get_list(self, list_id: int) -> StaticList | None:
+        """The static list `list_id`, or None when there is no such list."""
+        return self._call(
+            "list",
+            "GET",
+            f"/rest/v1/lists/{int(list_id)}.json",
+            self._closing,
+            parse=lambda outcome, _r: responses.parse_list(outcome.result),
+            # Marketo answers an unknown list id with 1013 "Object not found" (or an empty result).
+            absent_codes=frozenset({"1013", "610"}),
+        )
+
+    def stats(self) -> ClientStats:
+        """A snapshot of calls, retries, errors and waits so far."""
+        with self._lock:
+            return ClientStats(
+                calls_by_endpoint=dict(self._calls),
+                retries_by_reason=dict(self._retries),
+                errors_by_code=dict(self._errors),
+                ambiguous_create_retries=self._ambiguous,
+                token_fetches=self._tokens.fetches,
+                limiter_waits=self._limiter.waits,
+                limiter_wait_seconds=self._limiter.wait_seconds,
+                queue_waits=self._slots.waits,
+                queue_wait_seconds=self._slots.wait_seconds,
+                queued_imports=self._slots.used,
+            )
+
+    def close(self) -> None:
+        """End every wait in progress (they raise Stopped) and close the connections."""
+        self._closing.set()
+        self._session.close()
+
+    # -- the one retry loop -----------------------------------------------------------------
+
+    def _stop_of(self, stop: threading.Event | None) -> threading.Event:
+        if stop is None:
+            return self._closing
+        if self._closing.is_set():
+            stop.set()
+        return stop
+
+    def _call(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        stop: threading.Event,
+        *,
+        parse: Callable[[Outcome, requests.Response], T],
+        params: dict[str, str] | None = None,
+        upload: Path | None = None,
+        raw_ok: bool = False,
+        absent_codes: frozenset[str] = frozenset(),
+    ) -> T:
+        backoff = Backoff(self._settings.base_backoff_seconds, self._settings.max_backoff_seconds)
+        refreshed: set[str] = set()
+        while True:
+            if stop.is_set() or self._closing.is_set():
+                raise Stopped(f"stopped before {endpoint}")
+            token = self._token(stop)
+            with self._limiter.admit(stop) as ticket:
+                self._count(self._calls, endpoint)
+                try:
+                    outcome, value = self._attempt(
+                        method, path, token, params, upload, raw_ok, parse
+                    )
+                except _TRANSPORT_ERRORS as exc:
+                    outcome, value = Outcome(_transport_condition(exc), type(exc).__name__), None
+                if outcome.refused:
+                    ticket.refund()  # Marketo does not count calls refused with an error
+            if outcome.ok:
+                return value  # type: ignore[return-value]
+            if outcome.condition in absent_codes:
+                return parse(Outcome(), None)  # type: ignore[arg-type]
+            self._count(self._errors, outcome.condition or "")
+            backoff = self._react(endpoint, outcome, token, refreshed, backoff, stop, upload)
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        params: dict[str, str] | None,
+        upload: Path | None,
+        raw_ok: bool,
+        parse: Callable[[Outcome, requests.Response], T],
+    ) -> tuple[Outcome, T | None]:
+        headers = {**self._headers, "Authorization": f"Bearer {token}"}
+        body: MultipartFile | None = MultipartFile(upload) if upload is not None else None
+        try:
+            if body is not None:
+                headers["Content-Type"] = body.content_type
+            with self._session.request(
+                method,
+                self._settings.base_url + path,
+                params=params,
+                data=body,
+                headers=headers,
+                timeout=(self._settings.connect_timeout, self._settings.read_timeout),
+                stream=True,
+            ) as response:
+                outcome = responses.classify(
+                    response.status_code, _json_body(response, raw_ok), raw_ok=raw_ok
+                )
+                if not outcome.ok:
+                    return outcome, None
+                try:
+                    return outcome, parse(outcome, response)
+                except (MalformedResponseError, KeyError, TypeError, ValueError) as exc:
+                    return Outcome("malformed", str(exc)[:200]), None
+        finally:
+            if body is not None:
+                body.close()
+
+    def _react(
+        self,
+        endpoint: str,
+        outcome: Outcome,
+        token: str,
+        refreshed: set[str],
+        backoff: Backoff,
+        stop: threading.Event,
+        upload: Path | None,
+    ) -> Backoff:
+        """Apply the policy to a failed attempt: wait as it says, or raise; return the back-off."""
+        code = outcome.condition or ""
+        action = action_for(code)
+        log = self._log.bind(endpoint=endpoint, code=code, message=outcome.message)
+        if action is Action.FAIL:
+            log.error("marketo_call_failed")
+            marketo_code = None if code.startswith("http_") or code == "malformed" else code
+            raise error_type_for(marketo_code)(
+                self._settings.name, marketo_code, outcome.message or code, endpoint=endpoint
+            )
+        self._count(self._retries, code)
+        if action is Action.REFRESH_TOKEN:
+            if token in refreshed:
+                raise AuthenticationError(
+                    self._settings.name,
+                    code,
+                    "a freshly fetched token was refused",
+                    endpoint=endpoint,
+                )
+            refreshed.add(token)
+            self._tokens.invalidate(token)
+            log.info("marketo_call_retry", reason="token", attempt=backoff.attempt)
+            return backoff
+        if action is Action.WAIT_WINDOW:
+            self._limiter.window_full()
+            log.info("marketo_call_retry", reason="rate_limit", attempt=backoff.attempt)
+            return backoff
+        if action is Action.PAUSE_QUOTA:
+            self._pause_for_quota()
+            return backoff
+        if upload is not None and code in (DROPPED, TIMEOUT):
+            with self._lock:
+                self._ambiguous += 1
+            log.warning("marketo_create_ambiguous", file=upload.name)
+        delay = backoff.delay(self._rng)
+        log.info("marketo_call_retry", reason=action.value, attempt=backoff.attempt, delay=delay)
+        if action is Action.WAIT_QUEUE:
+            if upload is None:
+                raise ClientBug(self._settings.name, code, outcome.message, endpoint=endpoint)
+            # Other integrations fill the queue: hold our creates until a slot of ours frees or
+            # the back-off ends (theirs may have freed one meanwhile).
+            self._slots.queue_full()
+            self._slots.wait_for_release(delay, stop)
+        elif stop.wait(delay) or self._closing.is_set():
+            raise Stopped(f"stopped while backing off {endpoint}")
+        return backoff.next()
+
+    def _token(self, stop: threading.Event) -> str:
+        """The current token; identity faults back off like any transient fault."""
+        backoff = Backoff(self._settings.base_backoff_seconds, self._settings.max_backoff_seconds)
+        while True:
+            try:
+                return self._tokens.get()
+            except IdentityUnavailableError as exc:
+                delay = backoff.delay(self._rng)
+                self._count(self._retries, "identity")
+                self._log.info(
+                    "marketo_call_retry", endpoint="identity", reason=str(exc), delay=delay
+                )
+                if stop.wait(delay) or self._closing.is_set():
+                    raise Stopped("stopped while fetching a token") from None
+                backoff = backoff.next()
+
+    def _pause_for_quota(self) -> None:
+        now = datetime.now(UTC)
+        resume = quota_resets_at(now)
+        seconds = (resume - now).total_seconds()
+        self._limiter.pause_until(time.monotonic() + seconds)
+        self._log.warning(
+            "marketo_quota_paused", resume_at=resume.isoformat(), seconds=round(seconds)
+        )
+
+    def _download(self, kind: str, batch_id: int, dest: Path) -> None:
+        tmp = dest.with_name(f".{dest.name}.part")
+
+        def save(_outcome: Outcome, response: requests.Response) -> None:
+            with tmp.open("wb") as out:
+                for chunk in response.iter_content(_DOWNLOAD_CHUNK):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            tmp.replace(dest)
+
+        try:
+            self._call(
+                kind,
+                "GET",
+                f"/bulk/v1/leads/batch/{int(batch_id)}/{kind}.json",
+                self._closing,
+                parse=save,
+                raw_ok=True,
+            )
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _count(self, counter: Counter[str], key: str) -> None:
+        with self._lock:
+            counter[key] += 1
+
+
+def _json_body(response: requests.Response, raw_ok: bool) -> Any:
+    """The JSON body, or None for a file download (never read a download into memory)."""
+    if raw_ok and "json" not in response.headers.get("Content-Type", ""):
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _transport_condition(exc: Exception) -> str:
+    return TIMEOUT if isinstance(exc, requests.Timeout) else DROPPED

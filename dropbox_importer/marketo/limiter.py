@@ -1,0 +1,213 @@
+"""Per-instance limits every call goes through: rolling-window budget, in-flight cap, queue slots.
+
+Marketo counts calls per instance (100 per rolling 20 s, 10 in flight, 10 queued imports) across
+every integration; this daemon keeps to its configured share so that it never provokes 606, 615
+or 1016 by itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from dropbox_importer.marketo.errors import Stopped
+
+Clock = Callable[[], float]
+
+# Longest single sleep on a condition: how quickly a set stop event is noticed.
+_STOP_POLL_SECONDS = 0.1
+
+
+def wait_until(
+    cond: threading.Condition,
+    ready: Callable[[], float],
+    stop: threading.Event | None,
+    clock: Clock,
+) -> float:
+    """Wait on `cond` (held) until `ready()` returns 0; return the seconds waited.
+
+    `ready()` returns how long until the state can change by itself (or any positive number when
+    only a notify can change it); a set `stop` raises Stopped.
+    """
+    started = clock()
+    while True:
+        if stop is not None and stop.is_set():
+            raise Stopped("stopped while waiting for a Marketo limit")
+        remaining = ready()
+        if remaining <= 0:
+            return clock() - started
+        cond.wait(min(remaining, _STOP_POLL_SECONDS))
+
+
+@dataclass
+class Ticket:
+    """One admitted call; `refund()` when Marketo says it did not count (a 6xx answer)."""
+
+    refunded: bool = False
+
+    def refund(self) -> None:
+        """Mark the call as not counted by Marketo (response-level errors are not)."""
+        self.refunded = True
+
+
+class CallLimiter:
+    """Rolling-window call budget plus a cap on calls in flight, shared by all threads."""
+
+    def __init__(
+        self,
+        calls_per_window: int,
+        window_seconds: float,
+        max_in_flight: int,
+        *,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._budget = calls_per_window
+        self._window = window_seconds
+        self._max_in_flight = max_in_flight
+        self._clock = clock
+        self._cond = threading.Condition()
+        # End times of finished calls: a call is stamped when its answer arrives, which is never
+        # earlier than Marketo's own stamp, so our window ages out no sooner than Marketo's.
+        self._done: deque[float] = deque()
+        self._in_flight = 0
+        self._blocked_until = 0.0
+        self.waits = 0
+        self.wait_seconds = 0.0
+
+    def _delay(self) -> float:
+        """Seconds until one more call may start; 0 when it may start now."""
+        now = self._clock()
+        while self._done and self._done[0] + self._window <= now:
+            self._done.popleft()
+        if now < self._blocked_until:
+            return self._blocked_until - now
+        if self._in_flight >= self._max_in_flight:
+            return _STOP_POLL_SECONDS  # only a finishing call frees a slot; it notifies
+        if len(self._done) + self._in_flight >= self._budget:
+            if not self._done:
+                return _STOP_POLL_SECONDS
+            return self._done[0] + self._window - now
+        return 0.0
+
+    @contextmanager
+    def admit(self, stop: threading.Event | None = None) -> Iterator[Ticket]:
+        """Wait for room in the window and in flight, then hold a slot while the call runs."""
+        with self._cond:
+            if self._delay() > 0:
+                self.waits += 1
+                self.wait_seconds += wait_until(self._cond, self._delay, stop, self._clock)
+            self._in_flight += 1
+        ticket = Ticket()
+        try:
+            yield ticket
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                if not ticket.refunded:
+                    self._done.append(self._clock())
+                self._cond.notify_all()
+
+    def window_full(self) -> None:
+        """After a 606: treat the window as full until our oldest counted call ages out."""
+        with self._cond:
+            now = self._clock()
+            # Other integrations' calls are invisible to us; with none of ours to age out,
+            # a tenth of the window is a guess that the back-off ceiling of the caller bounds.
+            until = self._done[0] + self._window if self._done else now + self._window / 10
+            self._blocked_until = max(self._blocked_until, until)
+
+    def pause_until(self, deadline: float) -> None:
+        """Admit no call before `deadline` (clock time): the daily quota is spent."""
+        with self._cond:
+            self._blocked_until = max(self._blocked_until, deadline)
+
+    def resume(self) -> None:
+        """Lift any pause at once (tests, or an operator who raised the quota)."""
+        with self._cond:
+            self._blocked_until = 0.0
+            self._cond.notify_all()
+
+
+class ImportSlots:
+    """Import jobs this daemon keeps in Marketo's queue: reserved, committed to a batch, freed."""
+
+    def __init__(self, capacity: int, *, clock: Clock = time.monotonic) -> None:
+        self._capacity = capacity
+        self._ceiling = capacity
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._reserved = 0
+        self._batches: set[int] = set()
+        self._releases = 0
+        self.waits = 0
+        self.wait_seconds = 0.0
+
+    @property
+    def used(self) -> int:
+        """Slots held: reservations plus batches not yet seen terminal."""
+        with self._cond:
+            return self._reserved + len(self._batches)
+
+    def _delay(self) -> float:
+        if self._reserved + len(self._batches) < self._ceiling:
+            return 0.0
+        return _STOP_POLL_SECONDS
+
+    def reserve(self, stop: threading.Event | None = None) -> None:
+        """Wait until a slot is free and hold it for a create that is about to be sent."""
+        with self._cond:
+            if self._delay() > 0:
+                self.waits += 1
+                self.wait_seconds += wait_until(self._cond, self._delay, stop, self._clock)
+            self._reserved += 1
+
+    def commit(self, batch_id: int) -> None:
+        """The create succeeded: the reservation becomes the batch's slot."""
+        with self._cond:
+            self._reserved -= 1
+            self._batches.add(batch_id)
+
+    def cancel(self) -> None:
+        """The create failed for good: give the reservation back."""
+        with self._cond:
+            self._reserved -= 1
+            self._freed()
+
+    def finish(self, batch_id: int) -> None:
+        """The batch reached a terminal status: its slot is free."""
+        with self._cond:
+            if batch_id in self._batches:
+                self._batches.discard(batch_id)
+                self._freed()
+
+    def adopt(self, batch_id: int) -> None:
+        """Count a batch submitted before a restart that is still queued or importing."""
+        with self._cond:
+            self._batches.add(batch_id)
+
+    def queue_full(self) -> None:
+        """After a 1016: others fill Marketo's queue; hold further creates until a slot frees."""
+        with self._cond:
+            self._ceiling = max(1, self._reserved + len(self._batches))
+
+    def wait_for_release(self, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Wait until one of our slots frees or `timeout` passes; True if one freed."""
+        with self._cond:
+            seen = self._releases
+            deadline = self._clock() + timeout
+
+            def ready() -> float:
+                return 0.0 if self._releases != seen else deadline - self._clock()
+
+            wait_until(self._cond, ready, stop, self._clock)
+            return self._releases != seen
+
+    def _freed(self) -> None:
+        # A slot of ours freed one in Marketo's queue too: probe the full capacity again.
+        self._releases += 1
+        self._ceiling = self._capacity
+        self._cond.notify_all()
