@@ -1,0 +1,167 @@
+"""Marketo's bulk import and lead database calls, one method per endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
+
+from dropbox_importer.sandbox.database import LeadDatabase
+from dropbox_importer.sandbox.faults import FaultInjector
+from dropbox_importer.sandbox.fields import describe
+from dropbox_importer.sandbox.imports import Batch, ImportQueue
+from dropbox_importer.sandbox.responses import error, json_response, success
+from dropbox_importer.sandbox.rows import DELIMITERS, ImportRequest, reason_file
+from dropbox_importer.sandbox.settings import SandboxSettings
+
+FILE_TYPES = {"csv": "text/csv", "tsv": "text/tab-separated-values", "ssv": "text/plain"}
+
+
+class MarketoApi:
+    """The handlers behind Marketo's paths; auth, limits and faults happen before these."""
+
+    def __init__(
+        self,
+        settings: SandboxSettings,
+        db: LeadDatabase,
+        queue: ImportQueue,
+        faults: FaultInjector,
+    ) -> None:
+        """Serve this database and queue."""
+        self.settings = settings
+        self.db = db
+        self.queue = queue
+        self.faults = faults
+
+    def create(self, request: Request) -> Response:
+        """`POST /bulk/v1/leads.json`: check the upload and queue a batch."""
+        if request.mimetype != "multipart/form-data":
+            return error("612", f"Invalid Content Type '{request.mimetype or 'none'}'")
+        try:
+            form, files = request.form, request.files
+        except RequestEntityTooLarge:
+            return too_large(self.settings.max_file_bytes)
+        except Exception:  # werkzeug raises several types on broken multipart bodies
+            return error("613", "Invalid Multipart Request")
+        upload = files.get("file")
+        if upload is None:
+            return error("613", "Invalid Multipart Request: no part named 'file'")
+        payload = upload.stream.read()
+        if len(payload) > self.settings.max_file_bytes:
+            return too_large(self.settings.max_file_bytes)
+        checked = self.check_params({**form.to_dict(), **request.args.to_dict()})
+        if isinstance(checked, Response):
+            return checked
+        if not payload.strip():
+            return error("1003", "Empty file")
+        batch = self.queue.create(checked, payload, self.faults.batch_fails())
+        if batch is None:
+            return error("1016", f"Too many jobs ({self.settings.max_queued_jobs}) in queue")
+        return success(
+            [{"batchId": batch.batch_id, "importId": str(batch.batch_id), "status": batch.status}]
+        )
+
+    def check_params(self, params: dict[str, str]) -> ImportRequest | Response:
+        """Validate format, lookupField, listId and partitionName (1003 on any bad one)."""
+        fmt = params.get("format", "").strip().lower()
+        if fmt not in DELIMITERS:
+            return error("1003", f"Invalid format '{params.get('format', '')}': csv, tsv or ssv")
+        lookup = self.db.field(params.get("lookupField") or "email")
+        if lookup is None:
+            return error("1003", f"Invalid lookup field '{params.get('lookupField')}'")
+        list_id: int | None = None
+        if params.get("listId"):
+            try:
+                list_id = int(params["listId"])
+            except ValueError:
+                list_id = None
+            if list_id not in self.db.lists:
+                return error("1003", f"Invalid list id '{params['listId']}'")
+        partition = params.get("partitionName") or self.db.partitions[0]
+        if partition not in self.db.partitions:
+            return error("1003", f"Invalid partition name '{partition}'")
+        return ImportRequest(fmt, lookup.name, list_id, partition)
+
+    def status(self, batch_id: str) -> Response:
+        """`GET /bulk/v1/leads/batch/{batchId}.json`."""
+        batch = self.find(batch_id)
+        if isinstance(batch, Response):
+            return batch
+        return success([self.queue.status(batch)])
+
+    def reasons(self, batch_id: str, kind: str) -> Response:
+        """`.../failures.json` or `.../warnings.json`: the rows so far with their reasons."""
+        batch = self.find(batch_id)
+        if isinstance(batch, Response):
+            return batch
+        report, request = batch.report, batch.request
+        header = report.header if report else []
+        rows: list[tuple[int, list[str], str]] = []
+        if report is not None and batch.status != "Queued":
+            done = sum(
+                self.queue.status(batch)[k] for k in ("numOfLeadsProcessed", "numOfRowsFailed")
+            )
+            source = report.failures if kind == "failures" else report.warnings
+            rows = [item for item in source if item[0] < done or batch.status == "Complete"]
+        column = "Import Failure Reason" if kind == "failures" else "Import Warning Reason"
+        body = reason_file(header, rows, request.format, column) if header else b""
+        return Response(body, mimetype=FILE_TYPES[request.format])
+
+    def find(self, batch_id: str) -> Batch | Response:
+        """The batch, or Marketo's 1003 for an id that is unknown, malformed or expired."""
+        try:
+            batch = self.queue.find(int(batch_id))
+        except ValueError:
+            batch = None
+        if batch is None:
+            return error("1003", f"Invalid batch id '{batch_id}': unknown or expired")
+        return batch
+
+    def describe(self) -> Response:
+        """`GET /rest/v1/leads/describe.json`."""
+        return success(describe(self.db.fields))
+
+    def partitions(self) -> Response:
+        """`GET /rest/v1/leads/partitions.json`."""
+        result = [
+            {"id": number, "name": name, "description": f"{name} partition"}
+            for number, name in enumerate(self.db.partitions, start=1)
+        ]
+        return success(result)
+
+    def static_list(self, list_id: str) -> Response:
+        """`GET /rest/v1/lists/{listId}.json`: 1003 if malformed, 1013 if no such list."""
+        try:
+            number = int(list_id)
+        except ValueError:
+            return error("1003", f"Invalid list id '{list_id}'")
+        name = self.db.lists.get(number)
+        if name is None:
+            return error("1013", f"List {number} not found")
+        item: dict[str, Any] = {
+            "id": number,
+            "name": name,
+            "description": "",
+            "programName": "Sandbox",
+            "workspaceName": "Default",
+            "createdAt": self.db.created_at,
+            "updatedAt": self.db.created_at,
+        }
+        return success([item])
+
+
+def too_large(limit: int) -> Response:
+    """HTTP 413 with a JSON body naming the limit."""
+    return json_response(
+        {
+            "requestId": "",
+            "success": False,
+            "result": [],
+            "warnings": [],
+            "errors": [
+                {"code": "413", "message": f"Request Entity Too Large (limit {limit} bytes)"}
+            ],
+        },
+        status=413,
+    )

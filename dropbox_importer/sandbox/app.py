@@ -1,0 +1,268 @@
+"""The WSGI application: routing, then auth, limits and faults before each Marketo call."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from dropbox_importer.sandbox.api import MarketoApi
+from dropbox_importer.sandbox.database import LeadDatabase
+from dropbox_importer.sandbox.faults import FAULT_MESSAGES, FaultInjector
+from dropbox_importer.sandbox.identity import TokenCheck, TokenIssuer
+from dropbox_importer.sandbox.imports import ImportQueue
+from dropbox_importer.sandbox.limits import Admission, CallLimiter
+from dropbox_importer.sandbox.responses import error, is_error, json_response
+from dropbox_importer.sandbox.settings import SandboxSettings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+log = structlog.get_logger(__name__)
+
+ROUTES = Map(
+    [
+        Rule("/identity/oauth/token", endpoint="identity", methods=["GET", "POST"]),
+        Rule("/bulk/v1/leads.json", endpoint="create", methods=["POST"]),
+        Rule("/bulk/v1/leads/batch/<batch_id>.json", endpoint="status", methods=["GET"]),
+        Rule("/bulk/v1/leads/batch/<batch_id>/failures.json", endpoint="failures"),
+        Rule("/bulk/v1/leads/batch/<batch_id>/warnings.json", endpoint="warnings"),
+        Rule("/rest/v1/leads/describe.json", endpoint="describe", methods=["GET"]),
+        Rule("/rest/v1/leads/partitions.json", endpoint="partitions", methods=["GET"]),
+        Rule("/rest/v1/lists/<list_id>.json", endpoint="list", methods=["GET"]),
+        Rule("/sandbox/leads.json", endpoint="sandbox_leads", methods=["GET"]),
+        Rule("/sandbox/batches.json", endpoint="sandbox_batches", methods=["GET"]),
+        Rule("/sandbox/stats.json", endpoint="sandbox_stats", methods=["GET"]),
+        Rule("/sandbox/faults.json", endpoint="sandbox_faults", methods=["GET", "POST"]),
+    ],
+    strict_slashes=False,
+)
+
+
+class UploadRequest(Request):
+    """A request whose uploaded files stay in memory: faster than werkzeug's temp files."""
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> Any:
+        return io.BytesIO()
+
+
+class CallStats:
+    """Counts of calls by endpoint and by error code, refusals included."""
+
+    def __init__(self) -> None:
+        """All counters at zero."""
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.errors_by_endpoint: dict[str, Counter[str]] = {}
+
+    def record(self, endpoint: str, code: str | None) -> None:
+        """Count one answered (or dropped) call, with its error code if it was refused."""
+        with self._lock:
+            self.calls[endpoint] += 1
+            if code is not None:
+                self.errors[code] += 1
+                self.errors_by_endpoint.setdefault(endpoint, Counter())[code] += 1
+
+    def to_json(self) -> dict[str, Any]:
+        """The counters as JSON."""
+        with self._lock:
+            return {
+                "calls": dict(self.calls),
+                "errors": dict(self.errors),
+                "errorsByEndpoint": {k: dict(v) for k, v in self.errors_by_endpoint.items()},
+            }
+
+
+class SandboxApp:
+    """The whole sandbox as one WSGI callable."""
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        """Build identity, limits, faults, the database and the (not yet started) queue."""
+        self.settings = settings
+        self.tokens = TokenIssuer(
+            settings.client_id, settings.client_secret, settings.token_lifetime_seconds
+        )
+        self.limiter = CallLimiter(
+            settings.calls_per_window,
+            settings.window_seconds,
+            settings.max_in_flight,
+            settings.daily_quota,
+        )
+        self.faults = FaultInjector(settings.faults)
+        self.db = LeadDatabase(settings)
+        self.queue = ImportQueue(settings, self.db)
+        self.api = MarketoApi(settings, self.db, self.queue, self.faults)
+        self.stats = CallStats()
+        # Room for the multipart envelope around a file of the largest allowed size.
+        self.request_class = type(
+            "SandboxRequest",
+            (UploadRequest,),
+            {"max_content_length": settings.max_file_bytes + 1024 * 1024},
+        )
+        self._handlers: dict[str, Callable[[Request, dict[str, str]], Response]] = {
+            "create": lambda r, a: self.api.create(r),
+            "status": lambda r, a: self.api.status(a["batch_id"]),
+            "failures": lambda r, a: self.api.reasons(a["batch_id"], "failures"),
+            "warnings": lambda r, a: self.api.reasons(a["batch_id"], "warnings"),
+            "describe": lambda r, a: self.api.describe(),
+            "partitions": lambda r, a: self.api.partitions(),
+            "list": lambda r, a: self.api.static_list(a["list_id"]),
+        }
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Answer one request; never raise except to drop a connection on purpose."""
+        request = self.request_class(environ)
+        try:
+            endpoint, args = ROUTES.bind_to_environ(environ).match()
+        except HTTPException:
+            response = error("610", "Requested resource not found", status=404)
+            self.stats.record("unknown", "610")
+            return response(environ, start_response)
+        if endpoint.startswith("sandbox_"):
+            response = self.introspect(endpoint, request)
+        elif endpoint == "identity":
+            response = self.identity(request, environ)
+        else:
+            response = self.marketo_call(endpoint, request, dict(args), environ)
+        return response(environ, start_response)
+
+    def marketo_call(
+        self, endpoint: str, request: Request, args: dict[str, str], environ: WSGIEnvironment
+    ) -> Response:
+        """Auth, then limits, then faults, then the handler; refusals don't count."""
+        check = self.tokens.check(bearer_token(request))
+        if check is not TokenCheck.VALID:
+            return self.refuse(endpoint, check.value)
+        admitted = self.limiter.admit()
+        if not isinstance(admitted, Admission):
+            return self.refuse(endpoint, admitted)
+        response: Response | None = None
+        try:
+            response = self.injected(endpoint, environ)
+            if response is None:
+                response = self._handlers[endpoint](request, args)
+        finally:
+            admitted.release(counted=response is not None and not is_error(response))
+        self.stats.record(endpoint, error_code(response))
+        return response
+
+    def refuse(self, endpoint: str, code: str) -> Response:
+        """Answer with a Marketo error code and count the refusal."""
+        self.stats.record(endpoint, code)
+        return error(code)
+
+    def injected(self, endpoint: str, environ: WSGIEnvironment) -> Response | None:
+        """Apply the fault drawn for this call: None lets the call run."""
+        fault = self.faults.draw(endpoint)
+        if fault.latency_seconds:
+            self.faults.delay(fault.latency_seconds)
+        if fault.drop:
+            self.stats.record(endpoint, "dropped")
+            log.debug("sandbox_fault_drop", endpoint=endpoint)
+            drop_connection(environ)
+        if fault.http_status is not None:
+            return Response(
+                f"{fault.http_status} injected fault\n",
+                status=fault.http_status,
+                mimetype="text/plain",
+            )
+        if fault.code is not None:
+            return error(fault.code, FAULT_MESSAGES.get(fault.code, "Injected fault"))
+        return None
+
+    def identity(self, request: Request, environ: WSGIEnvironment) -> Response:
+        """`GET|POST /identity/oauth/token`: client credentials from the query or form body."""
+        fault = self.injected("identity", environ) if self.faults.applies("identity") else None
+        if fault is not None:
+            self.stats.record("identity", str(fault.status_code))
+            return fault
+        params = {**request.form.to_dict(), **request.args.to_dict()}
+        if params.get("grant_type") != "client_credentials":
+            self.stats.record("identity", "invalid_request")
+            return json_response(
+                {
+                    "error": "invalid_request",
+                    "error_description": "grant_type must be client_credentials",
+                },
+                status=400,
+            )
+        issued = self.tokens.issue(params.get("client_id", ""), params.get("client_secret", ""))
+        if issued is None:
+            self.stats.record("identity", "unauthorized")
+            return json_response(
+                {"error": "unauthorized", "error_description": "Bad client credentials"},
+                status=401,
+            )
+        self.stats.record("identity", None)
+        return json_response(
+            {
+                "access_token": issued.access_token,
+                "token_type": "bearer",
+                "expires_in": issued.expires_in,
+                "scope": self.settings.scope,
+            }
+        )
+
+    def introspect(self, endpoint: str, request: Request) -> Response:
+        """The `/sandbox/*` paths: outside Marketo, exempt from auth, limits and faults."""
+        if endpoint == "sandbox_leads":
+            return json_response({"leads": self.db.snapshot()})
+        if endpoint == "sandbox_batches":
+            return json_response({"batches": self.queue.snapshot()})
+        if endpoint == "sandbox_stats":
+            stats = self.stats.to_json()
+            stats.update(peakImporting=self.queue.peak_importing, inFlight=self.limiter.in_flight)
+            return json_response(stats)
+        if request.method == "POST":
+            try:
+                changes = json.loads(request.get_data(as_text=True) or "{}")
+                self.faults.update(self.faults.settings.updated(changes))
+            except (ValueError, TypeError, AttributeError) as exc:
+                return json_response({"error": f"bad fault settings: {exc}"}, status=400)
+            log.info("sandbox_faults_changed", **self.faults.settings.to_json())
+        return json_response(self.faults.settings.to_json())
+
+
+def bearer_token(request: Request) -> str | None:
+    """The `Authorization: Bearer` token; a token in the query string is ignored on purpose."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def error_code(response: Response) -> str | None:
+    """The Marketo error code (or HTTP status) a response carries, None for a success."""
+    if not is_error(response):
+        return None
+    if response.mimetype == "application/json":
+        body = json.loads(response.get_data())
+        errors = body.get("errors") or [{}]
+        return str(errors[0].get("code", response.status_code))
+    return str(response.status_code)
+
+
+def drop_connection(environ: WSGIEnvironment) -> None:
+    """Close the client's socket without an answer, then unwind the request."""
+    sock: socket.socket | None = environ.get("werkzeug.socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    # werkzeug treats ConnectionError as a client that went away: it writes nothing back.
+    raise ConnectionAbortedError("connection dropped by an injected fault")

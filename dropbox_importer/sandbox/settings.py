@@ -1,0 +1,132 @@
+"""The sandbox's knobs: credentials, import speed, limits, lead schema and fault injection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+# The fault codes Marketo documents as transient: a client must retry them.
+TRANSIENT_CODES = ("502", "604", "608", "611", "713")
+
+# Names a fault `endpoints` filter may use; `None` means every Marketo endpoint but identity.
+ENDPOINTS = (
+    "identity",
+    "create",
+    "status",
+    "failures",
+    "warnings",
+    "describe",
+    "partitions",
+    "list",
+)
+
+
+@dataclass(frozen=True)
+class LeadField:
+    """One lead field as `describe.json` reports it: REST name, data type and length."""
+
+    name: str
+    data_type: str = "string"
+    length: int | None = 255
+    display_name: str = ""
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """What goes wrong on purpose, how often and where; seeded so a failure can be replayed."""
+
+    # Share of calls answered with one of `codes` (HTTP 200, success false).
+    rate: float = 0.0
+    codes: tuple[str, ...] = TRANSIENT_CODES
+    # Share of calls answered with a bare HTTP 5xx.
+    http_5xx_rate: float = 0.0
+    # Share of calls whose connection is closed without an answer, before the call runs.
+    drop_rate: float = 0.0
+    # Share of calls delayed by `latency_seconds` before they run.
+    latency_seconds: float = 0.0
+    latency_rate: float = 0.0
+    # Share of created batches that end `Failed`.
+    failed_batch_rate: float = 0.0
+    # Endpoint names (see ENDPOINTS) faults apply to; None: every Marketo endpoint but identity.
+    endpoints: tuple[str, ...] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Reject rates outside [0, 1], unknown endpoints and negative latency."""
+        for name in ("rate", "http_5xx_rate", "drop_rate", "latency_rate", "failed_batch_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"fault {name} must be between 0 and 1, got {value}")
+        if self.latency_seconds < 0:
+            raise ValueError(f"fault latency_seconds must be >= 0, got {self.latency_seconds}")
+        if not self.codes:
+            raise ValueError("fault codes must not be empty")
+        unknown = set(self.endpoints or ()) - set(ENDPOINTS)
+        if unknown:
+            raise ValueError(f"unknown fault endpoints {sorted(unknown)}; known: {ENDPOINTS}")
+
+    def updated(self, changes: dict[str, Any]) -> FaultSettings:
+        """A copy with the given fields replaced (JSON lists become tuples); ValueError if bad."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown fault settings {sorted(unknown)}; known: {sorted(known)}")
+        clean: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key == "codes":
+                clean[key] = tuple(str(code) for code in value)
+            elif key == "endpoints":
+                clean[key] = None if value is None else tuple(str(name) for name in value)
+            elif key == "seed":
+                clean[key] = int(value)
+            else:
+                clean[key] = float(value)
+        return replace(self, **clean)
+
+    def to_json(self) -> dict[str, Any]:
+        """These settings as a JSON-ready dict."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["codes"] = list(self.codes)
+        out["endpoints"] = None if self.endpoints is None else list(self.endpoints)
+        return out
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """Everything a running sandbox needs; the defaults are Marketo's own numbers."""
+
+    client_id: str = "sandbox-client"
+    client_secret: str = field(default="sandbox-secret", repr=False)
+    # Import speed: a job takes job_overhead_seconds + rows / rows_per_second.
+    rows_per_second: float = 1000.0
+    job_overhead_seconds: float = 1.0
+    token_lifetime_seconds: float = 3600.0
+    calls_per_window: int = 100
+    window_seconds: float = 20.0
+    max_in_flight: int = 10
+    daily_quota: int = 50000
+    max_queued_jobs: int = 10
+    max_importing: int = 2
+    batch_retention_seconds: float = 7 * 86400.0
+    max_file_bytes: int = 10 * 1024 * 1024
+    # What a header column that is no lead field does: warn on every row, or fail the batch.
+    unknown_column: Literal["warn", "fail"] = "warn"
+    custom_fields: tuple[LeadField, ...] = ()
+    lists: dict[int, str] = field(
+        default_factory=lambda: {1001: "Demo list", 1002: "Newsletter", 1003: "Webinar"}
+    )
+    partitions: tuple[str, ...] = ("Default", "Europe", "Americas")
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    scope: str = "sandbox-api-user@example.com"
+
+    def __post_init__(self) -> None:
+        """Reject settings that would make the sandbox meaningless."""
+        if self.rows_per_second <= 0:
+            raise ValueError("rows_per_second must be > 0")
+        if self.unknown_column not in ("warn", "fail"):
+            raise ValueError("unknown_column must be 'warn' or 'fail'")
+        if not self.partitions:
+            raise ValueError("at least one partition is needed")
+        if min(self.max_importing, self.max_queued_jobs, self.max_in_flight) < 1:
+            raise ValueError("max_importing, max_queued_jobs and max_in_flight must be >= 1")

@@ -1,0 +1,40 @@
+"""Shared fixtures: a real sandbox on a free loopback port, fast enough for tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from dropbox_importer.sandbox import Sandbox, SandboxSettings
+
+# Import speed for tests: a 1,000-row file takes 0.25 s, an empty job 0.05 s.
+FAST = SandboxSettings(rows_per_second=5000.0, job_overhead_seconds=0.05)
+
+MakeSandbox = Callable[..., Sandbox]
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[MakeSandbox]:
+    """A factory: `make_sandbox(**overrides)` starts a sandbox with FAST settings overridden.
+
+    Every sandbox it starts is stopped at the end of the test.
+    """
+    started: list[Sandbox] = []
+
+    def make(**overrides: Any) -> Sandbox:
+        sandbox = Sandbox(replace(FAST, **overrides)).start()
+        started.append(sandbox)
+        return sandbox
+
+    yield make
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture
+def sandbox(make_sandbox: MakeSandbox) -> Sandbox:
+    """A running sandbox with fast import speed and Marketo's default limits."""
+    return make_sandbox()
