@@ -58,9 +58,10 @@ class MarketoApi:
         batch = self.queue.create(checked, payload, self.faults.batch_fails())
         if batch is None:
             return error("1016", f"Too many jobs ({self.settings.max_queued_jobs}) in queue")
-        return success(
-            [{"batchId": batch.batch_id, "importId": str(batch.batch_id), "status": batch.status}]
-        )
+        # Always "Queued", even if the scheduler already took it; the published schema
+        # requires numOfLeadsProcessed here too, though Marketo's examples omit it.
+        result = {"batchId": batch.batch_id, "importId": str(batch.batch_id), "status": "Queued"}
+        return success([{**result, "numOfLeadsProcessed": 0}])
 
     def check_params(self, params: dict[str, str]) -> ImportRequest | Response:
         """Validate format, lookupField, listId and partitionName (1003 on any bad one)."""

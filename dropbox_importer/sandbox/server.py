@@ -63,7 +63,7 @@ class Sandbox:
             daemon=True,
         )
         self._thread.start()
-        log.info("sandbox_started", base_url=self.base_url)
+        log.debug("sandbox_started", base_url=self.base_url)
         return self
 
     def stop(self) -> None:
@@ -74,7 +74,7 @@ class Sandbox:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.app.queue.stop()
-        log.info("sandbox_stopped")
+        log.debug("sandbox_stopped")
 
     def __enter__(self) -> Sandbox:
         """Start and return the sandbox."""

@@ -12,6 +12,9 @@ from dropbox_importer.sandbox import Sandbox
 
 T = TypeVar("T")
 
+# The type of the `make_sandbox` fixture of tests/conftest.py.
+MakeSandbox = Callable[..., Sandbox]
+
 
 def wait_for(check: Callable[[], T], *, timeout: float = 10.0, what: str = "condition") -> T:
     """Return the first truthy value of `check()`; fail at the deadline."""

@@ -1,0 +1,35 @@
+"""Validate sandbox answers against Adobe's published OpenAPI (Swagger 2.0) files."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+REFERENCE = Path(__file__).parent / "reference"
+FILES = {
+    "identity": "marketo-identity-openapi.json",
+    "lead-database": "marketo-lead-database-openapi.json",
+}
+
+
+@cache
+def _spec(name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads((REFERENCE / FILES[name]).read_text())
+    return spec
+
+
+def response_schema(path: str, method: str = "get") -> dict[str, Any]:
+    """The HTTP 200 schema of one operation, with the spec's definitions so `$ref`s resolve."""
+    name = "identity" if path.startswith("/identity") else "lead-database"
+    spec = _spec(name)
+    schema = spec["paths"][path][method]["responses"]["200"]["schema"]
+    return {**schema, "definitions": spec["definitions"]}
+
+
+def validate(body: Any, path: str, method: str = "get") -> None:
+    """Raise jsonschema.ValidationError unless `body` fits the operation's response schema."""
+    jsonschema.Draft4Validator(response_schema(path, method)).validate(body)
