@@ -1,0 +1,230 @@
+"""Checking a dropped file in one streaming pass before a Marketo import slot is spent on it.
+
+The csv module is the judge of what a row is; alongside it, every record's quote parity is
+checked line by line, because the splitter finds record ends by quote parity alone and must
+agree with the csv module on every file that passes here.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dropbox_importer.csvfile.fields import suggest_fields
+from dropbox_importer.csvfile.source import FileRejected, Source, is_blank, iter_lines, open_source
+from dropbox_importer.marketo.models import ImportFormat
+
+# Longer values are garbage (Marketo's longest text field holds 32k), and the cap keeps a
+# runaway quote from holding the whole file in memory.
+MAX_FIELD_CHARS = 131_072
+
+FORMAT_NAMES = {
+    ",": ("csv", "comma-separated", "commas"),
+    ";": ("ssv", "semicolon-separated", "semicolons"),
+    "\t": ("tsv", "tab-separated", "tabs"),
+}
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What the checks learned: header, data row count, encoding, BOM, line ends, local failures."""
+
+    header: list[str]
+    rows: int
+    bom: bool
+    encoding: str
+    newline: str  # "lf", "crlf" or "cr"
+    # Start lines of rows whose lookup value is empty: they fail locally, the rest is imported.
+    empty_lookup_lines: list[int] = field(default_factory=list)
+    lookup_field: str = "email"
+
+
+class _Capture:
+    """A line iterator that remembers the lines the csv reader took for the current record."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _Capture:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.taken.append(line)
+        return line
+
+
+def _csv_error(exc: csv.Error, start: int, fmt: ImportFormat) -> FileRejected:
+    text = str(exc)
+    if "unexpected end of data" in text:
+        return FileRejected(
+            f"line {start}: a quoted value opens here and is never closed — close the double "
+            'quote, or write a quote inside a value as two quotes ("")',
+            start,
+        )
+    if "expected after" in text:
+        return FileRejected(
+            f"line {start}: text follows a closing double quote — put the whole value in "
+            'quotes and write each quote inside it as two quotes ("")',
+            start,
+        )
+    if "field larger than field limit" in text:
+        return FileRejected(
+            f"line {start}: a value is longer than {MAX_FIELD_CHARS} characters — "
+            "check for a quote that is never closed, or shorten the value",
+            start,
+        )
+    if "new-line character" in text:
+        return FileRejected(
+            f"line {start}: a stray carriage return inside a value — "
+            "put values with line breaks in double quotes",
+            start,
+        )
+    return FileRejected(f"line {start}: not readable as {fmt.value} ({text})", start)
+
+
+def _check_parity(taken: list[str], start: int) -> None:
+    # Inside a record every line but the last must end within quotes and the last outside:
+    # otherwise a quote sits inside an unquoted value and the splitter would cut there.
+    quotes = 0
+    for offset, raw in enumerate(taken):
+        quotes += raw.count('"')
+        inside = quotes % 2 == 1
+        if inside != (offset < len(taken) - 1):
+            raise FileRejected(
+                f"line {start + offset}: a double quote inside an unquoted value — put the "
+                'value in double quotes and write the quote as two quotes ("")',
+                start + offset,
+            )
+
+
+def _check_delimiter(raw_header: str, fmt: ImportFormat) -> None:
+    if fmt.delimiter in raw_header:
+        return
+    # A header without any delimiter is a single-column file: nothing to compare.
+    for delim, (name, long_name, _) in FORMAT_NAMES.items():
+        if delim != fmt.delimiter and delim in raw_header:
+            mine = FORMAT_NAMES[fmt.delimiter][2]
+            raise FileRejected(
+                f"line 1: the file looks like {name} ({long_name}) but this folder takes "
+                f"{fmt.value}: move it to a {name} folder or save it with {mine}",
+                1,
+            )
+
+
+def _check_header(header: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for column, name in enumerate(header, start=1):
+        key = name.strip().lower()
+        if not key:
+            raise FileRejected(
+                f"line 1: column {column} of the header has no name — give every column a "
+                "Marketo field name, or delete the empty column",
+                1,
+            )
+        if key in seen:
+            raise FileRejected(
+                f"line 1: the header names '{name.strip()}' twice (columns {seen[key]} and "
+                f"{column}) — keep one of them",
+                1,
+            )
+        seen[key] = column
+
+
+def _lookup_index(header: list[str], lookup: str) -> int:
+    names = [name.strip().lower() for name in header]
+    if lookup.lower() in names:
+        return names.index(lookup.lower())
+    hint = suggest_fields(header, [lookup])
+    near = [name for name, match in hint.items() if match]
+    meant = f" (is '{near[0].strip()}' meant to be '{lookup}'?)" if near else ""
+    raise FileRejected(
+        f"line 1: the lookup field '{lookup}' is not a column of the header{meant} — add or "
+        "rename the column, or drop the file in a folder with another lookup field",
+        1,
+    )
+
+
+def _records(
+    reader: Iterator[list[str]], capture: _Capture, fmt: ImportFormat
+) -> Iterator[tuple[int, list[str], list[str]]]:
+    """(start line, fields, raw lines) of each record, with csv errors made readable."""
+    line = 0
+    while True:
+        capture.taken = []
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _csv_error(exc, line + 1, fmt) from None
+        start = line + 1
+        line += len(capture.taken)
+        _check_parity(capture.taken, start)
+        yield start, fields, capture.taken
+
+
+def inspect_file(
+    path: Path,
+    fmt: ImportFormat,
+    *,
+    encoding: str = "utf-8",
+    lookup_field: str | None = None,
+) -> Inspection:
+    """Check the file in one pass; raise FileRejected naming the line and the fix."""
+    src: Source = open_source(path, encoding)
+    lookup = lookup_field or "email"  # Marketo's default lookup field
+    capture = _Capture(iter_lines(src))
+    csv.field_size_limit(MAX_FIELD_CHARS)
+    reader = csv.reader(capture, delimiter=fmt.delimiter, strict=True)
+    records = _records(reader, capture, fmt)
+    first = next(records, None)
+    if first is None:
+        raise FileRejected("the file is empty: export it again with a header row and data rows")
+    if all(is_blank(raw) for raw in first[2]):
+        if any(not all(is_blank(raw) for raw in rest[2]) for rest in records):
+            raise FileRejected("line 1 is empty — the first line must be the header row", 1)
+        raise FileRejected("the file holds only empty lines: export it again with its data")
+    _, header, raw_header = first
+    _check_delimiter("".join(raw_header), fmt)
+    _check_header(header)
+    key = _lookup_index(header, lookup)
+    width = len(header)
+    rows = 0
+    empty_lookup: list[int] = []
+    blank_at: int | None = None
+    for start, fields, raw in records:
+        if len(raw) == 1 and is_blank(raw[0]):
+            blank_at = blank_at or start
+            continue
+        if blank_at is not None:
+            raise FileRejected(
+                f"line {blank_at} is empty — delete empty lines between rows", blank_at
+            )
+        if len(fields) != width:
+            raise FileRejected(
+                f"line {start} has {len(fields)} fields but the header has {width} — put values "
+                f"containing '{_shown(fmt.delimiter)}' in double quotes, or add the missing fields",
+                start,
+            )
+        rows += 1
+        if not fields[key].strip():
+            empty_lookup.append(start)
+    if rows == 0:
+        raise FileRejected("the file has a header but no rows: export it again with its data", 2)
+    return Inspection(
+        header=header,
+        rows=rows,
+        bom=src.bom,
+        encoding=src.encoding,
+        newline=src.newline,
+        empty_lookup_lines=empty_lookup,
+        lookup_field=header[key].strip(),
+    )
+
+
+def _shown(delimiter: str) -> str:
+    return "\\t" if delimiter == "\t" else delimiter

@@ -1,0 +1,197 @@
+"""Cutting a checked file into parts Marketo accepts: UTF-8 without BOM, each under the size cap.
+
+Two paths. A UTF-8 file with LF or CRLF line ends and no rows to leave out is cut as bytes: a
+block is read, the cut goes at its last line end with an even count of double quotes before it
+(a line end inside a quoted value always has an odd count), and rows are counted with bytes
+methods only, so no Python code runs per row. Anything else (a declared encoding, old Mac
+line ends, rows failed locally) is rewritten record by record.
+
+Every part, even a lone one, is a new file in `out_dir`: the original is never sent as is, so
+the BOM never reaches Marketo and the original stays untouched for the partner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from dropbox_importer.csvfile.source import (
+    FileRejected,
+    Source,
+    is_blank,
+    iter_lines,
+    iter_raw_records,
+    open_source,
+)
+from dropbox_importer.marketo.models import ImportFormat
+
+# Marketo refuses bodies of 10 MB; the margin covers the multipart envelope and rounding.
+DEFAULT_MAX_PART_BYTES = 9_500_000
+READ_SIZE = 4 << 20
+# translate() deletes everything but quotes and line feeds; what remains tells rows apart.
+_NOT_QUOTE_OR_LF = bytes(b for b in range(256) if b not in b'"\n')
+
+
+@dataclass(frozen=True)
+class Part:
+    """One file sent as one import: its rows are the original's from `first_line` on."""
+
+    path: Path
+    index: int  # 0-based, in the original's row order
+    first_line: int  # the original's line number of the part's first row
+    rows: int
+    bytes: int
+
+
+def count_records(data: bytes | bytearray) -> int:
+    """Records ending in `data` (which starts at a record start): line feeds outside quotes."""
+    lines = data.count(b"\n")
+    if data.find(b'"') == -1:
+        return lines
+    # Only quotes and line feeds are left; pairs on a line cancel, so a quote survives only
+    # on a line that opens or closes a multi-line value.
+    reduced = data.translate(None, _NOT_QUOTE_OR_LF).replace(b'""', b"")
+    if reduced.find(b'"') == -1:
+        return lines
+    inside = b"".join(reduced.split(b'"')[1::2]).count(b"\n")
+    return lines - inside
+
+
+def _last_boundary(buf: bytearray, limit: int) -> int:
+    """The largest cut <= limit that ends a record (just after a line feed), or 0."""
+    pos = buf.rfind(b"\n", 0, limit)
+    if pos == -1:
+        return 0
+    quotes = buf.count(b'"', 0, pos + 1)
+    while quotes % 2:
+        prev = buf.rfind(b"\n", 0, pos)
+        if prev == -1:
+            return 0
+        quotes -= buf.count(b'"', prev + 1, pos + 1)
+        pos = prev
+    return pos + 1
+
+
+def _trim_blank_tail(buf: bytearray) -> None:
+    """Drop trailing lines that hold only spaces and tabs; keep the last row's own line end."""
+    content = len(buf.rstrip(b" \t\r\n"))
+    end = buf.find(b"\n", content)
+    if end != -1:
+        del buf[end + 1 :]
+
+
+def _part_path(src: Source, fmt: ImportFormat, out_dir: Path, index: int) -> Path:
+    suffix = src.path.suffix or f".{fmt.value}"
+    return out_dir / f"{src.path.stem}.part{index + 1:04d}{suffix}"
+
+
+def _too_big(line: int, max_bytes: int) -> FileRejected:
+    return FileRejected(
+        f"line {line}: this row alone is larger than an import may be ({max_bytes} bytes) — "
+        "check for a quote that is never closed",
+        line,
+    )
+
+
+def _read_header(stream: BinaryIO, buf: bytearray) -> bytes:
+    """Read until the header record's line end; return it (buf keeps what follows)."""
+    searched = 0
+    while True:
+        pos = buf.find(b"\n", searched)
+        if pos != -1 and buf.count(b'"', 0, pos + 1) % 2 == 0:
+            header = bytes(buf[: pos + 1])
+            del buf[: pos + 1]
+            return header
+        searched = len(buf) if pos == -1 else pos + 1
+        chunk = stream.read(READ_SIZE)
+        if not chunk:
+            raise FileRejected("the file has a header but no rows: export it again with its data")
+        buf += chunk
+
+
+def _split_bytes(src: Source, fmt: ImportFormat, out_dir: Path, max_bytes: int) -> list[Part]:
+    parts: list[Part] = []
+    buf = bytearray()
+    with src.path.open("rb") as stream:
+        stream.seek(src.skip)
+        header = _read_header(stream, buf)
+        budget = max_bytes - len(header)
+        line = 1 + header.count(b"\n")
+        eof = False
+        while True:
+            while not eof and len(buf) <= budget:
+                chunk = stream.read(max(READ_SIZE, budget + 1 - len(buf)))
+                eof = not chunk
+                buf += chunk
+            if eof:
+                _trim_blank_tail(buf)
+                if not buf:
+                    break
+            cut = len(buf) if eof and len(buf) <= budget else _last_boundary(buf, budget)
+            if cut == 0:
+                raise _too_big(line, max_bytes)
+            rows = count_records(buf[:cut]) + (0 if buf[cut - 1] == 0x0A else 1)
+            path = _part_path(src, fmt, out_dir, len(parts))
+            with path.open("wb") as out, memoryview(buf) as view:
+                out.write(header)
+                out.write(view[:cut])
+            parts.append(Part(path, len(parts), line, rows, len(header) + cut))
+            line += buf.count(b"\n", 0, cut)
+            del buf[:cut]
+    return parts
+
+
+def _split_records(
+    src: Source, fmt: ImportFormat, out_dir: Path, max_bytes: int, skip_lines: frozenset[int]
+) -> list[Part]:
+    records = iter_raw_records(iter_lines(src))
+    # Old Mac files get Unix line ends: Marketo documents only LF and CRLF.
+    convert = src.newline == "cr"
+    _, header_text = next(records, (1, ""))
+    header = (header_text.replace("\r", "\n") if convert else header_text).encode("utf-8")
+    budget = max_bytes - len(header)
+    parts: list[Part] = []
+    pending: list[bytes] = []
+    size = 0
+    first = 0
+
+    def flush() -> None:
+        path = _part_path(src, fmt, out_dir, len(parts))
+        with path.open("wb") as out:
+            out.write(header)
+            out.writelines(pending)
+        parts.append(Part(path, len(parts), first, len(pending), len(header) + size))
+
+    for start, text in records:
+        if start in skip_lines or is_blank(text):
+            continue
+        data = (text.replace("\r", "\n") if convert else text).encode("utf-8")
+        if len(data) > budget:
+            raise _too_big(start, max_bytes)
+        if pending and size + len(data) > budget:
+            flush()
+            pending, size = [], 0
+        if not pending:
+            first = start
+        pending.append(data)
+        size += len(data)
+    if pending:
+        flush()
+    return parts
+
+
+def split_file(
+    path: Path,
+    fmt: ImportFormat,
+    out_dir: Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_PART_BYTES,
+    encoding: str = "utf-8",
+    skip_lines: frozenset[int] = frozenset(),
+) -> list[Part]:
+    """Write the file's rows as UTF-8 parts of at most `max_bytes`, each with the header."""
+    src = open_source(path, encoding)
+    if src.is_utf8 and src.newline != "cr" and not skip_lines:
+        return _split_bytes(src, fmt, out_dir, max_bytes)
+    return _split_records(src, fmt, out_dir, max_bytes, skip_lines)
