@@ -9,6 +9,7 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -20,7 +21,7 @@ from dropbox_importer.sandbox.api import MarketoApi
 from dropbox_importer.sandbox.database import LeadDatabase
 from dropbox_importer.sandbox.faults import FAULT_MESSAGES, FaultInjector
 from dropbox_importer.sandbox.identity import TokenCheck, TokenIssuer
-from dropbox_importer.sandbox.imports import ImportQueue
+from dropbox_importer.sandbox.imports import ImportQueue, Speed
 from dropbox_importer.sandbox.limits import Admission, CallLimiter
 from dropbox_importer.sandbox.responses import error, is_error, json_response
 from dropbox_importer.sandbox.settings import SandboxSettings
@@ -44,6 +45,7 @@ ROUTES = Map(
         Rule("/sandbox/batches.json", endpoint="sandbox_batches", methods=["GET"]),
         Rule("/sandbox/stats.json", endpoint="sandbox_stats", methods=["GET"]),
         Rule("/sandbox/faults.json", endpoint="sandbox_faults", methods=["GET", "POST"]),
+        Rule("/sandbox/speed.json", endpoint="sandbox_speed", methods=["GET", "POST"]),
     ],
     strict_slashes=False,
 )
@@ -230,6 +232,8 @@ class SandboxApp:
             stats = self.stats.to_json()
             stats.update(peakImporting=self.queue.peak_importing, inFlight=self.limiter.in_flight)
             return json_response(stats)
+        if endpoint == "sandbox_speed":
+            return self.change_speed(request)
         if request.method == "POST":
             try:
                 changes = json.loads(request.get_data(as_text=True) or "{}")
@@ -238,6 +242,25 @@ class SandboxApp:
                 return json_response({"error": f"bad fault settings: {exc}"}, status=400)
             log.info("sandbox_faults_changed", **self.faults.settings.to_json())
         return json_response(self.faults.settings.to_json())
+
+    def change_speed(self, request: Request) -> Response:
+        """`GET|POST /sandbox/speed.json`: read or change the import speed of a running sandbox."""
+        if request.method == "POST":
+            try:
+                changes = json.loads(request.get_data(as_text=True) or "{}")
+                speed = Speed(
+                    float(changes.get("rows_per_second", self.queue.speed.rows_per_second)),
+                    float(
+                        changes.get("job_overhead_seconds", self.queue.speed.job_overhead_seconds)
+                    ),
+                )
+                if speed.rows_per_second <= 0 or speed.job_overhead_seconds < 0:
+                    raise ValueError("rows_per_second must be > 0, job_overhead_seconds >= 0")
+            except (ValueError, TypeError, AttributeError) as exc:
+                return json_response({"error": f"bad speed: {exc}"}, status=400)
+            self.queue.set_speed(speed)
+            log.info("sandbox_speed_changed", **asdict(speed))
+        return json_response(asdict(self.queue.speed))
 
 
 def bearer_token(request: Request) -> str | None:

@@ -22,6 +22,18 @@ log = structlog.get_logger(__name__)
 FIRST_BATCH_ID = 3401  # Adobe's examples show ids in the 3400s
 
 
+@dataclass(frozen=True)
+class Speed:
+    """How fast imports run: a job takes job_overhead_seconds + rows / rows_per_second."""
+
+    rows_per_second: float
+    job_overhead_seconds: float
+
+    def duration(self, rows: int) -> float:
+        """Simulated seconds to import this many rows."""
+        return self.job_overhead_seconds + rows / self.rows_per_second
+
+
 @dataclass
 class Batch:
     """One import job and everything the status, failures and warnings calls report."""
@@ -40,7 +52,7 @@ class Batch:
     report: RowReport | None = None
     failure: str | None = None
 
-    def counts(self, now: float, settings: SandboxSettings) -> tuple[int, int, int]:
+    def counts(self, now: float, speed: Speed) -> tuple[int, int, int]:
         """(leads processed, rows failed, rows with warning) so far, growing with the clock."""
         report = self.report
         if report is None or self.failure is not None or self.started is None:
@@ -48,8 +60,8 @@ class Batch:
         if self.status == "Complete":
             done = report.rows
         else:
-            elapsed = now - self.started - settings.job_overhead_seconds
-            done = min(report.rows, max(0, int(elapsed * settings.rows_per_second)))
+            elapsed = now - self.started - speed.job_overhead_seconds
+            done = min(report.rows, max(0, int(elapsed * speed.rows_per_second)))
         failed = bisect_left(report.failures, done, key=lambda item: item[0])
         warned = bisect_left(report.warnings, done, key=lambda item: item[0])
         return done - failed, failed, warned
@@ -86,6 +98,7 @@ class ImportQueue:
         self.settings = settings
         self.db = db
         self._clock = clock
+        self.speed = Speed(settings.rows_per_second, settings.job_overhead_seconds)
         self._wall_offset = time.time() - clock()
         self._cond = threading.Condition()
         self._batches: dict[int, Batch] = {}
@@ -135,7 +148,7 @@ class ImportQueue:
     def status(self, batch: Batch) -> dict[str, Any]:
         """The batch as `GET /bulk/v1/leads/batch/{id}.json` reports it."""
         with self._cond:
-            processed, failed, warned = batch.counts(self._clock(), self.settings)
+            processed, failed, warned = batch.counts(self._clock(), self.speed)
             return {
                 "batchId": batch.batch_id,
                 "importId": str(batch.batch_id),
@@ -225,8 +238,15 @@ class ImportQueue:
         with self._cond:
             assert batch.started is not None
             batch.report, batch.failure = report, failure
-            rows = report.rows if report is not None else 0
-            batch.due = (
-                batch.started + settings.job_overhead_seconds + rows / settings.rows_per_second
-            )
+            batch.due = batch.started + self.speed.duration(report.rows if report else 0)
+            self._cond.notify_all()
+
+    def set_speed(self, speed: Speed) -> None:
+        """Change the import speed now; batches already importing are re-timed from their start."""
+        with self._cond:
+            self.speed = speed
+            for batch in self._importing:
+                if batch.due is not None and batch.started is not None:
+                    rows = batch.report.rows if batch.report else 0
+                    batch.due = batch.started + speed.duration(rows)
             self._cond.notify_all()
