@@ -124,7 +124,9 @@ def _import_row(
 ) -> None:
     lookup = request.lookup_field
     if len(row) > width:
-        report.failures.append((number, row, f"Row has {len(row)} fields, header has {width}"))
+        report.failures.append(
+            (number, row, f"Row has {len(row)} fields where the header has {width}")
+        )
         return
     key = row[lookup_index].strip() if 0 <= lookup_index < len(row) else ""
     if not key:
