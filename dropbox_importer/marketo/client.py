@@ -174,7 +174,7 @@ class MarketoClient:
             self._closing,
             parse=lambda outcome, _r: responses.parse_list(outcome.result),
             # Marketo answers an unknown list id with 1013 "Object not found" (or an empty result).
-            absent_codes=frozenset({"1013", "610"}),
+            absent_codes=frozenset({"1013"}),
         )
 
     def stats(self) -> ClientStats:

@@ -112,8 +112,10 @@ class TokenSource:
         use_until = expires_at - margin
         if value == previous.value:
             # Marketo hands back the same token until it expires: refreshing early cannot get a
-            # new one, so keep it to the end and let a 601/602 trigger the real refresh.
-            use_until = expires_at
+            # new one, so keep it to the end and let a 601/602 trigger the real refresh. Its
+            # `expires_in` is whole seconds rounded down, so near the end it reads 0: ask again
+            # at most once a second rather than hammer the identity service.
+            use_until = max(expires_at, started + 1.0)
         self._log.info(
             "marketo_token_refreshed",
             expires_in=expires_in,

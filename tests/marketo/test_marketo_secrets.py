@@ -1,0 +1,72 @@
+"""The client secret and the access token reach no log event and no exception text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import MakeClient
+from structlog.testing import capture_logs
+
+from dropbox_importer.marketo.errors import AuthenticationError, MarketoError
+from dropbox_importer.marketo.models import ImportFormat, ImportParams
+from dropbox_importer.sandbox import FaultSettings
+
+SECRET = "very-secret-client-secret-42"
+
+
+def current_token(base_url: str) -> str:
+    """The token the sandbox is handing out now (the one the client used)."""
+    response = requests.post(
+        f"{base_url}/identity/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "sandbox-client",
+            "client_secret": SECRET,
+        },
+        timeout=5,
+    )
+    token: str = response.json()["access_token"]
+    return token
+
+
+def test_secret_and_token_never_logged_nor_in_errors(
+    make_sandbox: type, make_client: MakeClient, tmp_path: Path
+) -> None:
+    faults = FaultSettings(rate=0.3, codes=("604", "713"), drop_rate=0.1, http_5xx_rate=0.1)
+    sandbox = make_sandbox(client_secret=SECRET, faults=faults)
+    good = make_client(sandbox)
+    bad = make_client(sandbox, secret=SECRET + "-typo", name="typo")
+    leads = tmp_path / "leads.csv"
+    leads.write_text("email\na@example.com\n")
+    messages: list[str] = []
+    with capture_logs() as logs:
+        good.check_credentials()
+        good.create_import(leads, ImportParams(ImportFormat.CSV))
+        for _ in range(10):
+            good.describe_fields()
+        for call in (
+            bad.check_credentials,
+            lambda: good.create_import(
+                leads, ImportParams(ImportFormat.CSV, partition_name="Nowhere")
+            ),
+        ):
+            with pytest.raises(MarketoError) as caught:
+                call()
+            messages += [str(caught.value), repr(caught.value)]
+    token = current_token(sandbox.base_url)
+    assert len(logs) > 3 and any(e["event"] == "marketo_call_retry" for e in logs)
+    assert any(isinstance(m, str) and "typo" in m for m in messages)
+    for text in [repr(event) for event in logs] + messages:
+        assert SECRET not in text
+        assert token not in text
+
+
+def test_settings_repr_hides_the_secret(make_sandbox: type, make_client: MakeClient) -> None:
+    sandbox = make_sandbox(client_secret=SECRET)
+    client = make_client(sandbox)
+    assert SECRET not in repr(client._settings)
+    with pytest.raises(AuthenticationError) as caught:
+        make_client(sandbox, secret="x" + SECRET).check_credentials()
+    assert SECRET not in str(caught.value)
