@@ -110,7 +110,8 @@ def _check_delimiter(raw_header: str, fmt: ImportFormat) -> None:
             mine = FORMAT_NAMES[fmt.delimiter][2]
             raise FileRejected(
                 f"line 1: the file looks like {name} ({long_name}) but this folder takes "
-                f"{fmt.value}: move it to a {name} folder or save it with {mine}",
+                f"{fmt.value}: move it to {'an' if name == 'ssv' else 'a'} {name} folder "
+                f"or save it with {mine}",
                 1,
             )
 

@@ -79,6 +79,18 @@ def newline_style(head: bytes) -> str:
     return "lf"
 
 
+def _reject_markup(head: bytes) -> None:
+    start = head.removeprefix(UTF8_BOM).lstrip()[:1]
+    if start in (b"{", b"["):
+        raise FileRejected("the file is JSON, not a table: export the leads as CSV", 1)
+    if start == b"<":
+        raise FileRejected(
+            "the file is HTML or XML (an error page saved by mistake?), not a table: "
+            "export the leads as CSV",
+            1,
+        )
+
+
 def open_source(path: Path, encoding: str = "utf-8") -> Source:
     """Sniff the file's BOM, binary signature and line ends; raise FileRejected if not text."""
     codec = _codec_name(encoding)
@@ -89,6 +101,7 @@ def open_source(path: Path, encoding: str = "utf-8") -> Source:
     for magic, what in BINARY_SIGNATURES:
         if head.startswith(magic):
             raise FileRejected(f"the file is {what}")
+    _reject_markup(head)
     if head.startswith(UTF8_BOM):
         # A BOM is an unambiguous statement by the exporter; it wins over the declared encoding.
         return Source(path, "utf-8", True, newline_style(head[3:]), 3)
