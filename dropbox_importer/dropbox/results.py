@@ -7,7 +7,8 @@ Key names are stable (add keys, never rename them); times are ISO 8601 UTC with 
     file                the original's name as dropped
     outcome             "done" (imported, maybe with row failures) or "failed" (not imported)
     reason              for "failed": what happened and what to do, in one sentence; else null
-    import              {format, list_id, partition_name, lookup_field}: the parameters used
+    import              {format, list_id, partition_name, lookup_field}: the parameters used;
+                        null when the route folder could not be parsed
     counts              {leads_processed, rows_failed, rows_with_warning, rows_failed_locally}:
                         Marketo's counts summed over the parts, plus rows refused before sending
     parts               [{index, first_line, rows, batch_id, status, leads_processed,
@@ -112,7 +113,7 @@ class FileResult:
     file: str
     outcome: Outcome
     reason: str | None
-    params: ImportParams
+    params: ImportParams | None  # None when the route folder could not be parsed
     parts: tuple[PartResult, ...]
     timings: Timings
     size: int
@@ -125,7 +126,7 @@ class FileResult:
         cls,
         record: FileRecord,
         parts: Sequence[PartRecord],
-        params: ImportParams,
+        params: ImportParams | None,
         outcome: Outcome,
         *,
         reason: str | None = None,
@@ -170,7 +171,9 @@ class FileResult:
             "file": self.file,
             "outcome": self.outcome,
             "reason": self.reason,
-            "import": {
+            "import": None
+            if self.params is None
+            else {
                 "format": self.params.format.value,
                 "list_id": self.params.list_id,
                 "partition_name": self.params.partition_name,
@@ -199,7 +202,9 @@ class FileResult:
             file=doc["file"],
             outcome=doc["outcome"],
             reason=doc["reason"],
-            params=ImportParams(
+            params=None
+            if params is None
+            else ImportParams(
                 ImportFormat(params["format"]),
                 params["list_id"],
                 params["partition_name"],
