@@ -26,11 +26,12 @@ from typing import Any, TypeVar
 import requests
 import structlog
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 
 from dropbox_importer import __version__
 from dropbox_importer.marketo import responses
 from dropbox_importer.marketo.errors import AuthenticationError, ClientBug, Stopped
-from dropbox_importer.marketo.limiter import CallLimiter, ImportSlots
+from dropbox_importer.marketo.limiter import AnyOf, CallLimiter, ImportSlots, StopSignal
 from dropbox_importer.marketo.models import (
     BatchStatus,
     ClientStats,
@@ -101,14 +102,14 @@ class MarketoClient:
         self, path: Path, params: ImportParams, *, stop: threading.Event | None = None
     ) -> int:
         """Upload `path` as a bulk import once a queue slot is free; return the batch id."""
-        stop = self._stop_of(stop)
-        self._slots.reserve(stop)
+        signal = self._stop_of(stop)
+        self._slots.reserve(signal)
         try:
             batch_id = self._call(
                 "create",
                 "POST",
                 "/bulk/v1/leads.json",
-                stop,
+                signal,
                 params=params.query(),
                 upload=path,
                 parse=lambda outcome, _r: responses.parse_batch_id(outcome.result),
@@ -120,13 +121,13 @@ class MarketoClient:
         self._log.info("marketo_import_created", batch_id=batch_id, file=path.name)
         return batch_id
 
-    def batch_status(self, batch_id: int) -> BatchStatus:
+    def batch_status(self, batch_id: int, *, stop: threading.Event | None = None) -> BatchStatus:
         """The batch's status; a terminal one frees its queue slot."""
         status = self._call(
             "status",
             "GET",
             f"/bulk/v1/leads/batch/{int(batch_id)}.json",
-            self._closing,
+            self._stop_of(stop),
             parse=lambda outcome, _r: responses.parse_batch_status(outcome.result),
         )
         if status.status.terminal:
@@ -137,41 +138,45 @@ class MarketoClient:
         """After a restart: count a batch that is still queued or importing against the cap."""
         self._slots.adopt(int(batch_id))
 
-    def download_failures(self, batch_id: int, dest: Path) -> None:
+    def download_failures(
+        self, batch_id: int, dest: Path, *, stop: threading.Event | None = None
+    ) -> None:
         """Stream the batch's failed rows to `dest` (written to a temporary name, then renamed)."""
-        self._download("failures", batch_id, dest)
+        self._download("failures", batch_id, dest, self._stop_of(stop))
 
-    def download_warnings(self, batch_id: int, dest: Path) -> None:
+    def download_warnings(
+        self, batch_id: int, dest: Path, *, stop: threading.Event | None = None
+    ) -> None:
         """Stream the batch's rows with warnings to `dest` (temporary name, then renamed)."""
-        self._download("warnings", batch_id, dest)
+        self._download("warnings", batch_id, dest, self._stop_of(stop))
 
-    def describe_fields(self) -> list[LeadField]:
+    def describe_fields(self, *, stop: threading.Event | None = None) -> list[LeadField]:
         """Every lead field, by the REST name an import header uses."""
         return self._call(
             "describe",
             "GET",
             "/rest/v1/leads/describe.json",
-            self._closing,
+            self._stop_of(stop),
             parse=lambda outcome, _r: responses.parse_fields(outcome.result),
         )
 
-    def partitions(self) -> list[Partition]:
+    def partitions(self, *, stop: threading.Event | None = None) -> list[Partition]:
         """The instance's lead partitions."""
         return self._call(
             "partitions",
             "GET",
             "/rest/v1/leads/partitions.json",
-            self._closing,
+            self._stop_of(stop),
             parse=lambda outcome, _r: responses.parse_partitions(outcome.result),
         )
 
-    def get_list(self, list_id: int) -> StaticList | None:
+    def get_list(self, list_id: int, *, stop: threading.Event | None = None) -> StaticList | None:
         """The static list `list_id`, or None when there is no such list."""
         return self._call(
             "list",
             "GET",
             f"/rest/v1/lists/{int(list_id)}.json",
-            self._closing,
+            self._stop_of(stop),
             parse=lambda outcome, _r: responses.parse_list(outcome.result),
             # Marketo answers an unknown list id with 1013 "Object not found" (or an empty result).
             absent_codes=frozenset({"1013"}),
@@ -200,19 +205,16 @@ class MarketoClient:
 
     # -- the one retry loop -----------------------------------------------------------------
 
-    def _stop_of(self, stop: threading.Event | None) -> threading.Event:
-        if stop is None:
-            return self._closing
-        if self._closing.is_set():
-            stop.set()
-        return stop
+    def _stop_of(self, stop: threading.Event | None) -> StopSignal:
+        """What every wait of one call watches: the caller's stop event and close()."""
+        return self._closing if stop is None else AnyOf(stop, self._closing)
 
     def _call(
         self,
         endpoint: str,
         method: str,
         path: str,
-        stop: threading.Event,
+        stop: StopSignal,
         *,
         parse: Callable[[Outcome, requests.Response], T],
         params: dict[str, str] | None = None,
@@ -223,7 +225,7 @@ class MarketoClient:
         backoff = Backoff(self._settings.base_backoff_seconds, self._settings.max_backoff_seconds)
         refreshed: set[str] = set()
         while True:
-            if stop.is_set() or self._closing.is_set():
+            if stop.is_set():
                 raise Stopped(f"stopped before {endpoint}")
             token = self._token(stop)
             with self._limiter.admit(stop) as ticket:
@@ -233,7 +235,10 @@ class MarketoClient:
                         method, path, token, params, upload, raw_ok, parse
                     )
                 except _TRANSPORT_ERRORS as exc:
-                    outcome, value = Outcome(_transport_condition(exc), type(exc).__name__), None
+                    outcome = Outcome(
+                        _transport_condition(exc), type(exc).__name__, ambiguous=_maybe_sent(exc)
+                    )
+                    value = None
                 if outcome.refused:
                     ticket.refund()  # Marketo does not count calls refused with an error
             if outcome.ok:
@@ -287,7 +292,7 @@ class MarketoClient:
         token: str,
         refreshed: set[str],
         backoff: Backoff,
-        stop: threading.Event,
+        stop: StopSignal,
         upload: Path | None,
     ) -> Backoff:
         """Apply the policy to a failed attempt: wait as it says, or raise; return the back-off."""
@@ -320,7 +325,7 @@ class MarketoClient:
         if action is Action.PAUSE_QUOTA:
             self._pause_for_quota()
             return backoff
-        if upload is not None and code in (DROPPED, TIMEOUT):
+        if upload is not None and outcome.ambiguous:
             with self._lock:
                 self._ambiguous += 1
             log.warning("marketo_create_ambiguous", file=upload.name)
@@ -333,11 +338,13 @@ class MarketoClient:
             # the back-off ends (theirs may have freed one meanwhile).
             self._slots.queue_full()
             self._slots.wait_for_release(delay, stop)
-        elif stop.wait(delay) or self._closing.is_set():
+        elif action is Action.WAIT_IN_FLIGHT and self._limiter.in_flight_full() > 0:
+            return backoff  # admit() now waits for one of our running calls to finish
+        elif stop.wait(delay):
             raise Stopped(f"stopped while backing off {endpoint}")
         return backoff.next()
 
-    def _token(self, stop: threading.Event) -> str:
+    def _token(self, stop: StopSignal) -> str:
         """The current token; identity faults back off like any transient fault."""
         backoff = Backoff(self._settings.base_backoff_seconds, self._settings.max_backoff_seconds)
         while True:
@@ -349,7 +356,7 @@ class MarketoClient:
                 self._log.info(
                     "marketo_call_retry", endpoint="identity", reason=str(exc), delay=delay
                 )
-                if stop.wait(delay) or self._closing.is_set():
+                if stop.wait(delay):
                     raise Stopped("stopped while fetching a token") from None
                 backoff = backoff.next()
 
@@ -362,7 +369,7 @@ class MarketoClient:
             "marketo_quota_paused", resume_at=resume.isoformat(), seconds=round(seconds)
         )
 
-    def _download(self, kind: str, batch_id: int, dest: Path) -> None:
+    def _download(self, kind: str, batch_id: int, dest: Path, stop: StopSignal) -> None:
         tmp = dest.with_name(f".{dest.name}.part")
 
         def save(_outcome: Outcome, response: requests.Response) -> None:
@@ -378,7 +385,7 @@ class MarketoClient:
                 kind,
                 "GET",
                 f"/bulk/v1/leads/batch/{int(batch_id)}/{kind}.json",
-                self._closing,
+                stop,
                 parse=save,
                 raw_ok=True,
             )
@@ -398,6 +405,14 @@ def _json_body(response: requests.Response, raw_ok: bool) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def _maybe_sent(exc: Exception) -> bool:
+    """False only when the connection was never made, so Marketo cannot have seen the call."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return not isinstance(reason, NewConnectionError)
 
 
 def _transport_condition(exc: Exception) -> str:

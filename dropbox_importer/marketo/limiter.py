@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from dropbox_importer.marketo.errors import Stopped
 
@@ -22,10 +23,43 @@ Clock = Callable[[], float]
 _STOP_POLL_SECONDS = 0.1
 
 
+class StopSignal(Protocol):
+    """What a wait watches to end early: a `threading.Event` or an `AnyOf` several."""
+
+    def is_set(self) -> bool:
+        """True once waiting should end."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until set or `timeout`; True if set."""
+        ...
+
+
+class AnyOf:
+    """Set as soon as any of its events is: the caller's stop or the client's close."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        self._events = events
+
+    def is_set(self) -> bool:
+        """True when any event is set."""
+        return any(event.is_set() for event in self._events)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until any event is set or `timeout` passes; True if one is set."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            remaining = _STOP_POLL_SECONDS if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._events[0].wait(min(remaining, _STOP_POLL_SECONDS))
+        return True
+
+
 def wait_until(
     cond: threading.Condition,
     ready: Callable[[], float],
-    stop: threading.Event | None,
+    stop: StopSignal | None,
     clock: Clock,
 ) -> float:
     """Wait on `cond` (held) until `ready()` returns 0; return the seconds waited.
@@ -68,6 +102,8 @@ class CallLimiter:
         self._budget = calls_per_window
         self._window = window_seconds
         self._max_in_flight = max_in_flight
+        # Lowered after a 615 (others' calls fill Marketo's 10), raised back by each success.
+        self._in_flight_cap = max_in_flight
         self._clock = clock
         self._cond = threading.Condition()
         # End times of finished calls: a call is stamped when its answer arrives, which is never
@@ -85,7 +121,7 @@ class CallLimiter:
             self._done.popleft()
         if now < self._blocked_until:
             return self._blocked_until - now
-        if self._in_flight >= self._max_in_flight:
+        if self._in_flight >= self._in_flight_cap:
             return _STOP_POLL_SECONDS  # only a finishing call frees a slot; it notifies
         if len(self._done) + self._in_flight >= self._budget:
             if not self._done:
@@ -94,7 +130,7 @@ class CallLimiter:
         return 0.0
 
     @contextmanager
-    def admit(self, stop: threading.Event | None = None) -> Iterator[Ticket]:
+    def admit(self, stop: StopSignal | None = None) -> Iterator[Ticket]:
         """Wait for room in the window and in flight, then hold a slot while the call runs."""
         with self._cond:
             if self._delay() > 0:
@@ -109,7 +145,14 @@ class CallLimiter:
                 self._in_flight -= 1
                 if not ticket.refunded:
                     self._done.append(self._clock())
+                    self._in_flight_cap = min(self._max_in_flight, self._in_flight_cap + 1)
                 self._cond.notify_all()
+
+    def in_flight_full(self) -> int:
+        """After a 615: cap calls in flight at those still running; return how many run."""
+        with self._cond:
+            self._in_flight_cap = max(1, self._in_flight)
+            return self._in_flight
 
     def window_full(self) -> None:
         """After a 606: treat the window as full until our oldest counted call ages out."""
@@ -157,7 +200,7 @@ class ImportSlots:
             return 0.0
         return _STOP_POLL_SECONDS
 
-    def reserve(self, stop: threading.Event | None = None) -> None:
+    def reserve(self, stop: StopSignal | None = None) -> None:
         """Wait until a slot is free and hold it for a create that is about to be sent."""
         with self._cond:
             if self._delay() > 0:
@@ -194,7 +237,7 @@ class ImportSlots:
         with self._cond:
             self._ceiling = max(1, self._reserved + len(self._batches))
 
-    def wait_for_release(self, timeout: float, stop: threading.Event | None = None) -> bool:
+    def wait_for_release(self, timeout: float, stop: StopSignal | None = None) -> bool:
         """Wait until one of our slots frees or `timeout` passes; True if one freed."""
         with self._cond:
             seen = self._releases

@@ -28,6 +28,8 @@ class Outcome:
     result: list[Any] = field(default_factory=list)
     # True when Marketo answered with a response-level error: it did not count the call.
     refused: bool = False
+    # True when a transport fault struck after the request may have reached Marketo.
+    ambiguous: bool = False
 
     @property
     def ok(self) -> bool:

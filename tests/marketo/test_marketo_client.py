@@ -309,3 +309,28 @@ def test_identity_call_keeps_the_secret_out_of_the_url(sandbox: Sandbox) -> None
         timeout=5,
     )
     assert response.status_code == 200 and response.json()["access_token"]
+
+
+def test_refused_connection_retries_until_stopped_and_is_not_ambiguous(
+    sandbox: Sandbox, make_client: MakeClient, tmp_path: Path
+) -> None:
+    client = make_client(sandbox)
+    client.check_credentials()
+    sandbox.stop()  # nothing listens any more: connections are refused, never half-sent
+    stop = threading.Event()
+    outcome: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            client.create_import(lead_file(tmp_path), CSV, stop=stop)
+        except Stopped as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=create)
+    thread.start()
+    wait_for(lambda: client.stats().retries_by_reason.get("dropped", 0) >= 3, what="retries")
+    stop.set()
+    thread.join(5)
+    assert len(outcome) == 1
+    assert client.stats().ambiguous_create_retries == 0
+    assert client.stats().queued_imports == 0

@@ -9,7 +9,7 @@ import pytest
 from marketo_support import FakeClock, wait_for
 
 from dropbox_importer.marketo.errors import Stopped
-from dropbox_importer.marketo.limiter import CallLimiter, ImportSlots
+from dropbox_importer.marketo.limiter import AnyOf, CallLimiter, ImportSlots
 
 
 def in_thread(target: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
@@ -166,3 +166,32 @@ def test_budget_is_never_exceeded_by_concurrent_threads(threads: int) -> None:
     for thread, _ in workers:
         thread.join(5)
     assert all(out == ["done"] for _, out in workers)
+
+
+def test_after_615_calls_wait_for_our_running_calls_then_the_cap_recovers() -> None:
+    limiter = CallLimiter(100, 20.0, 4)
+    release = threading.Event()
+
+    def hold() -> str:
+        with limiter.admit():
+            release.wait(10)
+        return "held"
+
+    holder, _ = in_thread(hold)
+    wait_for(lambda: limiter._in_flight == 1, what="one call in flight")
+    assert limiter.in_flight_full() == 1  # Marketo is full: only our running call may proceed
+    thread, out = in_thread(lambda: call(limiter))
+    wait_for(lambda: limiter.waits == 1, what="the retry to wait for the running call")
+    release.set()
+    thread.join(5)
+    holder.join(5)
+    assert out == ["done"]
+    assert limiter._in_flight_cap == 3  # two successes since the 615: 1 -> 3, toward 4
+
+
+def test_any_of_is_set_by_either_event() -> None:
+    first, second = threading.Event(), threading.Event()
+    either = AnyOf(first, second)
+    assert not either.wait(0.01)
+    second.set()
+    assert either.is_set() and either.wait(5)
