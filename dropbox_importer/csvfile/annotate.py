@@ -49,11 +49,22 @@ def split_reason(row: list[str], width: int, reason_at: int | None) -> tuple[lis
     return row[:-1], row[-1] if row else ""
 
 
+def _same(copy: str, original: str) -> bool:
+    # Marketo may trim values and rewrite line breaks inside them; neither identifies a row.
+    if copy == original:
+        return True
+    return _plain(copy) == _plain(original)
+
+
+def _plain(value: str) -> str:
+    return value.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
 def matches(original: list[str], data: list[str]) -> bool:
     """True when Marketo's copy is the original row, maybe without empty trailing fields."""
     if len(data) > len(original):
         return False
-    if any(a.strip() != b.strip() for a, b in zip(data, original, strict=False)):
+    if not all(_same(a, b) for a, b in zip(data, original, strict=False)):
         return False
     return all(not value.strip() for value in original[len(data) :])
 
@@ -61,15 +72,21 @@ def matches(original: list[str], data: list[str]) -> bool:
 class _Merger:
     """Walks the original's rows once, writing local failures as they pass by."""
 
-    def __init__(self, rows: Iterator[Row], local: Mapping[int, str], writer: Any) -> None:
+    def __init__(
+        self, rows: Iterator[Row], local: Mapping[int, str], writer: Any, quote_all: Any
+    ) -> None:
         self._rows = rows
         self._local = local
         self._writer = writer
+        self._quote_all = quote_all
         self.written = 0
 
     def emit(self, line: int | str, fields: list[str], reason: str) -> None:
         """Write one result row."""
-        self._writer.writerow([line, *fields, reason])
+        row = [line, *fields, reason]
+        # csv.writer leaves a lone carriage return unquoted when lines end in "\n" alone.
+        lone_cr = any("\r" in value for value in [*fields, reason])
+        (self._quote_all if lone_cr else self._writer).writerow(row)
         self.written += 1
 
     def take(self) -> Row | None:
@@ -142,11 +159,13 @@ def write_results(
     tmp = out.with_name(f".{out.name}.tmp")
     codec = "utf-8-sig" if src.bom and src.is_utf8 else src.encoding
     with tmp.open("w", encoding=codec, errors="replace", newline="") as stream:
-        writer = csv.writer(
-            stream, delimiter=fmt.delimiter, lineterminator=_TERMINATORS[src.newline]
+        end = _TERMINATORS[src.newline]
+        writer = csv.writer(stream, delimiter=fmt.delimiter, lineterminator=end)
+        quote_all = csv.writer(
+            stream, delimiter=fmt.delimiter, lineterminator=end, quoting=csv.QUOTE_ALL
         )
         writer.writerow([LINE_COLUMN, *header, reason_column])
-        merger = _Merger(original_rows(src, fmt), local, writer)
+        merger = _Merger(original_rows(src, fmt), local, writer, quote_all)
         for part, failures in zip(parts, marketo_files, strict=True):
             if failures is None:
                 merger.part(part, iter(()), 0, None)
