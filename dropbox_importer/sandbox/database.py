@@ -72,7 +72,7 @@ class LeadDatabase:
         return found
 
     def upsert(
-        self, lookup: str, key: object, partition: str, values: dict[str, object]
+        self, lookup: str, key: object, partition: str, values: dict[str, object], stamp: str
     ) -> Lead | None:
         """Insert or update the lead whose `lookup` field equals `key` (lock held).
 
@@ -85,16 +85,16 @@ class LeadDatabase:
         else:
             lead_id = self.index(lookup).get((partition, normalise(key)))
             if lead_id is None:
-                lead = Lead(self._next_id, partition, {})
+                lead = Lead(self._next_id, partition, {}, set(), stamp, stamp)
                 self._next_id += 1
                 self.leads[lead.id] = lead
                 values = {lookup: key, **values}
             else:
                 lead = self.leads[lead_id]
-        self._write(lead, values)
+        self._write(lead, values, stamp)
         return lead
 
-    def _write(self, lead: Lead, values: dict[str, object]) -> None:
+    def _write(self, lead: Lead, values: dict[str, object], stamp: str) -> None:
         for name, index in self._indexes.items():
             if name in values:
                 old = lead.values.get(name)
@@ -102,7 +102,7 @@ class LeadDatabase:
                     index.pop((lead.partition, normalise(old)), None)
                 index[(lead.partition, normalise(values[name]))] = lead.id
         lead.values.update(values)
-        lead.updated_at = now_iso()
+        lead.updated_at = stamp
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every lead as JSON, in id order."""

@@ -7,7 +7,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dropbox_importer.sandbox.database import LeadDatabase
+from dropbox_importer.sandbox.database import LeadDatabase, now_iso
 from dropbox_importer.sandbox.fields import InvalidValueError, converter
 
 DELIMITERS = {"csv": ",", "tsv": "\t", "ssv": ";"}
@@ -83,27 +83,13 @@ def process(
         raise BatchFailedError(f"Import failed: unreadable header row ({exc})") from None
     if not any(cell.strip() for cell in header):
         raise BatchFailedError("Import failed: file has no header row")
-    columns, lookup_index, unknown = plan_columns(header, db, request, unknown_column)
-    unknown_warning = ", ".join(f"Unknown field '{n}' ignored" for n in unknown)
-    report = RowReport(header=header)
+    importer = RowImporter(header, db, request, unknown_column)
+    report = importer.report
     with db.lock:
         try:
             for row in reader:
-                if not row:
-                    continue  # a blank line is no row, as in Marketo's parser
-                number = report.rows
-                report.rows += 1
-                _import_row(
-                    number,
-                    row,
-                    len(header),
-                    columns,
-                    lookup_index,
-                    db,
-                    request,
-                    report,
-                    unknown_warning,
-                )
+                if row:  # a blank line is no row, as in Marketo's parser
+                    importer.import_row(row)
         except csv.Error as exc:
             raise BatchFailedError(
                 f"Import failed: unreadable row {report.rows + 1} ({exc})"
@@ -111,53 +97,65 @@ def process(
     return report
 
 
-def _import_row(
-    number: int,
-    row: list[str],
-    width: int,
-    columns: list[Column],
-    lookup_index: int,
-    db: LeadDatabase,
-    request: ImportRequest,
-    report: RowReport,
-    unknown_warning: str,
-) -> None:
-    lookup = request.lookup_field
-    if len(row) > width:
-        report.failures.append(
-            (number, row, f"Row has {len(row)} fields where the header has {width}")
+class RowImporter:
+    """Imports the rows of one file; everything per-file is worked out once, up front."""
+
+    def __init__(
+        self, header: list[str], db: LeadDatabase, request: ImportRequest, unknown_column: str
+    ) -> None:
+        """Plan the columns of this header (BatchFailedError on unknown ones in fail mode)."""
+        self.columns, self.lookup_index, unknown = plan_columns(header, db, request, unknown_column)
+        self.unknown_warning = ", ".join(f"Unknown field '{n}' ignored" for n in unknown)
+        self.width = len(header)
+        self.db = db
+        self.request = request
+        self.report = RowReport(header=header)
+        self.stamp = now_iso()  # one timestamp per batch: strftime per row costs 15% of import
+        lookup_field = db.field(request.lookup_field)
+        self.convert_key = converter(lookup_field) if lookup_field else str
+
+    def import_row(self, row: list[str]) -> None:
+        """Import one row into the database, or record why it failed; note any warning."""
+        report, request = self.report, self.request
+        number = report.rows
+        report.rows += 1
+        if len(row) > self.width:
+            reason = f"Row has {len(row)} fields where the header has {self.width}"
+            report.failures.append((number, row, reason))
+            return
+        key = row[self.lookup_index].strip() if 0 <= self.lookup_index < len(row) else ""
+        if not key:
+            reason = f"Value for lookup field '{request.lookup_field}' not found"
+            report.failures.append((number, row, reason))
+            return
+        values: dict[str, object] = {}
+        warnings = [self.unknown_warning] if self.unknown_warning else []
+        cells = row if len(row) == self.width else row + [""] * (self.width - len(row))
+        try:
+            key_value = self.convert_key(key)
+            for index, name, length, convert in self.columns:
+                cell = cells[index]
+                if not cell:
+                    continue  # an empty cell leaves the lead's value unchanged
+                if length is not None and len(cell) > length:
+                    cell = cell[:length]
+                    warnings.append(f"Value for field '{name}' truncated to {length} characters")
+                values[name] = cell if convert is str else convert(cell)
+        except InvalidValueError as exc:
+            report.failures.append((number, row, str(exc)))
+            return
+        lead = self.db.upsert(
+            request.lookup_field, key_value, request.partition, values, self.stamp
         )
-        return
-    key = row[lookup_index].strip() if 0 <= lookup_index < len(row) else ""
-    if not key:
-        report.failures.append((number, row, f"Value for lookup field '{lookup}' not found"))
-        return
-    values: dict[str, object] = {}
-    truncated: list[str] = [unknown_warning] if unknown_warning else []
-    try:
-        lookup_field = db.field(lookup)
-        key_value = converter(lookup_field)(key) if lookup_field else key
-        for index, name, length, convert in columns:
-            if index >= len(row) or not row[index]:
-                continue  # an empty cell leaves the lead's value unchanged
-            cell = row[index]
-            if length is not None and len(cell) > length:
-                cell = cell[:length]
-                truncated.append(f"Value for field '{name}' truncated to {length} characters")
-            values[name] = convert(cell)
-    except InvalidValueError as exc:
-        report.failures.append((number, row, str(exc)))
-        return
-    lead = db.upsert(lookup, key_value, request.partition, values)
-    if lead is None:
-        report.failures.append((number, row, f"Lead not found for id {key}"))
-        return
-    report.imported += 1
-    if request.list_id is not None:
-        lead.lists.add(request.list_id)
-        report.members += 1
-    if truncated:
-        report.warnings.append((number, row, "; ".join(truncated)))
+        if lead is None:
+            report.failures.append((number, row, f"Lead not found for id {key}"))
+            return
+        report.imported += 1
+        if request.list_id is not None:
+            lead.lists.add(request.list_id)
+            report.members += 1
+        if warnings:
+            report.warnings.append((number, row, "; ".join(warnings)))
 
 
 def reason_file(

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
-from typing import Any
 
 import structlog
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from dropbox_importer.sandbox.app import SandboxApp
+from dropbox_importer.sandbox.keepalive import ConnectionRegistry, KeepAliveHandler
 from dropbox_importer.sandbox.settings import SandboxSettings
 
 log = structlog.get_logger(__name__)
-
-
-class QuietHandler(WSGIRequestHandler):
-    """werkzeug's handler without its per-request access lines; errors become log events."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Access lines would drown the daemon's own logs: skip them."""
-
-    def log(self, type: str, message: str, *args: Any) -> None:
-        """Route werkzeug's own error messages to structlog."""
-        if type == "error":
-            log.error("sandbox_server_error", detail=message % args if args else message)
 
 
 class Sandbox:
@@ -40,6 +28,7 @@ class Sandbox:
         self._port = port
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._connections = ConnectionRegistry()
 
     @property
     def base_url(self) -> str:
@@ -52,8 +41,10 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         """Bind the port and serve from a background thread."""
+        # A handler class per sandbox, so each one closes only its own connections.
+        handler = type("SandboxHandler", (KeepAliveHandler,), {"registry": self._connections})
         self._server = make_server(
-            self._host, self._port, self.app, threaded=True, request_handler=QuietHandler
+            self._host, self._port, self.app, threaded=True, request_handler=handler
         )
         self.app.queue.start()
         self._thread = threading.Thread(
@@ -71,6 +62,7 @@ class Sandbox:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._connections.close_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.app.queue.stop()
