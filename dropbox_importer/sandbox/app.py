@@ -168,6 +168,13 @@ class SandboxApp:
     def refuse(self, endpoint: str, code: str) -> Response:
         """Answer with a Marketo error code and count the refusal."""
         self.stats.record(endpoint, code)
+        if code == "606":
+            s = self.settings
+            return error(
+                code,
+                f"Max rate limit '{s.calls_per_window}' exceeded with in "
+                f"'{s.window_seconds:g}' secs",
+            )
         return error(code)
 
     def injected(self, endpoint: str, environ: WSGIEnvironment) -> Response | None:
