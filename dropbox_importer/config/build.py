@@ -1,0 +1,243 @@
+"""Checked values to a Config: the rules that span keys, secrets and relative paths.
+
+Secrets are resolved here, at load, so a missing credential stops the daemon at start-up and
+not at its first file. Relative paths (state_dir, root, a client_secret_file that is not a bare
+name looked up in $CREDENTIALS_DIRECTORY) are relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dropbox_importer.config.loader import Checked
+from dropbox_importer.config.model import (
+    EMBEDDED,
+    Config,
+    DropboxConfig,
+    InstanceConfig,
+    SandboxOptions,
+    Timeouts,
+)
+from dropbox_importer.dropbox.routes import KEY_ALIASES, RouteError, RouteSpec, parse_value
+from dropbox_importer.marketo.credentials import SecretError, resolve_secret
+from dropbox_importer.marketo.models import ImportFormat
+from dropbox_importer.marketo.settings import LimitSettings, munchkin_base_url
+
+SECRET_KEYS = ("client_secret", "client_secret_env", "client_secret_file")
+SECRET_FIXES = {
+    "client_secret": "write the secret there, or use client_secret_file",
+    "client_secret_env": "set that variable in the service's environment",
+    "client_secret_file": "fix the path (a bare name is looked up in $CREDENTIALS_DIRECTORY, "
+    "which systemd's LoadCredential= sets)",
+}
+# A named route is a folder partners see: a plain name that no folder grammar could mean.
+ROUTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]*")
+
+
+def build(checked: Checked, environ: Mapping[str, str]) -> Config:
+    """The Config of a checked file; problems found are added to `checked.problems`."""
+    values, base = checked.values, checked.path.parent
+    instances = {
+        name: build_instance(checked, name, raw, environ)
+        for name, raw in (values.get("instances") or {}).items()
+    }
+    dropboxes = {
+        name: build_dropbox(checked, name, raw, base)
+        for name, raw in (values.get("dropboxes") or {}).items()
+    }
+    for section in ("instances", "dropboxes"):
+        if values.get(section) == {}:
+            checked.problem(section, f"is empty: configure at least one under {section}")
+    check_instances_named(checked, dropboxes, instances)
+    check_roots_apart(checked, dropboxes)
+    return Config(
+        path=checked.path,
+        state_dir=base / (values.get("state_dir") or "."),
+        log_level=values.get("log_level") or "info",
+        log_format=values.get("log_format") or "auto",
+        instances=instances,
+        dropboxes=dropboxes,
+    )
+
+
+def build_instance(
+    checked: Checked, name: str, raw: dict[str, Any], environ: Mapping[str, str]
+) -> InstanceConfig:
+    """One instance: its URL, credentials and limits."""
+    key = f"instances.{name}"
+    base_url, client_id, secret = instance_url(checked, key, raw), "", ""
+    sources = [source for source in SECRET_KEYS if raw.get(source)]
+    if base_url == EMBEDDED:
+        for extra in ("client_id", *sources):
+            if raw.get(extra):
+                checked.problem(
+                    f"{key}.{extra}",
+                    "not used with base_url: embedded (the sandbox makes its own): remove it",
+                )
+    else:
+        if raw.get("sandbox") is not None:
+            checked.problem(f"{key}.sandbox", "only for base_url: embedded: remove it")
+        client_id = raw.get("client_id") or ""
+        if not client_id and f"{key}.client_id" not in checked.reported:
+            checked.problem(f"{key}.client_id", "missing: add the API client id")
+        secret = instance_secret(checked, key, name, raw, environ)
+    poll_min, poll_max = raw.get("poll_min_seconds") or 5.0, raw.get("poll_max_seconds") or 30.0
+    if poll_min > poll_max:
+        checked.problem(
+            f"{key}.poll_min_seconds",
+            f"is {poll_min:g}, above poll_max_seconds {poll_max:g}: make it smaller",
+        )
+    sandbox = raw.get("sandbox")
+    return InstanceConfig(
+        name=name,
+        base_url=base_url,
+        client_id=client_id,
+        secret=secret,
+        limits=LimitSettings(
+            calls_per_window=raw.get("calls_per_window") or 80,
+            max_in_flight=raw.get("max_in_flight") or 8,
+            max_queued_jobs=raw.get("max_queued_jobs") or 8,
+        ),
+        timeouts=Timeouts(
+            raw.get("connect_timeout_seconds") or 10.0, raw.get("read_timeout_seconds") or 60.0
+        ),
+        poll_min_seconds=poll_min,
+        poll_max_seconds=poll_max,
+        sandbox=None if sandbox is None else SandboxOptions(**_given(sandbox)),
+    )
+
+
+def instance_url(checked: Checked, key: str, raw: dict[str, Any]) -> str:
+    """The REST base URL from exactly one of base_url and munchkin_id."""
+    base_url, munchkin_id = raw.get("base_url"), raw.get("munchkin_id")
+    if bool(base_url) == bool(munchkin_id):
+        checked.problem(
+            key,
+            "set exactly one of base_url (https://<munchkin-id>.mktorest.com or embedded) "
+            "and munchkin_id",
+        )
+        return ""
+    if munchkin_id:
+        return munchkin_base_url(munchkin_id)
+    url = str(base_url)
+    if url.lower() == EMBEDDED:
+        return EMBEDDED
+    if not url.startswith(("https://", "http://")):
+        checked.problem(
+            f"{key}.base_url",
+            "expected https://<munchkin-id>.mktorest.com (Admin > Web Services) or embedded",
+        )
+    return url.rstrip("/")
+
+
+def instance_secret(
+    checked: Checked, key: str, name: str, raw: dict[str, Any], environ: Mapping[str, str]
+) -> str:
+    """The client secret from exactly one source; problems never quote a secret."""
+    sources = [source for source in SECRET_KEYS if raw.get(source)]
+    if len(sources) != 1:
+        given = ", ".join(sources) or "none"
+        checked.problem(
+            f"{key}.{sources[1]}" if len(sources) > 1 else key,
+            f"set exactly one of client_secret_file, client_secret_env or client_secret "
+            f"(given: {given})",
+        )
+        return ""
+    file = raw.get("client_secret_file")
+    if file and not _credential_name(file, environ):
+        file = str(checked.path.parent / file)
+    try:
+        return resolve_secret(
+            value=raw.get("client_secret"),
+            env=raw.get("client_secret_env"),
+            file=file,
+            instance=name,
+            environ=environ,
+        )
+    except SecretError as exc:
+        checked.problem(f"{key}.{sources[0]}", f"{exc}: {SECRET_FIXES[sources[0]]}")
+        return ""
+
+
+def _credential_name(file: str, environ: Mapping[str, str]) -> bool:
+    """True when systemd's credentials folder, not the config's folder, holds this file."""
+    path = Path(file)
+    return path.is_absolute() or (len(path.parts) == 1 and "CREDENTIALS_DIRECTORY" in environ)
+
+
+def build_dropbox(checked: Checked, name: str, raw: dict[str, Any], base: Path) -> DropboxConfig:
+    """One drop box with its routes; its instance and root are checked against the others."""
+    key = f"dropboxes.{name}"
+    routes: dict[str, RouteSpec] = {}
+    for route, spec in (raw.get("routes") or {}).items():
+        route_key = f"{key}.routes.{route}"
+        if not ROUTE_NAME.fullmatch(route) or route.lower() in ImportFormat.__members__.values():
+            checked.problem(
+                route_key,
+                f"'{route}' can't name a route folder: use letters, digits, '.', '-', '_' or "
+                "spaces, not starting with a dot, and not csv, tsv or ssv",
+            )
+        routes[route] = route_spec(checked, route_key, spec)
+    options = _given(raw, leave_out=("root", "instance", "defaults", "routes"))
+    return DropboxConfig(
+        **options,
+        name=name,
+        root=base / (raw.get("root") or "."),
+        instance=raw.get("instance") or "",
+        defaults=route_spec(checked, f"{key}.defaults", raw.get("defaults") or {}),
+        routes=routes,
+    )
+
+
+def _given(raw: dict[str, Any], leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The values that are set (a wrong one is None, already reported), minus `leave_out`."""
+    return {k: v for k, v in raw.items() if v is not None and k not in leave_out}
+
+
+def route_spec(checked: Checked, key: str, raw: dict[str, Any]) -> RouteSpec:
+    """A route's parameters from a mapping that may use long or short key names."""
+    spec = RouteSpec()
+    for name, value in raw.items():
+        if value is None:
+            continue
+        field_name = KEY_ALIASES[name.lower()]
+        try:
+            spec = spec.merged(parse_value(field_name, str(value), key), where=key)
+        except RouteError:
+            checked.problem(
+                f"{key}.{name}",
+                f"sets the same parameter as another key here, to {value!r}: keep one of them",
+            )
+    return spec
+
+
+def check_instances_named(
+    checked: Checked, dropboxes: dict[str, DropboxConfig], instances: dict[str, InstanceConfig]
+) -> None:
+    """Every drop box imports into a configured instance."""
+    for name, box in dropboxes.items():
+        if box.instance and box.instance not in instances:
+            known = ", ".join(sorted(instances)) or "none configured"
+            checked.problem(
+                f"dropboxes.{name}.instance",
+                f"no instance named '{box.instance}': use one of the instances ({known})",
+            )
+
+
+def check_roots_apart(checked: Checked, dropboxes: dict[str, DropboxConfig]) -> None:
+    """No two drop boxes share a root or nest one inside the other."""
+    seen: list[tuple[str, Path]] = []
+    for name, box in dropboxes.items():
+        root = box.root.resolve()
+        for other, other_root in seen:
+            if root == other_root or other_root in root.parents or root in other_root.parents:
+                relation = "is the same as" if root == other_root else "overlaps"
+                checked.problem(
+                    f"dropboxes.{name}.root",
+                    f"{box.root} {relation} the root of drop box '{other}' ({other_root}): "
+                    "give each drop box a folder of its own, side by side",
+                )
+        seen.append((name, root))

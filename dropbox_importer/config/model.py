@@ -1,0 +1,104 @@
+"""The loaded config as typed, frozen values: what the daemon and the commands read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dropbox_importer.dropbox.routes import RouteSpec
+from dropbox_importer.marketo.settings import InstanceSettings, LimitSettings
+
+# `base_url` of an instance served by the built-in sandbox, in the daemon's own process.
+EMBEDDED = "embedded"
+
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    """How the built-in sandbox of an `embedded` instance behaves."""
+
+    rows_per_second: float = 1000.0
+    job_overhead_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a call to Marketo may take to connect and to answer."""
+
+    connect_seconds: float = 10.0
+    read_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """One Marketo instance as configured; its secret was resolved at load."""
+
+    name: str
+    base_url: str  # no trailing slash, or EMBEDDED
+    client_id: str  # "" for an embedded instance: the sandbox brings its own
+    secret: str = field(repr=False)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    poll_min_seconds: float = 5.0
+    poll_max_seconds: float = 30.0
+    sandbox: SandboxOptions | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """True when the built-in sandbox stands in for Marketo."""
+        return self.base_url == EMBEDDED
+
+    def settings(
+        self,
+        *,
+        base_url: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+    ) -> InstanceSettings:
+        """The client's settings; the overrides carry a running embedded sandbox's details."""
+        url = base_url or self.base_url
+        if url == EMBEDDED:
+            raise ValueError(
+                f"instance {self.name!r} is embedded: pass the running sandbox's base_url"
+            )
+        return InstanceSettings(
+            name=self.name,
+            base_url=url.rstrip("/"),
+            client_id=self.client_id if client_id is None else client_id,
+            client_secret=self.secret if client_secret is None else client_secret,
+            limits=self.limits,
+            connect_timeout=self.timeouts.connect_seconds,
+            read_timeout=self.timeouts.read_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class DropboxConfig:
+    """One drop box: where it lives, how it is watched and how its route folders import."""
+
+    name: str
+    root: Path
+    instance: str
+    watch: str = "auto"  # auto | events | polling
+    polling_interval_seconds: float = 5.0
+    rescan_seconds: float = 60.0
+    settle_seconds: float = 5.0
+    ready_marker: str = "none"  # none | done | ok
+    ignore: tuple[str, ...] = ("*.part", "*.filepart", "*.tmp", "~*")
+    encoding: str = "utf-8"
+    partial_failure: str = "done"  # done | failed
+    max_part_bytes: int = 9_500_000
+    preflight: bool = True
+    defaults: RouteSpec = field(default_factory=RouteSpec)
+    routes: dict[str, RouteSpec] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole config file, checked and resolved."""
+
+    path: Path
+    state_dir: Path
+    log_level: str
+    log_format: str  # auto | json | console
+    instances: dict[str, InstanceConfig]
+    dropboxes: dict[str, DropboxConfig]

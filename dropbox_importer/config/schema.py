@@ -1,0 +1,238 @@
+"""The config schema, defined once: every key with its type, default and one-line meaning.
+
+The loader checks a YAML file against these sections; `config.example.yaml` documents exactly
+these keys (a test holds the two together). A `Named` section is a mapping from names the
+operator picks (instances, drop boxes, routes) to one fixed section each.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+# Marketo refuses an import file of 10 MB or more (HTTP 413).
+MARKETO_MAX_FILE_BYTES = 10 * 1024 * 1024
+
+
+class WrongValueError(ValueError):
+    """A value of the wrong kind; the message says what was expected."""
+
+
+class Required(Enum):
+    """Marks an option without a default."""
+
+    REQUIRED = "required"
+
+
+REQUIRED = Required.REQUIRED
+
+Check = Callable[[Any], Any]
+
+
+def text(value: Any) -> str:
+    """A non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise WrongValueError("a non-empty string (quote values YAML would read as numbers)")
+    return value.strip()
+
+
+def encoding_name(value: Any) -> str:
+    """A text encoding Python knows, such as utf-8 or cp1252."""
+    name = text(value)
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise WrongValueError("a known text encoding such as utf-8, cp1252 or latin-1") from None
+    return name
+
+
+def boolean(value: Any) -> bool:
+    """true or false."""
+    if not isinstance(value, bool):
+        raise WrongValueError("true or false")
+    return value
+
+
+def text_list(value: Any) -> tuple[str, ...]:
+    """A list of non-empty strings."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise WrongValueError('a list of non-empty strings, e.g. ["*.part", "*.tmp"]')
+    return tuple(value)
+
+
+def choice(*allowed: str) -> Check:
+    """One of the given words."""
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in allowed:
+            raise WrongValueError(f"one of {' | '.join(allowed)}")
+        return value.lower()
+
+    return check
+
+
+def number(low: float, high: float | None = None, *, whole: bool = False) -> Check:
+    """A number in [low, high]; `whole` asks for an integer."""
+    span = f">= {low:g}" if high is None else f"between {low:g} and {high:g}"
+    kind = "a whole number" if whole else "a number"
+
+    def check(value: Any) -> int | float:
+        wrong_type = isinstance(value, bool) or not isinstance(value, int | float)
+        if wrong_type or (whole and not isinstance(value, int)) or not math.isfinite(value):
+            raise WrongValueError(f"{kind} {span}")
+        if value < low or (high is not None and value > high):
+            raise WrongValueError(f"{kind} {span}")
+        checked: int | float = value if whole else float(value)
+        return checked
+
+    return check
+
+
+def positive(value: Any) -> float:
+    """A number above 0."""
+    checked = number(0.0)(value)
+    if checked == 0:
+        raise WrongValueError("a number above 0")
+    return float(checked)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key: how its value is checked, its default and what it means."""
+
+    check: Check | Section | Named
+    default: Any
+    doc: str
+    secret: bool = False  # never echo the value, not even a wrong one
+
+
+@dataclass(frozen=True)
+class Section:
+    """A mapping with fixed keys."""
+
+    options: dict[str, Option]
+
+
+@dataclass(frozen=True)
+class Named:
+    """A mapping from operator-chosen names to one section each."""
+
+    section: Section
+
+
+def _route_key(doc: str, check: Check) -> Option:
+    return Option(check, None, doc)
+
+
+def _list_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WrongValueError("a whole number above 0 (the static list's id)")
+    return value
+
+
+# Route parameters: Marketo's own names and the short ones folder names use.
+ROUTE = Section(
+    {
+        "format": _route_key(
+            "csv | tsv | ssv (otherwise the file's extension)", choice("csv", "tsv", "ssv")
+        ),
+        "listId": _route_key("static list every imported lead joins", _list_id),
+        "list": _route_key("short for listId", _list_id),
+        "partitionName": _route_key("lead partition the leads go to", text),
+        "partition": _route_key("short for partitionName", text),
+        "lookupField": _route_key("field that finds an existing lead (Marketo: email)", text),
+        "lookup": _route_key("short for lookupField", text),
+    }
+)
+
+SANDBOX = Section(
+    {
+        "rows_per_second": Option(positive, 1000.0, "import speed of the built-in sandbox"),
+        "job_overhead_seconds": Option(number(0.0), 1.0, "fixed time each sandbox job takes"),
+    }
+)
+
+INSTANCE = Section(
+    {
+        "base_url": Option(text, None, 'REST base URL, or "embedded" for the built-in sandbox'),
+        "munchkin_id": Option(text, None, "Munchkin id; an alternative to base_url"),
+        "client_id": Option(text, None, "API client id (Admin > LaunchPoint)"),
+        "client_secret": Option(text, None, "client secret itself (prefer a file)", secret=True),
+        "client_secret_env": Option(text, None, "environment variable holding the secret"),
+        "client_secret_file": Option(
+            text, None, "file holding the secret; a bare name is read in $CREDENTIALS_DIRECTORY"
+        ),
+        "calls_per_window": Option(
+            number(1, 100, whole=True), 80, "this daemon's share of 100 calls per 20 s"
+        ),
+        "max_in_flight": Option(number(1, 10, whole=True), 8, "calls open at once (Marketo: 10)"),
+        "max_queued_jobs": Option(
+            number(1, 10, whole=True), 8, "import jobs queued at once (Marketo: 10)"
+        ),
+        "connect_timeout_seconds": Option(positive, 10.0, "time to open a connection"),
+        "read_timeout_seconds": Option(positive, 60.0, "time to wait for an answer"),
+        "poll_min_seconds": Option(positive, 5.0, "shortest wait between status calls of a batch"),
+        "poll_max_seconds": Option(positive, 30.0, "longest wait between status calls of a batch"),
+        "sandbox": Option(SANDBOX, None, "built-in sandbox settings (base_url: embedded only)"),
+    }
+)
+
+DROPBOX = Section(
+    {
+        "root": Option(text, REQUIRED, "folder holding inbox/, processing/, done/, failed/"),
+        "instance": Option(text, REQUIRED, "name of the instance files are imported into"),
+        "watch": Option(choice("auto", "events", "polling"), "auto", "how new files are noticed"),
+        "polling_interval_seconds": Option(positive, 5.0, "period of the polling observer"),
+        "rescan_seconds": Option(positive, 60.0, "full rescan, a safety net for lost events"),
+        "settle_seconds": Option(number(0.0), 5.0, "quiet time before a file counts as written"),
+        "ready_marker": Option(
+            choice("none", "done", "ok"), "none", "wait for <file>.done / <file>.ok instead"
+        ),
+        "ignore": Option(
+            text_list, ("*.part", "*.filepart", "*.tmp", "~*"), "name patterns never imported"
+        ),
+        "encoding": Option(encoding_name, "utf-8", "encoding of partner files"),
+        "partial_failure": Option(
+            choice("done", "failed"), "done", "where a file goes when some rows failed"
+        ),
+        "max_part_bytes": Option(
+            number(1024, MARKETO_MAX_FILE_BYTES - 1, whole=True),
+            9_500_000,
+            "files larger are split into parts under this",
+        ),
+        "preflight": Option(boolean, True, "check header, lists and partitions first"),
+        "defaults": Option(ROUTE, None, "parameters a route folder leaves out"),
+        "routes": Option(Named(ROUTE), None, "route folders named in the config"),
+    }
+)
+
+TOP = Section(
+    {
+        "state_dir": Option(text, "/var/lib/dropbox-importer", "journal, lock and split parts"),
+        "log_level": Option(
+            choice("debug", "info", "warning", "error"), "info", "least severe event logged"
+        ),
+        "log_format": Option(
+            choice("auto", "json", "console"), "auto", "auto: JSON unless a terminal"
+        ),
+        "instances": Option(Named(INSTANCE), REQUIRED, "Marketo instances, by name"),
+        "dropboxes": Option(Named(DROPBOX), REQUIRED, "drop boxes, by name"),
+    }
+)
+
+
+def key_paths(section: Section = TOP, prefix: str = "") -> set[str]:
+    """Every key of the schema as a dotted path, `*` standing for an operator-chosen name."""
+    paths: set[str] = set()
+    for name, option in section.options.items():
+        path = f"{prefix}{name}"
+        paths.add(path)
+        if isinstance(option.check, Section):
+            paths |= key_paths(option.check, f"{path}.")
+        elif isinstance(option.check, Named):
+            paths |= key_paths(option.check.section, f"{path}.*.")
+    return paths
