@@ -28,7 +28,7 @@ from dropbox_importer.marketo.models import ImportFormat
 
 # Marketo refuses bodies of 10 MB; the margin covers the multipart envelope and rounding.
 DEFAULT_MAX_PART_BYTES = 9_500_000
-READ_SIZE = 4 << 20
+READ_SIZE = 1 << 20
 # translate() deletes everything but quotes and line feeds; what remains tells rows apart.
 _NOT_QUOTE_OR_LF = bytes(b for b in range(256) if b not in b'"\n')
 
@@ -44,33 +44,63 @@ class Part:
     bytes: int
 
 
+def _reduce(data: bytes | bytearray) -> bytes:
+    """Only the quotes and line feeds of `data`, pairs of quotes on one line cancelled.
+
+    What is left is about one byte per line: a quote survives only on a line that opens or
+    closes a multi-line value, so record ends can be found in it cheaply.
+    """
+    return bytes(data.translate(None, _NOT_QUOTE_OR_LF).replace(b'""', b""))
+
+
+def _records_in(reduced: bytes) -> int:
+    """Line feeds outside quotes in a reduced block that starts at a record start."""
+    inside = b"".join(reduced.split(b'"')[1::2]).count(b"\n")
+    return reduced.count(b"\n") - inside
+
+
 def count_records(data: bytes | bytearray) -> int:
     """Records ending in `data` (which starts at a record start): line feeds outside quotes."""
-    lines = data.count(b"\n")
-    if data.find(b'"') == -1:
-        return lines
-    # Only quotes and line feeds are left; pairs on a line cancel, so a quote survives only
-    # on a line that opens or closes a multi-line value.
-    reduced = data.translate(None, _NOT_QUOTE_OR_LF).replace(b'""', b"")
-    if reduced.find(b'"') == -1:
-        return lines
-    inside = b"".join(reduced.split(b'"')[1::2]).count(b"\n")
-    return lines - inside
+    return _records_in(_reduce(data))
 
 
-def _last_boundary(buf: bytearray, limit: int) -> int:
-    """The largest cut <= limit that ends a record (just after a line feed), or 0."""
-    pos = buf.rfind(b"\n", 0, limit)
+def _last_boundary(reduced: bytes) -> int:
+    """Index in `reduced` of the last line feed with an even count of quotes before it, or -1."""
+    pos = reduced.rfind(b"\n")
     if pos == -1:
-        return 0
-    quotes = buf.count(b'"', 0, pos + 1)
+        return -1
+    quotes = reduced.count(b'"', 0, pos + 1)
     while quotes % 2:
-        prev = buf.rfind(b"\n", 0, pos)
+        prev = reduced.rfind(b"\n", 0, pos)
         if prev == -1:
-            return 0
-        quotes -= buf.count(b'"', prev + 1, pos + 1)
+            return -1
+        quotes -= reduced.count(b'"', prev + 1, pos + 1)
         pos = prev
-    return pos + 1
+    return pos
+
+
+def _next_cut(buf: bytearray, budget: int, eof: bool) -> tuple[int, int, int]:
+    """(bytes, rows, line feeds) of the next part's body: all of `buf` at the end, else the
+    longest run of whole records within `budget` (0 bytes if the first record is longer)."""
+    if eof and len(buf) <= budget:
+        reduced = _reduce(buf)
+        last_open = 0 if buf.endswith(b"\n") else 1
+        return len(buf), _records_in(reduced) + last_open, reduced.count(b"\n")
+    # The window is budget + 1 bytes (what the read loop keeps, so no copy): the last byte
+    # cannot be in this part, its quote or line feed is dropped from the reduced copy.
+    window = buf if len(buf) == budget + 1 else buf[: budget + 1]
+    kept = window.translate(None, _NOT_QUOTE_OR_LF)
+    if window[budget] in b'"\n':
+        kept = kept[:-1]
+    reduced = bytes(kept.replace(b'""', b""))
+    end = _last_boundary(reduced)
+    if end == -1:
+        return 0, 0, 0
+    pos = buf.rfind(b"\n", 0, budget)
+    for _ in range(reduced.count(b"\n", end + 1)):
+        pos = buf.rfind(b"\n", 0, pos)
+    head = reduced[: end + 1]
+    return pos + 1, _records_in(head), head.count(b"\n")
 
 
 def _trim_blank_tail(buf: bytearray) -> None:
@@ -121,23 +151,22 @@ def _split_bytes(src: Source, fmt: ImportFormat, out_dir: Path, max_bytes: int) 
         eof = False
         while True:
             while not eof and len(buf) <= budget:
-                chunk = stream.read(max(READ_SIZE, budget + 1 - len(buf)))
+                chunk = stream.read(budget + 1 - len(buf))
                 eof = not chunk
                 buf += chunk
             if eof:
                 _trim_blank_tail(buf)
                 if not buf:
                     break
-            cut = len(buf) if eof and len(buf) <= budget else _last_boundary(buf, budget)
+            cut, rows, lines = _next_cut(buf, budget, eof)
             if cut == 0:
                 raise _too_big(line, max_bytes)
-            rows = count_records(buf[:cut]) + (0 if buf[cut - 1] == 0x0A else 1)
             path = _part_path(src, fmt, out_dir, len(parts))
             with path.open("wb") as out, memoryview(buf) as view:
                 out.write(header)
                 out.write(view[:cut])
             parts.append(Part(path, len(parts), line, rows, len(header) + cut))
-            line += buf.count(b"\n", 0, cut)
+            line += lines
             del buf[:cut]
     return parts
 
