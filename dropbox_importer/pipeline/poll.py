@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from dropbox_importer.marketo.errors import RequestRejected, Stopped
 from dropbox_importer.marketo.models import BatchState, BatchStatus
 
 log = structlog.get_logger(__name__)
@@ -140,9 +141,15 @@ class Poller:
         while (due := self._next_due()) is not None:
             try:
                 status = self._fetch(due.batch_id)
-            except Exception as exc:  # a permanent error for this batch; the daemon decides
+            except Stopped:
+                return
+            except RequestRejected as exc:  # Marketo no longer knows the batch (expired, unknown)
                 if self._on_error is not None:
                     self._on_error(due.batch_id, exc)
+                continue
+            except Exception as exc:  # access denied, a client bug: ask again later, loudly
+                log.error("batch_poll_failed", batch_id=due.batch_id, error=str(exc))
+                self._push(due, self.band.max_seconds)
                 continue
             now = time.monotonic()
             self._learn(due, status, now)
@@ -151,11 +158,18 @@ class Poller:
                 continue
             delay = next_poll_delay(status, due.rows, self.speed.rows_per_second, self.band)
             log.debug("batch_polled", batch_id=due.batch_id, status=status.status.value)
-            with self._cond:
-                heapq.heappush(
-                    self._heap,
-                    _Due(now + delay, next(self._seq), due.batch_id, due.rows, status, now),
-                )
+            self._push(due, delay, status, now)
+
+    def _push(
+        self, due: _Due, delay: float, status: BatchStatus | None = None, now: float | None = None
+    ) -> None:
+        at = time.monotonic() if now is None else now
+        last = status if status is not None else due.last
+        with self._cond:
+            heapq.heappush(
+                self._heap,
+                _Due(at + delay, next(self._seq), due.batch_id, due.rows, last, at),
+            )
 
     def _learn(self, due: _Due, status: BatchStatus, now: float) -> None:
         previous = due.last

@@ -1,0 +1,459 @@
+"""The daemon: watch -> claim -> submit -> poll -> settle, told in one loop.
+
+Threads: one observer per drop box (watchdog), one submitter and one poller per Marketo
+instance, one settler pool; the main thread owns readiness, claiming, recovery, signals and
+systemd notifications. State lives in the journal, never only in memory: a restart (or a kill -9)
+continues where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import FrameType
+
+import structlog
+
+from dropbox_importer import systemd
+from dropbox_importer.config import Config, ConfigError, DropboxConfig, InstanceConfig, load_config
+from dropbox_importer.dropbox.layout import (
+    DropboxLayout,
+    FileVanished,
+    NotARegularFile,
+    claim,
+)
+from dropbox_importer.dropbox.results import file_digest
+from dropbox_importer.marketo.client import MarketoClient
+from dropbox_importer.marketo.models import BatchStatus
+from dropbox_importer.pipeline.fairness import FairQueue
+from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.lock import StateDirLock
+from dropbox_importer.pipeline.poll import PollBand, Poller
+from dropbox_importer.pipeline.preflight import Catalog
+from dropbox_importer.pipeline.ready import Candidate, ReadinessTracker
+from dropbox_importer.pipeline.settle import Settler
+from dropbox_importer.pipeline.states import FileState
+from dropbox_importer.pipeline.submit import Submitter
+from dropbox_importer.pipeline.watch import InboxWatcher, choose_mode, scan_inbox
+from dropbox_importer.sandbox import Sandbox, SandboxSettings
+
+log = structlog.get_logger(__name__)
+
+TICK_SECONDS = 0.1
+STOP_DEADLINE_SECONDS = 8.0
+
+
+@dataclass
+class Instance:
+    """One Marketo instance at run time: its client, queue, submitter and poller."""
+
+    config: InstanceConfig
+    client: MarketoClient
+    queue: FairQueue[int]
+    poller: Poller
+    submitter: Submitter
+    sandbox: Sandbox | None = None
+
+
+@dataclass
+class Box:
+    """One drop box at run time: its layout, readiness tracker and watcher."""
+
+    config: DropboxConfig
+    layout: DropboxLayout
+    tracker: ReadinessTracker
+    watcher: InboxWatcher
+    next_rescan: float = 0.0
+    set_aside: set[tuple[Path, int]] = field(default_factory=set)
+
+
+class Daemon:
+    """Runs every drop box of a config until SIGTERM."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stop_event = threading.Event()
+        self.reload_requested = threading.Event()
+        self.instances: dict[str, Instance] = {}
+        self.boxes: dict[str, Box] = {}
+        self.journal: Journal | None = None
+        self.settler: Settler | None = None
+        self._settle_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="settle")
+        self._batch_files: dict[int, int] = {}  # batch id -> file id, for the poller's callbacks
+        self._settling: set[int] = set()  # file ids handed to the settler, never twice
+        self._lock = threading.Lock()
+
+    # -- start and stop -------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM or SIGINT; return the process exit code."""
+        lock = StateDirLock(self.config.state_dir)
+        lock.acquire()
+        try:
+            self.journal = Journal.open(self.config.state_dir)
+            self._install_signals()
+            self._start_instances()
+            self.settler = Settler(
+                self.journal,
+                parts_root=self.parts_root,
+                boxes=self._box_config,
+                layouts=lambda name: self.boxes[name].layout,
+                clients=self._client_for,
+            )
+            self._start_boxes()
+            self._recover()
+            log.info("daemon_ready", dropboxes=sorted(self.boxes), instances=sorted(self.instances))
+            systemd.ready(self._status_line())
+            self._loop()
+        finally:
+            self._shutdown()
+            lock.release()
+        return 0
+
+    @property
+    def parts_root(self) -> Path:
+        """Where the parts of split or converted files are kept until they settle."""
+        return self.config.state_dir / "parts"
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("daemon_stopping", signal=signal.Signals(signum).name)
+            self.stop_event.set()
+
+        def on_reload(_signum: int, _frame: FrameType | None) -> None:
+            self.reload_requested.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_reload)
+
+    def _start_instances(self) -> None:
+        assert self.journal is not None
+        for name, instance_config in self.config.instances.items():
+            sandbox = None
+            if instance_config.base_url == "embedded":
+                sandbox = Sandbox(embedded_sandbox_settings(instance_config)).__enter__()
+                settings = instance_config.settings(
+                    base_url=sandbox.base_url,
+                    client_id=sandbox.settings.client_id,
+                    client_secret=sandbox.settings.client_secret,
+                )
+                log.info("embedded_sandbox_started", instance=name, base_url=sandbox.base_url)
+            else:
+                settings = instance_config.settings()
+            client = MarketoClient(settings)
+            queue: FairQueue[int] = FairQueue()
+            band = PollBand(instance_config.poll_min_seconds, instance_config.poll_max_seconds)
+            poller = Poller(
+                name,
+                functools.partial(client.batch_status, stop=self.stop_event),
+                self._on_batch_final,
+                band=band,
+                on_error=self._on_poll_error,
+            )
+            submitter = Submitter(
+                name,
+                client,
+                self.journal,
+                queue,
+                boxes=self._box_config,
+                parts_root=self.parts_root,
+                catalog=Catalog(client),
+                on_submitted=self._on_submitted,
+                on_rejected=self._on_rejected,
+                on_all_submitted=self._settle_if_finished,
+                stop=self.stop_event,
+            )
+            self.instances[name] = Instance(
+                instance_config, client, queue, poller, submitter, sandbox
+            )
+            poller.start()
+            submitter.start()
+
+    def _start_boxes(self) -> None:
+        for name, box_config in self.config.dropboxes.items():
+            self.boxes[name] = self._make_box(box_config)
+            self.boxes[name].watcher.start()
+
+    def _make_box(self, box_config: DropboxConfig) -> Box:
+        layout = DropboxLayout(box_config.root)
+        layout.ensure()
+        tracker = ReadinessTracker(
+            box_config.settle_seconds,
+            ignore=box_config.ignore,
+            marker=None if box_config.ready_marker == "none" else box_config.ready_marker,
+        )
+        mode = choose_mode(box_config.watch, box_config.root)
+        watcher = InboxWatcher(
+            layout.inbox,
+            mode,
+            tracker.note,
+            polling_interval=box_config.polling_interval_seconds,
+        )
+        return Box(box_config, layout, tracker, watcher)
+
+    def _shutdown(self) -> None:
+        systemd.stopping()
+        deadline = time.monotonic() + STOP_DEADLINE_SECONDS
+        for box in self.boxes.values():
+            box.watcher.stop()
+        for instance in self.instances.values():
+            instance.queue.close()
+        # A create already on the wire finishes (its batch id gets recorded); waits for a
+        # queue slot or a back-off end at once with Stopped.
+        for instance in self.instances.values():
+            instance.submitter.join(timeout=max(deadline - time.monotonic(), 0.1))
+            instance.poller.stop()
+        self._settle_pool.shutdown(wait=True, cancel_futures=True)
+        for instance in self.instances.values():
+            instance.client.close()
+            if instance.sandbox is not None:
+                instance.sandbox.__exit__(None, None, None)
+        if self.journal is not None:
+            self.journal.close()
+        log.info("daemon_stopped")
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        interval = systemd.watchdog_interval()
+        next_ping = 0.0
+        next_status = 0.0
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            for box in list(self.boxes.values()):
+                if now >= box.next_rescan:
+                    box.tracker.note_all(scan_inbox(box.layout.inbox))
+                    box.next_rescan = now + box.config.rescan_seconds
+                for candidate in box.tracker.due(now):
+                    if self.stop_event.is_set():
+                        break
+                    self._take(box, candidate)
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self._reload()
+            if interval is not None and now >= next_ping:
+                systemd.watchdog_ping()
+                next_ping = now + interval / 3
+            if now >= next_status:
+                systemd.status(self._status_line())
+                next_status = now + 5
+            self.stop_event.wait(TICK_SECONDS)
+
+    def _status_line(self) -> str:
+        counts = self.journal.counts() if self.journal else {}
+        waiting = sum(box.tracker.waiting for box in self.boxes.values())
+        in_flight = sum(
+            n for state, n in counts.items() if state not in (FileState.DONE, FileState.FAILED)
+        )
+        return (
+            f"{waiting} waiting, {in_flight} in flight, "
+            f"{counts.get(FileState.DONE, 0)} done, {counts.get(FileState.FAILED, 0)} failed"
+        )
+
+    # -- claim ----------------------------------------------------------------------------
+
+    def _take(self, box: Box, candidate: Candidate) -> None:
+        """Claim a settled file into processing/ and queue it for its instance."""
+        assert self.journal is not None
+        bound = log.bind(dropbox=box.config.name, file=str(candidate.path))
+        try:
+            claimed = claim(box.layout, candidate.path)
+        except NotARegularFile as exc:
+            box.tracker.forget(candidate.path)
+            key = (candidate.path, _inode(candidate.path))
+            if key not in box.set_aside:
+                box.set_aside.add(key)
+                bound.warning("not_a_regular_file", reason=str(exc))
+            return
+        except FileVanished:
+            box.tracker.forget(candidate.path)
+            return
+        except OSError as exc:
+            bound.error("claim_failed", error=str(exc))
+            return
+        box.tracker.forget(candidate.path)
+        if candidate.marker is not None:
+            with contextlib.suppress(OSError):
+                candidate.marker.unlink()
+        self._register(box, claimed)
+
+    def _register(self, box: Box, claimed: Path) -> int:
+        assert self.journal is not None
+        route = claimed.parent.relative_to(box.layout.processing)
+        size, sha256 = file_digest(claimed)
+        inbox_path = box.layout.inbox / route / claimed.name
+        file_id = self.journal.record_claim(
+            box.config.name,
+            str(PurePosixPath(route)),
+            claimed.name,
+            inbox_path,
+            claimed,
+            size,
+            sha256,
+        )
+        log.info(
+            "file_claimed",
+            dropbox=box.config.name,
+            route=str(PurePosixPath(route)),
+            file=claimed.name,
+            size=size,
+        )
+        self.instances[box.config.instance].queue.put(box.config.name, file_id)
+        return file_id
+
+    # -- callbacks from the submitter and the poller -------------------------------------
+
+    def _on_submitted(self, file_id: int, batch_id: int, rows: int) -> None:
+        record = self._record_instance(file_id)
+        with self._lock:
+            self._batch_files[batch_id] = file_id
+        self.instances[record].poller.follow(batch_id, rows)
+
+    def _on_rejected(self, file_id: int, reason: str) -> None:
+        self._hand_to_settler(file_id, reason)
+
+    def _hand_to_settler(self, file_id: int, rejection: str | None) -> None:
+        with self._lock:
+            if file_id in self._settling:
+                return
+            self._settling.add(file_id)
+        self._settle_pool.submit(self._settle, file_id, rejection)
+
+    def _on_batch_final(self, status: BatchStatus) -> None:
+        assert self.journal is not None
+        with self._lock:
+            file_id = self._batch_files.pop(status.batch_id, None)
+        if file_id is None:
+            return
+        self.journal.record_batch_status(file_id, status)
+        log.info(
+            "batch_finished",
+            batch_id=status.batch_id,
+            status=status.status.value,
+            leads=status.leads_processed,
+            failed=status.rows_failed,
+            warnings=status.rows_with_warning,
+        )
+        self._settle_if_finished(file_id)
+
+    def _on_poll_error(self, batch_id: int, exc: Exception) -> None:
+        with self._lock:
+            file_id = self._batch_files.pop(batch_id, None)
+        log.error("batch_poll_failed", batch_id=batch_id, error=str(exc))
+        if file_id is not None:
+            self._hand_to_settler(file_id, f"Marketo lost batch {batch_id}: {exc}")
+
+    def _settle_if_finished(self, file_id: int) -> None:
+        assert self.journal is not None
+        record = self.journal.get(file_id)
+        parts = self.journal.parts(file_id)
+        if record.state is FileState.POLLING and all(p.final for p in parts):
+            self._hand_to_settler(file_id, None)
+
+    def _settle(self, file_id: int, rejection: str | None) -> None:
+        assert self.settler is not None
+        try:
+            self.settler.settle(file_id, rejection)
+        except Exception:
+            log.exception("settle_failed", file_id=file_id)
+
+    # -- recovery and reload --------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Resume every file the journal says is unfinished; adopt files it never saw."""
+        assert self.journal is not None
+        known: set[Path] = set()
+        for record in self.journal.unfinished():
+            known.add(Path(record.processing_path))
+            if record.dropbox not in self.boxes:
+                log.warning("recovery_unknown_dropbox", dropbox=record.dropbox, file=record.name)
+                continue
+            instance = self.instances[self.boxes[record.dropbox].config.instance]
+            log.info("file_recovered", file=record.name, state=record.state.value)
+            if record.state is FileState.SETTLING:
+                self._hand_to_settler(record.id, None)
+                continue
+            parts = self.journal.parts(record.id)
+            pending_batches = [p for p in parts if p.batch_id is not None and not p.final]
+            for part in pending_batches:
+                assert part.batch_id is not None
+                instance.client.adopt_batch(part.batch_id)
+                with self._lock:
+                    self._batch_files[part.batch_id] = record.id
+                instance.poller.follow(part.batch_id, part.rows, first_delay=0)
+            if record.state in (FileState.CLAIMED, FileState.SUBMITTING):
+                instance.queue.put(record.dropbox, record.id)
+            elif not pending_batches:
+                self._settle_if_finished(record.id)
+        for box in self.boxes.values():
+            for path in scan_inbox(box.layout.processing):
+                if path not in known and path.is_file() and not path.is_symlink():
+                    # Claimed by a run that died before the journal recorded it.
+                    log.info("file_adopted", dropbox=box.config.name, file=path.name)
+                    self._register(box, path)
+
+    def _reload(self) -> None:
+        """Apply a changed config for drop boxes; keep the old one when the new is invalid."""
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            log.error("config_reload_rejected", reason=str(exc))
+            return
+        if new.instances != self.config.instances or new.state_dir != self.config.state_dir:
+            log.warning("config_reload_needs_restart", reason="instances or state_dir changed")
+            return
+        for name in set(self.boxes) - set(new.dropboxes):
+            self.boxes.pop(name).watcher.stop()
+        for name, box_config in new.dropboxes.items():
+            old = self.boxes.get(name)
+            if old is not None and old.config == box_config:
+                continue
+            if old is not None:
+                old.watcher.stop()
+            self.boxes[name] = self._make_box(box_config)
+            self.boxes[name].watcher.start()
+        self.config = new
+        log.info("config_reloaded", dropboxes=sorted(self.boxes))
+
+    # -- look-ups -------------------------------------------------------------------------
+
+    def _box_config(self, name: str) -> DropboxConfig:
+        return self.config.dropboxes[name]
+
+    def _client_for(self, dropbox: str) -> MarketoClient:
+        return self.instances[self.config.dropboxes[dropbox].instance].client
+
+    def _record_instance(self, file_id: int) -> str:
+        assert self.journal is not None
+        return self.config.dropboxes[self.journal.get(file_id).dropbox].instance
+
+
+def _inode(path: Path) -> int:
+    try:
+        return path.lstat().st_ino
+    except OSError:
+        return -1
+
+
+def embedded_sandbox_settings(instance: InstanceConfig) -> SandboxSettings:
+    """Settings of the in-process sandbox that `base_url: embedded` runs."""
+    options = instance.sandbox
+    if options is None:
+        return SandboxSettings()
+    return SandboxSettings(
+        rows_per_second=options.rows_per_second,
+        job_overhead_seconds=options.job_overhead_seconds,
+    )
+
+
+def run(config_path: Path) -> int:
+    """Load the config and run the daemon; return the exit code."""
+    config = load_config(config_path)
+    return Daemon(config).run()

@@ -1,0 +1,206 @@
+"""Deciding a file's outcome and putting it, with its results, in done/ or failed/.
+
+The order is what makes a crash harmless: result files are staged in the state dir, the
+destination is recorded in the journal, the state becomes SETTLING, and only then do the
+results and, last, the original move. A replay after a kill -9 finds SETTLING and the recorded
+destination, and finishes the same move; it never picks a second place.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import structlog
+
+from dropbox_importer.config import DropboxConfig
+from dropbox_importer.csvfile import Part, write_results
+from dropbox_importer.dropbox import layout as disk
+from dropbox_importer.dropbox.layout import DropboxLayout, Outcome
+from dropbox_importer.dropbox.results import FileResult
+from dropbox_importer.marketo.client import MarketoClient
+from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
+from dropbox_importer.pipeline.journal import FileRecord, Journal, PartRecord
+from dropbox_importer.pipeline.states import FileState
+from dropbox_importer.pipeline.submit import Rejected, params_for
+
+log = structlog.get_logger(__name__)
+
+FAILURE_REASON = "Import Failure Reason"
+WARNING_REASON = "Import Warning Reason"
+
+
+def decide(
+    parts: Sequence[PartRecord],
+    local_failures: int,
+    rejection: str | None,
+    partial_failure: str,
+) -> tuple[Outcome, str | None]:
+    """The file's outcome and, for a failure, the sentence that explains it."""
+    if rejection is not None:
+        return "failed", rejection
+    failed = [p for p in parts if p.status is BatchState.FAILED]
+    if failed:
+        messages = "; ".join(sorted({p.message or "no reason given" for p in failed}))
+        return "failed", f"Marketo failed the import: {messages}"
+    rows_failed = sum(p.rows_failed for p in parts) + local_failures
+    if rows_failed and partial_failure == "failed":
+        return "failed", f"{rows_failed} row(s) failed; see the failures file beside this one"
+    return "done", None
+
+
+class Settler:
+    """Writes result files and moves a finished file to done/ or failed/."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        parts_root: Path,
+        boxes: Callable[[str], DropboxConfig],
+        layouts: Callable[[str], DropboxLayout],
+        clients: Callable[[str], MarketoClient],
+    ) -> None:
+        self._journal = journal
+        self._parts_root = parts_root
+        self._boxes = boxes
+        self._layouts = layouts
+        self._clients = clients
+
+    def settle(self, file_id: int, rejection: str | None) -> None:
+        """Bring the file to its final place; safe to call again after a crash."""
+        record = self._journal.get(file_id)
+        if record.state.terminal:
+            return
+        layout = self._layouts(record.dropbox)
+        staging = self._parts_root / str(file_id) / "results"
+        if record.state is not FileState.SETTLING:
+            outcome, reason = self._stage(record, rejection, layout, staging)
+            destination = self._journal.record_destination(
+                file_id, disk.choose_destination(layout, record.processing_path, outcome)
+            )
+            self._journal.transition(file_id, FileState.SETTLING, outcome, reason=reason)
+        else:
+            assert record.destination_path is not None
+            destination = record.destination_path
+            outcome = "done" if _inside(destination, layout.done) else "failed"
+            reason = record.reason
+        finals = disk.result_paths(destination, self._format(record))
+        # result.json is always written; the row files only when there were rows to report.
+        moves = {staging / "result.json": finals.result_json}
+        for name, final in (("failures", finals.failures), ("warnings", finals.warnings)):
+            if (staging / name).exists():
+                moves[staging / name] = final
+        disk.settle(record.processing_path, destination, moves)
+        final_state = FileState.DONE if outcome == "done" else FileState.FAILED
+        self._journal.transition(file_id, final_state, str(destination))
+        shutil.rmtree(self._parts_root / str(file_id), ignore_errors=True)
+        log.info(
+            "file_done" if outcome == "done" else "file_failed",
+            dropbox=record.dropbox,
+            route=record.route,
+            file=record.name,
+            destination=str(destination),
+            reason=reason,
+        )
+
+    def _format(self, record: FileRecord) -> ImportFormat:
+        """The format the result files are written in (csv when the route says none)."""
+        try:
+            return params_for(record, self._boxes(record.dropbox)).format
+        except Rejected:
+            return ImportFormat.CSV
+
+    def _stage(
+        self, record: FileRecord, rejection: str | None, layout: DropboxLayout, staging: Path
+    ) -> tuple[Outcome, str | None]:
+        """Fetch Marketo's row files, write ours and result.json into `staging`."""
+        box = self._boxes(record.dropbox)
+        parts = self._journal.parts(record.id)
+        local = self._journal.local_failures(record.id)
+        outcome, reason = decide(parts, len(local), rejection, box.partial_failure)
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        try:
+            params: ImportParams | None = params_for(record, box)
+        except Rejected:
+            params = None
+        if params is not None and (parts or local):
+            self._stage_rows(record, params, parts, local, staging)
+        result = FileResult.build(
+            record,
+            parts,
+            params,
+            outcome,
+            reason=reason,
+            rows_failed_locally=len(local),
+        )
+        result.write(staging / "result.json")
+        return outcome, reason
+
+    def _stage_rows(
+        self,
+        record: FileRecord,
+        params: ImportParams,
+        parts: Sequence[PartRecord],
+        local: dict[int, str],
+        staging: Path,
+    ) -> None:
+        """Fetch Marketo's failures and warnings and merge them into the partner's files."""
+        client = self._clients(record.dropbox)
+        box = self._boxes(record.dropbox)
+        failures = [
+            self._fetch(client.download_failures, p, p.rows_failed, staging / f"failures-{p.index}")
+            for p in parts
+        ]
+        warnings = [
+            self._fetch(
+                client.download_warnings, p, p.rows_with_warning, staging / f"warnings-{p.index}"
+            )
+            for p in parts
+        ]
+        for name, fetched, column, extra in (
+            ("failures", failures, FAILURE_REASON, local),
+            ("warnings", warnings, WARNING_REASON, {}),
+        ):
+            if any(fetched) or extra:
+                write_results(
+                    [_part(p) for p in parts],
+                    fetched,
+                    staging / name,
+                    original=record.processing_path,
+                    fmt=params.format,
+                    reason_column=column,
+                    encoding=box.encoding,
+                    local_failures=extra,
+                )
+
+    @staticmethod
+    def _fetch(
+        download: Callable[[int, Path], None], part: PartRecord, count: int, target: Path
+    ) -> Path | None:
+        """Download one batch's row file when Marketo reported rows in it."""
+        if part.batch_id is None or count == 0:
+            return None
+        download(part.batch_id, target)
+        return target
+
+
+def _part(record: PartRecord) -> Part:
+    return Part(
+        path=record.path or Path(),
+        index=record.index,
+        first_line=record.first_line,
+        rows=record.rows,
+        bytes=record.size,
+    )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True

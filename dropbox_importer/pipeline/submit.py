@@ -1,0 +1,202 @@
+"""Claimed file -> checked parts -> import batches: one submitter thread per instance.
+
+Creates are where Marketo's limits bite (10 queued jobs per instance, shared with every other
+integration), so one thread per instance takes files in fair turns across drop boxes and blocks
+in the client until a queue slot is free. Everything that can fail the file before a slot is
+spent (route, encoding, shape, preflight) runs here first.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import structlog
+
+from dropbox_importer.config import DropboxConfig
+from dropbox_importer.csvfile import FileRejected, Part, inspect_file, split_file
+from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
+from dropbox_importer.marketo.client import MarketoClient
+from dropbox_importer.marketo.errors import MarketoError, RequestRejected, Stopped
+from dropbox_importer.marketo.models import ImportParams
+from dropbox_importer.pipeline.fairness import FairQueue
+from dropbox_importer.pipeline.journal import FileRecord, Journal
+from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
+from dropbox_importer.pipeline.states import FileState
+
+log = structlog.get_logger(__name__)
+
+# How long a file waits before another try when the instance refuses us (403-like errors).
+OPERATOR_RETRY_SECONDS = 60.0
+
+
+class Rejected(Exception):  # noqa: N818 - what happens to the file, not an error of ours
+    """The file cannot be imported; `reason` is the sentence the partner reads."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A file made ready for Marketo: its parameters, its parts, rows failed locally."""
+
+    params: ImportParams
+    parts: list[Part]
+    local_failures: dict[int, str]
+
+
+def params_for(record: FileRecord, box: DropboxConfig) -> ImportParams:
+    """The import parameters the file's route folder sets (Rejected if it can't be parsed)."""
+    try:
+        spec = resolve_route(PurePosixPath(record.route), box.routes, box.defaults)
+        return import_params(spec, record.name)
+    except RouteError as exc:
+        raise Rejected(str(exc)) from exc
+
+
+def prepare(
+    record: FileRecord, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
+) -> Prepared:
+    """Check the claimed file and cut it into parts under Marketo's size limit."""
+    params = params_for(record, box)
+    path = Path(record.processing_path)
+    try:
+        inspection = inspect_file(
+            path, params.format, encoding=box.encoding, lookup_field=params.lookup_field
+        )
+    except FileRejected as exc:
+        raise Rejected(str(exc)) from exc
+    if catalog is not None:
+        try:
+            check_header(inspection.header, params, catalog)
+            check_targets(params, catalog)
+        except PreflightError as exc:
+            raise Rejected(str(exc)) from exc
+        except MarketoError as exc:
+            raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
+    local = {line: "lookup field is empty" for line in inspection.empty_lookup_lines}
+    if local and len(local) >= inspection.rows:
+        raise Rejected(
+            f"every row has an empty '{params.lookup_field or 'email'}' (the lookup field); "
+            "fill it in and drop the file again"
+        )
+    if parts_dir.exists():
+        shutil.rmtree(parts_dir)  # a previous attempt's parts: cut again, deterministically
+    parts_dir.mkdir(parents=True)
+    parts = split_file(
+        path,
+        params.format,
+        parts_dir,
+        max_bytes=box.max_part_bytes,
+        encoding=box.encoding,
+        skip_lines=frozenset(local),
+    )
+    return Prepared(params, parts, local)
+
+
+class Submitter:
+    """The thread that submits claimed files of one instance, in fair turns across drop boxes."""
+
+    def __init__(
+        self,
+        name: str,
+        client: MarketoClient,
+        journal: Journal,
+        queue: FairQueue[int],
+        *,
+        boxes: Callable[[str], DropboxConfig],
+        parts_root: Path,
+        catalog: Catalog,
+        on_submitted: Callable[[int, int, int], None],
+        on_rejected: Callable[[int, str], None],
+        on_all_submitted: Callable[[int], None],
+        stop: threading.Event,
+    ) -> None:
+        self.name = name
+        self._client = client
+        self._journal = journal
+        self._queue = queue
+        self._boxes = boxes
+        self._parts_root = parts_root
+        self._catalog = catalog
+        self._on_submitted = on_submitted
+        self._on_rejected = on_rejected
+        self._on_all_submitted = on_all_submitted
+        self._stop = stop
+        self._thread = threading.Thread(target=self._run, name=f"submit-{name}", daemon=True)
+
+    def start(self) -> None:
+        """Start the submitting thread."""
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        """Wait for the thread to finish the create in hand."""
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            file_id = self._queue.get(timeout=0.5)
+            if file_id is None:
+                continue
+            try:
+                self.submit(file_id)
+            except Stopped:
+                return
+            except Exception:  # never let one file stop the instance's submissions
+                log.exception("submit_crashed", file_id=file_id, instance=self.name)
+
+    def submit(self, file_id: int) -> None:
+        """Prepare the file if needed, then create a batch for every part without one."""
+        record = self._journal.get(file_id)
+        box = self._boxes(record.dropbox)
+        bound = log.bind(dropbox=record.dropbox, route=record.route, file=record.name)
+        parts_dir = self._parts_root / str(file_id)
+        try:
+            prepared = prepare(record, box, parts_dir, self._catalog if box.preflight else None)
+        except Rejected as exc:
+            bound.info("file_rejected", reason=exc.reason)
+            self._on_rejected(file_id, exc.reason)
+            return
+        if record.state is FileState.CLAIMED:
+            self._journal.transition(file_id, FileState.SUBMITTING)
+        known = {part.index: part for part in self._journal.parts(file_id)}
+        for part in prepared.parts:
+            if part.index not in known:
+                self._journal.record_part(
+                    file_id,
+                    part.index,
+                    first_line=part.first_line,
+                    rows=part.rows,
+                    size=part.bytes,
+                )
+        self._journal.record_local_failures(file_id, prepared.local_failures)
+        for part in prepared.parts:
+            if known.get(part.index) is not None and known[part.index].batch_id is not None:
+                continue
+            # Marked before the create: if the answer is lost to a crash, recovery knows this
+            # part may have reached Marketo and counts a resubmission as such.
+            self._journal.mark_submission_uncertain(file_id, part.index)
+            try:
+                batch_id = self._client.create_import(part.path, prepared.params, stop=self._stop)
+            except RequestRejected as exc:
+                bound.warning("import_refused", code=exc.code, message=exc.message)
+                self._on_rejected(file_id, f"Marketo refused the import: {exc}")
+                return
+            except MarketoError as exc:
+                # Access denied, bad credentials, a client bug: not the partner's fault. The
+                # file waits in processing/ and is tried again; an operator must act.
+                bound.error("instance_needs_operator", code=exc.code, message=exc.message)
+                if not self._stop.wait(OPERATOR_RETRY_SECONDS):
+                    self._queue.put(record.dropbox, file_id)
+                return
+            self._journal.record_batch(file_id, part.index, batch_id)
+            bound.info("batch_created", batch_id=batch_id, part=part.index, rows=part.rows)
+            self._on_submitted(file_id, batch_id, part.rows)
+        self._journal.transition(file_id, FileState.POLLING)
+        # A part may have finished while later parts were still being created.
+        self._on_all_submitted(file_id)
