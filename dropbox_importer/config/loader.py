@@ -83,10 +83,16 @@ class _Walker:
         if not isinstance(node, MappingNode):
             self.problem(node, key or "(top)", f"expected a mapping of keys, got {_kind(node)}")
             return None
+        explicit = [pair for pair in node.value if pair[0].tag != "tag:yaml.org,2002:merge"]
         self.constructor.flatten_mapping(node)  # honour YAML merge keys (<<: *shared)
-        items: list[tuple[str, Node]] = []
+        merged = node.value[: len(node.value) - len(explicit)]
+        items: dict[str, Node] = {}
+        for key_node, value_node in merged:  # as in YAML, explicit keys override merged ones
+            if isinstance(key_node, ScalarNode) and key_node.value:
+                self.line(key_node, _join(key, str(key_node.value)))
+                items[str(key_node.value)] = value_node
         seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
+        for key_node, value_node in explicit:
             if not isinstance(key_node, ScalarNode) or not key_node.value:
                 self.problem(key_node, key or "(top)", "a key must be a plain name")
                 continue
@@ -99,8 +105,8 @@ class _Walker:
                 continue
             seen[name] = key_node.start_mark.line + 1
             self.line(key_node, child)
-            items.append((name, value_node))
-        return items
+            items[name] = value_node
+        return list(items.items())
 
     def section(self, node: Node, section: Section, key: str) -> dict[str, Any]:
         """The checked values of a fixed-key mapping, defaults filled in."""
