@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/dropbox-importer sandbox
+	$(BIN)/dropbox-importer demo --dir demo
 
 test: lint typecheck pytest
 

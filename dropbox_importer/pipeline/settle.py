@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -135,6 +136,8 @@ class Settler:
             params,
             outcome,
             reason=reason,
+            # A rename keeps the mtime: the moment the partner's upload last wrote the file.
+            dropped=datetime.fromtimestamp(record.processing_path.stat().st_mtime, UTC),
             rows_failed_locally=len(local),
         )
         result.write(staging / "result.json")
