@@ -53,9 +53,11 @@ def build(checked: Checked, environ: Mapping[str, str]) -> Config:
             checked.problem(section, f"is empty: configure at least one under {section}")
     check_instances_named(checked, dropboxes, instances)
     check_roots_apart(checked, dropboxes)
+    state_dir = base / (values.get("state_dir") or ".")
+    check_state_outside_roots(checked, state_dir, dropboxes)
     return Config(
         path=checked.path,
-        state_dir=base / (values.get("state_dir") or "."),
+        state_dir=state_dir,
         log_level=values.get("log_level") or "info",
         log_format=values.get("log_format") or "auto",
         instances=instances,
@@ -241,3 +243,18 @@ def check_roots_apart(checked: Checked, dropboxes: dict[str, DropboxConfig]) -> 
                     "give each drop box a folder of its own, side by side",
                 )
         seen.append((name, root))
+
+
+def check_state_outside_roots(
+    checked: Checked, state_dir: Path, dropboxes: dict[str, DropboxConfig]
+) -> None:
+    """The journal stays out of every drop box, where partners could read or delete it."""
+    state = state_dir.resolve()
+    for name, box in dropboxes.items():
+        root = box.root.resolve()
+        if state == root or root in state.parents:
+            checked.problem(
+                "state_dir",
+                f"{state_dir} is inside drop box '{name}' ({root}), where partners could read "
+                "or delete the journal: move it out, e.g. /var/lib/dropbox-importer",
+            )

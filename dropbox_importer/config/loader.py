@@ -73,9 +73,11 @@ class _Walker:
         self.constructor = SafeConstructor()
 
     def line(self, node: Node, key: str) -> None:
+        """Remember the line `key` is on."""
         self.checked.lines[key] = node.start_mark.line + 1
 
     def problem(self, node: Node, key: str, message: str) -> None:
+        """Record a problem at the node's line."""
         self.checked.problem(key, message, line=node.start_mark.line + 1)
 
     def mapping_items(self, node: Node, key: str) -> list[tuple[str, Node]] | None:
@@ -134,6 +136,7 @@ class _Walker:
         return out
 
     def unknown(self, node: Node, key: str, name: str, section: Section) -> None:
+        """Report a key the section lacks, with the closest known key as a hint."""
         close = difflib.get_close_matches(name, list(section.options), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         known = ", ".join(section.options)

@@ -231,3 +231,9 @@ def test_every_problem_is_reported_together(tmp_path: Path) -> None:
         "dropboxes.acme.watch",
         "dropboxes.acme.bogus",
     ]
+
+
+def test_state_dir_inside_a_drop_box(tmp_path: Path) -> None:
+    text = "state_dir: /srv/acme/state\n" + with_box("")
+    message = only(problems(tmp_path, text), tmp_path, 1, "state_dir")
+    assert "inside drop box 'acme'" in message and "move it out" in message
