@@ -17,6 +17,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "try it: the daemon on the sandbox and a demo drop box",
     ),
     "sandbox": ("dropbox_importer.sandbox.cli", "run the local Marketo emulator"),
+    "status": ("dropbox_importer.actions.status", "show what is waiting, in flight and done"),
+    "retry": ("dropbox_importer.actions.retry", "move a failed file back to its inbox"),
+    "check": (
+        "dropbox_importer.actions.check",
+        "validate the config, credentials, lists and partitions",
+    ),
+    "import": ("dropbox_importer.actions.one_shot", "import one file in the foreground"),
 }
 
 
