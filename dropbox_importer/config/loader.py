@@ -62,6 +62,8 @@ def _kind(node: Node) -> str:
         return "a mapping"
     if isinstance(node, SequenceNode):
         return "a list"
+    if node.tag == "tag:yaml.org,2002:null":
+        return "nothing"
     return f"'{node.value}'"
 
 

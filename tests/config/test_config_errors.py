@@ -237,3 +237,9 @@ def test_state_dir_inside_a_drop_box(tmp_path: Path) -> None:
     text = "state_dir: /srv/acme/state\n" + with_box("")
     message = only(problems(tmp_path, text), tmp_path, 1, "state_dir")
     assert "inside drop box 'acme'" in message and "move it out" in message
+
+
+def test_named_route_left_empty(tmp_path: Path) -> None:
+    text = with_box("routes:\n  emea:\n")
+    message = only(problems(tmp_path, text), tmp_path, 11, "dropboxes.acme.routes.emea")
+    assert message == "expected a mapping of keys, got nothing"
