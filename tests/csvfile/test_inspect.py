@@ -1,0 +1,99 @@
+"""The checks: where exactly a file goes wrong, and what a clean file looks like."""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from pathlib import Path
+
+import pytest
+from csvfile_tables import SETTINGS, start_lines, tables
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dropbox_importer.csvfile import FileRejected, inspect_file, split_file
+from dropbox_importer.csvfile.source import iter_text, open_source
+from dropbox_importer.marketo.models import ImportFormat
+
+TEXT = st.text(alphabet=st.sampled_from(list("ab,\n€日💡é")), max_size=60)
+
+
+@SETTINGS
+@given(
+    before=TEXT,
+    after=TEXT,
+    bad=st.sampled_from([b"\xff", b"\xc3", b"\xe2\x82", b"\x80"]),
+    block=st.integers(1, 9),
+)
+def test_invalid_utf8_is_reported_at_its_exact_line_and_byte(
+    before: str, after: str, bad: bytes, block: int, tmp_path: Path
+) -> None:
+    head = before.encode()
+    path = tmp_path / "bad.csv"
+    # "x" after the bad bytes: an unfinished sequence must not be completed by what follows.
+    path.write_bytes(head + bad + b"x" + after.encode())
+    with pytest.raises(FileRejected) as caught:
+        "".join(iter_text(open_source(path), block_size=block))
+    line = before.count("\n") + 1
+    assert caught.value.line == line
+    assert caught.value.reason.startswith(f"line {line}, byte {len(head)}: not UTF-8")
+
+
+@SETTINGS
+@given(text=TEXT, block=st.integers(1, 9))
+def test_multibyte_characters_split_across_blocks_decode_unchanged(
+    text: str, block: int, tmp_path: Path
+) -> None:
+    path = tmp_path / "ok.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode() if text else b"E")
+    expected = text or "E"
+    assert "".join(iter_text(open_source(path), block_size=block)) == expected
+
+
+@SETTINGS
+@given(table=tables())
+def test_whatever_inspect_accepts_the_splitter_sends_row_for_row(
+    table: tuple[ImportFormat, str, list[list[str]], bytes], tmp_path: Path
+) -> None:
+    fmt, newline, rows, data = table
+    case = Path(tempfile.mkdtemp(dir=tmp_path))
+    source = case / "in.csv"
+    source.write_bytes(data)
+    result = inspect_file(source, fmt, lookup_field="h0")
+    assert result.header == rows[0]
+    assert result.rows == len(rows) - 1
+    assert result.bom == data.startswith(b"\xef\xbb\xbf")
+    assert result.newline == {"\n": "lf", "\r\n": "crlf"}[newline]
+    parts = split_file(source, fmt, case, max_bytes=500)
+    assert sum(part.rows for part in parts) == result.rows
+    assert [p.first_line for p in parts][:1] == start_lines(data, fmt)[1:2]
+
+
+def test_clean_file_reports_header_rows_encoding_and_local_failures(tmp_path: Path) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_bytes(b"\xef\xbb\xbfEMAIL,Name\r\na@x.com,Ann\r\n  ,Ben\r\n")
+    result = inspect_file(path, ImportFormat.CSV)
+    assert (result.header, result.rows, result.bom) == (["EMAIL", "Name"], 2, True)
+    assert (result.encoding, result.newline) == ("utf-8", "crlf")
+    assert (result.empty_lookup_lines, result.lookup_field) == ([3], "EMAIL")
+
+
+def test_quote_opened_in_a_multiline_value_names_the_line_it_opened_on(tmp_path: Path) -> None:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(
+        [["Email", "Address"], ["a@x.com", "1 Way\nLeeds"], ["b@x.com", "2 Road\nYork"]]
+    )
+    path = tmp_path / "leads.csv"
+    path.write_text(out.getvalue() + 'c@x.com,"3 Lane\nHull\nd@x.com,x\n', encoding="utf-8")
+    with pytest.raises(FileRejected) as caught:
+        inspect_file(path, ImportFormat.CSV)
+    assert caught.value.line == 6
+    assert caught.value.reason.startswith("line 6: a quoted value opens here and is never closed")
+
+
+def test_unknown_declared_encoding_is_an_operator_problem(tmp_path: Path) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_bytes(b"Email\na@x.com\n")
+    with pytest.raises(FileRejected, match="unknown encoding 'latin-9x'"):
+        inspect_file(path, ImportFormat.CSV, encoding="latin-9x")
