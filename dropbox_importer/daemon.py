@@ -29,6 +29,7 @@ from dropbox_importer.dropbox.layout import (
     claim,
 )
 from dropbox_importer.dropbox.results import file_digest
+from dropbox_importer.dropbox.routes import route_label
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchStatus
 from dropbox_importer.pipeline.fairness import FairQueue
@@ -286,12 +287,12 @@ class Daemon:
 
     def _register(self, box: Box, claimed: Path) -> int:
         assert self.journal is not None
-        route = claimed.parent.relative_to(box.layout.processing)
+        route = route_label(PurePosixPath(claimed.parent.relative_to(box.layout.processing)))
         size, sha256 = file_digest(claimed)
         inbox_path = box.layout.inbox / route / claimed.name
         file_id = self.journal.record_claim(
             box.config.name,
-            str(PurePosixPath(route)),
+            route,
             claimed.name,
             inbox_path,
             claimed,
@@ -301,7 +302,7 @@ class Daemon:
         log.info(
             "file_claimed",
             dropbox=box.config.name,
-            route=str(PurePosixPath(route)),
+            route=route,
             file=claimed.name,
             size=size,
         )

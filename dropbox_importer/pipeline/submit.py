@@ -53,7 +53,7 @@ class Prepared:
 def params_for(record: FileRecord, box: DropboxConfig) -> ImportParams:
     """The import parameters the file's route folder sets (Rejected if it can't be parsed)."""
     try:
-        spec = resolve_route(PurePosixPath(record.route), box.routes, box.defaults)
+        spec = resolve_route(PurePosixPath(record.route or "."), box.routes, box.defaults)
         return import_params(spec, record.name)
     except RouteError as exc:
         raise Rejected(str(exc)) from exc

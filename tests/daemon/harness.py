@@ -74,6 +74,7 @@ class DaemonProcess:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     runs: int = field(default=0)
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> DaemonProcess:
         """Start the daemon; return once it has reported ready."""
@@ -81,6 +82,7 @@ class DaemonProcess:
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)
+        env.update(self.env)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dropbox_importer", "run", "--config", str(self.config)],
             stdout=log,
