@@ -1,0 +1,22 @@
+"""Types and helpers the operator-command tests share (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+Run = Callable[..., tuple[int, str, str]]
+WriteConfig = Callable[..., Path]
+
+
+def run_subprocess(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `python -m dropbox_importer ARGS...` as a real process."""
+    return subprocess.run(
+        [sys.executable, "-m", "dropbox_importer", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
