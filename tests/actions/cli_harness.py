@@ -11,12 +11,15 @@ Run = Callable[..., tuple[int, str, str]]
 WriteConfig = Callable[..., Path]
 
 
-def run_subprocess(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run `python -m dropbox_importer ARGS...` as a real process."""
+def run_subprocess(
+    *args: str, timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m dropbox_importer ARGS...` as a real process (in `cwd` if given)."""
     return subprocess.run(
         [sys.executable, "-m", "dropbox_importer", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        cwd=cwd,
     )

@@ -1,0 +1,180 @@
+"""Give a failed file another go: move it from failed/<route>/ back to inbox/<route>/.
+
+Its result files (`.result.json`, `.failures.*`, `.warnings.*`) are not deleted: they move into
+a folder beside it, `failed/<route>/<file>.retried-<UTC>/`, so the reason of the first failure
+stays at hand and the next failure's results land under the original names. Nothing in inbox/
+is ever overwritten, and a path outside a configured drop box's failed/ is refused.
+
+Exit codes: 0 moved, 1 refused (the inbox already holds that name, or a move failed), 2 for a
+config error or a path that is not a failed file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from dropbox_importer import logs
+from dropbox_importer.config import ConfigError, DropboxConfig, load_config
+from dropbox_importer.dropbox.layout import RESULT_SUFFIXES, DropboxLayout
+from dropbox_importer.pipeline.ready import MARKER_SUFFIXES
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+
+
+class RetryRefused(Exception):  # noqa: N818 - what the operator is told, not a bug of ours
+    """The file cannot be retried as asked; `usage` marks a wrong path rather than a conflict."""
+
+    def __init__(self, message: str, *, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+@dataclass(frozen=True)
+class RetryDone:
+    """Where a retried file went, and where its old result files were put aside."""
+
+    inbox_file: Path
+    aside: Path | None
+    results: tuple[Path, ...]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register `retry`'s options."""
+    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    parser.add_argument("path", type=Path, help="the file in failed/<route>/ to import again")
+
+
+def locate(path: Path, boxes: list[DropboxConfig]) -> tuple[DropboxConfig, Path]:
+    """The drop box whose failed/ holds `path`, and the path's route folder inside failed/."""
+    # The folders resolved (a drop box may live behind a symlinked mount), the file itself not:
+    # a symlink in failed/ is refused below rather than followed out of the drop box.
+    absolute = path.absolute().parent.resolve() / path.name
+    for box in boxes:
+        layout = DropboxLayout(box.root)
+        failed = layout.failed.resolve()
+        if absolute.is_relative_to(failed) and absolute != failed:
+            return box, absolute.parent.relative_to(failed)
+    roots = ", ".join(str(DropboxLayout(b.root).failed) for b in boxes) or "none configured"
+    raise RetryRefused(
+        f"{path} is not inside a drop box's failed/ folder ({roots}); "
+        "give the path of a file under one of them",
+        usage=True,
+    )
+
+
+def _check_original(path: Path) -> None:
+    if path.name.endswith(RESULT_SUFFIXES):
+        original = next(path.name.removesuffix(s) for s in RESULT_SUFFIXES if path.name.endswith(s))
+        raise RetryRefused(
+            f"{path.name} is a result file; retry the original instead: {path.with_name(original)}",
+            usage=True,
+        )
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise RetryRefused(f"{path} is not a regular file", usage=True)
+    if not path.exists():
+        raise RetryRefused(f"{path} does not exist", usage=True)
+
+
+def _move_no_replace(source: Path, target: Path) -> None:
+    """Move `source` to `target`, failing (FileExistsError) if `target` exists, even in a race."""
+    try:
+        # link() refuses an existing name atomically, unlike rename(); the second name lives
+        # only until the unlink below, well inside the daemon's settle time.
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        # A filesystem without hard links: check, then rename (the window is microseconds).
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "File exists", str(target)) from None
+        source.rename(target)
+        return
+    source.unlink()
+
+
+def _put_results_aside(failed_file: Path, now: datetime) -> tuple[Path | None, tuple[Path, ...]]:
+    """Move the file's result files into `<file>.retried-<UTC>/`; return the folder and files."""
+    results = [failed_file.with_name(failed_file.name + s) for s in RESULT_SUFFIXES]
+    results = [r for r in results if os.path.lexists(r)]
+    if not results:
+        return None, ()
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = failed_file.with_name(f"{failed_file.name}.retried-{stamp}")
+    n = 1
+    while os.path.lexists(aside):  # retried twice within a second: never mix two failures
+        n += 1
+        aside = failed_file.with_name(f"{failed_file.name}.retried-{stamp}-{n}")
+    aside.mkdir()
+    for result in results:
+        result.rename(aside / result.name)
+    return aside, tuple(aside / r.name for r in results)
+
+
+def retry(path: Path, boxes: list[DropboxConfig], now: datetime | None = None) -> RetryDone:
+    """Move a failed file back to its inbox route, its result files put aside beside it."""
+    box, route = locate(path, boxes)
+    layout = DropboxLayout(box.root)
+    failed_file = layout.failed / route / path.name
+    _check_original(failed_file)
+    inbox_file = layout.inbox / route / path.name
+    if os.path.lexists(inbox_file):
+        raise RetryRefused(
+            f"{inbox_file} already exists; nothing was moved. Wait until the daemon has taken "
+            "it, or rename one of the two files"
+        )
+    inbox_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _move_no_replace(failed_file, inbox_file)
+    except FileExistsError:
+        raise RetryRefused(f"{inbox_file} appeared meanwhile; nothing was moved") from None
+    except OSError as exc:
+        raise RetryRefused(f"cannot move {failed_file} to {inbox_file}: {exc}") from exc
+    try:
+        aside, kept = _put_results_aside(failed_file, now or datetime.now(UTC))
+    except OSError as exc:
+        raise RetryRefused(
+            f"{failed_file.name} is back in {inbox_file.parent}, but its old result files could "
+            f"not be put aside ({exc}); move them out of {failed_file.parent} by hand"
+        ) from exc
+    if box.ready_marker != "none":
+        # The daemon waits for the marker in that mode; the file is complete, so say so.
+        inbox_file.with_name(inbox_file.name + MARKER_SUFFIXES[box.ready_marker]).touch()
+    log.info(
+        "file_retried",
+        file=path.name,
+        inbox=str(inbox_file),
+        results_aside=None if aside is None else str(aside),
+    )
+    return RetryDone(inbox_file, aside, kept)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Move the failed file back to its inbox; print where everything went."""
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"dropbox-importer: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    json = {"json": True, "console": False}.get(config.log_format)
+    logs.configure(json=json, level=config.log_level, stream=sys.stderr)
+    try:
+        done = retry(args.path, list(config.dropboxes.values()))
+    except RetryRefused as exc:
+        print(f"dropbox-importer: retry refused: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.usage else EXIT_REFUSED
+    print(f"moved back to the inbox: {done.inbox_file}")
+    if done.aside is not None:
+        print(f"earlier result files kept in: {done.aside}")
+    return EXIT_OK
