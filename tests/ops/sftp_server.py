@@ -7,10 +7,10 @@ Use it from any test module::
     def test_partner_upload(sftp_server: SftpServer, tmp_path: Path) -> None:
         sftp_server.put(tmp_path / "leads.csv", "leads.csv")   # lands in <root>/inbox/
 
-It needs root (a Unix account, a root-owned chroot under /srv, sshd) and skips with the reason
-otherwise; `/usr/sbin/sshd` is installed with apt-get when missing. The daemon under test runs
-as root in tests, so it reaches every folder the way the `dropbox-importer` user does through the
-partner's group in production.
+It needs root (Unix accounts, a root-owned chroot under /srv, sshd) and skips with the reason
+otherwise; `/usr/sbin/sshd` is installed with apt-get when missing. Owners and modes are those of
+docs/sftp.md, with `daemon_user` (a member of the partner's group) standing in for the
+`dropbox-importer` account; a daemon under test that runs as root reaches everything anyway.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class SftpServer:
     host: str
     port: int
     user: str
+    daemon_user: str
     key: Path
     root: Path
     log: Path
@@ -148,18 +149,23 @@ def run(*argv: str) -> None:
         raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
 
 
-def make_drop_box(root: Path, user: str) -> None:
+def make_drop_box(root: Path, partner: str, daemon: str) -> None:
     """The chroot of docs/sftp.md: root-owned, inbox/ writable by the partner's group only."""
     root.mkdir(mode=0o755)
     os.chmod(root, 0o755)  # mkdir's mode is filtered by the umask
-    # inbox: the partner writes, the daemon (via the group in production) renames files out;
+    # inbox: the partner writes, the daemon (through the partner's group) renames files out;
     # setgid keeps every upload and route folder in the partner's group.
     # processing: the daemon's alone. done, failed: the partner reads its results.
-    folders = {"inbox": 0o2770, "processing": 0o700, "done": 0o2750, "failed": 0o2750}
-    for name, mode in folders.items():
+    folders = {
+        "inbox": (partner, 0o2770),
+        "processing": (daemon, 0o700),
+        "done": (partner, 0o2750),
+        "failed": (partner, 0o2750),
+    }
+    for name, (group, mode) in folders.items():
         folder = root / name
         folder.mkdir()
-        shutil.chown(folder, "root", user)
+        shutil.chown(folder, daemon, group)
         os.chmod(folder, mode)
 
 
@@ -253,6 +259,7 @@ def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer
     require_root_and_sshd()
     suffix = secrets.token_hex(4)
     user, group = f"dbi-partner-{suffix}", f"dbi-sftp-{suffix}"
+    daemon = f"dbi-daemon-{suffix}"
     root = Path(f"/srv/dbi-test-{suffix}")
     # sshd reads authorized keys as the partner, who cannot enter pytest's private tmp folder;
     # a root-owned folder outside the chroot is also what docs/sftp.md recommends.
@@ -267,7 +274,11 @@ def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer
         cleanups.insert(0, ("userdel", "--force", user))
         # With UsePAM no, useradd's locked password field ("!") refuses even key logins.
         run("usermod", "-p", "*", user)
-        make_drop_box(root, user)
+        # The daemon's stand-in joins the partner's group, as `dropbox-importer` does.
+        run("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", daemon)
+        cleanups.insert(0, ("userdel", "--force", daemon))
+        run("usermod", "-aG", user, daemon)
+        make_drop_box(root, user, daemon)
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "host_key"))
         key = work / "client_key"
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
@@ -275,7 +286,7 @@ def sftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer
         shutil.copy(key.with_suffix(".pub"), keys / user)
         (keys / user).chmod(0o644)
         process, port = start_sshd(work, group=group, root=root, keys=keys)
-        yield SftpServer(HOST, port, user, key, root, work / "sshd.log", process)
+        yield SftpServer(HOST, port, user, daemon, key, root, work / "sshd.log", process)
     finally:
         if process is not None:
             stop(process)

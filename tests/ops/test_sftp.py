@@ -7,6 +7,7 @@ elsewhere and run in CI, which runs as root.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_route_folder_made_by_the_partner_stays_usable_by_the_daemon(
 def test_put_into_a_route_folder(sftp_server: SftpServer, tmp_path: Path) -> None:
     route = sftp_server.inbox / "list=1001"
     route.mkdir()
-    os.chown(route, 0, sftp_server.inbox.stat().st_gid)
+    shutil.chown(route, sftp_server.daemon_user, sftp_server.user)
     route.chmod(0o2770)
     local = lead_file(tmp_path, rows=10)
     sftp_server.put(local, "list=1001/leads.csv")
@@ -128,6 +129,7 @@ def test_key_of_someone_else_is_refused(sftp_server: SftpServer, tmp_path: Path)
         sftp_server.host,
         sftp_server.port,
         sftp_server.user,
+        sftp_server.daemon_user,
         stranger,
         sftp_server.root,
         sftp_server.log,
@@ -136,3 +138,73 @@ def test_key_of_someone_else_is_refused(sftp_server: SftpServer, tmp_path: Path)
     with pytest.raises(SftpError):
         impostor.put(lead_file(tmp_path, rows=1), "leads.csv")
     assert list(sftp_server.inbox.iterdir()) == []
+
+
+# The daemon's side of docs/sftp.md, done by hand as the daemon's stand-in account: claim
+# uploads (also from a folder the partner made), write results, settle. `private_users` repeats
+# it inside a user namespace that maps only the daemon's own ids, as the unit's PrivateUsers=yes
+# does, to prove the partner's group still grants access there.
+DAEMON_STEPS = """
+set -e
+umask 0027
+cat inbox/leads.csv > /dev/null
+mv inbox/leads.csv processing/leads.csv
+mkdir -p processing/list=7
+mv inbox/list=7/more.csv processing/list=7/more.csv
+mkdir -p done/list=7
+printf '{"status": "Complete"}\\n' > done/list=7/more.csv.result.json
+mv processing/list=7/more.csv done/list=7/more.csv
+mv processing/leads.csv failed/leads.csv
+"""
+
+
+def as_daemon(server: SftpServer, script: str, *, private_users: bool) -> None:
+    """Run a shell script in the drop box as the daemon's stand-in with its groups."""
+    argv = ["setpriv", f"--reuid={server.daemon_user}", f"--regid={server.daemon_user}"]
+    argv += ["--init-groups", "--"]
+    if private_users:
+        argv += ["unshare", "--user", "--map-current-user", "--"]
+    done = subprocess.run(
+        [*argv, "sh", "-c", script], cwd=server.root, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("private_users", [False, True], ids=["plain", "private_users"])
+def test_daemon_in_partner_group_claims_uploads_and_partner_reads_results(
+    sftp_server: SftpServer, tmp_path: Path, private_users: bool
+) -> None:
+    if private_users:
+        probe = subprocess.run(["unshare", "--user", "--map-current-user", "true"], check=False)
+        if probe.returncode != 0:
+            pytest.skip("user namespaces are not available here")
+    local = lead_file(tmp_path, rows=50)
+    sftp_server.put(local, "leads.csv")
+    sftp_server.batch(["mkdir list=7"])
+    sftp_server.put(local, "list=7/more.csv")
+
+    as_daemon(sftp_server, DAEMON_STEPS, private_users=private_users)
+
+    result = sftp_server.root / "done" / "list=7" / "more.csv.result.json"
+    assert stat.S_IMODE(result.stat().st_mode) == 0o640
+    sftp_server.get("/done/list=7/more.csv.result.json", tmp_path / "result.json")
+    sftp_server.get("/done/list=7/more.csv", tmp_path / "more.csv")
+    sftp_server.get("/failed/leads.csv", tmp_path / "back.csv")
+    assert (tmp_path / "result.json").read_text() == '{"status": "Complete"}\n'
+    assert (tmp_path / "more.csv").read_bytes() == local.read_bytes()
+    assert (tmp_path / "back.csv").read_bytes() == local.read_bytes()
+
+
+def test_result_renamed_in_from_elsewhere_is_unreadable_to_the_partner(
+    sftp_server: SftpServer, tmp_path: Path
+) -> None:
+    # Why results must be written inside done/: a file moved in keeps its old group.
+    staged = sftp_server.root / "processing" / "leads.csv.result.json"
+    as_daemon(
+        sftp_server,
+        f"umask 0027; echo '{{}}' > {staged.relative_to(sftp_server.root)}; "
+        f"mv {staged.relative_to(sftp_server.root)} done/leads.csv.result.json",
+        private_users=False,
+    )
+    with pytest.raises(SftpError):
+        sftp_server.get("/done/leads.csv.result.json", tmp_path / "result.json")
