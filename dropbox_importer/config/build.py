@@ -100,6 +100,7 @@ def build_instance(
         secret=secret,
         limits=LimitSettings(
             calls_per_window=raw.get("calls_per_window") or 80,
+            window_seconds=raw.get("window_seconds") or 20.0,
             max_in_flight=raw.get("max_in_flight") or 8,
             max_queued_jobs=raw.get("max_queued_jobs") or 8,
         ),

@@ -169,6 +169,9 @@ INSTANCE = Section(
         "calls_per_window": Option(
             number(1, 100, whole=True), 80, "this daemon's share of 100 calls per 20 s"
         ),
+        "window_seconds": Option(
+            positive, 20.0, "length of the rolling call window (Marketo: 20; shorter for a sandbox)"
+        ),
         "max_in_flight": Option(number(1, 10, whole=True), 8, "calls open at once (Marketo: 10)"),
         "max_queued_jobs": Option(
             number(1, 10, whole=True), 8, "import jobs queued at once (Marketo: 10)"
