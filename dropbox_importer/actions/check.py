@@ -1,0 +1,221 @@
+"""Prove a config works before partners drop files: credentials, routes, lists and partitions.
+
+For every instance a drop box uses, a token is fetched; for every route (each named route of a
+drop box, and each folder present under its inbox/), the folder path is parsed and its list,
+partition and lookup field are looked up in Marketo. Instances with `base_url: embedded` are
+checked against an in-process sandbox, as the daemon would run them. Every call is read-only.
+
+Exit codes: 0 all OK, 1 at least one problem (each printed on its row), 2 config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import requests
+
+from dropbox_importer import logs
+from dropbox_importer.config import ConfigError, DropboxConfig, InstanceConfig, load_config
+from dropbox_importer.dropbox.layout import DropboxLayout
+from dropbox_importer.dropbox.routes import RouteError, RouteSpec, resolve_route, route_label
+from dropbox_importer.marketo.client import MarketoClient
+from dropbox_importer.marketo.errors import MarketoError, Stopped
+from dropbox_importer.pipeline.preflight import Catalog
+from dropbox_importer.pipeline.ready import is_ignored
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
+DEFAULT_TIMEOUT = 30.0
+# What a lookup against an instance can raise; anything else is a bug and should show as one.
+LOOKUP_ERRORS = (MarketoError, Stopped, requests.RequestException)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register `check`'s options."""
+    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on an instance that has not answered by then (default {DEFAULT_TIMEOUT:g})",
+    )
+
+
+@contextmanager
+def open_client(instance: InstanceConfig) -> Iterator[MarketoClient]:
+    """A client of the instance; an embedded one gets its in-process sandbox for the duration."""
+    if not instance.embedded:
+        client = MarketoClient(instance.settings())
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    # Imported here: only embedded instances need the daemon's sandbox settings.
+    from dropbox_importer.daemon import embedded_sandbox_settings
+    from dropbox_importer.sandbox import Sandbox
+
+    with Sandbox(embedded_sandbox_settings(instance)) as sandbox:
+        client = MarketoClient(
+            instance.settings(
+                base_url=sandbox.base_url,
+                client_id=sandbox.settings.client_id,
+                client_secret=sandbox.settings.client_secret,
+            )
+        )
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+@dataclass(frozen=True)
+class RouteRow:
+    """One line of the table: a route of a drop box and what was found about it."""
+
+    dropbox: str
+    route: str
+    format: str
+    list_id: str
+    partition: str
+    lookup: str
+    problems: tuple[str, ...]
+
+
+def route_folders(layout: DropboxLayout, box: DropboxConfig) -> list[PurePosixPath]:
+    """Every folder under inbox/ (the top itself when files wait there), sorted."""
+    found: set[PurePosixPath] = set()
+    if not layout.inbox.is_dir():
+        return []
+    for folder, dirs, files in os.walk(layout.inbox, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        relative = PurePosixPath(Path(folder).relative_to(layout.inbox).as_posix())
+        if relative != PurePosixPath(".") or any(not is_ignored(f, box.ignore) for f in files):
+            found.add(relative)
+    return sorted(found)
+
+
+def check_route(
+    box: DropboxConfig, route: PurePosixPath, catalog: Catalog | None, label: str
+) -> RouteRow:
+    """Parse one route and, when the instance answered, look up its list, partition and lookup."""
+    try:
+        spec = resolve_route(route, box.routes, box.defaults)
+    except RouteError as exc:
+        return RouteRow(box.name, label, "-", "-", "-", "-", (exc.reason,))
+    problems = [] if catalog is None else _lookup_problems(spec, catalog)
+    return RouteRow(
+        box.name,
+        label,
+        spec.format.value if spec.format is not None else "by extension",
+        "-" if spec.list_id is None else str(spec.list_id),
+        spec.partition_name or "-",
+        spec.lookup_field or "email",
+        tuple(problems),
+    )
+
+
+def _lookup_problems(spec: RouteSpec, catalog: Catalog) -> list[str]:
+    problems = []
+    try:
+        if spec.list_id is not None and not catalog.list_exists(spec.list_id):
+            problems.append(f"static list {spec.list_id} does not exist")
+        if spec.partition_name is not None:
+            names = catalog.partition_names()
+            if spec.partition_name not in names:
+                known = ", ".join(sorted(names))
+                problems.append(f"partition '{spec.partition_name}' does not exist ({known})")
+        lookup = spec.lookup_field or "email"
+        if lookup.lower() not in catalog.field_names():
+            problems.append(f"lookup field '{lookup}' is no lead field")
+    except Stopped:
+        problems.append("Marketo did not answer the lookups before the timeout")
+    except LOOKUP_ERRORS as exc:
+        problems.append(f"Marketo lookup failed: {exc}")
+    return problems
+
+
+def check_instance(instance: InstanceConfig, client: MarketoClient, timeout: float) -> str | None:
+    """Fetch a token; None when it worked, else the problem."""
+    try:
+        client.check_credentials()
+    except Stopped:
+        return f"no answer within {timeout:g} s from {instance.base_url}"
+    except LOOKUP_ERRORS as exc:
+        return str(exc)
+    return None
+
+
+def check_dropboxes(
+    boxes: list[DropboxConfig], instance: InstanceConfig, timeout: float
+) -> tuple[str | None, list[RouteRow]]:
+    """The instance's credential problem (or None) and one row per route of its drop boxes."""
+    rows: list[RouteRow] = []
+    with open_client(instance) as client:
+        # The client retries transient faults without end; closing it ends every wait, so a
+        # dead or unreachable instance costs `timeout` seconds, not forever.
+        deadline = threading.Timer(timeout, client.close)
+        deadline.daemon = True
+        deadline.start()
+        try:
+            problem = check_instance(instance, client, timeout)
+            catalog = None if problem is not None else Catalog(client)
+            for box in boxes:
+                named = [(PurePosixPath(name), f"{name} (named)") for name in sorted(box.routes)]
+                folders = route_folders(DropboxLayout(box.root), box)
+                found = [(f, f"inbox/{route_label(f)}".rstrip("/") + "/") for f in folders]
+                rows += [check_route(box, route, catalog, label) for route, label in named + found]
+        finally:
+            deadline.cancel()
+    return problem, rows
+
+
+def _verdict(row: RouteRow) -> str:
+    return "OK" if not row.problems else "PROBLEM: " + "; ".join(row.problems)
+
+
+def render(instances: dict[str, str | None], rows: list[RouteRow]) -> str:
+    """The report: one line per instance, then the route table."""
+    out = [
+        f"instance {name}: " + ("credentials OK" if problem is None else f"PROBLEM: {problem}")
+        for name, problem in instances.items()
+    ]
+    headers = ["DROP BOX", "ROUTE", "FORMAT", "LIST", "PARTITION", "LOOKUP", "STATUS"]
+    table = [
+        [r.dropbox, r.route, r.format, r.list_id, r.partition, r.lookup, _verdict(r)] for r in rows
+    ]
+    if not table:
+        out.append("no routes: no named routes and no folders under any inbox/")
+        return "\n".join(out) + "\n"
+    widths = [max(len(c) for c in column) for column in zip(headers, *table, strict=True)]
+    out.append("")
+    for line in [headers, *table]:
+        out.append("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    return "\n".join(out) + "\n"
+
+
+def main(args: argparse.Namespace) -> int:
+    """Check every instance and route of the config; 1 if anything is wrong."""
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"dropbox-importer: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    # Only warnings and errors: retries would drown the table, which goes to stdout.
+    logs.configure(json=config.log_format == "json", level="warning", stream=sys.stderr)
+    instances: dict[str, str | None] = {}
+    rows: list[RouteRow] = []
+    for name in sorted(config.instances):
+        boxes = [b for b in config.dropboxes.values() if b.instance == name]
+        instances[name], found = check_dropboxes(boxes, config.instances[name], args.timeout)
+        rows += found
+    sys.stdout.write(render(instances, rows))
+    problems = any(p is not None for p in instances.values()) or any(r.problems for r in rows)
+    return EXIT_PROBLEMS if problems else EXIT_OK

@@ -1,0 +1,152 @@
+"""`check`: credentials, route folders, lists, partitions and lookup fields, against a sandbox."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from dropbox_importer.sandbox import Sandbox
+from tests.actions.cli_harness import Run, WriteConfig, run_subprocess
+
+
+def _instance(sandbox: Sandbox, **overrides: Any) -> dict[str, Any]:
+    return {
+        "base_url": sandbox.base_url,
+        "client_id": sandbox.settings.client_id,
+        "client_secret": sandbox.settings.client_secret,
+        **overrides,
+    }
+
+
+def _folders(root: Path, *routes: str) -> None:
+    for route in routes:
+        (root / "inbox" / route).mkdir(parents=True)
+
+
+def _row(out: str, route: str) -> str:
+    (line,) = [line for line in out.splitlines() if f" {route} " in f" {line} "]
+    return line
+
+
+def test_every_route_is_ok_when_lists_partitions_and_lookups_exist(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
+) -> None:
+    routes = {"acme-emea": {"format": "csv", "listId": 1001, "partitionName": "Europe"}}
+    config = write_config(instance=_instance(sandbox), dropboxes={"acme": {"routes": routes}})
+    _folders(tmp_path / "acme", "csv,list=1002", "tsv/partition=Americas,lookup=id", "acme-emea")
+
+    code, out, err = run_cli("check", "--config", config)
+
+    assert code == 0, out + err
+    assert "instance main: credentials OK" in out
+    assert _row(out, "acme-emea (named)").split() == [
+        "acme", "acme-emea", "(named)", "csv", "1001", "Europe", "email", "OK",
+    ]  # fmt: skip
+    assert _row(out, "inbox/csv,list=1002/").endswith("OK")
+    assert _row(out, "inbox/tsv/").endswith("OK")
+    assert _row(out, "inbox/tsv/partition=Americas,lookup=id/").split()[-3:] == [
+        "Americas", "id", "OK",
+    ]  # fmt: skip
+
+
+def test_each_broken_route_is_a_problem_on_its_own_row(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
+) -> None:
+    config = write_config(instance=_instance(sandbox))
+    _folders(
+        tmp_path / "acme",
+        "csv,list=4040",
+        "csv,partition=Mars",
+        "csv,lookup=shoeSize",
+        "csv,colour=red",
+        "csv,list=1001",
+    )
+
+    code, out, _ = run_cli("check", "--config", config)
+
+    assert code == 1
+    assert "PROBLEM: static list 4040 does not exist" in _row(out, "inbox/csv,list=4040/")
+    assert "partition 'Mars' does not exist (Americas, Default, Europe)" in _row(
+        out, "inbox/csv,partition=Mars/"
+    )
+    assert "lookup field 'shoeSize' is no lead field" in _row(out, "inbox/csv,lookup=shoeSize/")
+    assert "unknown key 'colour'" in _row(out, "inbox/csv,colour=red/")
+    assert _row(out, "inbox/csv,list=1001/").endswith("OK")
+
+
+def test_refused_credentials_are_a_problem_and_the_secret_is_never_printed(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
+) -> None:
+    secret = "wrong-secret-4f9a2c"
+    config = write_config(instance=_instance(sandbox, client_secret=secret))
+    _folders(tmp_path / "acme", "csv,list=1001")
+
+    code, out, err = run_cli("check", "--config", config)
+
+    assert code == 1
+    assert "instance main: PROBLEM:" in out
+    # Without a token nothing was looked up: the route is only parsed.
+    assert _row(out, "inbox/csv,list=1001/").endswith("OK")
+    assert secret not in out + err
+
+
+def test_an_unreachable_instance_is_given_up_at_the_timeout(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run
+) -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    instance = {"base_url": f"http://127.0.0.1:{port}", "client_id": "x", "client_secret": "y"}
+    config = write_config(instance=instance)
+
+    code, out, _ = run_cli("check", "--config", config, "--timeout", "0.5")
+
+    assert code == 1
+    assert f"instance main: PROBLEM: no answer within 0.5 s from http://127.0.0.1:{port}" in out
+
+
+def test_an_embedded_instance_is_checked_against_its_own_sandbox(
+    tmp_path: Path, write_config: WriteConfig
+) -> None:
+    config = write_config(instance={"base_url": "embedded"})
+    _folders(tmp_path / "acme", "csv,list=1001,partition=Default", "csv,list=77")
+
+    result = run_subprocess("check", "--config", str(config))
+
+    assert result.returncode == 1, result.stderr
+    assert "instance main: credentials OK" in result.stdout
+    assert _row(result.stdout, "inbox/csv,list=1001,partition=Default/").endswith("OK")
+    assert "static list 77 does not exist" in result.stdout
+
+
+def test_files_at_the_top_of_the_inbox_make_the_top_a_route(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run
+) -> None:
+    config = write_config(dropboxes={"acme": {"defaults": {"listId": 1003}}})
+    (tmp_path / "acme" / "inbox").mkdir(parents=True)
+    assert "inbox/ " not in run_cli("check", "--config", config)[1]
+    (tmp_path / "acme" / "inbox" / "leads.csv").write_text("Email\na@example.com\n")
+
+    code, out, _ = run_cli("check", "--config", config)
+
+    assert code == 0
+    assert _row(out, "inbox/").split()[1:] == [
+        "inbox/",
+        "by",
+        "extension",
+        "1003",
+        "-",
+        "email",
+        "OK",
+    ]
+
+
+def test_a_config_error_is_printed_as_the_loader_words_it(tmp_path: Path, run_cli: Run) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("instances:\n  main: {base_url: embedded}\ndropboxes:\n  a: {root: x}\n")
+
+    code, out, err = run_cli("check", "--config", config)
+
+    assert code == 2 and out == ""
+    assert f"{config}:4: dropboxes.a.instance: missing" in err
