@@ -176,8 +176,14 @@ class Submitter:
                 )
         self._journal.record_local_failures(file_id, prepared.local_failures)
         for part in prepared.parts:
-            if known.get(part.index) is not None and known[part.index].batch_id is not None:
+            before = known.get(part.index)
+            if before is not None and before.batch_id is not None:
                 continue
+            if before is not None and before.submission_uncertain:
+                # A run died between sending this create and recording its answer: Marketo
+                # may already hold it. Sending again is the only way not to lose the rows;
+                # insert-or-update makes a second import of the same rows harmless.
+                bound.warning("batch_resubmitted_uncertain", part=part.index)
             # Marked before the create: if the answer is lost to a crash, recovery knows this
             # part may have reached Marketo and counts a resubmission as such.
             self._journal.mark_submission_uncertain(file_id, part.index)

@@ -17,6 +17,9 @@ import yaml
 
 T = TypeVar("T")
 
+# Tests run the sandbox's rolling call window at 2 s instead of Marketo's 20 s.
+SANDBOX_WINDOW_SECONDS = 2.0
+
 
 def wait_for(check: Callable[[], T], *, timeout: float = 30.0, what: str = "condition") -> T:
     """Return the first truthy value of `check()`; fail the test at the deadline."""
@@ -53,6 +56,8 @@ def write_config(
                 "client_secret": client_secret,
                 "poll_min_seconds": 0.1,
                 "poll_max_seconds": 1.0,
+                # Time scaled down like the sandbox's: the same 80-of-100 share, per 2 s.
+                "window_seconds": SANDBOX_WINDOW_SECONDS,
                 **(instance or {}),
             }
         },

@@ -19,7 +19,7 @@ from tests.daemon.harness import DaemonProcess, originals_under, wait_for, write
 
 pytestmark = pytest.mark.slow
 
-FAST = {"rows_per_second": 2000.0, "job_overhead_seconds": 0.05}
+FAST = {"rows_per_second": 2000.0, "job_overhead_seconds": 0.05, "window_seconds": 2.0}
 
 
 def drop(root: Path, relative: str, text: str) -> Path:
@@ -200,7 +200,7 @@ def test_uploads_in_progress_are_submitted_once_complete(
 def test_sigterm_leaves_batches_recorded_and_a_restart_resumes_without_resubmitting(
     tmp_path: Path, make_sandbox: Callable[..., Any]
 ) -> None:
-    sandbox = make_sandbox(rows_per_second=100.0, job_overhead_seconds=1.0)
+    sandbox = make_sandbox(rows_per_second=100.0, job_overhead_seconds=1.0, window_seconds=2.0)
     root = tmp_path / "box"
     daemon = start(tmp_path, sandbox, {"box": {"root": str(root)}})
     for i in range(3):
@@ -248,6 +248,7 @@ def test_every_file_ends_in_done_despite_transient_faults_and_a_full_queue(
     sandbox = make_sandbox(
         rows_per_second=3000.0,
         job_overhead_seconds=0.05,
+        window_seconds=2.0,
         max_queued_jobs=3,
         faults=FaultSettings(rate=0.2, seed=7),
     )
@@ -273,22 +274,25 @@ def test_kill_9_at_random_moments_loses_no_file(
     import random
 
     rng = random.Random(11)
-    sandbox = make_sandbox(rows_per_second=2000.0, job_overhead_seconds=0.1)
+    sandbox = make_sandbox(rows_per_second=3000.0, job_overhead_seconds=0.05, window_seconds=2.0)
     root = tmp_path / "box"
     daemon = start(tmp_path, sandbox, {"box": {"root": str(root), "settle_seconds": 0.2}})
     texts = {
-        f"csv/k{i:02}.csv": "email\n" + "".join(f"k{i}-{n}@example.com\n" for n in range(10))
-        for i in range(30)
+        f"csv/k{i:03}.csv": "email\n" + "".join(f"k{i}-{n}@example.com\n" for n in range(10))
+        for i in range(100)
     }
-    dropper = threading.Thread(
-        target=lambda: [
-            (drop(root, relative, text), time.sleep(0.03)) for relative, text in texts.items()
-        ]
-    )
+
+    def drop_all() -> None:
+        for relative, text in texts.items():
+            drop(root, relative, text)
+            time.sleep(0.02)  # a stream of arrivals over ~2 s, not a synchronisation
+
+    dropper = threading.Thread(target=drop_all)
     dropper.start()
+    kills = 8
     try:
-        for _ in range(5):
-            time.sleep(rng.uniform(0.2, 1.0))  # a random moment to crash at, not a wait
+        for _ in range(kills):
+            time.sleep(rng.uniform(0.1, 0.8))  # a random moment to crash at, not a wait
             daemon.kill()
             daemon.start()
         dropper.join()
@@ -297,17 +301,24 @@ def test_kill_9_at_random_moments_loses_no_file(
                 len(originals_under(root / "done")) + len(originals_under(root / "failed"))
                 == len(texts)
             ),
-            timeout=120,
+            timeout=180,
             what="every file settled",
         )
         for relative, text in texts.items():
             assert (root / "done" / relative).read_text() == text, relative
         assert not originals_under(root / "processing") and not originals_under(root / "inbox")
+        assert len(originals_under(root / "done")) == len(texts)  # each exactly once
         leads = sandbox_json(sandbox, "leads")["leads"]
-        assert len(leads) == 300
+        assert len(leads) == 1000
         batches = sandbox_json(sandbox, "batches")["batches"]
-        resubmitted = len(batches) - len(texts)
-        print(f"kill -9 x5 over 30 files: {resubmitted} batch(es) submitted twice")
-        assert resubmitted <= 5  # only a kill between Marketo's answer and the journal can do it
+        twice = len(batches) - len(texts)
+        uncertain = daemon.count("batch_resubmitted_uncertain")
+        print(
+            f"kill -9 x{kills} over {len(texts)} files: {twice} batch(es) submitted twice, "
+            f"{uncertain} resubmission(s) of a create whose answer a kill had lost"
+        )
+        # A batch is only ever sent twice when a kill fell between Marketo accepting the
+        # create and the journal recording its id; the daemon says so each time.
+        assert 0 <= twice <= uncertain
     finally:
         daemon.stop()

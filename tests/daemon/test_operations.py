@@ -16,7 +16,7 @@ from tests.daemon.harness import DaemonProcess, originals_under, wait_for, write
 
 pytestmark = pytest.mark.slow
 
-FAST = {"rows_per_second": 2000.0, "job_overhead_seconds": 0.05}
+FAST = {"rows_per_second": 2000.0, "job_overhead_seconds": 0.05, "window_seconds": 2.0}
 
 
 def config_for(tmp_path: Path, sandbox: Any, boxes: dict[str, dict[str, Any]]) -> Path:
