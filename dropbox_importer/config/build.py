@@ -7,6 +7,7 @@ name looked up in $CREDENTIALS_DIRECTORY) are relative to the config file's fold
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,9 @@ from dropbox_importer.config.model import (
     Config,
     DropboxConfig,
     InstanceConfig,
+    MetricsConfig,
+    NotifyConfig,
+    RetentionConfig,
     SandboxOptions,
     Timeouts,
 )
@@ -62,6 +66,7 @@ def build(checked: Checked, environ: Mapping[str, str]) -> Config:
         log_format=values.get("log_format") or "auto",
         instances=instances,
         dropboxes=dropboxes,
+        metrics=build_metrics(checked, values.get("metrics")),
     )
 
 
@@ -184,14 +189,17 @@ def build_dropbox(checked: Checked, name: str, raw: dict[str, Any], base: Path) 
                 "spaces, not starting with a dot, and not csv, tsv or ssv",
             )
         routes[route] = route_spec(checked, route_key, spec)
-    options = _given(raw, leave_out=("root", "instance", "defaults", "routes"))
+    leave_out = ("root", "instance", "defaults", "routes", "notify", "retention")
+    root = base / (raw.get("root") or ".")
     return DropboxConfig(
-        **options,
+        **_given(raw, leave_out=leave_out),
         name=name,
-        root=base / (raw.get("root") or "."),
+        root=root,
         instance=raw.get("instance") or "",
         defaults=route_spec(checked, f"{key}.defaults", raw.get("defaults") or {}),
         routes=routes,
+        notify=build_notify(checked, f"{key}.notify", raw.get("notify")),
+        retention=build_retention(checked, f"{key}.retention", raw.get("retention"), base, root),
     )
 
 
@@ -259,3 +267,85 @@ def check_state_outside_roots(
                 f"{state_dir} is inside drop box '{name}' ({root}), where partners could read "
                 "or delete the journal: move it out, e.g. /var/lib/dropbox-importer",
             )
+
+
+def build_metrics(checked: Checked, raw: dict[str, Any] | None) -> MetricsConfig | None:
+    """The metrics endpoint; a non-loopback address needs allow_remote, as it has no auth."""
+    if raw is None:
+        return None
+    listen = raw.get("listen") or "127.0.0.1:9464"
+    host, _, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    allow_remote = bool(raw.get("allow_remote"))
+    if not allow_remote and not _loopback(host):
+        checked.problem(
+            "metrics.listen",
+            f"{host} is not a loopback address and /metrics has no authentication: listen on "
+            "127.0.0.1 (scrape through a proxy) or set metrics.allow_remote: true",
+        )
+    return MetricsConfig(host=host, port=int(port), allow_remote=allow_remote)
+
+
+def _loopback(host: str) -> bool:
+    """True for localhost and 127.0.0.0/8 or ::1; names other than localhost are not trusted."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_notify(checked: Checked, key: str, raw: dict[str, Any] | None) -> NotifyConfig | None:
+    """A drop box's notification targets: a webhook, a command or both."""
+    if raw is None:
+        return None
+    if not raw.get("webhook") and not raw.get("command"):
+        if key not in checked.reported and f"{key}.webhook" not in checked.reported:
+            checked.problem(key, "names no target: set webhook, command or both, or remove it")
+        return None
+    return NotifyConfig(**_given(raw))
+
+
+def build_retention(
+    checked: Checked, key: str, raw: dict[str, Any] | None, base: Path, root: Path
+) -> RetentionConfig | None:
+    """A drop box's retention; archive needs a folder outside the box's working folders."""
+    if raw is None:
+        return None
+    if raw.get("done_days") is None and raw.get("failed_days") is None:
+        if not checked.reported & {f"{key}.done_days", f"{key}.failed_days"}:
+            checked.problem(key, "sets no age: add done_days, failed_days or both, or remove it")
+        return None
+    archive_dir = raw.get("archive_dir")
+    action = raw.get("action") or "delete"
+    if f"{key}.action" in checked.reported:
+        pass  # a wrong action was reported; which folder it needs is unknown
+    elif action == "archive" and not archive_dir:
+        checked.problem(f"{key}.archive_dir", "missing: action: archive needs a folder to move to")
+    if action == "delete" and archive_dir:
+        checked.problem(f"{key}.archive_dir", "only used with action: archive: remove it")
+    folder = None if not archive_dir else base / archive_dir
+    if folder is not None:
+        inside = [name for name in _BOX_FOLDERS if _within(folder, root / name)]
+        if inside:
+            checked.problem(
+                f"{key}.archive_dir",
+                f"{folder} is inside the drop box's {inside[0]}/ folder, which the daemon "
+                "reads: archive somewhere else, e.g. /srv/archive/<drop box>",
+            )
+    return RetentionConfig(
+        done_days=raw.get("done_days"),
+        failed_days=raw.get("failed_days"),
+        action=action,
+        archive_dir=folder,
+    )
+
+
+# The drop box folders the daemon works in; an archive inside one would be swept or claimed.
+_BOX_FOLDERS = ("inbox", "processing", "done", "failed")
+
+
+def _within(path: Path, folder: Path) -> bool:
+    resolved, container = path.resolve(), folder.resolve()
+    return resolved == container or container in resolved.parents

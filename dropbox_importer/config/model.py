@@ -72,6 +72,36 @@ class InstanceConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Where the Prometheus endpoint listens."""
+
+    host: str = "127.0.0.1"  # an IPv6 address without its brackets
+    port: int = 9464
+    allow_remote: bool = False
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """Who is told when a file of a drop box settles, and for which outcomes."""
+
+    webhook: str | None = field(default=None, repr=False)  # its path may carry a token
+    command: tuple[str, ...] | None = None
+    when: frozenset[str] = frozenset({"failed"})
+    timeout_seconds: float = 10.0
+    tries: int = 5
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """When settled files expire and what then happens to them."""
+
+    done_days: float | None = None  # None: kept forever
+    failed_days: float | None = None
+    action: str = "delete"  # delete | archive
+    archive_dir: Path | None = None
+
+
+@dataclass(frozen=True)
 class DropboxConfig:
     """One drop box: where it lives, how it is watched and how its route folders import."""
 
@@ -90,6 +120,8 @@ class DropboxConfig:
     preflight: bool = True
     defaults: RouteSpec = field(default_factory=RouteSpec)
     routes: dict[str, RouteSpec] = field(default_factory=dict)
+    notify: NotifyConfig | None = None
+    retention: RetentionConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -102,3 +134,4 @@ class Config:
     log_format: str  # auto | json | console
     instances: dict[str, InstanceConfig]
     dropboxes: dict[str, DropboxConfig]
+    metrics: MetricsConfig | None = None  # None: no endpoint

@@ -100,6 +100,34 @@ def positive(value: Any) -> float:
     return float(checked)
 
 
+def listen_address(value: Any) -> str:
+    """host:port to listen on, such as 127.0.0.1:9464 or [::1]:9464."""
+    message = "host:port such as 127.0.0.1:9464 or [::1]:9464"
+    if not isinstance(value, str) or value.count(":") == 0:
+        raise WrongValueError(message)
+    host, _, port = value.strip().rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise WrongValueError(message)
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise WrongValueError(message + " (an IPv6 address goes in brackets)")
+    return value.strip()
+
+
+def web_url(value: Any) -> str:
+    """An http:// or https:// URL."""
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        raise WrongValueError("an https:// (or http://) URL")
+    return value.strip()
+
+
+def outcome_list(value: Any) -> frozenset[str]:
+    """A non-empty list of outcomes: failed, done."""
+    allowed = ("failed", "done")
+    if not isinstance(value, list) or not value or any(v not in allowed for v in value):
+        raise WrongValueError("a list of outcomes out of [failed, done], e.g. [failed]")
+    return frozenset(value)
+
+
 @dataclass(frozen=True)
 class Option:
     """One key: how its value is checked, its default and what it means."""
@@ -184,6 +212,39 @@ INSTANCE = Section(
     }
 )
 
+# Off unless present; `metrics: {}` serves on the default address.
+METRICS = Section(
+    {
+        "listen": Option(
+            listen_address, "127.0.0.1:9464", "host:port of the Prometheus /metrics endpoint"
+        ),
+        "allow_remote": Option(
+            boolean, False, "let listen name a non-loopback address (the endpoint has no auth)"
+        ),
+    }
+)
+
+NOTIFY = Section(
+    {
+        # A webhook URL often carries its own token (chat services put it in the path).
+        "webhook": Option(web_url, None, "URL a JSON event is POSTed to", secret=True),
+        "command": Option(text_list, None, "argv run with the event on stdin and in DBI_* vars"),
+        # Not `on`: YAML 1.1 readers (PyYAML included) turn that key into the boolean true.
+        "when": Option(outcome_list, frozenset({"failed"}), "outcomes that notify: failed, done"),
+        "timeout_seconds": Option(positive, 10.0, "longest one delivery may take"),
+        "tries": Option(number(1, 20, whole=True), 5, "deliveries tried before giving up"),
+    }
+)
+
+RETENTION = Section(
+    {
+        "done_days": Option(positive, None, "age at which done/ files expire (absent: never)"),
+        "failed_days": Option(positive, None, "age at which failed/ files expire (absent: never)"),
+        "action": Option(choice("delete", "archive"), "delete", "what happens to expired files"),
+        "archive_dir": Option(text, None, "where action: archive moves them (route path kept)"),
+    }
+)
+
 DROPBOX = Section(
     {
         "root": Option(text, REQUIRED, "folder holding inbox/, processing/, done/, failed/"),
@@ -210,6 +271,8 @@ DROPBOX = Section(
         "preflight": Option(boolean, True, "check header, lists and partitions first"),
         "defaults": Option(ROUTE, None, "parameters a route folder leaves out"),
         "routes": Option(Named(ROUTE), None, "route folders named in the config"),
+        "notify": Option(NOTIFY, None, "webhook or command told when a file settles"),
+        "retention": Option(RETENTION, None, "when done/ and failed/ files expire"),
     }
 )
 
@@ -224,6 +287,7 @@ TOP = Section(
         ),
         "instances": Option(Named(INSTANCE), REQUIRED, "Marketo instances, by name"),
         "dropboxes": Option(Named(DROPBOX), REQUIRED, "drop boxes, by name"),
+        "metrics": Option(METRICS, None, "Prometheus endpoint (absent: off)"),
     }
 )
 
