@@ -1,0 +1,257 @@
+"""Import one file in the foreground, for an operator: `import FILE --route ROUTE`.
+
+The same checks as the daemon (route, file shape, header and targets when the drop box asks for
+preflight), the same splitting under Marketo's size cap, then the batches are created and polled
+with their status shown: updated in place on a terminal, one line per change otherwise. Failed
+and warned rows are written beside FILE (`FILE.failures.csv`, `FILE.warnings.csv`; a timestamp
+is added rather than overwrite an earlier run's). The file itself is never moved or changed, and
+the journal is not touched: the daemon does not know about this import.
+
+Exit codes: 0 every batch Complete without failed rows, 1 anything else (file refused, batch
+Failed, rows failed), 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path, PurePosixPath
+from typing import TextIO
+
+from dropbox_importer import logs
+from dropbox_importer.actions.check import open_client
+from dropbox_importer.config import Config, ConfigError, DropboxConfig, load_config
+from dropbox_importer.csvfile import FileRejected, Part, inspect_file, split_file, write_results
+from dropbox_importer.dropbox.layout import result_paths, unique_path
+from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
+from dropbox_importer.marketo.client import MarketoClient
+from dropbox_importer.marketo.errors import MarketoError
+from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportParams
+from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
+from dropbox_importer.pipeline.settle import FAILURE_REASON, WARNING_REASON
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """The command line names something that does not exist or does not parse."""
+
+
+class Refused(Exception):  # noqa: N818 - what happens to the file
+    """The file cannot be imported as routed; the message says why and what to do."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register `import`'s options."""
+    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    parser.add_argument("file", type=Path, help="the lead file to import")
+    parser.add_argument(
+        "--route",
+        required=True,
+        help='the route folder path that sets the parameters, e.g. "csv,list=1234" ("" for none)',
+    )
+    parser.add_argument("--dropbox", help="whose defaults, named routes and instance to use")
+
+
+def choose_dropbox(config: Config, name: str | None) -> DropboxConfig:
+    """The named drop box, or the only one; UsageError when that is ambiguous or unknown."""
+    names = ", ".join(sorted(config.dropboxes))
+    if name is None:
+        if len(config.dropboxes) != 1:
+            raise UsageError(f"the config has several drop boxes ({names}): choose one --dropbox")
+        return next(iter(config.dropboxes.values()))
+    if name not in config.dropboxes:
+        raise UsageError(f"no drop box named '{name}' in the config (known: {names})")
+    return config.dropboxes[name]
+
+
+def resolve_params(box: DropboxConfig, route: str, file: Path) -> ImportParams:
+    """The import parameters `route` gives `file` in this drop box; UsageError if it won't parse."""
+    try:
+        spec = resolve_route(PurePosixPath(route.strip("/")), box.routes, box.defaults)
+        return import_params(spec, file.name)
+    except RouteError as exc:
+        raise UsageError(f"route '{route}': {exc.reason}") from exc
+
+
+def prepare_parts(
+    file: Path, params: ImportParams, box: DropboxConfig, catalog: Catalog | None, out: Path
+) -> tuple[list[Part], dict[int, str]]:
+    """Check the file (and, with a catalog, its header and targets); cut it into parts."""
+    try:
+        inspection = inspect_file(
+            file, params.format, encoding=box.encoding, lookup_field=params.lookup_field
+        )
+        if catalog is not None:
+            check_header(inspection.header, params, catalog)
+            check_targets(params, catalog)
+    except (FileRejected, PreflightError) as exc:
+        raise Refused(str(exc)) from exc
+    local = {line: "lookup field is empty" for line in inspection.empty_lookup_lines}
+    if len(local) >= inspection.rows:
+        raise Refused(f"every row has an empty '{inspection.lookup_field}' (the lookup field)")
+    out.mkdir(parents=True, exist_ok=True)
+    parts = split_file(
+        file,
+        params.format,
+        out,
+        max_bytes=box.max_part_bytes,
+        encoding=box.encoding,
+        skip_lines=frozenset(local),
+    )
+    return parts, local
+
+
+class Progress:
+    """Prints the batches' summary when it changes: in place on a terminal, else line by line."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._last = ""
+
+    def show(self, statuses: list[BatchStatus | None]) -> None:
+        """Print the summary of these statuses if it differs from the last one printed."""
+        states = Counter("Submitted" if s is None else s.status.value for s in statuses)
+        shown = [f"{states[n]} {n.lower()}" for n in ("Complete", "Failed", "Importing", "Queued")]
+        if states["Submitted"]:
+            shown.append(f"{states['Submitted']} submitted")
+        known = [s for s in statuses if s is not None]
+        line = (
+            f"{len(statuses)} batch(es): " + ", ".join(x for x in shown if not x.startswith("0 "))
+            + f" | processed {sum(s.leads_processed for s in known)}"
+            f", failed {sum(s.rows_failed for s in known)}"
+            f", warnings {sum(s.rows_with_warning for s in known)}"
+        )  # fmt: skip
+        if line == self._last:
+            return
+        if self._tty:
+            self._stream.write("\r" + line.ljust(len(self._last)))
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+        self._last = line
+
+    def end(self) -> None:
+        """Finish the in-place line."""
+        if self._tty and self._last:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+def run_batches(
+    client: MarketoClient, parts: list[Part], params: ImportParams, interval: float, out: TextIO
+) -> list[BatchStatus]:
+    """Create one batch per part, then poll them all until each is Complete or Failed."""
+    batch_ids = []
+    for part in parts:
+        batch_ids.append(client.create_import(part.path, params))
+        out.write(f"part {part.index + 1}/{len(parts)}: batch {batch_ids[-1]} created\n")
+    progress = Progress(out)
+    statuses: list[BatchStatus | None] = [None] * len(batch_ids)
+    while True:
+        for i, batch_id in enumerate(batch_ids):
+            current = statuses[i]
+            if current is None or not current.status.terminal:
+                statuses[i] = client.batch_status(batch_id)
+        progress.show(statuses)
+        done = [s for s in statuses if s is not None and s.status.terminal]
+        if len(done) == len(statuses):
+            progress.end()
+            return done
+        time.sleep(interval)  # Marketo's recommended polling pace, not synchronisation
+
+
+def write_row_files(
+    client: MarketoClient,
+    file: Path,
+    params: ImportParams,
+    box: DropboxConfig,
+    parts: list[Part],
+    statuses: list[BatchStatus],
+    local: dict[int, str],
+    scratch: Path,
+) -> list[Path]:
+    """Fetch Marketo's failed and warned rows; write them, merged, beside `file`."""
+    finals = result_paths(file, params.format)
+    written = []
+    for kind, final, column, extra in (
+        ("failures", finals.failures, FAILURE_REASON, local),
+        ("warnings", finals.warnings, WARNING_REASON, {}),
+    ):
+        fetched: list[Path | None] = []
+        for status in statuses:
+            count = status.rows_failed if kind == "failures" else status.rows_with_warning
+            target = scratch / f"{kind}-{status.batch_id}"
+            if count:
+                download = (
+                    client.download_failures if kind == "failures" else client.download_warnings
+                )
+                download(status.batch_id, target)
+            fetched.append(target if count else None)
+        if not any(fetched) and not extra:
+            continue
+        destination = unique_path(final, os.path.lexists)
+        rows = write_results(
+            parts, fetched, destination, original=file, fmt=params.format,
+            reason_column=column, encoding=box.encoding, local_failures=extra,
+        )  # fmt: skip
+        if rows:
+            written.append(destination)
+    return written
+
+
+def import_file(
+    config: Config, box: DropboxConfig, file: Path, params: ImportParams, out: TextIO
+) -> int:
+    """Check, send and follow one file; write its row files; return the exit code."""
+    instance = config.instances[box.instance]
+    with open_client(instance) as client, tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        catalog = Catalog(client) if box.preflight else None
+        parts, local = prepare_parts(file, params, box, catalog, scratch / "parts")
+        rows = sum(p.rows for p in parts)
+        shown = " ".join(f"{key}={value}" for key, value in params.query().items())
+        out.write(f"{file.name}: {rows} row(s) in {len(parts)} part(s), {shown}\n")
+        if local:
+            out.write(f"{len(local)} row(s) left out: their lookup field is empty\n")
+        statuses = run_batches(client, parts, params, instance.poll_min_seconds, out)
+        written = write_row_files(client, file, params, box, parts, statuses, local, scratch)
+    for status in statuses:
+        if status.status is BatchState.FAILED or status.message:
+            out.write(f"batch {status.batch_id} {status.status.value}: {status.message}\n")
+    for path in written:
+        out.write(f"written: {path}\n")
+    failed_rows = sum(s.rows_failed for s in statuses) + len(local)
+    clean = all(s.status is BatchState.COMPLETE for s in statuses) and failed_rows == 0
+    out.write(("imported" if clean else "NOT fully imported") + f": {failed_rows} row(s) failed\n")
+    return EXIT_OK if clean else EXIT_PROBLEMS
+
+
+def main(args: argparse.Namespace) -> int:
+    """Import FILE through ROUTE's parameters; 0 only if every row went in."""
+    try:
+        config = load_config(args.config)
+        box = choose_dropbox(config, args.dropbox)
+        if not args.file.is_file():
+            raise UsageError(f"{args.file} is not a file")
+        params = resolve_params(box, args.route, args.file)
+    except (ConfigError, UsageError) as exc:
+        print(f"dropbox-importer: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    # Warnings only, on stderr: progress and results own stdout.
+    logs.configure(json=config.log_format == "json", level="warning", stream=sys.stderr)
+    try:
+        return import_file(config, box, args.file, params, sys.stdout)
+    except Refused as exc:
+        print(f"refused: {exc}", file=sys.stdout)
+    except MarketoError as exc:
+        print(f"Marketo refused the import: {exc}", file=sys.stdout)
+    except KeyboardInterrupt:
+        # Batches already created go on in Marketo; their ids were printed when created.
+        print("\ninterrupted: created batches continue in Marketo", file=sys.stderr)
+    return EXIT_PROBLEMS
