@@ -402,13 +402,26 @@ class Daemon:
 
     def _reload(self) -> None:
         """Apply a changed config for drop boxes; keep the old one when the new is invalid."""
+        systemd.reloading()
         try:
-            new = load_config(self.config.path)
+            self._apply(load_config(self.config.path))
         except ConfigError as exc:
             log.error("config_reload_rejected", reason=str(exc))
-            return
+        finally:
+            systemd.ready(self._status_line())
+
+    def _apply(self, new: Config) -> None:
+        """Swap drop boxes in place; what would strand files in flight needs a restart."""
+        assert self.journal is not None
         if new.instances != self.config.instances or new.state_dir != self.config.state_dir:
             log.warning("config_reload_needs_restart", reason="instances or state_dir changed")
+            return
+        busy = [n for n in set(self.boxes) - set(new.dropboxes) if self.journal.unfinished(n)]
+        if busy:
+            log.warning(
+                "config_reload_needs_restart",
+                reason=f"drop boxes removed while files are in flight: {', '.join(sorted(busy))}",
+            )
             return
         for name in set(self.boxes) - set(new.dropboxes):
             self.boxes.pop(name).watcher.stop()

@@ -117,7 +117,9 @@ def result_paths(destination: Path, fmt: ImportFormat) -> ResultPaths:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` all at once: temporary file, fsync, rename, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A fixed name (one daemon per state dir writes here): a write killed half-way leaves a
+    # temporary file that the replay overwrites and renames, never a stray one.
+    tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -248,14 +250,12 @@ def _move_result(staged: Path, final: Path) -> None:
         if os.path.lexists(final):
             return  # moved by the run that crashed
         raise SettleError(f"the result file {staged} is missing; write it again and retry")
-    try:
-        staged.replace(final)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        # Staged elsewhere (the state dir): result files are ours, so copying them is fine.
-        write_atomic(final, staged.read_bytes())
-        staged.unlink()
+    # Written anew inside the destination folder rather than renamed in from the state dir:
+    # a new file takes the setgid folder's group (the partner's), a renamed one would keep
+    # the daemon's group and stay unreadable to the partner. Result files are ours to copy;
+    # the original is never copied.
+    write_atomic(final, staged.read_bytes())
+    staged.unlink()
 
 
 def _move_original(processing_file: Path, destination: Path) -> None:
