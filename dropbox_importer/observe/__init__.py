@@ -1,0 +1,1 @@
+"""Optional observers of the daemon: Prometheus metrics, settle notifications, retention."""
