@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
+from dropbox_importer.actions.one_shot import Progress
+from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.sandbox import FaultSettings, Sandbox
 from tests.actions.cli_harness import Run, WriteConfig, run_subprocess
 from tests.conftest import MakeSandbox
@@ -191,3 +194,32 @@ def test_several_drop_boxes_need_a_choice_and_named_routes_come_from_it(
     assert "several drop boxes (acme, other): choose one --dropbox" in ambiguous.stderr
     assert chosen.returncode == 0, chosen.stdout + chosen.stderr
     assert "format=csv listId=1003 partitionName=Europe" in chosen.stdout
+
+
+def test_progress_on_a_terminal_rewrites_one_line_in_place() -> None:
+    master, slave = os.openpty()
+    try:
+        with os.fdopen(slave, "w", closefd=False) as terminal:
+            progress = Progress(terminal)
+            queued = BatchStatus(1, BatchState.QUEUED)
+            progress.show([queued, None])
+            progress.show([queued, None])  # unchanged: nothing written
+            progress.show(
+                [BatchStatus(1, BatchState.COMPLETE, 5), BatchStatus(2, BatchState.COMPLETE, 7)]
+            )
+            progress.end()
+        written = os.read(master, 4096).decode()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+    lines = written.replace("\r\n", "\n").split("\r")
+    assert lines[0] == ""
+    assert (
+        lines[1].rstrip()
+        == "2 batch(es): 1 queued, 1 submitted | processed 0, failed 0, warnings 0"
+    )
+    # Padded to the longer line before it, so nothing of that line is left on screen.
+    assert lines[2].rstrip() == "2 batch(es): 2 complete | processed 12, failed 0, warnings 0"
+    assert len(lines[2]) == len(lines[1]) + 1 and lines[2].endswith("\n")
+    assert len(lines) == 3
