@@ -20,6 +20,7 @@ seconds for the band to be meaningful.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import tempfile
@@ -119,6 +120,11 @@ def batches_by_file(daemon: DaemonProcess) -> dict[str, list[int]]:
     return out
 
 
+def logged_batch(daemon: DaemonProcess, name: str) -> bool:
+    """True once the daemon has logged a batch created for file `name`."""
+    return name in batches_by_file(daemon)
+
+
 def event_times(daemon: DaemonProcess, name: str) -> dict[str, float]:
     """When each file last logged event `name` (seconds since the epoch), by file name."""
     return {
@@ -213,7 +219,7 @@ def run_probes(daemon: DaemonProcess, inbox: Path, done: Path, count: int) -> li
     for i in range(count):
         name = f"probe-{i:03d}.csv"
         written[name] = drop(inbox, name, 10, 10_000_000 + i * 10)
-        wait_for(lambda n=name: n in batches_by_file(daemon), timeout=60, what=f"{name} created")
+        wait_for(functools.partial(logged_batch, daemon, name), timeout=60, what=f"{name} created")
     wait_for(lambda: len(originals_under(done)) >= count, timeout=120, what="probes in done/")
     created = event_times(daemon, "batch_created")
     for name, at in written.items():
