@@ -90,17 +90,18 @@ class ReadinessTracker:
             self._pending.discard(path)
 
     def due(self, now: float) -> list[Candidate]:
-        """Re-stat every tracked path; return those that have settled, oldest first."""
+        """Re-stat every tracked path; return those that have settled, in order of arrival."""
         with self._lock:
             for path in self._pending:
                 self._seen.setdefault(path, _Seen(-1, -1, -1, now))
             self._pending.clear()
             tracked = list(self._seen.items())
-        ready: list[tuple[float, Candidate]] = []
+        ready: list[tuple[int, Candidate]] = []
         for path, seen in tracked:
             candidate = self._check(path, seen, now)
             if candidate is not None:
-                ready.append((seen.still_since, candidate))
+                # The last write ends an upload: mtime orders files by arrival (FIFO).
+                ready.append((seen.mtime_ns, candidate))
         ready.sort(key=lambda item: item[0])
         return [candidate for _, candidate in ready]
 

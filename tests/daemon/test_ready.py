@@ -1,5 +1,6 @@
 """When a dropped file counts as finished."""
 
+import os
 from pathlib import Path
 
 from dropbox_importer.pipeline.ready import ReadinessTracker, is_ignored
@@ -60,3 +61,15 @@ def test_vanished_file_is_forgotten(tmp_path: Path) -> None:
     path.unlink()
     assert tracker.due(now=10.0) == []
     assert tracker.waiting == 0
+
+
+def test_files_ready_together_come_out_in_order_of_arrival(tmp_path: Path) -> None:
+    tracker = ReadinessTracker(settle_seconds=0)
+    names = ["c.csv", "a.csv", "b.csv"]
+    for n, name in enumerate(names):
+        path = tmp_path / name
+        path.write_text("email\n")
+        os.utime(path, ns=(n * 10**9, n * 10**9))
+        tracker.note(path)
+    tracker.due(now=0.0)
+    assert [c.path.name for c in tracker.due(now=1.0)] == names
