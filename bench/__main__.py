@@ -1,0 +1,66 @@
+"""Every benchmark in one run: `python -m bench` (what `make bench` calls).
+
+Runs bench.pipeline (probes, throughput and the naive baseline) and bench.idle (events, then
+polling), prints each one's own report, then one table of every figure beside its target, and
+writes bench/results.json. About 6 minutes with the defaults; `--idle-seconds` shortens the
+idle part, `--files` the throughput part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import idle, pipeline
+from bench.report import table, write
+from dropbox_importer.logs import configure
+
+RESULTS = Path(__file__).with_name("results.json")
+
+
+def collect(args: argparse.Namespace) -> dict[str, Any]:
+    """Run both benchmarks; the flat figures results.json keeps, details under their names."""
+    options = pipeline.Options(files=args.files)
+    began = time.monotonic()
+    flow = pipeline.run(options)
+    pipeline.report(flow)
+    watched = idle.run(["events", "polling"], args.folders, args.idle_seconds)
+    idle.report(watched)
+    by_mode = {r["mode"]: r for r in watched}
+    results = {k: v for k, v in flow.items() if not isinstance(v, dict)}
+    results.update(
+        {
+            "pipeline": flow,
+            "idle": by_mode,
+            "idle_cpu_percent": by_mode["events"]["cpu_percent"],
+            "idle_rss_mb": by_mode["events"]["peak_rss_mb"],
+            "idle_polling_cpu_percent": by_mode["polling"]["cpu_percent"],
+            "idle_polling_rss_mb": by_mode["polling"]["peak_rss_mb"],
+            "bench_seconds": time.monotonic() - began,
+        }
+    )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every benchmark, print the table, write results.json."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--files", type=int, default=pipeline.Options().files)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--folders", type=int, default=500)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    configure(level="warning")
+    results = collect(args)
+    print()
+    print(table(results))
+    write(results, args.results)
+    print(f"\nwritten {args.results} ({results['bench_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
