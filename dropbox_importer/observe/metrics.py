@@ -5,6 +5,9 @@ several can coexist in one process and nothing a library registers leaks into ou
 Counters the daemon drives (files, rows, batches) are ordinary prometheus_client metrics; the
 Marketo clients already count their calls, so a collector reads `client.stats()` at scrape time
 instead of the daemon copying numbers across.
+
+The Marketo instance label is `marketo_instance`, not `instance`: Prometheus gives every scraped
+series its own `instance` label (the target's host:port) and would rename ours on a clash.
 """
 
 from __future__ import annotations
@@ -68,14 +71,16 @@ class ClientsCollector(Collector):
             snapshots, "api_retries", "calls retried, by reason", "reason", "retries_by_reason"
         )
         for field, help_text in _PLAIN_COUNTERS.items():
-            family = CounterMetricFamily(f"{PREFIX}_{field}", help_text, labels=["instance"])
+            family = CounterMetricFamily(
+                f"{PREFIX}_{field}", help_text, labels=["marketo_instance"]
+            )
             for instance, stats in snapshots.items():
                 family.add_metric([instance], float(getattr(stats, field)))
             yield family
         queued = GaugeMetricFamily(
             f"{PREFIX}_import_jobs_queued",
             "import jobs this daemon has queued or importing at Marketo",
-            labels=["instance"],
+            labels=["marketo_instance"],
         )
         for instance, stats in snapshots.items():
             queued.add_metric([instance], float(stats.queued_imports))
@@ -96,7 +101,7 @@ _PLAIN_COUNTERS = {
 def _labelled(
     snapshots: Mapping[str, ClientStats], name: str, help_text: str, label: str, field: str
 ) -> Iterator[CounterMetricFamily]:
-    family = CounterMetricFamily(f"{PREFIX}_{name}", help_text, labels=["instance", label])
+    family = CounterMetricFamily(f"{PREFIX}_{name}", help_text, labels=["marketo_instance", label])
     for instance, stats in snapshots.items():
         counts: Mapping[str, int] = getattr(stats, field)
         for key, value in sorted(counts.items()):
@@ -185,19 +190,19 @@ class Metrics:
         self._created = Counter(
             f"{PREFIX}_batches_created",
             "import batches created at Marketo",
-            ["instance"],
+            ["marketo_instance"],
             registry=self.registry,
         )
         self._finished = Counter(
             f"{PREFIX}_batches_finished",
             "import batches that reached Complete or Failed",
-            ["instance", "status"],
+            ["marketo_instance", "status"],
             registry=self.registry,
         )
         self._in_flight = Gauge(
             f"{PREFIX}_batches_in_flight",
             "import batches created and not yet finished",
-            ["instance"],
+            ["marketo_instance"],
             registry=self.registry,
         )
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from dropbox_importer.config.model import MetricsConfig
 from dropbox_importer.marketo.client import MarketoClient
+from dropbox_importer.marketo.models import ClientStats
 from dropbox_importer.marketo.settings import InstanceSettings
 from dropbox_importer.observe.metrics import Metrics, MetricsServer
 from dropbox_importer.sandbox import Sandbox
@@ -73,15 +77,15 @@ def test_batches_in_flight_follow_created_and_finished_never_below_zero(
         metrics.batch_created("main")
     metrics.batch_finished("main", "Complete")
     in_flight = "dropbox_importer_batches_in_flight"
-    assert value(scrape(server), in_flight, instance="main") == 2
+    assert value(scrape(server), in_flight, marketo_instance="main") == 2
     for status in ("Failed", "Complete", "Complete"):  # one more than was created
         metrics.batch_finished("main", status)
     samples = scrape(server)
-    assert value(samples, in_flight, instance="main") == 0
-    assert value(samples, "dropbox_importer_batches_created_total", instance="main") == 3
+    assert value(samples, in_flight, marketo_instance="main") == 0
+    assert value(samples, "dropbox_importer_batches_created_total", marketo_instance="main") == 3
     finished = "dropbox_importer_batches_finished_total"
-    assert value(samples, finished, instance="main", status="Complete") == 3
-    assert value(samples, finished, instance="main", status="Failed") == 1
+    assert value(samples, finished, marketo_instance="main", status="Complete") == 3
+    assert value(samples, finished, marketo_instance="main", status="Failed") == 1
 
 
 def test_client_stats_are_read_at_scrape_time(
@@ -101,7 +105,7 @@ def test_client_stats_are_read_at_scrape_time(
         before = scrape(server)
         assert (
             "dropbox_importer_api_calls_total",
-            frozenset({("instance", "main"), ("endpoint", "describe")}),
+            frozenset({("marketo_instance", "main"), ("endpoint", "describe")}),
         ) not in before
         client.describe_fields()
         client.describe_fields()
@@ -111,16 +115,16 @@ def test_client_stats_are_read_at_scrape_time(
     finally:
         client.close()
     calls = "dropbox_importer_api_calls_total"
-    assert value(samples, calls, instance="main", endpoint="describe") == 2
-    assert value(samples, calls, instance="main", endpoint="partitions") == 1
+    assert value(samples, calls, marketo_instance="main", endpoint="describe") == 2
+    assert value(samples, calls, marketo_instance="main", endpoint="partitions") == 1
     assert stats.calls_by_endpoint == {"describe": 2, "partitions": 1}
-    assert value(samples, "dropbox_importer_token_fetches_total", instance="main") == 1
-    waits = value(samples, "dropbox_importer_limiter_waits_total", instance="main")
+    assert value(samples, "dropbox_importer_token_fetches_total", marketo_instance="main") == 1
+    waits = value(samples, "dropbox_importer_limiter_waits_total", marketo_instance="main")
     assert waits == stats.limiter_waits
-    assert value(samples, "dropbox_importer_limiter_wait_seconds_total", instance="main") == (
-        pytest.approx(stats.limiter_wait_seconds)
-    )
-    assert value(samples, "dropbox_importer_import_jobs_queued", instance="main") == 0
+    assert value(
+        samples, "dropbox_importer_limiter_wait_seconds_total", marketo_instance="main"
+    ) == (pytest.approx(stats.limiter_wait_seconds))
+    assert value(samples, "dropbox_importer_import_jobs_queued", marketo_instance="main") == 0
 
 
 def test_callbacks_report_waiting_files_and_states_and_a_broken_one_is_left_out(
@@ -154,3 +158,26 @@ def test_stopped_server_closes_its_port() -> None:
     with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
         sock.settimeout(5)
         sock.connect(("127.0.0.1", port))
+
+
+def test_every_metric_the_alert_rules_use_is_exposed(served: tuple[Metrics, MetricsServer]) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text()
+    rules_block = doc.split("```yaml\n# /etc/prometheus/rules/dropbox-importer.yml\n")[1]
+    rules = yaml.safe_load(rules_block.split("```")[0])
+    exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    assert len(exprs) == 8
+    used = {name for expr in exprs for name in re.findall(r"dropbox_importer_\w+", expr)}
+    metrics, server = served
+    metrics.file_settled("acme", "failed")
+    metrics.rows("acme", 1, 1, 1)
+    metrics.batch_created("main")
+    metrics.batch_finished("main", "Complete")
+    metrics.watch_waiting("acme", lambda: 0)
+
+    class Idle:
+        def stats(self) -> ClientStats:
+            return ClientStats({"create": 1}, {}, {"607": 1}, 0, 1, 0, 0.0, 0, 0.0, 0)
+
+    metrics.watch_clients("main", Idle())
+    exposed = {name for name, _labels in scrape(server)}
+    assert used <= exposed, used - exposed
