@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import structlog
 
 from dropbox_importer.sandbox import Sandbox, SandboxSettings
 
@@ -14,6 +15,13 @@ from dropbox_importer.sandbox import Sandbox, SandboxSettings
 FAST = SandboxSettings(rows_per_second=5000.0, job_overhead_seconds=0.05)
 
 MakeSandbox = Callable[..., Sandbox]
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging() -> Iterator[None]:
+    """Undo any `logs.configure()` a test ran in-process: it binds to that test's stdout."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
