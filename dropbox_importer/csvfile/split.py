@@ -111,9 +111,21 @@ def _trim_blank_tail(buf: bytearray) -> None:
         del buf[end + 1 :]
 
 
+# Bytes of the original's stem and suffix a part's name keeps: a 255-byte original name plus
+# `.part0001` would exceed the filesystem's 255-byte name limit.
+_PART_STEM_BYTES = 120
+_PART_SUFFIX_BYTES = 16
+
+
+def _clipped(text: str, limit: int) -> str:
+    """At most `limit` bytes of `text` in UTF-8, never cutting a character in two."""
+    return text.encode("utf-8", "surrogateescape")[:limit].decode("utf-8", "ignore")
+
+
 def _part_path(src: Source, fmt: ImportFormat, out_dir: Path, index: int) -> Path:
-    suffix = src.path.suffix or f".{fmt.value}"
-    return out_dir / f"{src.path.stem}.part{index + 1:04d}{suffix}"
+    suffix = _clipped(src.path.suffix, _PART_SUFFIX_BYTES) or f".{fmt.value}"
+    stem = _clipped(src.path.stem, _PART_STEM_BYTES)
+    return out_dir / f"{stem}.part{index + 1:04d}{suffix}"
 
 
 def _too_big(line: int, max_bytes: int) -> FileRejected:

@@ -39,6 +39,10 @@ class NotARegularFile(Exception):  # noqa: N818 - named for what the daemon sets
     """The inbox entry is a symlink, fifo, device, directory or hard link: never read it."""
 
 
+class UnsafeName(NotARegularFile):
+    """The entry's name cannot be carried to done/ or failed/ with its result files beside it."""
+
+
 class FileVanished(Exception):  # noqa: N818 - named for what happened to the file
     """The file was gone (deleted or renamed by its writer) when we came to move it."""
 
@@ -153,21 +157,67 @@ def _check_regular(path: Path) -> os.stat_result:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        raise FileVanished(f"{path} disappeared before it could be claimed") from None
+        raise FileVanished(f"{_printable(path)} disappeared before it could be claimed") from None
     if not stat.S_ISREG(st.st_mode):
-        raise NotARegularFile(f"{path} is {_kind(st.st_mode)}; only regular files are imported")
+        raise NotARegularFile(
+            f"{_printable(path)} is {_kind(st.st_mode)}; only regular files are imported"
+        )
     if st.st_nlink > 1:
         # A hard link may share its bytes with a file outside the drop box.
         raise NotARegularFile(
-            f"{path} has {st.st_nlink} hard links; copy the file in instead of linking it"
+            f"{_printable(path)} has {st.st_nlink} hard links; "
+            "copy the file in instead of linking it"
         )
     return st
+
+
+# Longest file name claimed, in bytes: the result files add up to 13 bytes
+# (`.failures.csv`), a name already taken in done/ gets a 20-byte UTC stamp, and write_atomic's
+# temporary name 14 more; the filesystem's limit is 255 bytes.
+MAX_NAME_BYTES = 200
+
+
+def _printable(path: Path) -> str:
+    """The path for a message, undecodable bytes shown as escapes instead of breaking a log."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _check_name(path: Path) -> None:
+    """Refuse a name that is no UTF-8 or too long for the result files beside it."""
+    raw = os.fsencode(path.name)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # The journal, result.json and the logs are UTF-8: such a name cannot be recorded.
+        raise UnsafeName(
+            f"{_printable(path)}: the name is not valid UTF-8 (saved in another encoding?); "
+            "rename the file using UTF-8 characters"
+        ) from None
+    if len(raw) > MAX_NAME_BYTES:
+        raise UnsafeName(
+            f"{_printable(path)}: the name is {len(raw)} bytes long; the result files written "
+            f"beside it need room: rename it to {MAX_NAME_BYTES} bytes or shorter"
+        )
+
+
+def _check_inside(layout: DropboxLayout, path: Path) -> None:
+    """Refuse a path whose route folders include a symbolic link (it would lead outside)."""
+    folder = path.parent
+    while folder != layout.inbox:
+        if folder.is_symlink() or folder == folder.parent:
+            raise NotARegularFile(
+                f"{_printable(path)} is reached through the symbolic link {_printable(folder)}; "
+                "only files inside the drop box are imported"
+            )
+        folder = folder.parent
 
 
 def claim(layout: DropboxLayout, inbox_file: Path) -> Path:
     """Move a ready inbox file into processing/ under the same route path; return its new path."""
     route = inbox_file.parent.relative_to(layout.inbox)
+    _check_inside(layout, inbox_file)
     before = _check_regular(inbox_file)
+    _check_name(inbox_file)
     folder = layout.processing / route
     folder.mkdir(parents=True, exist_ok=True)
     # Only this daemon (one per state dir, by lock) writes in processing/, so check-then-rename
