@@ -234,7 +234,8 @@ class Notifier:
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout)
         with self._cond:
             left, self._due = self._due, []
         for _, _, delivery in left:
