@@ -50,7 +50,7 @@ def measure(mode: str, folders: int, seconds: float, sandbox: Sandbox) -> dict[s
         work = Path(tmp)
         root = work / "box"
         for i in range(folders):
-            (root / "inbox" / f"csv,list={1001 + i % 3}" / f"partner-{i:03d}").mkdir(parents=True)
+            (root / "inbox" / f"p{i:03d}").mkdir(parents=True)
         config = write_config(
             work,
             base_url=sandbox.base_url,
@@ -63,6 +63,11 @@ def measure(mode: str, folders: int, seconds: float, sandbox: Sandbox) -> dict[s
                     "polling_interval_seconds": 5.0,
                     "rescan_seconds": 60.0,
                     "settle_seconds": 5.0,
+                    # One named route per partner folder, as an operator would configure them.
+                    "routes": {
+                        f"p{i:03d}": {"format": "csv", "listId": 1001 + i % 3}
+                        for i in range(folders)
+                    },
                 }
             },
             instance={"poll_min_seconds": 5.0, "poll_max_seconds": 30.0, "window_seconds": 20.0},
