@@ -32,5 +32,8 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+stress: $(STAMP)
+	DROPBOX_IMPORTER_STRESS=1 $(BIN)/pytest tests/stress -s -p no:cacheprovider --timeout 1800
+
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
