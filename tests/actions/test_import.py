@@ -196,6 +196,19 @@ def test_several_drop_boxes_need_a_choice_and_named_routes_come_from_it(
     assert "format=csv listId=1003 partitionName=Europe" in chosen.stdout
 
 
+def read_everything(fd: int) -> str:
+    """All that is waiting on a pty master: one read may return only part of it."""
+    import select
+
+    chunks = []
+    while select.select([fd], [], [], 0.5)[0]:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
 def test_progress_on_a_terminal_rewrites_one_line_in_place() -> None:
     master, slave = os.openpty()
     try:
@@ -208,7 +221,7 @@ def test_progress_on_a_terminal_rewrites_one_line_in_place() -> None:
                 [BatchStatus(1, BatchState.COMPLETE, 5), BatchStatus(2, BatchState.COMPLETE, 7)]
             )
             progress.end()
-        written = os.read(master, 4096).decode()
+        written = read_everything(master)
     finally:
         os.close(master)
         os.close(slave)
