@@ -125,6 +125,22 @@ def logged_batch(daemon: DaemonProcess, name: str) -> bool:
     return name in batches_by_file(daemon)
 
 
+def polls_by_answer(daemon: DaemonProcess, batch_ids: set[int]) -> dict[str, int]:
+    """Status calls of these batches by what they found: Queued, Importing, or the end."""
+    out: dict[str, int] = {}
+    for event in daemon.events():
+        if event.get("batch_id") not in batch_ids:
+            continue
+        if event.get("event") == "batch_polled":
+            key = str(event["status"])
+        elif event.get("event") == "batch_finished":
+            key = "ended"
+        else:
+            continue
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 def event_times(daemon: DaemonProcess, name: str) -> dict[str, float]:
     """When each file last logged event `name` (seconds since the epoch), by file name."""
     return {
@@ -277,6 +293,7 @@ def run_throughput(
         "calls": calls,
         "refused": refused,
         "calls_per_batch": spent / batch_count,
+        "status_calls_found": polls_by_answer(daemon, {b for n in names for b in by_file[n]}),
         "downloads_per_batch": sum(calls.get(k, 0) for k in DOWNLOADS) / batch_count,
         "complete_to_done": complete_to_done,
         "batch_durations": durations,
@@ -315,6 +332,7 @@ def run(options: Options) -> dict[str, Any]:
         "batches": phase["batches"],
         "calls_by_endpoint": phase["calls"],
         "calls_per_batch": phase["calls_per_batch"],
+        "status_calls_found": phase["status_calls_found"],
         "downloads_per_batch": phase["downloads_per_batch"],
         "min_calls_per_batch": 2.0,  # one create, one status call that finds it ended
         "refused_1016": whole_run.get("1016", 0),
@@ -353,6 +371,7 @@ def report(out: dict[str, Any]) -> None:
         f"(min {out['min_calls_per_batch']:.0f}, target <= 3); downloads "
         f"{out['downloads_per_batch']:.2f}; {out['calls_by_endpoint']}"
     )
+    print(f"  status calls that found   {out['status_calls_found']}")
     print(
         f"  refused 1016/606/615      {out['refused_1016']}/{out['refused_606']}/"
         f"{out['refused_615']} (target 0 for 606 and 615); all refusals {out['refused_all']}"
