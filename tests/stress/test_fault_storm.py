@@ -9,6 +9,8 @@ from typing import Any
 import requests
 
 from dropbox_importer.sandbox import FaultSettings
+import pytest
+
 from tests.daemon.harness import DaemonProcess, wait_for, write_config
 from tests.stress.tally import Tally, report
 
@@ -24,6 +26,7 @@ STORM = FaultSettings(
 )
 
 
+@pytest.mark.timeout(1800)  # minutes long by design; pyproject's 120 s is for unit tests
 def test_fault_storm_loses_nothing_and_lands_nothing_twice(
     tmp_path: Path, make_sandbox: Callable[..., Any]
 ) -> None:

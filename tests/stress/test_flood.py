@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.daemon.harness import DaemonProcess, wait_for, write_config
 from tests.stress.tally import Tally, report
 
@@ -18,6 +20,7 @@ WINDOW_SECONDS = 0.5
 STALL_SECONDS = 120.0  # no file settling for this long fails the run
 
 
+@pytest.mark.timeout(1800)  # minutes long by design; pyproject's 120 s is for unit tests
 def test_flood_of_small_files_loses_nothing_and_lands_nothing_twice(
     tmp_path: Path, make_sandbox: Callable[..., Any]
 ) -> None:

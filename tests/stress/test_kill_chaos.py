@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.daemon.harness import DaemonProcess, wait_for, write_config
 from tests.stress.tally import Tally, report
 
@@ -17,6 +19,7 @@ ROUTES = ("csv", "csv,list=1001", "csv,partition=Europe", "csv,list=1002")
 KILL_AFTER = ("file_claimed", "batch_created", "batch_finished", "file_done")
 
 
+@pytest.mark.timeout(1800)  # minutes long by design; pyproject's 120 s is for unit tests
 def test_kill_9_twenty_times_loses_nothing_and_lands_nothing_twice(
     tmp_path: Path, make_sandbox: Callable[..., Any]
 ) -> None:
