@@ -6,11 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from dropbox_importer.sandbox import FaultSettings
-import pytest
-
 from tests.daemon.harness import DaemonProcess, wait_for, write_config
 from tests.stress.tally import Tally, report
 
