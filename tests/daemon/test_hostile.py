@@ -371,7 +371,7 @@ def test_a_file_that_could_not_settle_moves_once_the_folder_is_writable_again(
         wait_for(lambda: box.events("settle_move_failed"), what="the failed move logged")
     finally:
         chattr("-i", done)
-    wait_for((done / "csv" / "later.csv").exists, timeout=15, what="later.csv settled")
+    wait_for((done / "csv" / "later.csv").exists, timeout=6, what="later.csv settled")
 
 
 def fill(folder: Path) -> Path:
@@ -422,9 +422,10 @@ def test_a_full_disk_keeps_the_file_in_processing_and_the_daemon_running(
 
 # -- many files ------------------------------------------------------------------------------
 
-# 2,000 rather than 10,000: every file costs a create, status calls, fsyncs and a journal
-# transaction each way, and 10,000 would take minutes of `make test` on a 2-core machine.
-MANY = 2_000
+# 2,000 rather than 10,000 by default: the one submitter thread per instance creates about 55
+# batches a second here (a journal transaction with fsync per step), so 10,000 would take
+# minutes of `make test`. DBI_TEST_MANY_FILES=10000 runs the full count.
+MANY = int(os.environ.get("DBI_TEST_MANY_FILES", "2000"))
 
 
 def test_thousands_of_files_in_one_folder_all_end_in_done(
@@ -451,7 +452,7 @@ def test_thousands_of_files_in_one_folder_all_end_in_done(
     try:
         wait_for(
             lambda: len(list((root / "done" / "csv").glob("*.csv.result.json"))) >= MANY,
-            timeout=120,
+            timeout=max(120.0, MANY / 20),
             what=f"{MANY} files in done/",
         )
         seconds = time.monotonic() - began
