@@ -77,7 +77,7 @@ def box_name(spec: dict[str, Any]) -> str:
 def route_folder(spec: dict[str, Any]) -> str:
     """The route folder a file is dropped in: its format, and its lookup field if not email."""
     lookup = spec.get("lookup_field")
-    return spec["route"] + (f",lookup={lookup}" if lookup else "")
+    return str(spec["route"]) + (f",lookup={lookup}" if lookup else "")
 
 
 @dataclass(frozen=True)
