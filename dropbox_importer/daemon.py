@@ -32,6 +32,7 @@ from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.dropbox.routes import route_label
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchStatus
+from dropbox_importer.observe.hub import Observers
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.lock import StateDirLock
@@ -87,7 +88,8 @@ class Daemon:
         self.settler: Settler | None = None
         self._settle_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="settle")
         self._batch_files: dict[int, int] = {}  # batch id -> file id, for the poller's callbacks
-        self._settling: set[int] = set()  # file ids handed to the settler, never twice
+        self._settling: set[int] = set()
+        self.observers: Observers | None = None  # file ids handed to the settler, never twice
         self._lock = threading.Lock()
 
     # -- start and stop -------------------------------------------------------------------
@@ -98,6 +100,8 @@ class Daemon:
         lock.acquire()
         try:
             self.journal = Journal.open(self.config.state_dir)
+            self.observers = Observers(lambda: self.config, self.journal)
+            self.observers.start()
             self._install_signals()
             self._start_instances()
             self.settler = Settler(
@@ -149,6 +153,8 @@ class Daemon:
             else:
                 settings = instance_config.settings()
             client = MarketoClient(settings)
+            assert self.observers is not None
+            self.observers.instance_started(name, client)
             queue: FairQueue[int] = FairQueue()
             band = PollBand(instance_config.poll_min_seconds, instance_config.poll_max_seconds)
             poller = Poller(
@@ -178,9 +184,11 @@ class Daemon:
             submitter.start()
 
     def _start_boxes(self) -> None:
+        assert self.observers is not None
         for name, box_config in self.config.dropboxes.items():
             self.boxes[name] = self._make_box(box_config)
             self.boxes[name].watcher.start()
+            self.observers.dropbox_started(name, functools.partial(self._waiting, name))
 
     def _make_box(self, box_config: DropboxConfig) -> Box:
         layout = DropboxLayout(box_config.root)
@@ -216,6 +224,8 @@ class Daemon:
             instance.client.close()
             if instance.sandbox is not None:
                 instance.sandbox.__exit__(None, None, None)
+        if self.observers is not None:
+            self.observers.stop()
         if self.journal is not None:
             self.journal.close()
         log.info("daemon_stopped")
@@ -239,6 +249,8 @@ class Daemon:
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self._reload()
+            if self.observers is not None:
+                self.observers.tick(now, {n: b.layout for n, b in self.boxes.items()})
             if interval is not None and now >= next_ping:
                 systemd.watchdog_ping()
                 next_ping = now + interval / 3
@@ -312,10 +324,12 @@ class Daemon:
     # -- callbacks from the submitter and the poller -------------------------------------
 
     def _on_submitted(self, file_id: int, batch_id: int, rows: int) -> None:
-        record = self._record_instance(file_id)
+        instance = self._record_instance(file_id)
         with self._lock:
             self._batch_files[batch_id] = file_id
-        self.instances[record].poller.follow(batch_id, rows)
+        if self.observers is not None:
+            self.observers.batch_created(instance)
+        self.instances[instance].poller.follow(batch_id, rows)
 
     def _on_rejected(self, file_id: int, reason: str) -> None:
         self._hand_to_settler(file_id, reason)
@@ -334,6 +348,8 @@ class Daemon:
         if file_id is None:
             return
         self.journal.record_batch_status(file_id, status)
+        if self.observers is not None:
+            self.observers.batch_finished(self._record_instance(file_id), status.status.value)
         log.info(
             "batch_finished",
             batch_id=status.batch_id,
@@ -347,8 +363,10 @@ class Daemon:
     def _on_poll_error(self, batch_id: int, exc: Exception) -> None:
         with self._lock:
             file_id = self._batch_files.pop(batch_id, None)
-        log.error("batch_poll_failed", batch_id=batch_id, error=str(exc))
+        log.error("batch_lost", batch_id=batch_id, error=str(exc))
         if file_id is not None:
+            if self.observers is not None:
+                self.observers.batch_finished(self._record_instance(file_id), "Lost")
             self._hand_to_settler(file_id, f"Marketo lost batch {batch_id}: {exc}")
 
     def _settle_if_finished(self, file_id: int) -> None:
@@ -359,11 +377,14 @@ class Daemon:
             self._hand_to_settler(file_id, None)
 
     def _settle(self, file_id: int, rejection: str | None) -> None:
-        assert self.settler is not None
+        assert self.settler is not None and self.journal is not None
         try:
             self.settler.settle(file_id, rejection)
         except Exception:
             log.exception("settle_failed", file_id=file_id)
+            return
+        if self.observers is not None:
+            self.observers.file_settled(self.journal.get(file_id))
 
     # -- recovery and reload --------------------------------------------------------------
 
@@ -386,6 +407,8 @@ class Daemon:
             for part in pending_batches:
                 assert part.batch_id is not None
                 instance.client.adopt_batch(part.batch_id)
+                if self.observers is not None:
+                    self.observers.batch_created(instance.config.name)
                 with self._lock:
                     self._batch_files[part.batch_id] = record.id
                 instance.poller.follow(part.batch_id, part.rows, first_delay=0)
@@ -437,6 +460,10 @@ class Daemon:
         log.info("config_reloaded", dropboxes=sorted(self.boxes))
 
     # -- look-ups -------------------------------------------------------------------------
+
+    def _waiting(self, name: str) -> int:
+        box = self.boxes.get(name)
+        return box.tracker.waiting if box is not None else 0
 
     def _box_config(self, name: str) -> DropboxConfig:
         return self.config.dropboxes[name]

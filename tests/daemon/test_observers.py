@@ -1,0 +1,72 @@
+"""The running daemon counts what it does for Prometheus and tells a hook about each outcome."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.daemon.harness import SANDBOX_WINDOW_SECONDS, DaemonProcess, wait_for, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_metrics_and_a_notification_command_follow_every_settled_file(
+    tmp_path: Path, make_sandbox: Callable[..., Any]
+) -> None:
+    sandbox = make_sandbox(
+        rows_per_second=2000.0, job_overhead_seconds=0.05, window_seconds=SANDBOX_WINDOW_SECONDS
+    )
+    root = tmp_path / "box"
+    events = tmp_path / "events.jsonl"
+    hook = f"import sys; open({str(events)!r}, 'a').write(sys.stdin.read().strip() + '\\n')"
+    config = write_config(
+        tmp_path,
+        base_url=sandbox.base_url,
+        client_id=sandbox.settings.client_id,
+        client_secret=sandbox.settings.client_secret,
+        dropboxes={
+            "box": {
+                "root": str(root),
+                "notify": {"command": [sys.executable, "-c", hook], "when": ["failed", "done"]},
+            }
+        },
+    )
+    port = free_port()
+    text = config.read_text() + f"metrics:\n  listen: 127.0.0.1:{port}\n"
+    config.write_text(text)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+    try:
+        inbox = root / "inbox" / "csv"
+        inbox.mkdir(parents=True)
+        (inbox / "good.csv").write_text("email\na@example.com\nnot-an-email\n")
+        (inbox / "bad.csv").write_text('email,firstName\na@example.com\n"unclosed,x\n')
+        wait_for(
+            lambda: events.exists() and len(events.read_text().splitlines()) == 2,
+            timeout=30,
+            what="two notifications",
+        )
+        told = {e["file"]: e for e in map(json.loads, events.read_text().splitlines())}
+        assert told["good.csv"]["outcome"] == "done"
+        assert told["bad.csv"]["outcome"] == "failed" and told["bad.csv"]["reason"]
+        scrape = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert 'dropbox_importer_files_settled_total{dropbox="box",outcome="done"} 1.0' in scrape
+        assert 'dropbox_importer_files_settled_total{dropbox="box",outcome="failed"} 1.0' in scrape
+        assert 'dropbox_importer_rows_total{dropbox="box",outcome="imported"} 1.0' in scrape
+        assert 'dropbox_importer_rows_total{dropbox="box",outcome="failed"} 1.0' in scrape
+        assert 'dropbox_importer_batches_created_total{marketo_instance="main"} 1.0' in scrape
+    finally:
+        assert daemon.stop() == 0
