@@ -424,10 +424,12 @@ def test_a_full_disk_keeps_the_file_in_processing_and_the_daemon_running(
 
 # 2,000 rather than 10,000 by default: the one submitter thread per instance creates about 55
 # batches a second here (a journal transaction with fsync per step), so 10,000 would take
-# minutes of `make test`. DBI_TEST_MANY_FILES=10000 runs the full count.
+# minutes of `make test` (measured: 10,000 files claimed in 2 min, batches created at ~25/s,
+# about 7 min in all). DBI_TEST_MANY_FILES=10000 runs the full count.
 MANY = int(os.environ.get("DBI_TEST_MANY_FILES", "2000"))
 
 
+@pytest.mark.timeout(max(300, MANY // 10))  # 2,000 take 40-70 s on a busy 2-core machine
 def test_thousands_of_files_in_one_folder_all_end_in_done(
     tmp_path: Path, make_sandbox: Callable[..., Any]
 ) -> None:
@@ -452,7 +454,7 @@ def test_thousands_of_files_in_one_folder_all_end_in_done(
     try:
         wait_for(
             lambda: len(list((root / "done" / "csv").glob("*.csv.result.json"))) >= MANY,
-            timeout=max(120.0, MANY / 20),
+            timeout=max(240.0, MANY / 12),
             what=f"{MANY} files in done/",
         )
         seconds = time.monotonic() - began
