@@ -49,6 +49,8 @@ log = structlog.get_logger(__name__)
 
 TICK_SECONDS = 0.1
 STOP_DEADLINE_SECONDS = 8.0
+SETTLE_RETRY_FIRST_SECONDS = 1.0
+SETTLE_RETRY_MAX_SECONDS = 300.0
 
 
 @dataclass
@@ -89,7 +91,11 @@ class Daemon:
         self._settle_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="settle")
         self._batch_files: dict[int, int] = {}  # batch id -> file id, for the poller's callbacks
         self._settling: set[int] = set()
-        self.observers: Observers | None = None  # file ids handed to the settler, never twice
+        self.observers: Observers | None = None
+        # file id -> (when to try settling again, how many tries failed, the rejection)
+        self._settle_retries: dict[
+            int, tuple[float, int, str | None]
+        ] = {}  # file ids handed to the settler, never twice
         self._lock = threading.Lock()
 
     # -- start and stop -------------------------------------------------------------------
@@ -249,6 +255,7 @@ class Daemon:
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self._reload()
+            self._retry_settles(now)
             if self.observers is not None:
                 self.observers.tick(now, {n: b.layout for n, b in self.boxes.items()})
             if interval is not None and now >= next_ping:
@@ -258,6 +265,16 @@ class Daemon:
                 systemd.status(self._status_line())
                 next_status = now + 5
             self.stop_event.wait(TICK_SECONDS)
+
+    def _retry_settles(self, now: float) -> None:
+        with self._lock:
+            due = [(f, r) for f, (at, _, r) in self._settle_retries.items() if at <= now]
+            for file_id, _ in due:
+                _, tries, rejection = self._settle_retries[file_id]
+                # Parked until this try ends; _settle sets the next time if it fails again.
+                self._settle_retries[file_id] = (float("inf"), tries, rejection)
+        for file_id, rejection in due:
+            self._hand_to_settler(file_id, rejection)
 
     def _status_line(self) -> str:
         counts = self.journal.counts() if self.journal else {}
@@ -380,9 +397,24 @@ class Daemon:
         assert self.settler is not None and self.journal is not None
         try:
             self.settler.settle(file_id, rejection)
-        except Exception:
-            log.exception("settle_failed", file_id=file_id)
+        except Exception as exc:
+            # A read-only or full done/, a download that failed: the file waits in
+            # processing/ (or SETTLING, its destination recorded) and is tried again.
+            with self._lock:
+                self._settling.discard(file_id)
+                tries = self._settle_retries.get(file_id, (0.0, 0, None))[1] + 1
+                delay = min(SETTLE_RETRY_FIRST_SECONDS * 2 ** (tries - 1), SETTLE_RETRY_MAX_SECONDS)
+                self._settle_retries[file_id] = (time.monotonic() + delay, tries, rejection)
+            log.error(
+                "settle_failed",
+                file_id=file_id,
+                error=str(exc),
+                retry_in_seconds=delay,
+                tries=tries,
+            )
             return
+        with self._lock:
+            self._settle_retries.pop(file_id, None)
         if self.observers is not None:
             self.observers.file_settled(self.journal.get(file_id))
 

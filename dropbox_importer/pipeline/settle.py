@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,13 +19,13 @@ import structlog
 from dropbox_importer.config import DropboxConfig
 from dropbox_importer.csvfile import Part, write_results
 from dropbox_importer.dropbox import layout as disk
-from dropbox_importer.dropbox.layout import DropboxLayout, Outcome
-from dropbox_importer.dropbox.results import FileResult
+from dropbox_importer.dropbox.layout import DropboxLayout, FileVanished, Outcome
+from dropbox_importer.dropbox.results import FileResult, file_digest
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
 from dropbox_importer.pipeline.journal import FileRecord, Journal, PartRecord
 from dropbox_importer.pipeline.states import FileState
-from dropbox_importer.pipeline.submit import Rejected, params_for
+from dropbox_importer.pipeline.submit import CHANGED, VANISHED, Rejected, params_for
 
 log = structlog.get_logger(__name__)
 
@@ -37,10 +38,14 @@ def decide(
     local_failures: int,
     rejection: str | None,
     partial_failure: str,
+    *,
+    changed: bool = False,
 ) -> tuple[Outcome, str | None]:
     """The file's outcome and, for a failure, the sentence that explains it."""
     if rejection is not None:
         return "failed", rejection
+    if changed:
+        return "failed", CHANGED
     failed = [p for p in parts if p.status is BatchState.FAILED]
     if failed:
         messages = "; ".join(sorted({p.message or "no reason given" for p in failed}))
@@ -93,7 +98,12 @@ class Settler:
         for name, final in (("failures", finals.failures), ("warnings", finals.warnings)):
             if (staging / name).exists():
                 moves[staging / name] = final
-        disk.settle(record.processing_path, destination, moves)
+        try:
+            disk.settle(record.processing_path, destination, moves)
+        except FileVanished:
+            # Removed by someone else while in flight: its result files still tell the
+            # partner what happened; there is no original left to move.
+            log.warning("file_vanished", dropbox=record.dropbox, file=record.name)
         final_state = FileState.DONE if outcome == "done" else FileState.FAILED
         self._journal.transition(file_id, final_state, str(destination))
         shutil.rmtree(self._parts_root / str(file_id), ignore_errors=True)
@@ -120,7 +130,14 @@ class Settler:
         box = self._boxes(record.dropbox)
         parts = self._journal.parts(record.id)
         local = self._journal.local_failures(record.id)
-        outcome, reason = decide(parts, len(local), rejection, box.partial_failure)
+        try:
+            size, sha256 = file_digest(record.processing_path)
+            dropped = datetime.fromtimestamp(record.processing_path.stat().st_mtime, UTC)
+        except FileNotFoundError:
+            size, sha256, dropped = 0, "", None
+            rejection = rejection or VANISHED
+        changed = (size, sha256) != (record.size, record.sha256)
+        outcome, reason = decide(parts, len(local), rejection, box.partial_failure, changed=changed)
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
@@ -137,9 +154,11 @@ class Settler:
             outcome,
             reason=reason,
             # A rename keeps the mtime: the moment the partner's upload last wrote the file.
-            dropped=datetime.fromtimestamp(record.processing_path.stat().st_mtime, UTC),
+            dropped=dropped,
             rows_failed_locally=len(local),
         )
+        # The bytes as they are kept beside this result, even if they changed after the claim.
+        result = replace(result, size=size, sha256=sha256)
         result.write(staging / "result.json")
         return outcome, reason
 

@@ -18,6 +18,7 @@ import structlog
 
 from dropbox_importer.config import DropboxConfig
 from dropbox_importer.csvfile import FileRejected, Part, inspect_file, split_file
+from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, RequestRejected, Stopped
@@ -28,6 +29,14 @@ from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_h
 from dropbox_importer.pipeline.states import FileState
 
 log = structlog.get_logger(__name__)
+
+# What the partner reads when the claimed file was still being written, or removed.
+CHANGED = (
+    "the file changed after it was claimed (it was still being written); rows written after "
+    "the claim were not imported: upload the complete file again, ideally under a temporary "
+    "name renamed when complete"
+)
+VANISHED = "the file disappeared from processing/ before it could be settled; drop it again"
 
 # How long a file waits before another try when the instance refuses us (403-like errors).
 OPERATOR_RETRY_SECONDS = 60.0
@@ -96,6 +105,9 @@ def prepare(
         encoding=box.encoding,
         skip_lines=frozenset(local),
     )
+    # Parts cut from a file still being written would import a truncated snapshot.
+    if file_digest(path) != (record.size, record.sha256):
+        raise Rejected(CHANGED)
     return Prepared(params, parts, local)
 
 
@@ -157,7 +169,10 @@ class Submitter:
         bound = log.bind(dropbox=record.dropbox, route=record.route, file=record.name)
         parts_dir = self._parts_root / str(file_id)
         try:
-            prepared = prepare(record, box, parts_dir, self._catalog if box.preflight else None)
+            try:
+                prepared = prepare(record, box, parts_dir, self._catalog if box.preflight else None)
+            except FileNotFoundError as exc:
+                raise Rejected(VANISHED) from exc
         except Rejected as exc:
             bound.info("file_rejected", reason=exc.reason)
             self._on_rejected(file_id, exc.reason)

@@ -272,11 +272,6 @@ def test_a_file_deleted_before_it_settles_is_forgotten(
     assert not box.events("submit_crashed") and not box.events("claim_failed")
 
 
-@pytest.mark.xfail(
-    reason="submit.prepare lets the FileNotFoundError of a vanished claimed file escape: "
-    "submit_crashed, and the journal keeps the file unfinished for ever",
-    strict=True,
-)
 def test_a_claimed_file_deleted_while_processed_is_recorded_as_failed(
     tmp_path: Path, start_box: Callable[..., Box]
 ) -> None:
@@ -290,11 +285,6 @@ def test_a_claimed_file_deleted_while_processed_is_recorded_as_failed(
     wait_for(lambda: box.events("file_failed"), timeout=10, what="vanish.csv recorded as failed")
 
 
-@pytest.mark.xfail(
-    reason="nothing compares the claimed file with its claim-time size and sha256: rows "
-    "appended after the claim are imported, and result.json's sha256 no longer matches",
-    strict=True,
-)
 def test_a_file_that_grows_after_it_was_claimed_fails_with_a_reason(
     tmp_path: Path, start_box: Callable[..., Box]
 ) -> None:
@@ -354,11 +344,6 @@ def test_a_read_only_done_folder_keeps_the_file_in_processing_until_a_restart(
     box.assert_still_imports()
 
 
-@pytest.mark.xfail(
-    reason="a failed settle is tried again only by recovery at the next start: the daemon's "
-    "_settle logs settle_failed and forgets the file",
-    strict=True,
-)
 def test_a_file_that_could_not_settle_moves_once_the_folder_is_writable_again(
     tmp_path: Path, start_box: Callable[..., Box]
 ) -> None:
