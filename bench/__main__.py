@@ -2,8 +2,8 @@
 
 Runs bench.pipeline (probes, throughput and the naive baseline) and bench.idle (events, then
 polling), prints each one's own report, then one table of every figure beside its target, and
-writes bench/results.json. About 6 minutes with the defaults; `--idle-seconds` shortens the
-idle part, `--files` the throughput part.
+writes bench/results.json. About 8 minutes with the defaults (the naive baseline alone takes
+5); `--idle-seconds` shortens the idle part, `--files` the throughput part.
 """
 
 from __future__ import annotations
