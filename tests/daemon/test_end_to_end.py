@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,16 @@ from tests.daemon.harness import DaemonProcess, originals_under, wait_for, write
 pytestmark = pytest.mark.slow
 
 FAST = {"rows_per_second": 2000.0, "job_overhead_seconds": 0.05, "window_seconds": 2.0}
+
+# Every test here runs twice: inotify events, and the polling observer used on network shares.
+WATCH = {"watch": "events"}
+
+
+@pytest.fixture(params=["events", "polling"], autouse=True)
+def watch_mode(request: pytest.FixtureRequest) -> Iterator[str]:
+    WATCH["watch"] = request.param
+    yield request.param
+    WATCH["watch"] = "events"
 
 
 def drop(root: Path, relative: str, text: str) -> Path:
@@ -43,7 +53,10 @@ def start(
         base_url=sandbox.base_url,
         client_id=sandbox.settings.client_id,
         client_secret=sandbox.settings.client_secret,
-        dropboxes=boxes,
+        dropboxes={
+            name: {"watch": WATCH["watch"], "polling_interval_seconds": 0.2, **box}
+            for name, box in boxes.items()
+        },
         instance=instance,
     )
     return DaemonProcess(config, tmp_path / "daemon.log").start()
@@ -58,17 +71,14 @@ def result_of(path: Path) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize("watch", ["events", "polling"])
 def test_files_in_several_routes_end_in_done_with_results(
-    tmp_path: Path, make_sandbox: Callable[..., Any], watch: str
+    tmp_path: Path, make_sandbox: Callable[..., Any]
 ) -> None:
     sandbox = make_sandbox(**FAST)
     root = tmp_path / "acme"
     boxes = {
         "acme": {
             "root": str(root),
-            "watch": watch,
-            "polling_interval_seconds": 0.2,
             "routes": {"emea": {"format": "csv", "listId": 1001, "partitionName": "Europe"}},
         }
     }
