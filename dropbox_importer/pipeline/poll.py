@@ -23,6 +23,13 @@ from dropbox_importer.marketo.models import BatchState, BatchStatus
 log = structlog.get_logger(__name__)
 
 
+# Marketo imports two jobs of an instance at once, in FIFO order.
+IMPORTING_AT_ONCE = 2
+# A batch queued behind our own may wait this many times the band's maximum: until the
+# batches ahead of it are done, asking about it tells nothing new.
+QUEUED_STRETCH = 4
+
+
 @dataclass(frozen=True)
 class PollBand:
     """The shortest and longest wait between two status calls of one batch."""
@@ -30,9 +37,9 @@ class PollBand:
     min_seconds: float = 5.0
     max_seconds: float = 30.0
 
-    def clamp(self, seconds: float) -> float:
-        """Bring `seconds` inside the band."""
-        return max(self.min_seconds, min(self.max_seconds, seconds))
+    def clamp(self, seconds: float, *, stretch: float = 1.0) -> float:
+        """Bring `seconds` inside the band (its maximum stretched by `stretch`)."""
+        return max(self.min_seconds, min(self.max_seconds * stretch, seconds))
 
 
 class SpeedEstimate:
@@ -53,13 +60,23 @@ class SpeedEstimate:
 
 
 def next_poll_delay(
-    status: BatchStatus, rows: int, rows_per_second: float, band: PollBand
+    status: BatchStatus,
+    rows: int,
+    rows_per_second: float,
+    band: PollBand,
+    *,
+    rows_ahead: int = 0,
 ) -> float:
-    """Seconds to wait before asking about this batch again."""
+    """Seconds to wait before asking about this batch again.
+
+    `rows_ahead` counts the rows still to import of our own batches queued before this one;
+    other integrations' jobs are invisible, so the estimate can only be early, never late.
+    """
     remaining_rows = max(rows - status.leads_processed - status.rows_failed, 0)
     if status.status is BatchState.QUEUED:
-        # Its turn comes after others we cannot see; check back at about its own duration.
-        return band.clamp(rows / rows_per_second)
+        # Its turn comes once the batches ahead are through Marketo's two import slots.
+        wait = rows_ahead / IMPORTING_AT_ONCE + rows
+        return band.clamp(wait / rows_per_second * 1.05, stretch=QUEUED_STRETCH)
     # Importing: aim just past the expected end.
     return band.clamp(remaining_rows / rows_per_second * 1.05)
 
@@ -94,6 +111,7 @@ class Poller:
         self._on_final = on_final
         self._on_error = on_error
         self._heap: list[_Due] = []
+        self._remaining: dict[int, int] = {}  # batch id -> rows still to import
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._stopping = False
@@ -114,6 +132,7 @@ class Poller:
         """Start following a batch; the first call comes after `first_delay` (default: band min)."""
         delay = self.band.min_seconds if first_delay is None else first_delay
         with self._cond:
+            self._remaining[batch_id] = rows
             heapq.heappush(
                 self._heap, _Due(time.monotonic() + delay, next(self._seq), batch_id, rows)
             )
@@ -154,9 +173,18 @@ class Poller:
             now = time.monotonic()
             self._learn(due, status, now)
             if status.status.terminal:
+                with self._cond:
+                    self._remaining.pop(due.batch_id, None)
                 self._on_final(status)
                 continue
-            delay = next_poll_delay(status, due.rows, self.speed.rows_per_second, self.band)
+            with self._cond:
+                done_rows = status.leads_processed + status.rows_failed
+                self._remaining[due.batch_id] = max(due.rows - done_rows, 0)
+                # Batch ids grow in creation order, and Marketo's queue is FIFO.
+                ahead = sum(n for b, n in self._remaining.items() if b < due.batch_id)
+            delay = next_poll_delay(
+                status, due.rows, self.speed.rows_per_second, self.band, rows_ahead=ahead
+            )
             log.debug("batch_polled", batch_id=due.batch_id, status=status.status.value)
             self._push(due, delay, status, now)
 

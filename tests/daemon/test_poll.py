@@ -14,6 +14,14 @@ def test_small_batch_is_asked_about_at_the_band_minimum() -> None:
     assert next_poll_delay(status(BatchState.QUEUED), 100, 1000.0, BAND) == 5
 
 
+def test_batch_queued_behind_our_own_waits_for_them_past_the_band() -> None:
+    # 60,000 rows ahead share two import slots: about 30 s, then 10 s of its own.
+    delay = next_poll_delay(status(BatchState.QUEUED), 10_000, 1000.0, BAND, rows_ahead=60_000)
+    assert 40 <= delay <= 43
+    # Never more than four times the band's maximum, whatever the queue.
+    assert next_poll_delay(status(BatchState.QUEUED), 1, 1.0, BAND, rows_ahead=10**9) == 120
+
+
 def test_big_batch_is_left_alone_until_nearly_done() -> None:
     delay = next_poll_delay(status(BatchState.IMPORTING, 10_000), 30_000, 1000.0, BAND)
     assert 20 <= delay <= 22
