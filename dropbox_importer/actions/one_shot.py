@@ -25,14 +25,15 @@ from typing import TextIO
 from dropbox_importer import logs
 from dropbox_importer.actions.check import open_client
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, load_config
-from dropbox_importer.csvfile import FileRejected, Part, inspect_file, split_file, write_results
+from dropbox_importer.csvfile import Part, write_results
 from dropbox_importer.dropbox.layout import result_paths, unique_path
 from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError
 from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportParams
-from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
+from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.settle import FAILURE_REASON, WARNING_REASON
+from dropbox_importer.pipeline.submit import Rejected, check_and_cut
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -83,27 +84,9 @@ def prepare_parts(
 ) -> tuple[list[Part], dict[int, str]]:
     """Check the file (and, with a catalog, its header and targets); cut it into parts."""
     try:
-        inspection = inspect_file(
-            file, params.format, encoding=box.encoding, lookup_field=params.lookup_field
-        )
-        if catalog is not None:
-            check_header(inspection.header, params, catalog)
-            check_targets(params, catalog)
-    except (FileRejected, PreflightError) as exc:
-        raise Refused(str(exc)) from exc
-    local = {line: "lookup field is empty" for line in inspection.empty_lookup_lines}
-    if len(local) >= inspection.rows:
-        raise Refused(f"every row has an empty '{inspection.lookup_field}' (the lookup field)")
-    out.mkdir(parents=True, exist_ok=True)
-    parts = split_file(
-        file,
-        params.format,
-        out,
-        max_bytes=box.max_part_bytes,
-        encoding=box.encoding,
-        skip_lines=frozenset(local),
-    )
-    return parts, local
+        return check_and_cut(file, params, box, out, catalog)
+    except Rejected as exc:
+        raise Refused(exc.reason) from exc
 
 
 class Progress:

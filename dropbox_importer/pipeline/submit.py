@@ -68,12 +68,13 @@ def params_for(record: FileRecord, box: DropboxConfig) -> ImportParams:
         raise Rejected(str(exc)) from exc
 
 
-def prepare(
-    record: FileRecord, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
-) -> Prepared:
-    """Check the claimed file and cut it into parts under Marketo's size limit."""
-    params = params_for(record, box)
-    path = Path(record.processing_path)
+def check_and_cut(
+    path: Path, params: ImportParams, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
+) -> tuple[list[Part], dict[int, str]]:
+    """Check a file (with a catalog, against Marketo too); cut it into parts in `parts_dir`.
+
+    Returns the parts and the rows failed locally (line -> reason); Rejected says why not.
+    """
     try:
         inspection = inspect_file(
             path, params.format, encoding=box.encoding, lookup_field=params.lookup_field
@@ -105,6 +106,16 @@ def prepare(
         encoding=box.encoding,
         skip_lines=frozenset(local),
     )
+    return parts, local
+
+
+def prepare(
+    record: FileRecord, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
+) -> Prepared:
+    """Check the claimed file and cut it into parts under Marketo's size limit."""
+    params = params_for(record, box)
+    path = Path(record.processing_path)
+    parts, local = check_and_cut(path, params, box, parts_dir, catalog)
     # Parts cut from a file still being written would import a truncated snapshot.
     if file_digest(path) != (record.size, record.sha256):
         raise Rejected(CHANGED)
