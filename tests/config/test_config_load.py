@@ -77,7 +77,7 @@ def test_example_names_exactly_the_schema_keys() -> None:
 
 
 def test_example_loads_with_its_credentials_present(tmp_path: Path) -> None:
-    (tmp_path / "main-secret").write_text(SECRET + "\n")
+    (tmp_path / "main").write_text(SECRET + "\n")
     environ = {"CREDENTIALS_DIRECTORY": str(tmp_path), "MARKETO_STAGING_SECRET": "other"}
     config = load_config(EXAMPLE, environ=environ)
     assert config.instances["main"].secret == SECRET
