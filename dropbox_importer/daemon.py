@@ -31,7 +31,7 @@ from dropbox_importer.dropbox.layout import (
 from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.dropbox.routes import route_label
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.models import BatchStatus
+from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.observe.hub import Observers
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
@@ -215,6 +215,7 @@ class Daemon:
 
     def _shutdown(self) -> None:
         systemd.stopping()
+        self.stop_event.set()  # also when the loop or the start-up ended by an exception
         deadline = time.monotonic() + STOP_DEADLINE_SECONDS
         for box in self.boxes.values():
             box.watcher.stop()
@@ -224,10 +225,14 @@ class Daemon:
         # queue slot or a back-off end at once with Stopped.
         for instance in self.instances.values():
             instance.submitter.join(timeout=max(deadline - time.monotonic(), 0.1))
-            instance.poller.stop()
-        self._settle_pool.shutdown(wait=True, cancel_futures=True)
+        # Closing the clients ends every other wait (a quota pause, a back-off, a download of
+        # a settle in hand); what is left undone is in the journal for the next start.
         for instance in self.instances.values():
             instance.client.close()
+        for instance in self.instances.values():
+            instance.poller.stop(timeout=max(deadline - time.monotonic(), 0.1))
+        self._settle_pool.shutdown(wait=True, cancel_futures=True)
+        for instance in self.instances.values():
             if instance.sandbox is not None:
                 instance.sandbox.__exit__(None, None, None)
         if self.observers is not None:
@@ -340,8 +345,7 @@ class Daemon:
 
     # -- callbacks from the submitter and the poller -------------------------------------
 
-    def _on_submitted(self, file_id: int, batch_id: int, rows: int) -> None:
-        instance = self._record_instance(file_id)
+    def _on_submitted(self, file_id: int, batch_id: int, rows: int, instance: str) -> None:
         with self._lock:
             self._batch_files[batch_id] = file_id
         if self.observers is not None:
@@ -361,10 +365,13 @@ class Daemon:
     def _on_batch_final(self, status: BatchStatus) -> None:
         assert self.journal is not None
         with self._lock:
-            file_id = self._batch_files.pop(status.batch_id, None)
+            file_id = self._batch_files.get(status.batch_id)
         if file_id is None:
             return
+        # Forgotten only once recorded: if recording fails, the poller asks again later.
         self.journal.record_batch_status(file_id, status)
+        with self._lock:
+            self._batch_files.pop(status.batch_id, None)
         if self.observers is not None:
             self.observers.batch_finished(self._record_instance(file_id), status.status.value)
         log.info(
@@ -378,13 +385,22 @@ class Daemon:
         self._settle_if_finished(file_id)
 
     def _on_poll_error(self, batch_id: int, exc: Exception) -> None:
+        """Marketo no longer knows the batch (expired, or an embedded sandbox restarted)."""
+        assert self.journal is not None
         with self._lock:
-            file_id = self._batch_files.pop(batch_id, None)
+            file_id = self._batch_files.get(batch_id)
         log.error("batch_lost", batch_id=batch_id, error=str(exc))
-        if file_id is not None:
-            if self.observers is not None:
-                self.observers.batch_finished(self._record_instance(file_id), "Lost")
-            self._hand_to_settler(file_id, f"Marketo lost batch {batch_id}: {exc}")
+        if file_id is None:
+            return
+        # A failed part like any other: the file settles once every part is final, never
+        # while its submitter may still be working on it.
+        lost = BatchStatus(batch_id, BatchState.FAILED, message=f"Marketo lost batch {batch_id}")
+        self.journal.record_batch_status(file_id, lost)
+        with self._lock:
+            self._batch_files.pop(batch_id, None)
+        if self.observers is not None:
+            self.observers.batch_finished(self._record_instance(file_id), "Lost")
+        self._settle_if_finished(file_id)
 
     def _settle_if_finished(self, file_id: int) -> None:
         assert self.journal is not None

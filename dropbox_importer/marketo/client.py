@@ -30,7 +30,7 @@ from urllib3.exceptions import NewConnectionError
 
 from dropbox_importer import __version__
 from dropbox_importer.marketo import responses
-from dropbox_importer.marketo.errors import AuthenticationError, ClientBug, Stopped
+from dropbox_importer.marketo.errors import AuthenticationError, ClientBug, RequestRejected, Stopped
 from dropbox_importer.marketo.limiter import AnyOf, CallLimiter, ImportSlots, StopSignal
 from dropbox_importer.marketo.models import (
     BatchStatus,
@@ -122,14 +122,19 @@ class MarketoClient:
         return batch_id
 
     def batch_status(self, batch_id: int, *, stop: threading.Event | None = None) -> BatchStatus:
-        """The batch's status; a terminal one frees its queue slot."""
-        status = self._call(
-            "status",
-            "GET",
-            f"/bulk/v1/leads/batch/{int(batch_id)}.json",
-            self._stop_of(stop),
-            parse=lambda outcome, _r: responses.parse_batch_status(outcome.result),
-        )
+        """The batch's status; a terminal one (or one Marketo no longer knows) frees its slot."""
+        try:
+            status = self._call(
+                "status",
+                "GET",
+                f"/bulk/v1/leads/batch/{int(batch_id)}.json",
+                self._stop_of(stop),
+                parse=lambda outcome, _r: responses.parse_batch_status(outcome.result),
+            )
+        except RequestRejected:
+            # An unknown or expired batch id holds no place in Marketo's queue any more.
+            self._slots.finish(batch_id)
+            raise
         if status.status.terminal:
             self._slots.finish(batch_id)
         return status

@@ -342,12 +342,15 @@ class Journal:
     def record_destination(self, file_id: int, destination: Path) -> Path:
         """Record where the file will go, before it moves; return the destination kept.
 
-        The first destination recorded wins: a replayed settle gets the one chosen before the
-        crash, so the file and its result files can never end up in two places.
+        Once the file is SETTLING the recorded destination wins: a replayed settle gets the one
+        chosen before the crash, so the file and its result files never end up in two places.
         """
         with self._write() as conn:
-            kept = self._row(conn, file_id)["destination_path"]
-            if kept is not None:
+            row = self._row(conn, file_id)
+            kept = row["destination_path"]
+            # Kept once SETTLING: from then on files may already have moved there. Before, a
+            # replay may decide another outcome (a rejection lives only in memory) and place.
+            if kept is not None and row["state"] == FileState.SETTLING.value:
                 return Path(kept)
             conn.execute(
                 "UPDATE files SET destination_path = ?, updated_at = ? WHERE id = ?",

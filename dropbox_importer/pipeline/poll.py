@@ -12,7 +12,7 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -59,24 +59,43 @@ class SpeedEstimate:
             self.rows_per_second += self._weight * (sample - self.rows_per_second)
 
 
+def fifo_end(
+    ahead: Sequence[tuple[float | None, int]], rows: int, now: float, rows_per_second: float
+) -> float:
+    """When a queued batch should end, replaying Marketo's FIFO queue with two import slots.
+
+    `ahead` lists our unfinished batches created before it, oldest first, each as (the end
+    predicted when we last asked about it, or None; its rows left). A prediction stays valid
+    between calls, so a batch not asked about for a while is not taken for stuck. Other
+    integrations' jobs are invisible, so the answer can only be early, never late.
+    """
+    slots = [now] * IMPORTING_AT_ONCE
+    for predicted, rows_left in ahead:
+        slot = slots.index(min(slots))
+        end = slots[slot] + rows_left / rows_per_second if predicted is None else predicted
+        slots[slot] = max(end, now)
+    return min(slots) + rows / rows_per_second
+
+
 def next_poll_delay(
     status: BatchStatus,
     rows: int,
     rows_per_second: float,
     band: PollBand,
     *,
-    rows_ahead: int = 0,
+    expected_end_in: float | None = None,
 ) -> float:
     """Seconds to wait before asking about this batch again.
 
-    `rows_ahead` counts the rows still to import of our own batches queued before this one;
-    other integrations' jobs are invisible, so the estimate can only be early, never late.
+    `expected_end_in` is when a queued batch should end, from `fifo_end`; without it a queued
+    batch is asked about after its own duration.
     """
     remaining_rows = max(rows - status.leads_processed - status.rows_failed, 0)
+    own = rows / rows_per_second
     if status.status is BatchState.QUEUED:
-        # Its turn comes once the batches ahead are through Marketo's two import slots.
-        wait = rows_ahead / IMPORTING_AT_ONCE + rows
-        return band.clamp(wait / rows_per_second * 1.05, stretch=QUEUED_STRETCH)
+        wait = own if expected_end_in is None else expected_end_in
+        # Aim a little past the end, so one call finds it ended rather than two.
+        return band.clamp(wait + 0.05 * own, stretch=QUEUED_STRETCH)
     # Importing: aim just past the expected end.
     return band.clamp(remaining_rows / rows_per_second * 1.05)
 
@@ -111,7 +130,8 @@ class Poller:
         self._on_final = on_final
         self._on_error = on_error
         self._heap: list[_Due] = []
-        self._remaining: dict[int, int] = {}  # batch id -> rows still to import
+        # batch id -> (rows still to import when last asked, the end then predicted)
+        self._remaining: dict[int, tuple[int, float | None]] = {}
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._stopping = False
@@ -121,18 +141,18 @@ class Poller:
         """Start the polling thread."""
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
         """Stop after the call in hand; batches left are still recorded in the journal."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join(timeout=15)
+        self._thread.join(timeout=timeout)
 
     def follow(self, batch_id: int, rows: int, *, first_delay: float | None = None) -> None:
         """Start following a batch; the first call comes after `first_delay` (default: band min)."""
         delay = self.band.min_seconds if first_delay is None else first_delay
         with self._cond:
-            self._remaining[batch_id] = rows
+            self._remaining[batch_id] = (rows, None)
             heapq.heappush(
                 self._heap, _Due(time.monotonic() + delay, next(self._seq), batch_id, rows)
             )
@@ -163,8 +183,10 @@ class Poller:
             except Stopped:
                 return
             except RequestRejected as exc:  # Marketo no longer knows the batch (expired, unknown)
+                with self._cond:
+                    self._remaining.pop(due.batch_id, None)
                 if self._on_error is not None:
-                    self._on_error(due.batch_id, exc)
+                    self._guarded(self._on_error, due, due.batch_id, exc)
                 continue
             except Exception as exc:  # access denied, a client bug: ask again later, loudly
                 log.error("batch_poll_failed", batch_id=due.batch_id, error=str(exc))
@@ -175,16 +197,23 @@ class Poller:
             if status.status.terminal:
                 with self._cond:
                     self._remaining.pop(due.batch_id, None)
-                self._on_final(status)
+                self._guarded(self._on_final, due, status)
                 continue
+            rate = self.speed.rows_per_second
             with self._cond:
-                done_rows = status.leads_processed + status.rows_failed
-                self._remaining[due.batch_id] = max(due.rows - done_rows, 0)
-                # Batch ids grow in creation order, and Marketo's queue is FIFO.
-                ahead = sum(n for b, n in self._remaining.items() if b < due.batch_id)
-            delay = next_poll_delay(
-                status, due.rows, self.speed.rows_per_second, self.band, rows_ahead=ahead
-            )
+                left = max(due.rows - status.leads_processed - status.rows_failed, 0)
+                if status.status is BatchState.IMPORTING:
+                    end = now + left / rate
+                else:
+                    # Batch ids grow in creation order, and Marketo's queue is FIFO.
+                    ahead = [
+                        (predicted, rows_left)
+                        for b, (rows_left, predicted) in sorted(self._remaining.items())
+                        if b < due.batch_id
+                    ]
+                    end = fifo_end(ahead, left, now, rate)
+                self._remaining[due.batch_id] = (left, end)
+            delay = next_poll_delay(status, due.rows, rate, self.band, expected_end_in=end - now)
             log.debug("batch_polled", batch_id=due.batch_id, status=status.status.value)
             self._push(due, delay, status, now)
 
@@ -199,11 +228,21 @@ class Poller:
                 _Due(at + delay, next(self._seq), due.batch_id, due.rows, last, at),
             )
 
+    def _guarded(self, callback: Callable[..., None], due: _Due, *args: object) -> None:
+        """Run a callback; if it fails (a full disk, a locked journal), ask again later."""
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("batch_callback_failed", batch_id=due.batch_id)
+            self._push(due, self.band.max_seconds)
+
     def _learn(self, due: _Due, status: BatchStatus, now: float) -> None:
         previous = due.last
+        # Only two answers seen mid-import measure the speed: a batch found Complete ended at
+        # some unknown moment before the call, and counting to the call would read it slow.
         if previous is None or previous.status is not BatchState.IMPORTING:
             return
-        if status.status not in (BatchState.IMPORTING, BatchState.COMPLETE):
+        if status.status is not BatchState.IMPORTING:
             return
         done_before = previous.leads_processed + previous.rows_failed
         done_now = status.leads_processed + status.rows_failed

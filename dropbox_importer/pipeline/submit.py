@@ -87,7 +87,7 @@ def check_and_cut(
             check_targets(params, catalog)
         except PreflightError as exc:
             raise Rejected(str(exc)) from exc
-        except MarketoError as exc:
+        except RequestRejected as exc:
             raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
     local = {line: "lookup field is empty" for line in inspection.empty_lookup_lines}
     if local and len(local) >= inspection.rows:
@@ -135,7 +135,7 @@ class Submitter:
         boxes: Callable[[str], DropboxConfig],
         parts_root: Path,
         catalog: Catalog,
-        on_submitted: Callable[[int, int, int], None],
+        on_submitted: Callable[[int, int, int, str], None],
         on_rejected: Callable[[int, str], None],
         on_all_submitted: Callable[[int], None],
         stop: threading.Event,
@@ -173,6 +173,21 @@ class Submitter:
             except Exception:  # never let one file stop the instance's submissions
                 log.exception("submit_crashed", file_id=file_id, instance=self.name)
 
+    def _operator_must_act(self, file_id: int, dropbox: str, exc: MarketoError) -> None:
+        """Access denied, bad credentials, a client bug: not the partner's fault.
+
+        The file waits in processing/ and is tried again; the log says an operator must act.
+        """
+        log.error(
+            "instance_needs_operator",
+            instance=self.name,
+            file_id=file_id,
+            code=exc.code,
+            message=exc.message,
+        )
+        if not self._stop.wait(OPERATOR_RETRY_SECONDS):
+            self._queue.put(dropbox, file_id)
+
     def submit(self, file_id: int) -> None:
         """Prepare the file if needed, then create a batch for every part without one."""
         record = self._journal.get(file_id)
@@ -187,6 +202,9 @@ class Submitter:
         except Rejected as exc:
             bound.info("file_rejected", reason=exc.reason)
             self._on_rejected(file_id, exc.reason)
+            return
+        except MarketoError as exc:
+            self._operator_must_act(file_id, record.dropbox, exc)
             return
         if record.state is FileState.CLAIMED:
             self._journal.transition(file_id, FileState.SUBMITTING)
@@ -220,15 +238,11 @@ class Submitter:
                 self._on_rejected(file_id, f"Marketo refused the import: {exc}")
                 return
             except MarketoError as exc:
-                # Access denied, bad credentials, a client bug: not the partner's fault. The
-                # file waits in processing/ and is tried again; an operator must act.
-                bound.error("instance_needs_operator", code=exc.code, message=exc.message)
-                if not self._stop.wait(OPERATOR_RETRY_SECONDS):
-                    self._queue.put(record.dropbox, file_id)
+                self._operator_must_act(file_id, record.dropbox, exc)
                 return
             self._journal.record_batch(file_id, part.index, batch_id)
             bound.info("batch_created", batch_id=batch_id, part=part.index, rows=part.rows)
-            self._on_submitted(file_id, batch_id, part.rows)
+            self._on_submitted(file_id, batch_id, part.rows, self.name)
         self._journal.transition(file_id, FileState.POLLING)
         # A part may have finished while later parts were still being created.
         self._on_all_submitted(file_id)

@@ -1,7 +1,7 @@
 """Status calls are aimed at a batch's expected end, inside Adobe's 5 to 30 s band."""
 
 from dropbox_importer.marketo.models import BatchState, BatchStatus
-from dropbox_importer.pipeline.poll import PollBand, SpeedEstimate, next_poll_delay
+from dropbox_importer.pipeline.poll import PollBand, SpeedEstimate, fifo_end, next_poll_delay
 
 BAND = PollBand(5, 30)
 
@@ -14,12 +14,22 @@ def test_small_batch_is_asked_about_at_the_band_minimum() -> None:
     assert next_poll_delay(status(BatchState.QUEUED), 100, 1000.0, BAND) == 5
 
 
+def test_queued_batch_ends_after_the_batches_ahead_free_a_slot() -> None:
+    # At t=100, ahead of it: one predicted to end at 101, one at 103, one never asked about
+    # (4,000 rows: it takes the slot freed at 101 and ends at 105).
+    ahead = [(101.0, 1000), (103.0, 3000), (None, 4000)]
+    assert fifo_end(ahead, 2000, now=100.0, rows_per_second=1000.0) == 105.0  # 103 + 2
+    # A prediction already past is taken as "ending now", never as a slot free in the past.
+    assert fifo_end([(50.0, 10), (60.0, 10)], 1000, now=100.0, rows_per_second=1000.0) == 101.0
+    # Nothing ahead: it starts at once.
+    assert fifo_end([], 3000, now=100.0, rows_per_second=1000.0) == 103.0
+
+
 def test_batch_queued_behind_our_own_waits_for_them_past_the_band() -> None:
-    # 60,000 rows ahead share two import slots: about 30 s, then 10 s of its own.
-    delay = next_poll_delay(status(BatchState.QUEUED), 10_000, 1000.0, BAND, rows_ahead=60_000)
-    assert 40 <= delay <= 43
+    delay = next_poll_delay(status(BatchState.QUEUED), 10_000, 1000.0, BAND, expected_end_in=40)
+    assert delay == 40.5  # a little past the expected end
     # Never more than four times the band's maximum, whatever the queue.
-    assert next_poll_delay(status(BatchState.QUEUED), 1, 1.0, BAND, rows_ahead=10**9) == 120
+    assert next_poll_delay(status(BatchState.QUEUED), 1, 1.0, BAND, expected_end_in=10**6) == 120
 
 
 def test_big_batch_is_left_alone_until_nearly_done() -> None:

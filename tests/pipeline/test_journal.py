@@ -154,13 +154,23 @@ def test_many_threads_claiming_at_once_get_distinct_ids(journal: Journal) -> Non
     assert journal.counts()[S.SUBMITTING] == 120
 
 
-def test_first_destination_recorded_wins(journal: Journal) -> None:
+def test_destination_recorded_once_settling_wins(journal: Journal) -> None:
     file_id = claim(journal)
     first = Path("/box/done/list-42/leads.csv")
     assert journal.record_destination(file_id, first) == first
+    journal.transition(file_id, S.SETTLING)
     other = Path("/box/done/list-42/leads.20261129T031500Z.csv")
     assert journal.record_destination(file_id, other) == first
     assert journal.get(file_id).destination_path == first
+
+
+def test_destination_before_settling_may_be_decided_again(journal: Journal) -> None:
+    file_id = claim(journal)
+    journal.record_destination(file_id, Path("/box/failed/leads.csv"))
+    # A kill before SETTLING: the replay decided otherwise, and nothing has moved yet.
+    done = Path("/box/done/leads.csv")
+    assert journal.record_destination(file_id, done) == done
+    assert journal.get(file_id).destination_path == done
 
 
 def test_parts_batches_and_statuses(journal: Journal, clock: Clock) -> None:
