@@ -487,11 +487,18 @@ class Daemon:
         if new.instances != self.config.instances or new.state_dir != self.config.state_dir:
             log.warning("config_reload_needs_restart", reason="instances or state_dir changed")
             return
-        busy = [n for n in set(self.boxes) - set(new.dropboxes) if self.journal.unfinished(n)]
+        # Files in flight were cut and routed under the old settings; changing how they are
+        # cut, routed or where they go half-way through would mix two imports of one file.
+        busy = sorted(
+            name
+            for name, box in self.boxes.items()
+            if _changes_files_in_flight(box.config, new.dropboxes.get(name))
+            and self.journal.unfinished(name)
+        )
         if busy:
             log.warning(
                 "config_reload_needs_restart",
-                reason=f"drop boxes removed while files are in flight: {', '.join(sorted(busy))}",
+                reason=f"drop boxes with files in flight would change: {', '.join(busy)}",
             )
             return
         for name in set(self.boxes) - set(new.dropboxes):
@@ -522,6 +529,14 @@ class Daemon:
     def _record_instance(self, file_id: int) -> str:
         assert self.journal is not None
         return self.config.dropboxes[self.journal.get(file_id).dropbox].instance
+
+
+def _changes_files_in_flight(old: DropboxConfig, new: DropboxConfig | None) -> bool:
+    """True if `new` would handle the files `old` has in flight differently (or drop them)."""
+    if new is None:
+        return True
+    keys = ("instance", "root", "routes", "defaults", "encoding", "max_part_bytes")
+    return any(getattr(old, key) != getattr(new, key) for key in keys)
 
 
 def _inode(path: Path) -> int:
