@@ -45,10 +45,26 @@ class PollBand:
 class SpeedEstimate:
     """Rows per second this instance imports, learnt from successive status answers."""
 
-    def __init__(self, initial_rows_per_second: float = 200.0, weight: float = 0.3) -> None:
+    def __init__(
+        self,
+        initial_rows_per_second: float = 200.0,
+        weight: float = 0.3,
+        initial_job_overhead_seconds: float = 1.0,
+    ) -> None:
         self.rows_per_second = initial_rows_per_second
+        # What each job costs besides its rows (Marketo's start-up and finishing work). Guessed
+        # at a second until predictions of queued batches show what it is: a guess too high
+        # costs a little lateness, one too low an extra call per batch.
+        self.job_overhead_seconds = initial_job_overhead_seconds
         self._weight = weight
         self._lock = threading.Lock()
+
+    def observe_overhead(self, seconds: float) -> None:
+        """Fold in one job's overhead as measured from a prediction's error."""
+        with self._lock:
+            self.job_overhead_seconds += self._weight * (
+                max(seconds, 0.0) - self.job_overhead_seconds
+            )
 
     def observe(self, rows: int, seconds: float) -> None:
         """Fold in `rows` processed during `seconds` of importing."""
@@ -60,21 +76,34 @@ class SpeedEstimate:
 
 
 def fifo_end(
-    ahead: Sequence[tuple[float | None, int]], rows: int, now: float, rows_per_second: float
-) -> float:
+    ahead: Sequence[tuple[float | None, int]],
+    rows: int,
+    now: float,
+    rows_per_second: float,
+    overhead: float = 0.0,
+) -> tuple[float, int]:
     """When a queued batch should end, replaying Marketo's FIFO queue with two import slots.
 
     `ahead` lists our unfinished batches created before it, oldest first, each as (the end
     predicted when we last asked about it, or None; its rows left). A prediction stays valid
     between calls, so a batch not asked about for a while is not taken for stuck. Other
     integrations' jobs are invisible, so the answer can only be early, never late.
+
+    Returns the end and how many job starts since the last known prediction lead to it in its
+    slot (the batch's own included): an error in the end, divided by them, is one overhead.
     """
     slots = [now] * IMPORTING_AT_ONCE
+    starts = [0] * IMPORTING_AT_ONCE
     for predicted, rows_left in ahead:
         slot = slots.index(min(slots))
-        end = slots[slot] + rows_left / rows_per_second if predicted is None else predicted
-        slots[slot] = max(end, now)
-    return min(slots) + rows / rows_per_second
+        if predicted is None:
+            slots[slot] += overhead + rows_left / rows_per_second
+            starts[slot] += 1
+        else:
+            slots[slot] = max(predicted, now)
+            starts[slot] = 0
+    slot = slots.index(min(slots))
+    return slots[slot] + overhead + rows / rows_per_second, starts[slot] + 1
 
 
 def next_poll_delay(
@@ -130,8 +159,9 @@ class Poller:
         self._on_final = on_final
         self._on_error = on_error
         self._heap: list[_Due] = []
-        # batch id -> (rows still to import when last asked, the end then predicted)
-        self._remaining: dict[int, tuple[int, float | None]] = {}
+        # batch id -> (rows still to import when last asked, the end then predicted, and for a
+        # queued batch the job starts that prediction counted on)
+        self._remaining: dict[int, tuple[int, float | None, int]] = {}
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._stopping = False
@@ -152,7 +182,7 @@ class Poller:
         """Start following a batch; the first call comes after `first_delay` (default: band min)."""
         delay = self.band.min_seconds if first_delay is None else first_delay
         with self._cond:
-            self._remaining[batch_id] = (rows, None)
+            self._remaining[batch_id] = (rows, None, 0)
             heapq.heappush(
                 self._heap, _Due(time.monotonic() + delay, next(self._seq), batch_id, rows)
             )
@@ -200,19 +230,25 @@ class Poller:
                 self._guarded(self._on_final, due, status)
                 continue
             rate = self.speed.rows_per_second
+            overhead = self.speed.job_overhead_seconds
             with self._cond:
                 left = max(due.rows - status.leads_processed - status.rows_failed, 0)
+                _, predicted, counted = self._remaining.get(due.batch_id, (0, None, 0))
                 if status.status is BatchState.IMPORTING:
-                    end = now + left / rate
+                    end, starts = now + left / rate, 0
+                    if predicted is not None and counted:
+                        # Predicted while queued: the error, spread over the job starts that
+                        # prediction counted on, is what each start costs beyond its rows.
+                        self.speed.observe_overhead(overhead + (end - predicted) / counted)
                 else:
                     # Batch ids grow in creation order, and Marketo's queue is FIFO.
                     ahead = [
-                        (predicted, rows_left)
-                        for b, (rows_left, predicted) in sorted(self._remaining.items())
+                        (end_then, rows_left)
+                        for b, (rows_left, end_then, _) in sorted(self._remaining.items())
                         if b < due.batch_id
                     ]
-                    end = fifo_end(ahead, left, now, rate)
-                self._remaining[due.batch_id] = (left, end)
+                    end, starts = fifo_end(ahead, left, now, rate, overhead)
+                self._remaining[due.batch_id] = (left, end, starts)
             delay = next_poll_delay(status, due.rows, rate, self.band, expected_end_in=end - now)
             log.debug("batch_polled", batch_id=due.batch_id, status=status.status.value)
             self._push(due, delay, status, now)

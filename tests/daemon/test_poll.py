@@ -18,11 +18,18 @@ def test_queued_batch_ends_after_the_batches_ahead_free_a_slot() -> None:
     # At t=100, ahead of it: one predicted to end at 101, one at 103, one never asked about
     # (4,000 rows: it takes the slot freed at 101 and ends at 105).
     ahead = [(101.0, 1000), (103.0, 3000), (None, 4000)]
-    assert fifo_end(ahead, 2000, now=100.0, rows_per_second=1000.0) == 105.0  # 103 + 2
+    assert fifo_end(ahead, 2000, now=100.0, rows_per_second=1000.0) == (105.0, 1)  # 103 + 2
     # A prediction already past is taken as "ending now", never as a slot free in the past.
-    assert fifo_end([(50.0, 10), (60.0, 10)], 1000, now=100.0, rows_per_second=1000.0) == 101.0
+    assert fifo_end([(50.0, 10), (60.0, 10)], 1000, 100.0, 1000.0) == (101.0, 1)
     # Nothing ahead: it starts at once.
-    assert fifo_end([], 3000, now=100.0, rows_per_second=1000.0) == 103.0
+    assert fifo_end([], 3000, now=100.0, rows_per_second=1000.0) == (103.0, 1)
+
+
+def test_each_job_start_in_the_chain_adds_the_learnt_overhead() -> None:
+    # Four unknown batches ahead, two per slot, then ours: three starts in its slot.
+    ahead = [(None, 1000)] * 4
+    end, starts = fifo_end(ahead, 1000, now=0.0, rows_per_second=1000.0, overhead=0.5)
+    assert (end, starts) == (4.5, 3)
 
 
 def test_batch_queued_behind_our_own_waits_for_them_past_the_band() -> None:
@@ -42,8 +49,11 @@ def test_delay_never_exceeds_the_band_maximum() -> None:
 
 
 def test_speed_estimate_moves_towards_what_is_observed() -> None:
-    speed = SpeedEstimate(initial_rows_per_second=100.0, weight=0.5)
+    speed = SpeedEstimate(initial_rows_per_second=100.0, weight=0.5, initial_job_overhead_seconds=0)
     speed.observe(rows=1000, seconds=1.0)
     assert speed.rows_per_second == 550.0
     speed.observe(rows=0, seconds=1.0)  # no progress seen is no evidence
     assert speed.rows_per_second == 550.0
+    speed.observe_overhead(2.0)
+    speed.observe_overhead(-5.0)  # a late prediction is no negative cost
+    assert speed.job_overhead_seconds == 0.5
