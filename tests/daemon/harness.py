@@ -7,32 +7,28 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
-T = TypeVar("T")
+from tests.waiting import free_port, wait_for
+
+__all__ = [
+    "SANDBOX_WINDOW_SECONDS",
+    "DaemonProcess",
+    "files_under",
+    "free_port",
+    "originals_under",
+    "wait_for",
+    "write_config",
+]
+
 
 # Tests run the sandbox's rolling call window at 2 s instead of Marketo's 20 s.
 SANDBOX_WINDOW_SECONDS = 2.0
-
-
-def wait_for(check: Callable[[], T], *, timeout: float = 30.0, what: str = "condition") -> T:
-    """Return the first truthy value of `check()`; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(delay)  # polling interval of a deadline-bounded wait, not synchronisation
-        delay = min(delay * 1.5, 0.25)
 
 
 def write_config(

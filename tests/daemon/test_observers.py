@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,15 +12,9 @@ import pytest
 import requests
 
 from tests.daemon.harness import SANDBOX_WINDOW_SECONDS, DaemonProcess, wait_for, write_config
+from tests.waiting import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_metrics_and_a_notification_command_follow_every_settled_file(

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -22,8 +22,8 @@ from dropbox_importer.observe.notify import (
     settled_event,
     webhook_label,
 )
+from tests.waiting import wait_for
 
-T = TypeVar("T")
 FAST = Backoff(first_seconds=0.02, max_seconds=0.1)
 TOKEN = "hook-token-5521"
 EVENT: dict[str, Any] = {
@@ -37,16 +37,6 @@ EVENT: dict[str, Any] = {
     "batch_ids": [101, 102],
     "access_token": "must-not-travel",
 }
-
-
-def wait_for(check: Callable[[], T], timeout: float = 10.0) -> T:
-    """The first truthy value of `check()`; fails the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not (value := check()):
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        pause.wait(0.01)  # polling interval of a deadline-bounded wait, not synchronisation
-    return value
 
 
 class Hook:

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 
 from dropbox_importer.sandbox import Sandbox
+from tests.waiting import wait_for
 
-T = TypeVar("T")
+__all__ = ["Client", "MakeSandbox", "wait_for"]
+
 
 # The type of the `make_sandbox` fixture of tests/conftest.py.
 MakeSandbox = Callable[..., Sandbox]
-
-
-def wait_for(check: Callable[[], T], *, timeout: float = 10.0, what: str = "condition") -> T:
-    """Return the first truthy value of `check()`; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(delay)  # polling interval of a deadline-bounded wait
-        delay = min(delay * 1.5, 0.1)
 
 
 class Client:
