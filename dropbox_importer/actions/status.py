@@ -26,14 +26,9 @@ from typing import Any
 
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, load_config
 from dropbox_importer.dropbox.layout import DropboxLayout
-from dropbox_importer.pipeline.journal import (
-    JOURNAL_NAME,
-    SCHEMA_VERSION,
-    FileRecord,
-    Journal,
-    JournalError,
-)
+from dropbox_importer.pipeline.journal import JOURNAL_NAME, SCHEMA_VERSION, Journal, JournalError
 from dropbox_importer.pipeline.ready import is_ignored
+from dropbox_importer.pipeline.records import FileRecord
 from dropbox_importer.pipeline.watch import scan_inbox
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2

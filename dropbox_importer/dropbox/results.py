@@ -34,7 +34,7 @@ from typing import Any
 from dropbox_importer import __version__
 from dropbox_importer.dropbox.layout import Outcome, write_atomic
 from dropbox_importer.marketo.models import ImportFormat, ImportParams
-from dropbox_importer.pipeline.journal import FileRecord, PartRecord
+from dropbox_importer.pipeline.records import FileRecord, PartRecord
 
 SCHEMA = 1
 _CHUNK = 1 << 20

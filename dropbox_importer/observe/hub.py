@@ -20,7 +20,8 @@ from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.observe.metrics import Metrics, MetricsServer
 from dropbox_importer.observe.notify import Notifier, settled_event
 from dropbox_importer.observe.retention import RetentionSchedule, journal_horizon, sweep
-from dropbox_importer.pipeline.journal import FileRecord, Journal
+from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.records import FileRecord
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,8 @@ process (the `status` command) may read at the same time thanks to WAL.
 Schema changes: `PRAGMA user_version` holds the schema version; `MIGRATIONS[n]` brings version n
 to n + 1. A journal written by a newer version is refused rather than guessed at.
 
-Records are frozen dataclasses (`FileRecord`, `PartRecord`, `TransitionRecord`), never raw rows.
+Records are frozen dataclasses (`FileRecord`, `PartRecord`, `TransitionRecord`, in `records.py`),
+never raw rows.
 """
 
 from __future__ import annotations
@@ -22,20 +23,18 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import structlog
 
-from dropbox_importer.marketo.models import BatchState, BatchStatus
+from dropbox_importer.marketo.models import BatchStatus
+from dropbox_importer.pipeline.records import FileRecord, PartRecord, TransitionRecord, stamp
 from dropbox_importer.pipeline.states import TERMINAL, FileState, check_transition
 
 log = structlog.get_logger(__name__)
 
 JOURNAL_NAME = "journal.sqlite3"
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 MIGRATIONS: list[str] = [
     """
@@ -109,117 +108,6 @@ class RecordNotFoundError(JournalError, KeyError):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
-
-
-def _time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
-
-
-def _path(text: str | None) -> Path | None:
-    return None if text is None else Path(text)
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """One claimed file as the journal knows it."""
-
-    id: int
-    dropbox: str
-    route: str
-    name: str
-    inbox_path: Path
-    processing_path: Path
-    destination_path: Path | None
-    state: FileState
-    size: int
-    sha256: str
-    reason: str | None
-    claimed_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> FileRecord:
-        """Build a record from a `files` row."""
-        data: dict[str, Any] = dict(row)
-        for key in ("inbox_path", "processing_path", "destination_path"):
-            data[key] = _path(data[key])
-        for key in ("claimed_at", "updated_at", "finished_at"):
-            data[key] = _time(data[key])
-        data["state"] = FileState(data["state"])
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class PartRecord:
-    """One part of a file (the whole file when it needed no split) and its batch."""
-
-    file_id: int
-    index: int
-    first_line: int
-    rows: int
-    size: int
-    path: Path | None
-    batch_id: int | None
-    status: BatchState | None
-    leads_processed: int
-    rows_failed: int
-    rows_with_warning: int
-    message: str
-    submission_uncertain: bool
-    created_at: datetime | None
-    finished_at: datetime | None
-
-    @property
-    def final(self) -> bool:
-        """True once Marketo has finished this part's batch (Complete or Failed)."""
-        return self.status is not None and self.status.terminal
-
-    def batch_status(self) -> BatchStatus | None:
-        """The last status recorded for the batch, if any."""
-        if self.batch_id is None or self.status is None:
-            return None
-        counts = (self.leads_processed, self.rows_failed, self.rows_with_warning)
-        return BatchStatus(self.batch_id, self.status, *counts, message=self.message)
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> PartRecord:
-        """Build a record from a `parts` row."""
-        data: dict[str, Any] = dict(row)
-        data["index"] = data.pop("part_index")
-        data["path"] = _path(data["path"])
-        data["status"] = None if data["status"] is None else BatchState(data["status"])
-        data["submission_uncertain"] = bool(data["submission_uncertain"])
-        data["created_at"] = _time(data["created_at"])
-        data["finished_at"] = _time(data["finished_at"])
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class TransitionRecord:
-    """One recorded move of a file between states."""
-
-    file_id: int
-    from_state: FileState | None
-    to_state: FileState
-    at: datetime
-    detail: str
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> TransitionRecord:
-        """Build a record from a `transitions` row."""
-        old = row["from_state"]
-        return cls(
-            file_id=row["file_id"],
-            from_state=None if old is None else FileState(old),
-            to_state=FileState(row["to_state"]),
-            at=datetime.strptime(row["at"], _TIME_FORMAT).replace(tzinfo=UTC),
-            detail=row["detail"],
-        )
 
 
 class Journal:
@@ -303,7 +191,7 @@ class Journal:
         sha256: str,
     ) -> int:
         """Record a file just claimed into processing/; return its id."""
-        at = _stamp(self._clock())
+        at = stamp(self._clock())
         with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO files (dropbox, route, name, inbox_path, processing_path, state,"
@@ -324,7 +212,7 @@ class Journal:
         self, file_id: int, new_state: FileState, detail: str = "", *, reason: str | None = None
     ) -> None:
         """Move a file to `new_state` (InvalidTransition if the table forbids it)."""
-        at = _stamp(self._clock())
+        at = stamp(self._clock())
         with self._write() as conn:
             old = FileState(self._row(conn, file_id)["state"])
             check_transition(old, new_state)
@@ -354,7 +242,7 @@ class Journal:
                 return Path(kept)
             conn.execute(
                 "UPDATE files SET destination_path = ?, updated_at = ? WHERE id = ?",
-                (str(destination), _stamp(self._clock()), file_id),
+                (str(destination), stamp(self._clock()), file_id),
             )
         return destination
 
@@ -410,7 +298,7 @@ class Journal:
 
     def compact(self, older_than: timedelta) -> int:
         """Forget DONE and FAILED files finished more than `older_than` ago; return how many."""
-        cutoff = _stamp(self._clock() - older_than)
+        cutoff = stamp(self._clock() - older_than)
         with self._write() as conn:
             cursor = conn.execute(
                 "DELETE FROM files WHERE state IN (?, ?) AND finished_at < ?",
@@ -452,7 +340,7 @@ class Journal:
 
     def record_batch(self, file_id: int, index: int, batch_id: int) -> None:
         """Record the batch id Marketo gave a part; the submission is certain from now on."""
-        at = _stamp(self._clock())
+        at = stamp(self._clock())
         with self._write() as conn:
             self._update_part(
                 conn,
@@ -464,7 +352,7 @@ class Journal:
 
     def record_batch_status(self, file_id: int, status: BatchStatus) -> None:
         """Record Marketo's latest answer about one of the file's batches."""
-        at = _stamp(self._clock())
+        at = stamp(self._clock())
         finished = at if status.status.terminal else None
         with self._write() as conn:
             cursor = conn.execute(

@@ -24,8 +24,9 @@ from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, RequestRejected, Stopped
 from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.fairness import FairQueue
-from dropbox_importer.pipeline.journal import FileRecord, Journal
+from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
+from dropbox_importer.pipeline.records import FileRecord
 from dropbox_importer.pipeline.states import FileState
 
 log = structlog.get_logger(__name__)

@@ -1,0 +1,130 @@
+"""The journal's records: frozen dataclasses read from its rows, and its time format.
+
+Kept apart from `journal.py` so readers of records (status, result.json, the pipeline) see the
+shapes without the SQL around them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dropbox_importer.marketo.models import BatchState, BatchStatus
+from dropbox_importer.pipeline.states import FileState
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def stamp(moment: datetime) -> str:
+    """A moment as the journal stores it: ISO 8601 UTC with microseconds and a Z."""
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def _path(text: str | None) -> Path | None:
+    return None if text is None else Path(text)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One claimed file as the journal knows it."""
+
+    id: int
+    dropbox: str
+    route: str
+    name: str
+    inbox_path: Path
+    processing_path: Path
+    destination_path: Path | None
+    state: FileState
+    size: int
+    sha256: str
+    reason: str | None
+    claimed_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> FileRecord:
+        """Build a record from a `files` row."""
+        data: dict[str, Any] = dict(row)
+        for key in ("inbox_path", "processing_path", "destination_path"):
+            data[key] = _path(data[key])
+        for key in ("claimed_at", "updated_at", "finished_at"):
+            data[key] = _time(data[key])
+        data["state"] = FileState(data["state"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """One part of a file (the whole file when it needed no split) and its batch."""
+
+    file_id: int
+    index: int
+    first_line: int
+    rows: int
+    size: int
+    path: Path | None
+    batch_id: int | None
+    status: BatchState | None
+    leads_processed: int
+    rows_failed: int
+    rows_with_warning: int
+    message: str
+    submission_uncertain: bool
+    created_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def final(self) -> bool:
+        """True once Marketo has finished this part's batch (Complete or Failed)."""
+        return self.status is not None and self.status.terminal
+
+    def batch_status(self) -> BatchStatus | None:
+        """The last status recorded for the batch, if any."""
+        if self.batch_id is None or self.status is None:
+            return None
+        counts = (self.leads_processed, self.rows_failed, self.rows_with_warning)
+        return BatchStatus(self.batch_id, self.status, *counts, message=self.message)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> PartRecord:
+        """Build a record from a `parts` row."""
+        data: dict[str, Any] = dict(row)
+        data["index"] = data.pop("part_index")
+        data["path"] = _path(data["path"])
+        data["status"] = None if data["status"] is None else BatchState(data["status"])
+        data["submission_uncertain"] = bool(data["submission_uncertain"])
+        data["created_at"] = _time(data["created_at"])
+        data["finished_at"] = _time(data["finished_at"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TransitionRecord:
+    """One recorded move of a file between states."""
+
+    file_id: int
+    from_state: FileState | None
+    to_state: FileState
+    at: datetime
+    detail: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> TransitionRecord:
+        """Build a record from a `transitions` row."""
+        old = row["from_state"]
+        return cls(
+            file_id=row["file_id"],
+            from_state=None if old is None else FileState(old),
+            to_state=FileState(row["to_state"]),
+            at=datetime.strptime(row["at"], _TIME_FORMAT).replace(tzinfo=UTC),
+            detail=row["detail"],
+        )
