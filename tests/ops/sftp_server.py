@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import free_port
+
 SSHD = Path("/usr/sbin/sshd")
 HOST = "127.0.0.1"
 START_DEADLINE_SECONDS = 20.0
@@ -195,14 +197,6 @@ Match Group {group}
     return config
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
     """Return once sshd accepts connections; raise with its log if it exits or time runs out."""
     deadline = time.monotonic() + START_DEADLINE_SECONDS
@@ -228,7 +222,7 @@ def start_sshd(
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
     last: Exception | None = None
     for _attempt in range(3):
-        port = free_port()
+        port = free_port(HOST)
         config = write_sshd_config(work, port=port, group=group, root=root, keys=keys)
         log = work / "sshd.log"
         process = subprocess.Popen([str(SSHD), "-D", "-f", str(config), "-E", str(log)])
