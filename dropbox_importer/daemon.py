@@ -554,6 +554,7 @@ def embedded_sandbox_settings(instance: InstanceConfig) -> SandboxSettings:
     return SandboxSettings(
         rows_per_second=options.rows_per_second,
         job_overhead_seconds=options.job_overhead_seconds,
+        profile="strict" if options.profile == "strict" else "kind",
     )
 
 

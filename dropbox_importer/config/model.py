@@ -18,6 +18,7 @@ class SandboxOptions:
 
     rows_per_second: float = 1000.0
     job_overhead_seconds: float = 1.0
+    profile: str = "kind"  # kind | strict
 
 
 @dataclass(frozen=True)
