@@ -69,6 +69,8 @@ class InstanceConfig:
             limits=self.limits,
             connect_timeout=self.timeouts.connect_seconds,
             read_timeout=self.timeouts.read_seconds,
+            list_busy_first_wait_seconds=self.poll_min_seconds,
+            list_busy_max_wait_seconds=self.poll_max_seconds,
         )
 
 
