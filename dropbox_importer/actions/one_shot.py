@@ -29,7 +29,7 @@ from dropbox_importer.csvfile import Part, write_results
 from dropbox_importer.dropbox.layout import result_paths, unique_path
 from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.errors import MarketoError
+from dropbox_importer.marketo.errors import ImportInProgress, MarketoError
 from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportParams
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.settle import FAILURE_REASON, WARNING_REASON
@@ -129,21 +129,31 @@ class Progress:
 def run_batches(
     client: MarketoClient, parts: list[Part], params: ImportParams, interval: float, out: TextIO
 ) -> list[BatchStatus]:
-    """Create one batch per part, then poll them all until each is Complete or Failed."""
-    batch_ids = []
-    for part in parts:
-        batch_ids.append(client.create_import(part.path, params))
-        out.write(f"part {part.index + 1}/{len(parts)}: batch {batch_ids[-1]} created\n")
+    """Create one batch per part and poll them all until each is Complete or Failed.
+
+    A part whose static list is being imported to (by the previous part's batch, or by another
+    integration: 1019) is created once the list frees, between two rounds of polling.
+    """
+    waiting = list(parts)
+    batch_ids: list[int] = []
+    statuses: list[BatchStatus | None] = []
     progress = Progress(out)
-    statuses: list[BatchStatus | None] = [None] * len(batch_ids)
     while True:
+        while waiting:
+            try:
+                batch_ids.append(client.create_import(waiting[0].path, params))
+            except ImportInProgress:
+                break  # the list frees when a batch ends: poll, then try again
+            statuses.append(None)
+            part = waiting.pop(0)
+            out.write(f"part {part.index + 1}/{len(parts)}: batch {batch_ids[-1]} created\n")
         for i, batch_id in enumerate(batch_ids):
             current = statuses[i]
             if current is None or not current.status.terminal:
                 statuses[i] = client.batch_status(batch_id)
         progress.show(statuses)
         done = [s for s in statuses if s is not None and s.status.terminal]
-        if len(done) == len(statuses):
+        if not waiting and len(done) == len(parts):
             progress.end()
             return done
         time.sleep(interval)  # Marketo's recommended polling pace, not synchronisation

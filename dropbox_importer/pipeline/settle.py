@@ -24,6 +24,7 @@ from dropbox_importer.dropbox.results import FileResult, file_digest
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
 from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.lost import RESUBMISSIONS
 from dropbox_importer.pipeline.reasons import CHANGED, VANISHED, Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.states import FileState
@@ -48,6 +49,9 @@ def decide(
     if changed:
         return "failed", CHANGED
     failed = [p for p in parts if p.status is BatchState.FAILED]
+    lost = [p for p in failed if len(p.lost_batch_ids) > RESUBMISSIONS]
+    if lost:  # not Marketo failing the rows: Marketo lost the batches, say so plainly
+        return "failed", lost[0].message
     if failed:
         messages = "; ".join(sorted({p.message or "no reason given" for p in failed}))
         return "failed", f"Marketo failed the import: {messages}"
