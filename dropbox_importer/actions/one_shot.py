@@ -33,7 +33,7 @@ from dropbox_importer.marketo.errors import ImportInProgress, MarketoError
 from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportParams
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.settle import FAILURE_REASON, WARNING_REASON
-from dropbox_importer.pipeline.submit import Rejected, check_and_cut
+from dropbox_importer.pipeline.submit import EMPTY_LOOKUP, Rejected, check_and_cut
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -192,6 +192,7 @@ def write_row_files(
         rows = write_results(
             parts, fetched, destination, original=file, fmt=params.format,
             reason_column=column, encoding=box.encoding, local_failures=extra,
+            lookup=params.lookup_field or "email",
         )  # fmt: skip
         if rows:
             written.append(destination)
@@ -210,8 +211,11 @@ def import_file(
         rows = sum(p.rows for p in parts)
         shown = " ".join(f"{key}={value}" for key, value in params.query().items())
         out.write(f"{file.name}: {rows} row(s) in {len(parts)} part(s), {shown}\n")
-        if local:
-            out.write(f"{len(local)} row(s) left out: their lookup field is empty\n")
+        empty = sum(1 for reason in local.values() if reason == EMPTY_LOOKUP)
+        if empty:
+            out.write(f"{empty} row(s) left out: their lookup field is empty\n")
+        if len(local) > empty:
+            out.write(f"{len(local) - empty} row(s) left out: Marketo refuses their email\n")
         statuses = run_batches(client, parts, params, instance.poll_min_seconds, out)
         written = write_row_files(client, file, params, box, parts, statuses, local, scratch)
     for status in statuses:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dropbox_importer.csvfile.emails import email_column, non_ascii_email_reason
 from dropbox_importer.csvfile.fields import suggest_fields
 from dropbox_importer.csvfile.source import FileRejected, Source, is_blank, iter_lines, open_source
 from dropbox_importer.marketo.models import ImportFormat
@@ -39,6 +40,9 @@ class Inspection:
     # Start lines of rows whose lookup value is empty: they fail locally, the rest is imported.
     empty_lookup_lines: list[int] = field(default_factory=list)
     lookup_field: str = "email"
+    # Start line -> reason, for rows whose email Marketo would refuse (not ASCII): they fail
+    # locally too. A row with an empty lookup value is only in `empty_lookup_lines`.
+    bad_email_lines: dict[int, str] = field(default_factory=dict)
 
 
 def _captured(lines: Iterator[str], taken: list[str]) -> Iterator[str]:
@@ -187,13 +191,17 @@ def inspect_file(
     _check_delimiter("".join(raw_header), fmt)
     _check_header(header)
     key = _lookup_index(header, lookup)
+    email = email_column(header)
     width = len(header)
     rows = 0
     empty_lookup: list[int] = []
+    bad_email: dict[int, str] = {}
     blank_at: int | None = None
     for start, fields, raw in records:
         if len(fields) == width and fields[key].strip():
-            pass  # the common case: a full row with a lookup value
+            # The common case: a full row with a lookup value (isascii is one C call).
+            if email is not None and not fields[email].isascii():
+                bad_email[start] = non_ascii_email_reason(fields[email])
         elif len(raw) == 1 and is_blank(raw[0]):
             blank_at = blank_at or start
             continue
@@ -220,6 +228,7 @@ def inspect_file(
         newline=src.newline,
         empty_lookup_lines=empty_lookup,
         lookup_field=header[key].strip(),
+        bad_email_lines=bad_email,
     )
 
 

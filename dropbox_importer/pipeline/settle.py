@@ -202,6 +202,7 @@ class Settler:
                     reason_column=column,
                     encoding=box.encoding,
                     local_failures=extra,
+                    lookup=params.lookup_field or "email",
                 )
 
     @staticmethod

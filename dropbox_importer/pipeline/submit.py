@@ -39,6 +39,7 @@ log = structlog.get_logger(__name__)
 # Kept importable from here: the one-shot import and older callers use these names.
 __all__ = [
     "CHANGED",
+    "EMPTY_LOOKUP",
     "OPERATOR_RETRY_SECONDS",
     "VANISHED",
     "Prepared",
@@ -48,6 +49,9 @@ __all__ = [
     "params_for",
     "prepare",
 ]
+
+# The reason of a row failed locally because its lookup value is empty.
+EMPTY_LOOKUP = "lookup field is empty"
 
 # How long a file waits before another try when the instance refuses us (403-like errors).
 OPERATOR_RETRY_SECONDS = 60.0
@@ -83,11 +87,20 @@ def check_and_cut(
             raise Rejected(str(exc)) from exc
         except RequestRejected as exc:
             raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
-    local = {line: "lookup field is empty" for line in inspection.empty_lookup_lines}
+    local = {line: EMPTY_LOOKUP for line in inspection.empty_lookup_lines}
     if local and len(local) >= inspection.rows:
         raise Rejected(
             f"every row has an empty '{params.lookup_field or 'email'}' (the lookup field); "
             "fill it in and drop the file again"
+        )
+    local.update(inspection.bad_email_lines)
+    if len(local) >= inspection.rows:
+        line, reason = min(inspection.bad_email_lines.items())
+        others = len(local) - 1
+        raise Rejected(
+            f"no row can be imported: line {line}: {reason}"
+            + (f" (and {others} more row(s) that cannot be sent)" if others else "")
+            + "; fix the file and drop it again"
         )
     if parts_dir.exists():
         shutil.rmtree(parts_dir)  # a previous attempt's parts: cut again, deterministically
