@@ -535,7 +535,7 @@ def _changes_files_in_flight(old: DropboxConfig, new: DropboxConfig | None) -> b
     """True if `new` would handle the files `old` has in flight differently (or drop them)."""
     if new is None:
         return True
-    keys = ("instance", "root", "routes", "defaults", "encoding", "max_part_bytes")
+    keys = ("instance", "root", "routes", "defaults", "columns", "encoding", "max_part_bytes")
     return any(getattr(old, key) != getattr(new, key) for key in keys)
 
 

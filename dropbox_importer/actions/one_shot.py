@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import TextIO
 
@@ -33,7 +34,7 @@ from dropbox_importer.marketo.errors import MarketoError
 from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportParams
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.settle import FAILURE_REASON, WARNING_REASON
-from dropbox_importer.pipeline.submit import Rejected, check_and_cut
+from dropbox_importer.pipeline.submit import Cut, Rejected, check_and_cut
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -81,7 +82,7 @@ def resolve_params(box: DropboxConfig, route: str, file: Path) -> ImportParams:
 
 def prepare_parts(
     file: Path, params: ImportParams, box: DropboxConfig, catalog: Catalog | None, out: Path
-) -> tuple[list[Part], dict[int, str]]:
+) -> Cut:
     """Check the file (and, with a catalog, its header and targets); cut it into parts."""
     try:
         return check_and_cut(file, params, box, out, catalog)
@@ -158,6 +159,7 @@ def write_row_files(
     statuses: list[BatchStatus],
     local: dict[int, str],
     scratch: Path,
+    sent: Sequence[int] | None = None,
 ) -> list[Path]:
     """Fetch Marketo's failed and warned rows; write them, merged, beside `file`."""
     finals = result_paths(file, params.format)
@@ -181,7 +183,7 @@ def write_row_files(
         destination = unique_path(final, os.path.lexists)
         rows = write_results(
             parts, fetched, destination, original=file, fmt=params.format,
-            reason_column=column, encoding=box.encoding, local_failures=extra,
+            reason_column=column, encoding=box.encoding, local_failures=extra, sent=sent,
         )  # fmt: skip
         if rows:
             written.append(destination)
@@ -196,14 +198,16 @@ def import_file(
     with open_client(instance) as client, tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         catalog = Catalog(client) if box.preflight else None
-        parts, local = prepare_parts(file, params, box, catalog, scratch / "parts")
+        cut = prepare_parts(file, params, box, catalog, scratch / "parts")
+        parts, local = cut.parts, cut.local_failures
+        sent = cut.header.sent if cut.header is not None and cut.header.drops_columns else None
         rows = sum(p.rows for p in parts)
         shown = " ".join(f"{key}={value}" for key, value in params.query().items())
         out.write(f"{file.name}: {rows} row(s) in {len(parts)} part(s), {shown}\n")
         if local:
             out.write(f"{len(local)} row(s) left out: their lookup field is empty\n")
         statuses = run_batches(client, parts, params, instance.poll_min_seconds, out)
-        written = write_row_files(client, file, params, box, parts, statuses, local, scratch)
+        written = write_row_files(client, file, params, box, parts, statuses, local, scratch, sent)
     for status in statuses:
         if status.status is BatchState.FAILED or status.message:
             out.write(f"batch {status.batch_id} {status.status.value}: {status.message}\n")

@@ -25,6 +25,7 @@ from dropbox_importer.config.model import (
     SandboxOptions,
     Timeouts,
 )
+from dropbox_importer.csvfile.header import ColumnRules
 from dropbox_importer.dropbox.routes import KEY_ALIASES, RouteError, RouteSpec, parse_value
 from dropbox_importer.marketo.credentials import SecretError, resolve_secret
 from dropbox_importer.marketo.models import ImportFormat
@@ -189,7 +190,7 @@ def build_dropbox(checked: Checked, name: str, raw: dict[str, Any], base: Path) 
                 "spaces, not starting with a dot, and not csv, tsv or ssv",
             )
         routes[route] = route_spec(checked, route_key, spec)
-    leave_out = ("root", "instance", "defaults", "routes", "notify", "retention")
+    leave_out = ("root", "instance", "defaults", "routes", "columns", "notify", "retention")
     root = base / (raw.get("root") or ".")
     return DropboxConfig(
         **_given(raw, leave_out=leave_out),
@@ -198,6 +199,7 @@ def build_dropbox(checked: Checked, name: str, raw: dict[str, Any], base: Path) 
         instance=raw.get("instance") or "",
         defaults=route_spec(checked, f"{key}.defaults", raw.get("defaults") or {}),
         routes=routes,
+        columns=build_columns(checked, f"{key}.columns", raw.get("columns")),
         notify=build_notify(checked, f"{key}.notify", raw.get("notify")),
         retention=build_retention(checked, f"{key}.retention", raw.get("retention"), base, root),
     )
@@ -223,6 +225,30 @@ def route_spec(checked: Checked, key: str, raw: dict[str, Any]) -> RouteSpec:
                 f"sets the same parameter as another key here, to {value!r}: keep one of them",
             )
     return spec
+
+
+def build_columns(checked: Checked, key: str, raw: dict[str, Any] | None) -> ColumnRules:
+    """A drop box's column rules; one name given two meanings is a problem."""
+    if raw is None:
+        return ColumnRules()
+    aliases = raw.get("aliases") or {}
+    ignore = tuple(raw.get("ignore") or ())
+    seen: dict[str, str] = {}
+    for name in aliases:
+        if name.casefold() in seen:
+            checked.problem(
+                f"{key}.aliases",
+                f"'{seen[name.casefold()]}' and '{name}' differ only in case, and column names "
+                "are matched in any case: keep one",
+            )
+        seen[name.casefold()] = name
+    both = sorted(n for n in ignore if n.casefold() in seen)
+    if both:
+        checked.problem(
+            f"{key}.ignore",
+            f"{', '.join(repr(n) for n in both)} also has an alias: ignore it or map it, not both",
+        )
+    return ColumnRules(aliases=dict(aliases), ignore=ignore)
 
 
 def check_instances_named(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dropbox_importer.csvfile.header import ColumnRules
 from dropbox_importer.dropbox.routes import RouteSpec
 from dropbox_importer.marketo.settings import InstanceSettings, LimitSettings
 
@@ -120,6 +121,7 @@ class DropboxConfig:
     preflight: bool = True
     defaults: RouteSpec = field(default_factory=RouteSpec)
     routes: dict[str, RouteSpec] = field(default_factory=dict)
+    columns: ColumnRules = field(default_factory=ColumnRules)
     notify: NotifyConfig | None = None
     retention: RetentionConfig | None = None
 

@@ -64,6 +64,17 @@ def text_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def name_map(value: Any) -> dict[str, str]:
+    """A mapping of non-empty names to non-empty names."""
+    wrong = not isinstance(value, dict) or not all(
+        isinstance(k, str) and k.strip() and isinstance(v, str) and v.strip()
+        for k, v in value.items()
+    )
+    if wrong:
+        raise WrongValueError('a mapping of column names to field names, e.g. {"E-Mail": email}')
+    return {k.strip(): v.strip() for k, v in value.items()}
+
+
 def choice(*allowed: str) -> Check:
     """One of the given words."""
 
@@ -245,6 +256,14 @@ RETENTION = Section(
     }
 )
 
+# What a partner's columns become; names are matched case-insensitively, trimmed.
+COLUMNS = Section(
+    {
+        "aliases": Option(name_map, None, "partner's column name -> REST field name"),
+        "ignore": Option(text_list, (), "partners' column names never sent (kept in the original)"),
+    }
+)
+
 DROPBOX = Section(
     {
         "root": Option(text, REQUIRED, "folder holding inbox/, processing/, done/, failed/"),
@@ -271,6 +290,7 @@ DROPBOX = Section(
         "preflight": Option(boolean, True, "check header, lists and partitions first"),
         "defaults": Option(ROUTE, None, "parameters a route folder leaves out"),
         "routes": Option(Named(ROUTE), None, "route folders named in the config"),
+        "columns": Option(COLUMNS, None, "what the columns of partners' files become"),
         "notify": Option(NOTIFY, None, "webhook or command told when a file settles"),
         "retention": Option(RETENTION, None, "when done/ and failed/ files expire"),
     }

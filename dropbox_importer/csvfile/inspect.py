@@ -8,7 +8,7 @@ agree with the csv module on every file that passes here.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,10 +126,16 @@ def _check_header(header: list[str]) -> None:
         seen[key] = column
 
 
-def _lookup_index(header: list[str], lookup: str) -> int:
-    names = [name.strip().lower() for name in header]
+def _lookup_index(header: list[str], lookup: str, mapped: Sequence[str] | None) -> int:
+    names = [name.strip().lower() for name in (header if mapped is None else mapped)]
     if lookup.lower() in names:
         return names.index(lookup.lower())
+    if mapped is not None and lookup.lower() in [name.strip().lower() for name in header]:
+        raise FileRejected(
+            f"line 1: the column '{lookup}' is the lookup field, but this drop box does not send "
+            "it (columns.ignore or columns.deny) — ask the operator to change that rule",
+            1,
+        )
     hint = suggest_fields(header, [lookup])
     near = [name for name, match in hint.items() if match]
     meant = f" (is '{near[0].strip()}' meant to be '{lookup}'?)" if near else ""
@@ -167,8 +173,13 @@ def inspect_file(
     *,
     encoding: str = "utf-8",
     lookup_field: str | None = None,
+    names: Sequence[str] | None = None,
 ) -> Inspection:
-    """Check the file in one pass; raise FileRejected naming the line and the fix."""
+    """Check the file in one pass; raise FileRejected naming the line and the fix.
+
+    `names`, one per header column, are the field names the columns are sent as ("" for a
+    column not sent: see csvfile.header); the lookup column is found among them.
+    """
     src: Source = open_source(path, encoding)
     lookup = lookup_field or "email"  # Marketo's default lookup field
     taken: list[str] = []
@@ -186,7 +197,8 @@ def inspect_file(
     _, header, raw_header = first
     _check_delimiter("".join(raw_header), fmt)
     _check_header(header)
-    key = _lookup_index(header, lookup)
+    mapped = names if names is not None and len(names) == len(header) else None
+    key = _lookup_index(header, lookup, mapped)
     width = len(header)
     rows = 0
     empty_lookup: list[int] = []
@@ -219,7 +231,7 @@ def inspect_file(
         encoding=src.encoding,
         newline=src.newline,
         empty_lookup_lines=empty_lookup,
-        lookup_field=header[key].strip(),
+        lookup_field=(header if mapped is None else mapped)[key].strip(),
     )
 
 

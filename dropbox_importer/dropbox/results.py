@@ -17,6 +17,10 @@ Key names are stable (add keys, never rename them); times are ISO 8601 UTC with 
     timings             {dropped, claimed, submitted, finished}; `submitted` is null when
                         nothing was sent
     original            {size, sha256}: the bytes as dropped (the file beside this one)
+    columns             [{column, field, fate, how}]: each column of the header as written,
+                        the field it was sent as, its fate (sent, ignored, denied, unknown,
+                        ambiguous) and how it was mapped or why it was not sent; null when
+                        the file was refused before its header was read
     version             the dropbox-importer version that wrote this file
 """
 
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from dropbox_importer import __version__
+from dropbox_importer.csvfile.header import HeaderMap
 from dropbox_importer.dropbox.layout import Outcome, write_atomic
 from dropbox_importer.marketo.models import ImportFormat, ImportParams
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
@@ -95,6 +100,23 @@ class PartResult:
 
 
 @dataclass(frozen=True)
+class ColumnResult:
+    """One column of the partner's header and what became of it."""
+
+    column: str  # the name as the partner wrote it
+    field: str | None  # the lead field it was sent as
+    fate: str  # sent | ignored | denied | unknown | ambiguous
+    how: str  # how it was mapped, or why it was not sent
+
+    @classmethod
+    def of(cls, header: HeaderMap | None) -> tuple[ColumnResult, ...] | None:
+        """The results of a mapped header (None stays None)."""
+        if header is None:
+            return None
+        return tuple(cls(c.original, c.field, c.fate.value, c.how) for c in header.columns)
+
+
+@dataclass(frozen=True)
 class Timings:
     """When the file was dropped, claimed, first sent and settled."""
 
@@ -120,6 +142,7 @@ class FileResult:
     sha256: str
     rows_failed_locally: int = 0
     version: str = __version__
+    columns: tuple[ColumnResult, ...] | None = None
 
     @classmethod
     def build(
@@ -133,8 +156,9 @@ class FileResult:
         dropped: datetime | None = None,
         finished: datetime | None = None,
         rows_failed_locally: int = 0,
+        header: HeaderMap | None = None,
     ) -> FileResult:
-        """The result of a journal file and its parts."""
+        """The result of a journal file and its parts (and its mapped header, if read)."""
         created = [p.created_at for p in parts if p.created_at is not None]
         timings = Timings(
             dropped, record.claimed_at, min(created, default=None), finished or datetime.now(UTC)
@@ -151,6 +175,7 @@ class FileResult:
             record.size,
             record.sha256,
             rows_failed_locally,
+            columns=ColumnResult.of(header),
         )
 
     def counts(self) -> dict[str, int]:
@@ -184,6 +209,7 @@ class FileResult:
             "timings": {key: _iso(value) for key, value in vars(self.timings).items()},
             "original": {"size": self.size, "sha256": self.sha256},
             "version": self.version,
+            "columns": None if self.columns is None else [vars(c).copy() for c in self.columns],
         }
 
     def to_json(self) -> bytes:
@@ -216,6 +242,9 @@ class FileResult:
             sha256=doc["original"]["sha256"],
             rows_failed_locally=doc["counts"]["rows_failed_locally"],
             version=doc["version"],
+            columns=None
+            if doc.get("columns") is None
+            else tuple(ColumnResult(**c) for c in doc["columns"]),
         )
 
     def write(self, path: Path) -> None:
