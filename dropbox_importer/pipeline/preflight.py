@@ -13,10 +13,14 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import structlog
+
 from dropbox_importer.csvfile import suggest_fields
 from dropbox_importer.csvfile.header import Column, Fate, HeaderMap
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import ImportParams, LeadField
+
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -104,7 +108,14 @@ def check_targets(params: ImportParams, catalog: Catalog) -> None:
     if params.partition_name is not None:
         partitions = catalog.partition_names()
         if params.partition_name not in partitions:
+            # The partner reads the reason: other partitions belong to other tenants, so only
+            # the operator's log names them.
+            log.warning(
+                "preflight_partition_unknown",
+                partitionName=params.partition_name,
+                known=sorted(partitions),
+            )
             raise PreflightError(
-                f"lead partition '{params.partition_name}' does not exist in Marketo "
-                f"(known: {', '.join(sorted(partitions))}); ask the operator to fix the route"
+                f"lead partition '{params.partition_name}' does not exist in Marketo; "
+                "ask the operator to fix the route"
             )

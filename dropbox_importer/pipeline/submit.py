@@ -25,6 +25,13 @@ from dropbox_importer.csvfile.header import (
     read_header,
     refuse_unmappable,
 )
+from dropbox_importer.dropbox.policy import (
+    Policy,
+    RouteRefused,
+    check_folder,
+    check_params,
+    policy_for,
+)
 from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
 from dropbox_importer.marketo.client import MarketoClient
@@ -77,13 +84,31 @@ class Prepared:
     local_failures: dict[int, str]
 
 
-def params_for(record: FileRecord, box: DropboxConfig) -> ImportParams:
-    """The import parameters the file's route folder sets (Rejected if it can't be parsed)."""
+def routed(route: PurePosixPath, filename: str, box: DropboxConfig) -> tuple[ImportParams, Policy]:
+    """The import parameters and rules of a file in this route folder of the drop box.
+
+    The drop box's policy is applied before anything else: with `allow.folders: named` a folder
+    the config does not name is refused unparsed. Raises RouteError (the folder does not parse)
+    or RouteRefused (the policy refuses it); both say what to change.
+    """
+    check_folder(route, box.allow, box.routes)
+    policy = policy_for(route, box.policy, box.route_policies)
+    params = import_params(resolve_route(route, box.routes, box.defaults), filename)
+    check_params(params, policy.allow)
+    return params, policy
+
+
+def route_for(record: FileRecord, box: DropboxConfig) -> tuple[ImportParams, Policy]:
+    """The file's import parameters and rules (Rejected if its route folder is refused)."""
     try:
-        spec = resolve_route(PurePosixPath(record.route or "."), box.routes, box.defaults)
-        return import_params(spec, record.name)
-    except RouteError as exc:
-        raise Rejected(str(exc)) from exc
+        return routed(PurePosixPath(record.route or "."), record.name, box)
+    except (RouteError, RouteRefused) as exc:
+        raise Rejected(exc.reason) from exc
+
+
+def params_for(record: FileRecord, box: DropboxConfig) -> ImportParams:
+    """The import parameters the file's route folder sets (Rejected if it can't be used)."""
+    return route_for(record, box)[0]
 
 
 def map_columns(
@@ -104,14 +129,20 @@ def map_columns(
 
 
 def check_and_cut(
-    path: Path, params: ImportParams, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
+    path: Path,
+    params: ImportParams,
+    box: DropboxConfig,
+    parts_dir: Path,
+    catalog: Catalog | None,
+    rules: ColumnRules,
 ) -> Cut:
     """Check a file (with a catalog, against Marketo too); cut it into parts in `parts_dir`.
 
-    Returns the parts, the rows failed locally and the mapped header; Rejected says why not.
+    `rules` are the route's column rules. Returns the parts, the rows failed locally and the
+    mapped header; Rejected says why not.
     """
     try:
-        header = map_columns(path, params, box.columns, box.encoding, catalog)
+        header = map_columns(path, params, rules, box.encoding, catalog)
         inspection = inspect_file(
             path,
             params.format,
@@ -154,9 +185,9 @@ def prepare(
     record: FileRecord, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
 ) -> Prepared:
     """Check the claimed file and cut it into parts under Marketo's size limit."""
-    params = params_for(record, box)
+    params, policy = route_for(record, box)
     path = Path(record.processing_path)
-    cut = check_and_cut(path, params, box, parts_dir, catalog)
+    cut = check_and_cut(path, params, box, parts_dir, catalog, policy.columns)
     # Parts cut from a file still being written would import a truncated snapshot.
     if file_digest(path) != (record.size, record.sha256):
         raise Rejected(CHANGED)
