@@ -12,7 +12,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import structlog
 
@@ -25,15 +25,7 @@ from dropbox_importer.csvfile.header import (
     read_header,
     refuse_unmappable,
 )
-from dropbox_importer.dropbox.policy import (
-    Policy,
-    RouteRefused,
-    check_folder,
-    check_params,
-    policy_for,
-)
 from dropbox_importer.dropbox.results import file_digest
-from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, RequestRejected, Stopped
 from dropbox_importer.marketo.models import ImportParams
@@ -41,29 +33,37 @@ from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
 from dropbox_importer.pipeline.prepared import save_prepared
+from dropbox_importer.pipeline.reasons import (
+    CHANGED,
+    VANISHED,
+    Rejected,
+    params_for,
+    route_for,
+    routed,
+)
 from dropbox_importer.pipeline.records import FileRecord
 from dropbox_importer.pipeline.states import FileState
 
 log = structlog.get_logger(__name__)
 
-# What the partner reads when the claimed file was still being written, or removed.
-CHANGED = (
-    "the file changed after it was claimed (it was still being written); rows written after "
-    "the claim were not imported: upload the complete file again, ideally under a temporary "
-    "name renamed when complete"
-)
-VANISHED = "the file disappeared from processing/ before it could be settled; drop it again"
+# Kept importable from here: the one-shot import and older callers use these names.
+__all__ = [
+    "CHANGED",
+    "OPERATOR_RETRY_SECONDS",
+    "VANISHED",
+    "Cut",
+    "Prepared",
+    "Rejected",
+    "Submitter",
+    "check_and_cut",
+    "params_for",
+    "prepare",
+    "route_for",
+    "routed",
+]
 
 # How long a file waits before another try when the instance refuses us (403-like errors).
 OPERATOR_RETRY_SECONDS = 60.0
-
-
-class Rejected(Exception):  # noqa: N818 - what happens to the file, not an error of ours
-    """The file cannot be imported; `reason` is the sentence the partner reads."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -82,33 +82,6 @@ class Prepared:
     params: ImportParams
     parts: list[Part]
     local_failures: dict[int, str]
-
-
-def routed(route: PurePosixPath, filename: str, box: DropboxConfig) -> tuple[ImportParams, Policy]:
-    """The import parameters and rules of a file in this route folder of the drop box.
-
-    The drop box's policy is applied before anything else: with `allow.folders: named` a folder
-    the config does not name is refused unparsed. Raises RouteError (the folder does not parse)
-    or RouteRefused (the policy refuses it); both say what to change.
-    """
-    check_folder(route, box.allow, box.routes)
-    policy = policy_for(route, box.policy, box.route_policies)
-    params = import_params(resolve_route(route, box.routes, box.defaults), filename)
-    check_params(params, policy.allow)
-    return params, policy
-
-
-def route_for(record: FileRecord, box: DropboxConfig) -> tuple[ImportParams, Policy]:
-    """The file's import parameters and rules (Rejected if its route folder is refused)."""
-    try:
-        return routed(PurePosixPath(record.route or "."), record.name, box)
-    except (RouteError, RouteRefused) as exc:
-        raise Rejected(exc.reason) from exc
-
-
-def params_for(record: FileRecord, box: DropboxConfig) -> ImportParams:
-    """The import parameters the file's route folder sets (Rejected if it can't be used)."""
-    return route_for(record, box)[0]
 
 
 def map_columns(
