@@ -26,7 +26,7 @@ from typing import TextIO
 from dropbox_importer import logs
 from dropbox_importer.actions.check import open_client
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, load_config
-from dropbox_importer.csvfile import Part, write_results
+from dropbox_importer.csvfile import Duplicates, Part, write_results
 from dropbox_importer.csvfile.header import ColumnRules
 from dropbox_importer.dropbox.layout import result_paths, unique_path
 from dropbox_importer.dropbox.policy import Policy, RouteRefused
@@ -95,6 +95,16 @@ def prepare_parts(
         return check_and_cut(file, params, box, out, catalog, rules)
     except Rejected as exc:
         raise Refused(exc.reason) from exc
+
+
+def duplicates_line(found: Duplicates, lookup_field: str, shown: int = 5) -> str:
+    """One line saying which rows repeat an earlier row's lookup value."""
+    pairs = ", ".join(f"{line} (as {first})" for line, first in found.lines[:shown])
+    more = ", …" if found.rows > shown else ""
+    return (
+        f"{found.rows} row(s) repeat an earlier row's {lookup_field}, so Marketo keeps the "
+        f"last: line {pairs}{more}"
+    )
 
 
 class Progress:
@@ -218,6 +228,8 @@ def import_file(
         out.write(f"{file.name}: {rows} row(s) in {len(parts)} part(s), {shown}\n")
         if local:
             out.write(f"{len(local)} row(s) left out: their lookup field is empty\n")
+        if cut.duplicates.rows:
+            out.write(duplicates_line(cut.duplicates, cut.lookup_field) + "\n")
         statuses = run_batches(client, parts, params, instance.poll_min_seconds, out)
         written = write_row_files(client, file, params, box, parts, statuses, local, scratch, sent)
     for status in statuses:

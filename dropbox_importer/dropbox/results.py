@@ -21,6 +21,10 @@ Key names are stable (add keys, never rename them); times are ISO 8601 UTC with 
                         the field it was sent as, its fate (sent, ignored, denied, unknown,
                         ambiguous) and how it was mapped or why it was not sent; null when
                         the file was refused before its header was read
+    duplicates          {lookup_field, rows, lines: [{line, same_as_line}], complete, note}:
+                        the rows whose lookup value an earlier row of the file has (the first
+                        1000 listed), which update the same lead, so Marketo keeps the last;
+                        null when the file was refused before its rows were read
     version             the dropbox-importer version that wrote this file
 """
 
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from dropbox_importer import __version__
+from dropbox_importer.csvfile import Duplicates
 from dropbox_importer.csvfile.header import HeaderMap
 from dropbox_importer.dropbox.layout import Outcome, write_atomic
 from dropbox_importer.marketo.models import ImportFormat, ImportParams
@@ -116,6 +121,43 @@ class ColumnResult:
         return tuple(cls(c.original, c.field, c.fate.value, c.how) for c in header.columns)
 
 
+DUPLICATES_NOTE = (
+    "rows with the same lookup value update the same lead, one after the other: Marketo keeps "
+    "the last row's values (an empty cell leaves a value as it was)"
+)
+
+
+@dataclass(frozen=True)
+class DuplicateResult:
+    """Rows of the file that repeat an earlier row's lookup value."""
+
+    lookup_field: str
+    rows: int
+    lines: tuple[tuple[int, int], ...]  # (line, the earlier line with the same value)
+    complete: bool = True
+
+    @classmethod
+    def of(cls, lookup_field: str, found: Duplicates) -> DuplicateResult:
+        """The report of the repeats found in the lookup column `lookup_field`."""
+        return cls(lookup_field, found.rows, found.lines, found.complete)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object result.json holds."""
+        return {
+            "lookup_field": self.lookup_field,
+            "rows": self.rows,
+            "lines": [{"line": line, "same_as_line": first} for line, first in self.lines],
+            "complete": self.complete,
+            "note": DUPLICATES_NOTE,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> DuplicateResult:
+        """Read what `to_dict` wrote."""
+        lines = tuple((int(x["line"]), int(x["same_as_line"])) for x in doc["lines"])
+        return cls(doc["lookup_field"], int(doc["rows"]), lines, bool(doc["complete"]))
+
+
 @dataclass(frozen=True)
 class Timings:
     """When the file was dropped, claimed, first sent and settled."""
@@ -143,6 +185,7 @@ class FileResult:
     rows_failed_locally: int = 0
     version: str = __version__
     columns: tuple[ColumnResult, ...] | None = None
+    duplicates: DuplicateResult | None = None
 
     @classmethod
     def build(
@@ -157,6 +200,7 @@ class FileResult:
         finished: datetime | None = None,
         rows_failed_locally: int = 0,
         header: HeaderMap | None = None,
+        duplicates: DuplicateResult | None = None,
     ) -> FileResult:
         """The result of a journal file and its parts (and its mapped header, if read)."""
         created = [p.created_at for p in parts if p.created_at is not None]
@@ -176,6 +220,7 @@ class FileResult:
             record.sha256,
             rows_failed_locally,
             columns=ColumnResult.of(header),
+            duplicates=duplicates,
         )
 
     def counts(self) -> dict[str, int]:
@@ -210,6 +255,7 @@ class FileResult:
             "original": {"size": self.size, "sha256": self.sha256},
             "version": self.version,
             "columns": None if self.columns is None else [vars(c).copy() for c in self.columns],
+            "duplicates": None if self.duplicates is None else self.duplicates.to_dict(),
         }
 
     def to_json(self) -> bytes:
@@ -245,6 +291,9 @@ class FileResult:
             columns=None
             if doc.get("columns") is None
             else tuple(ColumnResult(**c) for c in doc["columns"]),
+            duplicates=None
+            if doc.get("duplicates") is None
+            else DuplicateResult.from_dict(doc["duplicates"]),
         )
 
     def write(self, path: Path) -> None:

@@ -21,7 +21,7 @@ from dropbox_importer.csvfile import Part, write_results
 from dropbox_importer.csvfile.header import HeaderMap
 from dropbox_importer.dropbox import layout as disk
 from dropbox_importer.dropbox.layout import DropboxLayout, FileVanished, Outcome
-from dropbox_importer.dropbox.results import FileResult, file_digest
+from dropbox_importer.dropbox.results import DuplicateResult, FileResult, file_digest
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
 from dropbox_importer.pipeline.journal import Journal
@@ -148,7 +148,8 @@ class Settler:
             params: ImportParams | None = params_for(record, box)
         except Rejected:
             params = None
-        header = load_prepared(self._parts_root / str(record.id))
+        facts = load_prepared(self._parts_root / str(record.id))
+        header = None if facts is None else facts.header
         if params is not None and (parts or local):
             self._stage_rows(record, params, parts, local, staging, header)
         result = FileResult.build(
@@ -161,6 +162,9 @@ class Settler:
             dropped=dropped,
             rows_failed_locally=len(local),
             header=header,
+            duplicates=None
+            if facts is None
+            else DuplicateResult.of(facts.lookup_field, facts.duplicates),
         )
         # The bytes as they are kept beside this result, even if they changed after the claim.
         result = replace(result, size=size, sha256=sha256)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
 from dropbox_importer.config import DropboxConfig
-from dropbox_importer.csvfile import FileRejected, Part, inspect_file, split_file
+from dropbox_importer.csvfile import Duplicates, FileRejected, Part, inspect_file, split_file
 from dropbox_importer.csvfile.header import (
     ColumnRules,
     HeaderMap,
@@ -73,6 +73,8 @@ class Cut:
     parts: list[Part]
     local_failures: dict[int, str]  # original line -> reason
     header: HeaderMap | None  # None when the file had no readable header to map
+    duplicates: Duplicates = field(default_factory=Duplicates)
+    lookup_field: str = "email"  # the lookup column as the file names it, once mapped
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,8 @@ def check_and_cut(
         header=None if header is None else header.sent_names,
         keep=header.sent if header is not None and header.drops_columns else None,
     )
-    save_prepared(parts_dir, header)
-    return Cut(parts, local, header)
+    save_prepared(parts_dir, header, inspection.duplicates, inspection.lookup_field)
+    return Cut(parts, local, header, inspection.duplicates, inspection.lookup_field)
 
 
 def prepare(

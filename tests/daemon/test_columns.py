@@ -47,8 +47,9 @@ def test_partners_column_names_are_mapped_and_the_original_kept(
     daemon.append(daemon_on(tmp_path, sandbox, {"acme": box}))
     files = {
         "csv/display.csv": "Email Address,First Name,Last Name,Company Name\n"
-        "ada@example.com,Ada,Lovelace,Analytical Engines\n"
-        "grace@example.com,Grace,Hopper,Compilers Inc\n",
+        "ada@example.com,Ada,Byron,\n"
+        "grace@example.com,Grace,Hopper,Compilers Inc\n"
+        "ADA@example.com,Ada,Lovelace,Analytical Engines\n",
         "csv/alias.csv": "E-Mail-Adresse,Firma,Internal notes\n"
         "karl@example.com,Weber AG,call back on Monday\n"
         "not-an-email,Broken GmbH,do not import\n",
@@ -70,6 +71,11 @@ def test_partners_column_names_are_mapped_and_the_original_kept(
     assert leads["grace@example.com"]["company"] == "Compilers Inc"
     display = root / "done" / "csv" / "display.csv"
     assert display.read_text() == files["csv/display.csv"]
+    # Line 4 repeats line 2's email: said in result.json, and Marketo kept the last.
+    duplicates = result_of(display)["duplicates"]
+    assert duplicates["lookup_field"] == "email" and duplicates["rows"] == 1
+    assert duplicates["lines"] == [{"line": 4, "same_as_line": 2}]
+    assert "keeps the last" in duplicates["note"]
     columns = result_of(display)["columns"]
     assert [(c["column"], c["field"], c["how"]) for c in columns] == [
         ("Email Address", "email", "display name"),

@@ -13,6 +13,7 @@ import pytest
 from dropbox_importer import __version__
 from dropbox_importer.dropbox.results import (
     ColumnResult,
+    DuplicateResult,
     FileResult,
     PartResult,
     Timings,
@@ -53,6 +54,7 @@ def sample() -> FileResult:
             ColumnResult("Email Address", "email", "sent", "display name"),
             ColumnResult("Internal notes", None, "ignored", "columns.ignore"),
         ),
+        duplicates=DuplicateResult("email", 2, ((5, 2), (9, 2))),
     )
 
 
@@ -72,6 +74,7 @@ def test_document_has_the_documented_keys() -> None:
         "original",
         "version",
         "columns",
+        "duplicates",
     ]
     assert doc["import"] == {
         "format": "csv",
