@@ -173,3 +173,28 @@ def test_every_event_and_key_named_in_the_readme_exists() -> None:
 def test_every_doc_the_readme_links_exists() -> None:
     for target in re.findall(r"\]\(([^)#]+)\)", README):
         assert (ROOT / target).exists(), f"README links to a missing file: {target}"
+
+
+def shown_output(command: str) -> str:
+    """What the README shows a command printing: the fenced block after its `$` line."""
+    match = re.search(
+        rf"^\$ \.venv/bin/dropbox-importer {command}[^\n]*\n(.*?)^```", README, re.M | re.S
+    )
+    assert match, f"README shows no output of {command}"
+    return match.group(1)
+
+
+def test_check_and_preview_print_what_the_readme_shows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dropbox_importer.actions.demo import write_demo
+    from dropbox_importer.cli import main
+
+    config = write_demo(tmp_path / "demo")
+    (tmp_path / "demo" / "dropbox" / "inbox" / "csv,list=abc").mkdir()  # as after the tour
+    capsys.readouterr()
+    assert main(["check", "--config", str(config)]) == 1
+    assert capsys.readouterr().out == shown_output("check --config demo/config.yaml")
+    partner = str(tmp_path / "demo" / "partner-leads.csv")
+    assert main(["preview", "--config", str(config), "--route", "newsletter", partner]) == 0
+    assert capsys.readouterr().out == shown_output("preview --config demo/config.yaml")

@@ -99,7 +99,7 @@ def prepare_parts(
 
 def duplicates_line(found: Duplicates, lookup_field: str, shown: int = 5) -> str:
     """One line saying which rows repeat an earlier row's lookup value."""
-    pairs = ", ".join(f"{line} (as {first})" for line, first in found.lines[:shown])
+    pairs = ", ".join(f"{line} (same as {first})" for line, first in found.lines[:shown])
     more = ", …" if found.rows > shown else ""
     return (
         f"{found.rows} row(s) repeat an earlier row's {lookup_field}, so Marketo keeps the "
