@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from dropbox_importer.csvfile.header import sent_values, to_partner_columns
 from dropbox_importer.csvfile.matching import MarketoRows, read_marketo_rows
 from dropbox_importer.csvfile.source import Source, is_blank, iter_lines, open_source
 from dropbox_importer.csvfile.split import Part
@@ -49,8 +50,16 @@ class _Merger:
     """Walks the original's rows once, writing local failures as they pass by."""
 
     def __init__(
-        self, rows: Iterator[Row], local: Mapping[int, str], writer: Any, quote_all: Any
+        self,
+        rows: Iterator[Row],
+        local: Mapping[int, str],
+        writer: Any,
+        quote_all: Any,
+        sent: Sequence[int] | None = None,
+        width: int = 0,
     ) -> None:
+        self._sent = sent  # the original's columns Marketo received; None: all of them
+        self._width = width  # columns of the original's header
         self._rows = rows
         self._local = local
         self._writer = writer
@@ -74,11 +83,20 @@ class _Merger:
             return line, fields
         return None
 
+    def _partner(self, data: list[str], marketo: MarketoRows) -> list[str]:
+        """A row only Marketo knows, its values put back under the partner's own columns."""
+        columns = marketo.columns[: len(data)]
+        if len(data) > len(marketo.columns) or any(i is None for i in columns):
+            return data  # some of Marketo's columns are none that was sent: keep its order
+        sent = [i for i in columns if i is not None]
+        partner = sent if self._sent is None else [self._sent[i] for i in sent]
+        return to_partner_columns(data, partner, max([self._width, *(i + 1 for i in partner)]))
+
     def part(self, part: Part, marketo: MarketoRows | None, sent: Iterator[list[str]]) -> None:
         """Walk the part's rows in order, writing each one Marketo listed with its reason.
 
-        `sent` gives the part's rows as sent, in step with the original's (the original's
-        own fields stand in when it runs out).
+        `sent` gives the part's rows as sent, in step with the original's (without a part
+        file, the original's own fields, cut to the columns sent, stand in).
         """
         for _ in range(part.rows):
             original = self.take()
@@ -87,12 +105,15 @@ class _Merger:
             line, fields = original
             if marketo is None:
                 continue
-            reason = marketo.claim(next(sent, fields))
+            stand_in = fields if self._sent is None else sent_values(fields, self._sent)
+            reason = marketo.claim(next(sent, stand_in))
             if reason is not None:
                 self.emit(line, fields, reason)
-        for number, data, reason in marketo.left() if marketo is not None else ():
+        if marketo is None:
+            return
+        for number, data, reason in marketo.left():
             log.warning("result_row_unmatched", part=part.index, marketo_row=number)
-            self.emit("", data, reason)
+            self.emit("", self._partner(data, marketo), reason)
 
 
 @contextmanager
@@ -119,12 +140,14 @@ def write_results(
     reason_column: str,
     encoding: str = "utf-8",
     local_failures: Mapping[int, str] | None = None,
+    sent: Sequence[int] | None = None,
     lookup: str = "email",
 ) -> int:
     """Merge Marketo's per-part files and local failures into one file in the original's order.
 
     Writes `Line`, the original's columns and `reason_column`, in the original's delimiter,
     encoding, BOM and line ends; returns the rows written (no file is written for 0 rows).
+    `sent` lists the original's columns the parts carried (see csvfile.header), when not all;
     `lookup` (the import's lookup field) names the column Marketo's rows are looked up by.
     """
     src = open_source(original, encoding)
@@ -141,12 +164,13 @@ def write_results(
             stream, delimiter=fmt.delimiter, lineterminator=end, quoting=csv.QUOTE_ALL
         )
         writer.writerow([LINE_COLUMN, *header, reason_column])
-        merger = _Merger(original_rows(src, fmt), local, writer, quote_all)
+        merger = _Merger(original_rows(src, fmt), local, writer, quote_all, sent, len(header))
         for part, failures in zip(parts, marketo_files, strict=True):
             if failures is None:
                 merger.part(part, None, iter(()))
                 continue
-            with _sent(part, fmt, header) as (sent_header, sent_rows):
+            names = header if sent is None else sent_values(header, sent)
+            with _sent(part, fmt, names) as (sent_header, sent_rows):
                 marketo = read_marketo_rows(failures, fmt, reason_column, sent_header, lookup)
                 merger.part(part, marketo, sent_rows)
         while merger.take() is not None:

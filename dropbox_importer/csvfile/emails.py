@@ -7,11 +7,13 @@ row fails locally, with a reason the partner can act on; the rest of the file is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 # The name of the email column, compared as header names are (trimmed, any case).
 EMAIL_COLUMN = "email"
 
 
-def email_column(header: list[str]) -> int | None:
+def email_column(header: Sequence[str]) -> int | None:
     """The index of the header's email column, or None when it has none."""
     names = [name.strip().lower() for name in header]
     return names.index(EMAIL_COLUMN) if EMAIL_COLUMN in names else None
