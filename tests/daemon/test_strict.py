@@ -163,3 +163,85 @@ def test_a_list_another_client_holds_makes_its_file_wait_while_other_lists_go_ah
     jobs = [b for b in sandbox_json(sandbox, "batches")["batches"] if b["listId"] == 1001]
     assert len(jobs) == 2  # theirs, then ours: the refused creates queued nothing
     assert moment(jobs[1]["created"]) >= moment(jobs[0]["finished"])
+
+
+def test_names_with_spaces_non_ascii_emails_and_marketo_failures_end_on_their_lines(
+    tmp_path: Path, make_sandbox: Callable[..., Any], started: list[DaemonProcess]
+) -> None:
+    sandbox = make_sandbox(window_seconds=2.0)
+    root = tmp_path / "box"
+    started.append(start(tmp_path, sandbox, root))
+    text = (
+        " Email , FirstName ,Company\n"  # strict Marketo takes " Email " as no field at all
+        "ok@example.com,Ok,\n"  # 2
+        "zoë@example.com,Zoë,\n"  # 3: Marketo would fail it; it fails here, with a fix
+        "not-an-email,Bad,\n"  # 4: Marketo fails it
+        "ann@bücher.de,Ann,Acme\n"  # 5
+        "fine@example.com,Fine,Acme\n"  # 6
+    )
+    drop(root, "csv,list=1002/spaced.csv", text)
+    final = root / "done" / "csv,list=1002" / "spaced.csv"
+    wait_for(final.exists, timeout=60, what="spaced.csv in done/")
+    assert final.read_text() == text  # byte for byte, names with their spaces
+    result = result_of(final)
+    assert result["counts"] == {
+        **result["counts"],
+        "leads_processed": 2,
+        "rows_failed": 1,
+        "rows_failed_locally": 2,
+    }
+    failures = final.with_name("spaced.csv.failures.csv").read_text().splitlines()
+    assert failures[0] == "Line, Email , FirstName ,Company,Import Failure Reason"
+    by_line = {row.split(",")[0]: row for row in failures[1:]}
+    assert sorted(by_line) == ["3", "4", "5"]
+    assert "Marketo refuses (ë)" in by_line["3"]
+    assert "Invalid email address 'not-an-email'" in by_line["4"]
+    assert "ann@xn--bcher-kva.de" in by_line["5"]
+    emails = {lead["fields"]["email"] for lead in sandbox_json(sandbox, "leads")["leads"]}
+    assert emails == {"ok@example.com", "fine@example.com"}
+
+
+def test_a_batch_that_fails_half_way_fails_the_file_with_its_failed_rows_listed(
+    tmp_path: Path, make_sandbox: Callable[..., Any], started: list[DaemonProcess]
+) -> None:
+    from dropbox_importer.sandbox import FaultSettings
+
+    sandbox = make_sandbox(window_seconds=2.0, faults=FaultSettings(failed_batch_rate=1.0))
+    root = tmp_path / "box"
+    started.append(start(tmp_path, sandbox, root))
+    rows = [f"ok{i}@example.com" if i % 3 else f"bad{i}" for i in range(12)]
+    drop(root, "csv/half.csv", "email\n" + "\n".join(rows) + "\n")
+    final = root / "failed" / "csv" / "half.csv"
+    wait_for(final.exists, timeout=60, what="half.csv in failed/")
+    result = result_of(final)
+    assert result["reason"] == "Marketo failed the import: Import failed: system error"
+    [part] = result["parts"]
+    assert part["status"] == "Failed" and part["rows_failed"] == 2
+    failures = final.with_name("half.csv.failures.csv").read_text().splitlines()
+    assert [row.split(",")[:2] for row in failures[1:]] == [["2", "bad0"], ["5", "bad3"]]
+
+
+def test_creates_whose_answers_are_lost_still_import_every_file_once_sent_again(
+    tmp_path: Path, make_sandbox: Callable[..., Any], started: list[DaemonProcess]
+) -> None:
+    from dropbox_importer.sandbox import FaultSettings
+
+    faults = FaultSettings(lost_answer_rate=0.4, endpoints=("create",), seed=5)
+    sandbox = make_sandbox(window_seconds=2.0, faults=faults)
+    root = tmp_path / "box"
+    daemon = start(tmp_path, sandbox, root)
+    started.append(daemon)
+    names = [f"csv,list=1001/l{i}.csv" for i in range(4)] + [f"csv/n{i}.csv" for i in range(4)]
+    for number, relative in enumerate(names):
+        drop(root, relative, leads(f"f{number}", 5))
+    wait_for(
+        lambda: len(originals_under(root / "done")) == len(names),
+        timeout=90,
+        what="every file in done/",
+    )
+    assert not originals_under(root / "failed")
+    assert len(sandbox_json(sandbox, "leads")["leads"]) == 5 * len(names)
+    lost = sandbox_json(sandbox, "stats")["errors"]["answer_lost"]
+    assert lost >= 1 and daemon.count("marketo_create_ambiguous") == lost
+    # Every create whose answer was lost left a job behind: more batches than files.
+    assert len(sandbox_json(sandbox, "batches")["batches"]) == len(names) + lost
