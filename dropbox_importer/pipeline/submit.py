@@ -2,8 +2,10 @@
 
 Creates are where Marketo's limits bite (10 queued jobs per instance, shared with every other
 integration), so one thread per instance takes files in fair turns across drop boxes and blocks
-in the client until a queue slot is free. Everything that can fail the file before a slot is
-spent (route, encoding, shape, preflight) runs here first.
+in the client until a queue slot is free. A static list takes one job at a time (1019): a file
+whose list is held waits in the queue without blocking the files of other lists. Everything
+that can fail the file before a slot is spent (route, encoding, shape, preflight) runs here
+first.
 """
 
 from __future__ import annotations
