@@ -47,6 +47,7 @@ class Sandbox:
             self._host, self._port, self.app, threaded=True, request_handler=handler
         )
         self.app.queue.start()
+        self.app.other.start()
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -65,6 +66,7 @@ class Sandbox:
             self._connections.close_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.app.other.stop()
         self.app.queue.stop()
         log.debug("sandbox_stopped")
 
