@@ -213,6 +213,8 @@ class Settler:
                     local_failures=extra,
                     sent=header.sent if header is not None and header.drops_columns else None,
                     lookup=params.lookup_field or "email",
+                    # Rows failed locally were never sent: not Marketo's to warn about.
+                    unsent=local.keys(),
                 )
 
     @staticmethod
