@@ -12,6 +12,7 @@ import functools
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.recover import recover
 from dropbox_importer.pipeline.reload import boxes_to_restart, needs_restart
 from dropbox_importer.pipeline.settle import Settler
+from dropbox_importer.pipeline.shared_batch import sweep_jobs
 from dropbox_importer.pipeline.states import FileState
 from dropbox_importer.pipeline.submit import Submitter
 from dropbox_importer.pipeline.watch import scan_inbox
@@ -77,7 +79,8 @@ class Daemon:
         self.settler: Settler | None = None
         self.claimer: Claimer | None = None
         self._settle_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="settle")
-        self._batch_files: dict[int, int] = {}  # batch id -> file id, for the poller's callbacks
+        # batch id -> its files (several when they share it), for the poller's callbacks
+        self._batch_files: dict[int, list[int]] = {}
         self._settling: set[int] = set()
         self.observers: Observers | None = None
         # file id -> (when to try settling again, how many tries failed, the rejection)
@@ -94,6 +97,7 @@ class Daemon:
         lock.acquire()
         try:
             self.journal = Journal.open(self.config.state_dir)
+            sweep_jobs(self.journal, self.parts_root)
             self.observers = Observers(lambda: self.config, self.journal)
             self.observers.start()
             self._install_signals()
@@ -171,6 +175,7 @@ class Daemon:
                 on_rejected=self._on_rejected,
                 on_all_submitted=self._settle_if_finished,
                 stop=self.stop_event,
+                speed=poller.speed,
             )
             self.instances[name] = Instance(
                 instance_config, client, queue, poller, submitter, sandbox
@@ -273,9 +278,11 @@ class Daemon:
 
     # -- callbacks from the submitter and the poller -------------------------------------
 
-    def _on_submitted(self, file_id: int, batch_id: int, rows: int, instance: str) -> None:
+    def _on_submitted(
+        self, file_ids: Sequence[int], batch_id: int, rows: int, instance: str
+    ) -> None:
         with self._lock:
-            self._batch_files[batch_id] = file_id
+            self._batch_files[batch_id] = list(file_ids)
         if self.observers is not None:
             self.observers.batch_created(instance)
         self.instances[instance].poller.follow(batch_id, rows)
@@ -293,15 +300,18 @@ class Daemon:
     def _on_batch_final(self, status: BatchStatus) -> None:
         assert self.journal is not None
         with self._lock:
-            file_id = self._batch_files.get(status.batch_id)
-        if file_id is None:
+            file_ids = self._batch_files.get(status.batch_id)
+        if not file_ids:
             return
         # Forgotten only once recorded: if recording fails, the poller asks again later.
-        self.journal.record_batch_status(file_id, status)
+        if self.journal.job_of_batch(status.batch_id) is not None:
+            self.journal.record_job_status(status)  # each file's own counts: at its settle
+        else:
+            self.journal.record_batch_status(file_ids[0], status)
         with self._lock:
             self._batch_files.pop(status.batch_id, None)
         if self.observers is not None:
-            self.observers.batch_finished(self._record_instance(file_id), status.status.value)
+            self.observers.batch_finished(self._record_instance(file_ids[0]), status.status.value)
         log.info(
             "batch_finished",
             batch_id=status.batch_id,
@@ -309,29 +319,34 @@ class Daemon:
             leads=status.leads_processed,
             failed=status.rows_failed,
             warnings=status.rows_with_warning,
+            files=len(file_ids),
         )
-        self._settle_if_finished(file_id)
+        for file_id in file_ids:
+            self._settle_if_finished(file_id)
 
     def _on_poll_error(self, batch_id: int, exc: Exception) -> None:
         """Marketo no longer knows the batch (expired, lost, or an embedded sandbox restarted),
         as a second status call confirmed: its part is sent once more, or, lost twice, fails."""
         assert self.journal is not None
         with self._lock:
-            file_id = self._batch_files.get(batch_id)
+            file_ids = self._batch_files.get(batch_id)
         log.error("batch_lost", batch_id=batch_id, error=str(exc))
-        if file_id is None:
+        if not file_ids:
             return
-        requeue = handle_lost_batch(self.journal, file_id, batch_id)
+        # Files that shared the batch are sent again each on its own terms (and may share a
+        # job again); each counts the loss against its own part.
+        requeue = {f: handle_lost_batch(self.journal, f, batch_id) for f in file_ids}
         with self._lock:
             self._batch_files.pop(batch_id, None)
         if self.observers is not None:
-            self.observers.batch_finished(self._record_instance(file_id), "Lost")
-        if requeue:
-            self._enqueue(self.journal.get(file_id).dropbox, file_id)
-        else:
-            # A failed part like any other: the file settles once every part is final, never
-            # while its submitter may still be working on it.
-            self._settle_if_finished(file_id)
+            self.observers.batch_finished(self._record_instance(file_ids[0]), "Lost")
+        for file_id, again in requeue.items():
+            if again:
+                self._enqueue(self.journal.get(file_id).dropbox, file_id)
+            else:
+                # A failed part like any other: the file settles once every part is final,
+                # never while its submitter may still be working on it.
+                self._settle_if_finished(file_id)
 
     def _settle_if_finished(self, file_id: int) -> None:
         assert self.journal is not None
@@ -383,6 +398,11 @@ class Daemon:
     def _follow_again(self, record: FileRecord, part: PartRecord) -> None:
         """Poll a batch created by an earlier run (its status is asked for at once)."""
         assert part.batch_id is not None
+        with self._lock:
+            sharing = self._batch_files.get(part.batch_id)
+            if sharing is not None:  # a batch shared with a file recovered before: followed
+                sharing.append(record.id)
+                return
         box = self.boxes[record.dropbox].config
         instance = self.instances[box.instance]
         try:
@@ -392,9 +412,11 @@ class Daemon:
         instance.client.adopt_batch(part.batch_id, list_id)
         if self.observers is not None:
             self.observers.batch_created(instance.config.name)
+        job = self.journal.job_of_batch(part.batch_id) if self.journal is not None else None
         with self._lock:
-            self._batch_files[part.batch_id] = record.id
-        instance.poller.follow(part.batch_id, part.rows, first_delay=0)
+            self._batch_files[part.batch_id] = [record.id]
+        rows = part.rows if job is None else job.rows
+        instance.poller.follow(part.batch_id, rows, first_delay=0)
 
     def _reload(self) -> None:
         """Apply a changed config for drop boxes; keep the old one when the new is invalid."""

@@ -15,7 +15,12 @@ Key names are stable (add keys, never rename them); times are ISO 8601 UTC with 
                         rows_failed, rows_with_warning, message, lost_batch_ids}]: one per
                         import batch; `first_line` is the original's line number of the
                         part's first row; `lost_batch_ids` lists earlier batches of the part
-                        that Marketo no longer knew, so the part was sent again (empty: none)
+                        that Marketo no longer knew, so the part was sent again (empty: none);
+                        `shared` is null unless the part went in one batch with other files
+                        of the drop box: then {files, rows, first_row}, how many files shared
+                        the batch, its rows in all, and the batch's row (1-based) where this
+                        part's rows begin; `status` and `message` are then the batch's, the
+                        counts this part's own
     timings             {dropped, claimed, submitted, finished}; `submitted` is null when
                         nothing was sent
     original            {size, sha256}: the bytes as dropped (the file beside this one)
@@ -35,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,10 +95,11 @@ class PartResult:
     rows_with_warning: int = 0
     message: str = ""
     lost_batch_ids: list[int] = field(default_factory=list)
+    shared: dict[str, int] | None = None  # {files, rows, first_row} of a batch it shared
 
     @classmethod
-    def from_record(cls, part: PartRecord) -> PartResult:
-        """The result of one journal part."""
+    def from_record(cls, part: PartRecord, shared: dict[str, int] | None = None) -> PartResult:
+        """The result of one journal part (`shared`: the batch it shared with other files)."""
         return cls(
             part.index,
             part.first_line,
@@ -105,6 +111,7 @@ class PartResult:
             part.rows_with_warning,
             part.message,
             list(part.lost_batch_ids),
+            shared,
         )
 
 
@@ -205,8 +212,10 @@ class FileResult:
         rows_failed_locally: int = 0,
         header: HeaderMap | None = None,
         duplicates: DuplicateResult | None = None,
+        shared: Mapping[int, dict[str, int]] | None = None,
     ) -> FileResult:
-        """The result of a journal file and its parts (and its mapped header, if read)."""
+        """The result of a journal file and its parts (and its mapped header, if read);
+        `shared` gives, by part index, the batch a part shared with other files."""
         created = [p.created_at for p in parts if p.created_at is not None]
         timings = Timings(
             dropped, record.claimed_at, min(created, default=None), finished or datetime.now(UTC)
@@ -218,7 +227,7 @@ class FileResult:
             outcome,
             reason,
             params,
-            tuple(PartResult.from_record(p) for p in parts),
+            tuple(PartResult.from_record(p, (shared or {}).get(p.index)) for p in parts),
             timings,
             record.size,
             record.sha256,

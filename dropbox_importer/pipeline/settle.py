@@ -29,6 +29,7 @@ from dropbox_importer.pipeline.lost import RESUBMISSIONS
 from dropbox_importer.pipeline.prepared import load_prepared
 from dropbox_importer.pipeline.reasons import CHANGED, VANISHED, Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
+from dropbox_importer.pipeline.shared_batch import SharedBatches
 from dropbox_importer.pipeline.states import FileState
 
 log = structlog.get_logger(__name__)
@@ -80,6 +81,7 @@ class Settler:
         self._boxes = boxes
         self._layouts = layouts
         self._clients = clients
+        self._shared = SharedBatches(journal, parts_root, clients)
 
     def settle(self, file_id: int, rejection: str | None) -> None:
         """Bring the file to its final place; safe to call again after a crash."""
@@ -114,6 +116,10 @@ class Settler:
         final_state = FileState.DONE if outcome == "done" else FileState.FAILED
         self._journal.transition(file_id, final_state, str(destination))
         shutil.rmtree(self._parts_root / str(file_id), ignore_errors=True)
+        for part in self._journal.parts(file_id):
+            job = self._shared.job_of(part)
+            if job is not None:
+                self._shared.forget_if_settled(job)
         log.info(
             "file_done" if outcome == "done" else "file_failed",
             dropbox=record.dropbox,
@@ -135,7 +141,14 @@ class Settler:
     ) -> tuple[Outcome, str | None]:
         """Fetch Marketo's row files, write ours and result.json into `staging`."""
         box = self._boxes(record.dropbox)
+        try:
+            params: ImportParams | None = params_for(record, box)
+        except Rejected:
+            params = None
         parts = self._journal.parts(record.id)
+        if params is not None:
+            # A batch shared with other files: this file's own counts, from its own rows.
+            parts = self._shared.own_counts(record, parts, params)
         local = self._journal.local_failures(record.id)
         try:
             size, sha256 = file_digest(record.processing_path)
@@ -148,10 +161,6 @@ class Settler:
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        try:
-            params: ImportParams | None = params_for(record, box)
-        except Rejected:
-            params = None
         facts = load_prepared(self._parts_root / str(record.id))
         header = None if facts is None else facts.header
         if params is not None and (parts or local):
@@ -169,11 +178,27 @@ class Settler:
             duplicates=None
             if facts is None
             else DuplicateResult.of(facts.lookup_field, facts.duplicates),
+            shared=self._shares(record, parts),
         )
         # The bytes as they are kept beside this result, even if they changed after the claim.
         result = replace(result, size=size, sha256=sha256)
         result.write(staging / "result.json")
         return outcome, reason
+
+    def _shares(self, record: FileRecord, parts: Sequence[PartRecord]) -> dict[int, dict[str, int]]:
+        """By part index, the batch each part shared with other files (for result.json)."""
+        out = {}
+        for part in parts:
+            job = self._shared.job_of(part)
+            if job is not None:
+                member = job.member(record.id, part.index)
+                files = len({m.file_id for m in job.members})
+                out[part.index] = {
+                    "files": files,
+                    "rows": job.rows,
+                    "first_row": member.first_row + 1,
+                }
+        return out
 
     def _stage_rows(
         self,
@@ -188,12 +213,12 @@ class Settler:
         client = self._clients(record.dropbox)
         box = self._boxes(record.dropbox)
         failures = [
-            self._fetch(client.download_failures, p, p.rows_failed, staging / f"failures-{p.index}")
+            self._rows_of(record, p, "failures", p.rows_failed, client.download_failures, staging)
             for p in parts
         ]
         warnings = [
-            self._fetch(
-                client.download_warnings, p, p.rows_with_warning, staging / f"warnings-{p.index}"
+            self._rows_of(
+                record, p, "warnings", p.rows_with_warning, client.download_warnings, staging
             )
             for p in parts
         ]
@@ -216,6 +241,24 @@ class Settler:
                     # Rows failed locally were never sent: not Marketo's to warn about.
                     unsent=local.keys(),
                 )
+
+    def _rows_of(
+        self,
+        record: FileRecord,
+        part: PartRecord,
+        kind: str,
+        count: int,
+        download: Callable[[int, Path], None],
+        staging: Path,
+    ) -> Path | None:
+        """Marketo's `kind` rows of one part: its share of a shared batch's (split once per
+        batch), else the batch's own file, downloaded when Marketo reported rows in it."""
+        job = self._shared.job_of(part)
+        if job is None:
+            return self._fetch(download, part, count, staging / f"{kind}-{part.index}")
+        if count == 0:
+            return None
+        return self._shared.rows_file(job, job.member(record.id, part.index), kind)
 
     @staticmethod
     def _fetch(

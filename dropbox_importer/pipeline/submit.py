@@ -3,16 +3,18 @@
 Creates are where Marketo's limits bite (10 queued jobs per instance, shared with every other
 integration), so one thread per instance takes files in fair turns across drop boxes and blocks
 in the client until a queue slot is free. A static list takes one job at a time (1019): a file
-whose list is held waits in the queue without blocking the files of other lists. Everything
-that can fail the file before a slot is spent (route, encoding, shape, preflight) runs here
-first.
+whose list is held waits in the queue without blocking the files of other lists. Files that
+could share a job wait too while our jobs fill a shallow queue, and go together when a slot
+frees (coalesce.py, shared_submit.py). Everything that can fail the file before a slot is spent
+(route, encoding, shape, preflight) runs here first.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from dropbox_importer.marketo.errors import (
 from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.poll import SpeedEstimate
 from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
 from dropbox_importer.pipeline.prepared import save_prepared
 from dropbox_importer.pipeline.reasons import (
@@ -49,6 +52,7 @@ from dropbox_importer.pipeline.reasons import (
     routed,
 )
 from dropbox_importer.pipeline.records import FileRecord
+from dropbox_importer.pipeline.shared_submit import Coalescer
 from dropbox_importer.pipeline.states import FileState
 
 log = structlog.get_logger(__name__)
@@ -196,6 +200,8 @@ class Submitter:
     a 1019) waits without holding anything up: the submitter passes over it to the next file in
     turn and comes back when the list frees. So a file split into parts sends one part per
     batch of its list's turn, and never two jobs of one list are in Marketo's queue at once.
+    When a file's turn comes, the files waiting in its lane that may share its job go with it
+    (shared_submit.py).
     """
 
     def __init__(
@@ -208,10 +214,11 @@ class Submitter:
         boxes: Callable[[str], DropboxConfig],
         parts_root: Path,
         catalog: Catalog,
-        on_submitted: Callable[[int, int, int, str], None],
+        on_submitted: Callable[[Sequence[int], int, int, str], None],
         on_rejected: Callable[[int, str], None],
         on_all_submitted: Callable[[int], None],
         stop: threading.Event,
+        speed: SpeedEstimate | None = None,
     ) -> None:
         self.name = name
         self._client = client
@@ -228,6 +235,19 @@ class Submitter:
         self._prepared: dict[int, Prepared] = {}
         self._lists: dict[int, int | None] = {}  # file id -> the listId its route sets
         client.on_list_freed(queue.wake)
+        self._coalescer = Coalescer(
+            name,
+            client,
+            journal,
+            queue,
+            parts_root=parts_root,
+            speed=speed or SpeedEstimate(),
+            stop=stop,
+            prepare=lambda record, box: self._prepare(record, box).parts,
+            reject=self._reject,
+            forget=self._forget,
+            on_submitted=on_submitted,
+        )
         self._thread = threading.Thread(target=self._run, name=f"submit-{name}", daemon=True)
 
     def start(self) -> None:
@@ -251,10 +271,19 @@ class Submitter:
                 log.exception("submit_crashed", file_id=file_id, instance=self.name)
 
     def _hold(self, file_id: int) -> float:
-        """Seconds the file must still wait for its static list (0: it may go now)."""
+        """Seconds the file must still wait for its static list, `math.inf` while it waits for
+        our jobs to leave the shallow queue so others can join it (0: it may go now)."""
         if file_id not in self._lists:
             self._lists[file_id] = self._list_of(file_id)
-        return self._client.list_wait(self._lists[file_id])
+        wait = self._client.list_wait(self._lists[file_id])
+        if wait > 0:
+            return wait
+        try:
+            record = self._journal.get(file_id)
+            box = self._boxes(record.dropbox)
+        except KeyError:
+            return 0.0  # submit() says what is wrong with it
+        return math.inf if self._coalescer.must_wait(file_id, lambda: record, box) else 0.0
 
     def _list_of(self, file_id: int) -> int | None:
         try:
@@ -266,6 +295,7 @@ class Submitter:
     def _forget(self, file_id: int) -> None:
         self._prepared.pop(file_id, None)
         self._lists.pop(file_id, None)
+        self._coalescer.forget(file_id)
 
     def _operator_must_act(self, file_id: int, dropbox: str, exc: MarketoError) -> None:
         """Access denied, bad credentials, a client bug: not the partner's fault.
@@ -309,7 +339,8 @@ class Submitter:
                     size=part.bytes,
                     path=part.path,
                 )
-        self._journal.record_local_failures(record.id, prepared.local_failures)
+        if prepared.local_failures:
+            self._journal.record_local_failures(record.id, prepared.local_failures)
         self._prepared[record.id] = prepared
         return prepared
 
@@ -332,6 +363,11 @@ class Submitter:
             self._operator_must_act(file_id, record.dropbox, exc)
             return
         known = {part.index: part for part in self._journal.parts(file_id)}
+        member = None
+        if all(p.batch_id is None for p in known.values()):
+            member = self._coalescer.member(record, box, prepared.parts)
+        if member is not None and self._coalescer.send_together(member, record, box):
+            return
         for part in prepared.parts:
             before = known.get(part.index)
             if before is not None and before.batch_id is not None:
@@ -367,7 +403,7 @@ class Submitter:
                 return
             self._journal.record_batch(file_id, part.index, batch_id)
             bound.info("batch_created", batch_id=batch_id, part=part.index, rows=part.rows)
-            self._on_submitted(file_id, batch_id, part.rows, self.name)
+            self._on_submitted([file_id], batch_id, part.rows, self.name)
         # Atomic with the check that every part has a batch: one lost meanwhile is sent again.
         if not self._journal.finish_submitting(file_id):
             self._queue.put_front(record.dropbox, file_id)
