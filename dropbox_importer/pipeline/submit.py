@@ -240,7 +240,7 @@ class Submitter:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            file_id = self._queue.get(timeout=0.5, hold=self._hold)
+            file_id = self._queue.get(timeout=0.5, hold=self._hold, key=self._list_key)
             if file_id is None:
                 continue
             try:
@@ -252,9 +252,13 @@ class Submitter:
 
     def _hold(self, file_id: int) -> float:
         """Seconds the file must still wait for its static list (0: it may go now)."""
+        return self._client.list_wait(self._list_key(file_id))
+
+    def _list_key(self, file_id: int) -> int | None:
+        """The listId the file's route sets (None: no list), worked out once per file."""
         if file_id not in self._lists:
             self._lists[file_id] = self._list_of(file_id)
-        return self._client.list_wait(self._lists[file_id])
+        return self._lists[file_id]
 
     def _list_of(self, file_id: int) -> int | None:
         try:
