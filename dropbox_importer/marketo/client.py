@@ -132,11 +132,12 @@ class MarketoClient:
         held = self._lists.take(list_id)
         if held > 0:
             own = held == HELD_BY_US
+            holder = self._lists.held().get(list_id) if list_id is not None else None
+            by = f"our batch {holder}" if holder else "our create" if own else "another job"
             raise ImportInProgress(
                 self._settings.name,
                 None,
-                f"static list {list_id} is being imported to by "
-                + ("batch " + str(self._lists.held().get(list_id or 0)) if own else "another job"),
+                f"static list {list_id} is being imported to by {by}",
                 list_id=list_id,
                 own=own,
                 retry_in=held,

@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Hashable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -55,16 +55,24 @@ class FairQueue(Generic[T]):
         with self._cond:
             self._cond.notify_all()
 
-    def get(self, timeout: float | None = None, *, hold: Hold[T] | None = None) -> T | None:
+    def get(
+        self,
+        timeout: float | None = None,
+        *,
+        hold: Hold[T] | None = None,
+        key: Callable[[T], Hashable] | None = None,
+    ) -> T | None:
         """The next item in turn that may go, or None when closed or when `timeout` passes.
 
         Without `hold` every item may go. `hold` is called with the queue's lock held: it must
-        be quick and must not call back into the queue.
+        be quick and must not call back into the queue. With `key`, items of one key share the
+        hold of the first of them on each look (thousands of files of one held list cost one
+        `hold` call, not thousands).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while not self._closed:
-                item, soonest = self._take(hold)
+                item, soonest = self._take(hold, key)
                 if item is not None:
                     return item[0]
                 remaining = math.inf if deadline is None else deadline - time.monotonic()
@@ -74,18 +82,29 @@ class FairQueue(Generic[T]):
                 self._cond.wait(None if math.isinf(wait) else wait)
             return None
 
-    def _take(self, hold: Hold[T] | None) -> tuple[tuple[T] | None, float]:
+    def _take(
+        self, hold: Hold[T] | None, key: Callable[[T], Hashable] | None
+    ) -> tuple[tuple[T] | None, float]:
         """(the first item in turn that may go, wrapped; else None and the soonest hold)."""
         soonest = math.inf
-        for key, lane in self._lanes.items():
+        holds: dict[Hashable, float] = {}
+        for name, lane in self._lanes.items():
             for position, item in enumerate(lane):
-                wait = 0.0 if hold is None else hold(item)
+                if hold is None:
+                    wait = 0.0
+                elif key is None:
+                    wait = hold(item)
+                else:
+                    group = key(item)
+                    wait = holds.get(group, -1.0)
+                    if wait < 0:
+                        wait = holds[group] = hold(item)
                 if wait <= 0:
                     del lane[position]
                     # The lane goes to the back of the turn order, or away once empty.
-                    del self._lanes[key]
+                    del self._lanes[name]
                     if lane:
-                        self._lanes[key] = lane
+                        self._lanes[name] = lane
                     return (item,), 0.0
                 soonest = min(soonest, wait)
         return None, soonest

@@ -99,15 +99,28 @@ class Coalescer:
         self._sizes.pop(file_id, None)
         self._alone.discard(file_id)
 
-    def must_wait(self, file_id: int, record: Callable[[], FileRecord], box: DropboxConfig) -> bool:
-        """True while the file could share a job and ours fill the shallow queue: it waits for
-        a slot, and files that arrive meanwhile join it. Quick: called under the queue's lock."""
-        if file_id not in self._may:
-            found = record()
-            self._sizes[file_id] = found.size
-            self._may[file_id] = coalesces(found.route, box) and found.size <= box.max_part_bytes
-        if not self._may[file_id] or file_id in self._alone:
+    def may_share(
+        self, file_id: int, found: Callable[[int], tuple[FileRecord, DropboxConfig] | None]
+    ) -> bool:
+        """Whether the file could share a job: its route lets it, it is small enough for one
+        part, and no refused job sent it alone. Quick after the first look (`found` gives the
+        file's record and drop box then): called under the queue's lock."""
+        if file_id in self._alone:
             return False
+        if file_id not in self._may:
+            looked = found(file_id)
+            if looked is None:
+                self._may[file_id] = False
+            else:
+                record, box = looked
+                self._sizes[file_id] = record.size
+                fits = record.size <= box.max_part_bytes
+                self._may[file_id] = fits and coalesces(record.route, box)
+        return self._may[file_id]
+
+    def queue_full(self) -> bool:
+        """True while our jobs fill the shallow queue: files that could share one wait, and
+        files that arrive meanwhile join them."""
         return self._client.jobs_in_flight() >= SHALLOW_DEPTH
 
     def member(

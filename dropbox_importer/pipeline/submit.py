@@ -260,7 +260,7 @@ class Submitter:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            file_id = self._queue.get(timeout=0.5, hold=self._hold)
+            file_id = self._queue.get(timeout=0.5, hold=self._hold, key=self._hold_key)
             if file_id is None:
                 continue
             try:
@@ -273,17 +273,30 @@ class Submitter:
     def _hold(self, file_id: int) -> float:
         """Seconds the file must still wait for its static list, `math.inf` while it waits for
         our jobs to leave the shallow queue so others can join it (0: it may go now)."""
-        if file_id not in self._lists:
-            self._lists[file_id] = self._list_of(file_id)
-        wait = self._client.list_wait(self._lists[file_id])
+        list_id, shares = self._hold_key(file_id)
+        wait = self._client.list_wait(list_id)
         if wait > 0:
             return wait
+        return math.inf if shares and self._coalescer.queue_full() else 0.0
+
+    def _hold_key(self, file_id: int) -> tuple[int | None, bool]:
+        """What the file's hold depends on: the listId its route sets (None: no list) and
+        whether it may share a job. Quick after the first look at a file."""
+        return self._list_key(file_id), self._coalescer.may_share(file_id, self._found)
+
+    def _list_key(self, file_id: int) -> int | None:
+        """The listId the file's route sets (None: no list), worked out once per file."""
+        if file_id not in self._lists:
+            self._lists[file_id] = self._list_of(file_id)
+        return self._lists[file_id]
+
+    def _found(self, file_id: int) -> tuple[FileRecord, DropboxConfig] | None:
+        """The file's record and drop box (None when it is gone: submit() says so)."""
         try:
             record = self._journal.get(file_id)
-            box = self._boxes(record.dropbox)
+            return record, self._boxes(record.dropbox)
         except KeyError:
-            return 0.0  # submit() says what is wrong with it
-        return math.inf if self._coalescer.must_wait(file_id, lambda: record, box) else 0.0
+            return None
 
     def _list_of(self, file_id: int) -> int | None:
         try:

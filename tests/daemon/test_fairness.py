@@ -73,3 +73,18 @@ def test_a_wait_ends_when_a_hold_runs_out_or_on_wake() -> None:
     queue.wake()
     consumer.join(timeout=10)
     assert result == ["freed"]
+
+
+def test_items_of_one_key_share_one_hold_per_look() -> None:
+    queue: FairQueue[str] = FairQueue()
+    for i in range(500):
+        queue.put("box", f"L1-{i}")
+    queue.put("box", "L2-0")
+    asked: list[str] = []
+
+    def hold(item: str) -> float:
+        asked.append(item)
+        return math.inf if item.startswith("L1") else 0.0
+
+    assert queue.get(timeout=0, hold=hold, key=lambda item: item.split("-")[0]) == "L2-0"
+    assert asked == ["L1-0", "L2-0"]

@@ -71,7 +71,7 @@ def test_a_list_held_by_our_own_batch_is_refused_without_a_call_until_it_ends(
     with pytest.raises(ImportInProgress) as caught:
         client.create_import(leads(tmp_path, "b"), LIST_1001)
     assert caught.value.own and caught.value.list_id == 1001
-    assert f"batch {first}" in caught.value.message
+    assert f"our batch {first}" in caught.value.message
     # Other lists, and no list, are not held up.
     assert client.create_import(leads(tmp_path, "c"), LIST_1002)
     assert client.create_import(leads(tmp_path, "d"), NO_LIST)
