@@ -22,7 +22,8 @@ from pathlib import Path, PurePosixPath
 import requests
 
 from dropbox_importer import logs
-from dropbox_importer.config import ConfigError, DropboxConfig, InstanceConfig, load_config
+from dropbox_importer.actions.options import add_config_option, load
+from dropbox_importer.config import ConfigError, DropboxConfig, InstanceConfig
 from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.dropbox.routes import RouteError, RouteSpec, resolve_route, route_label
 from dropbox_importer.marketo.client import MarketoClient
@@ -38,7 +39,7 @@ LOOKUP_ERRORS = (MarketoError, Stopped, requests.RequestException)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `check`'s options."""
-    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    add_config_option(parser)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -204,7 +205,7 @@ def render(instances: dict[str, str | None], rows: list[RouteRow]) -> str:
 def main(args: argparse.Namespace) -> int:
     """Check every instance and route of the config; 1 if anything is wrong."""
     try:
-        config = load_config(args.config)
+        config = load(args)
     except ConfigError as exc:
         print(f"dropbox-importer: {exc}", file=sys.stderr)
         return EXIT_CONFIG

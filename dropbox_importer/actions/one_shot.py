@@ -24,7 +24,8 @@ from typing import TextIO
 
 from dropbox_importer import logs
 from dropbox_importer.actions.check import open_client
-from dropbox_importer.config import Config, ConfigError, DropboxConfig, load_config
+from dropbox_importer.actions.options import add_config_option, load
+from dropbox_importer.config import Config, ConfigError, DropboxConfig
 from dropbox_importer.csvfile import Part, write_results
 from dropbox_importer.dropbox.layout import result_paths, unique_path
 from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
@@ -48,7 +49,7 @@ class Refused(Exception):  # noqa: N818 - what happens to the file
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `import`'s options."""
-    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    add_config_option(parser)
     parser.add_argument("file", type=Path, help="the lead file to import")
     parser.add_argument(
         "--route",
@@ -218,7 +219,7 @@ def import_file(
 def main(args: argparse.Namespace) -> int:
     """Import FILE through ROUTE's parameters; 0 only if every row went in."""
     try:
-        config = load_config(args.config)
+        config = load(args)
         box = choose_dropbox(config, args.dropbox)
         if not args.file.is_file():
             raise UsageError(f"{args.file} is not a file")

@@ -22,7 +22,8 @@ from pathlib import Path
 import structlog
 
 from dropbox_importer import logs
-from dropbox_importer.config import ConfigError, DropboxConfig, load_config
+from dropbox_importer.actions.options import add_config_option, load
+from dropbox_importer.config import ConfigError, DropboxConfig
 from dropbox_importer.dropbox.layout import RESULT_SUFFIXES, DropboxLayout
 from dropbox_importer.pipeline.ready import MARKER_SUFFIXES
 
@@ -50,7 +51,7 @@ class RetryDone:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `retry`'s options."""
-    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    add_config_option(parser)
     parser.add_argument("path", type=Path, help="the file in failed/<route>/ to import again")
 
 
@@ -163,7 +164,7 @@ def retry(path: Path, boxes: list[DropboxConfig], now: datetime | None = None) -
 def main(args: argparse.Namespace) -> int:
     """Move the failed file back to its inbox; print where everything went."""
     try:
-        config = load_config(args.config)
+        config = load(args, secrets=False)
     except ConfigError as exc:
         print(f"dropbox-importer: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import structlog
 
 from dropbox_importer import logs
-from dropbox_importer.config import ConfigError, load_config
+from dropbox_importer.actions.options import add_config_option, load
+from dropbox_importer.config import ConfigError
 from dropbox_importer.daemon import Daemon
 from dropbox_importer.pipeline.lock import AlreadyRunning
 
@@ -19,13 +19,13 @@ EXIT_ALREADY_RUNNING = 3
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `run`'s options."""
-    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    add_config_option(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     """Load the config, set up logging and run the daemon."""
     try:
-        config = load_config(args.config)
+        config = load(args)
     except ConfigError as exc:
         print(f"dropbox-importer: {exc}", file=sys.stderr)
         return EXIT_CONFIG

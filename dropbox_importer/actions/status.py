@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dropbox_importer.config import Config, ConfigError, DropboxConfig, load_config
+from dropbox_importer.actions.options import add_config_option, load
+from dropbox_importer.config import Config, ConfigError, DropboxConfig
 from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.pipeline.journal import JOURNAL_NAME, SCHEMA_VERSION, Journal, JournalError
 from dropbox_importer.pipeline.ready import is_ignored
@@ -38,7 +39,7 @@ DEFAULT_RECENT = 10
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `status`'s options."""
-    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    add_config_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument(
         "--recent",
@@ -284,7 +285,7 @@ def render(journal: dict[str, Any], boxes: list[BoxStatus]) -> str:
 def main(args: argparse.Namespace) -> int:
     """Print the status of every drop box; 1 if something could not be read."""
     try:
-        config = load_config(args.config)
+        config = load(args, secrets=False)
     except ConfigError as exc:
         print(f"dropbox-importer: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -41,11 +41,14 @@ SECRET_FIXES = {
 ROUTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]*")
 
 
-def build(checked: Checked, environ: Mapping[str, str]) -> Config:
-    """The Config of a checked file; problems found are added to `checked.problems`."""
+def build(checked: Checked, environ: Mapping[str, str], *, secrets: bool = True) -> Config:
+    """The Config of a checked file; problems found are added to `checked.problems`.
+
+    `secrets=False` leaves every secret unread (and empty): for commands that need none.
+    """
     values, base = checked.values, checked.path.parent
     instances = {
-        name: build_instance(checked, name, raw, environ)
+        name: build_instance(checked, name, raw, environ if secrets else None)
         for name, raw in (values.get("instances") or {}).items()
     }
     dropboxes = {
@@ -71,9 +74,9 @@ def build(checked: Checked, environ: Mapping[str, str]) -> Config:
 
 
 def build_instance(
-    checked: Checked, name: str, raw: dict[str, Any], environ: Mapping[str, str]
+    checked: Checked, name: str, raw: dict[str, Any], environ: Mapping[str, str] | None
 ) -> InstanceConfig:
-    """One instance: its URL, credentials and limits."""
+    """One instance: its URL, credentials and limits; `environ` None leaves the secret unread."""
     key = f"instances.{name}"
     base_url, client_id, secret = instance_url(checked, key, raw), "", ""
     sources = [source for source in SECRET_KEYS if raw.get(source)]
@@ -142,9 +145,12 @@ def instance_url(checked: Checked, key: str, raw: dict[str, Any]) -> str:
 
 
 def instance_secret(
-    checked: Checked, key: str, name: str, raw: dict[str, Any], environ: Mapping[str, str]
+    checked: Checked, key: str, name: str, raw: dict[str, Any], environ: Mapping[str, str] | None
 ) -> str:
-    """The client secret from exactly one source; problems never quote a secret."""
+    """The client secret from exactly one source ("" unread when `environ` is None).
+
+    Problems never quote a secret.
+    """
     sources = [source for source in SECRET_KEYS if raw.get(source)]
     if len(sources) != 1:
         given = ", ".join(sources) or "none"
@@ -153,6 +159,8 @@ def instance_secret(
             f"set exactly one of client_secret_file, client_secret_env or client_secret "
             f"(given: {given})",
         )
+        return ""
+    if environ is None:
         return ""
     file = raw.get("client_secret_file")
     if file and not _credential_name(file, environ):

@@ -36,6 +36,8 @@ class InstanceSettings:
     # A token is refreshed this long before Marketo says it expires (capped at a quarter of its
     # lifetime), so a call never leaves with a token that dies on the way.
     token_refresh_margin_seconds: float = 60.0
+    # An instance failing this long logs its retries (and `instance_outage`) at error.
+    outage_error_seconds: float = 300.0
 
 
 def munchkin_base_url(munchkin_id: str) -> str:
