@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from types import FrameType
 
@@ -39,6 +41,7 @@ from dropbox_importer.pipeline.lock import StateDirLock
 from dropbox_importer.pipeline.poll import PollBand, Poller
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.ready import Candidate, ReadinessTracker
+from dropbox_importer.pipeline.runlog import HEARTBEAT_SECONDS, RunLog
 from dropbox_importer.pipeline.settle import Settler
 from dropbox_importer.pipeline.states import FileState
 from dropbox_importer.pipeline.submit import Submitter
@@ -51,6 +54,8 @@ TICK_SECONDS = 0.1
 STOP_DEADLINE_SECONDS = 8.0
 SETTLE_RETRY_FIRST_SECONDS = 1.0
 SETTLE_RETRY_MAX_SECONDS = 300.0
+# Instance health goes to the journal (for `status`) at most this often while it changes.
+HEALTH_WRITE_SECONDS = 1.0
 
 
 @dataclass
@@ -97,6 +102,11 @@ class Daemon:
             int, tuple[float, int, str | None]
         ] = {}  # file ids handed to the settler, never twice
         self._lock = threading.Lock()
+        self.runlog: RunLog | None = None
+        self._health_written: dict[str, object] = {}
+        self._next_heartbeat = 0.0
+        self._next_health = 0.0
+        self._blocked: set[tuple[str, str]] = set()  # (drop box, route folder) claims fail in
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -106,6 +116,8 @@ class Daemon:
         lock.acquire()
         try:
             self.journal = Journal.open(self.config.state_dir)
+            self.runlog = RunLog(self.journal)
+            self.runlog.started(str(self.config.path), _config_sha256(self.config))
             self.observers = Observers(lambda: self.config, self.journal)
             self.observers.start()
             self._install_signals()
@@ -118,6 +130,7 @@ class Daemon:
                 clients=self._client_for,
             )
             self._start_boxes()
+            self.runlog.running_dropboxes(list(self.boxes))
             self._recover()
             log.info("daemon_ready", dropboxes=sorted(self.boxes), instances=sorted(self.instances))
             systemd.ready(self._status_line())
@@ -169,6 +182,7 @@ class Daemon:
                 self._on_batch_final,
                 band=band,
                 on_error=self._on_poll_error,
+                on_progress=self._on_batch_progress,
             )
             submitter = Submitter(
                 name,
@@ -237,6 +251,10 @@ class Daemon:
                 instance.sandbox.__exit__(None, None, None)
         if self.observers is not None:
             self.observers.stop()
+        if self.runlog is not None:
+            with contextlib.suppress(Exception):  # a full disk must not hide the real error
+                self._write_health(force=True)
+                self.runlog.stopped()
         if self.journal is not None:
             self.journal.close()
         log.info("daemon_stopped")
@@ -261,6 +279,7 @@ class Daemon:
                 self.reload_requested.clear()
                 self._reload()
             self._retry_settles(now)
+            self._keep_runlog(now)
             if self.observers is not None:
                 self.observers.tick(now, {n: b.layout for n, b in self.boxes.items()})
             if interval is not None and now >= next_ping:
@@ -281,6 +300,28 @@ class Daemon:
         for file_id, rejection in due:
             self._hand_to_settler(file_id, rejection)
 
+    def _keep_runlog(self, now: float) -> None:
+        """Heartbeat and instance health into the journal, for `status` and the status page."""
+        if self.runlog is None:
+            return
+        try:
+            if now >= self._next_heartbeat:
+                self.runlog.heartbeat()
+                self._next_heartbeat = now + HEARTBEAT_SECONDS
+            if now >= self._next_health:
+                self._write_health()
+                self._next_health = now + HEALTH_WRITE_SECONDS
+        except Exception as exc:  # the journal's own errors show where files move
+            log.warning("runlog_write_failed", error=str(exc))
+
+    def _write_health(self, *, force: bool = False) -> None:
+        assert self.runlog is not None
+        for name, instance in self.instances.items():
+            snapshot = instance.client.health_snapshot()
+            if force or self._health_written.get(name) != snapshot:
+                self.runlog.record_health(snapshot)
+                self._health_written[name] = snapshot
+
     def _status_line(self) -> str:
         counts = self.journal.counts() if self.journal else {}
         waiting = sum(box.tracker.waiting for box in self.boxes.values())
@@ -297,7 +338,9 @@ class Daemon:
     def _take(self, box: Box, candidate: Candidate) -> None:
         """Claim a settled file into processing/ and queue it for its instance."""
         assert self.journal is not None
-        bound = log.bind(dropbox=box.config.name, file=str(candidate.path))
+        route = _route_of(box.layout.inbox, candidate.path)
+        relative = f"{route}/{candidate.path.name}" if route else candidate.path.name
+        bound = log.bind(dropbox=box.config.name, route=route, file=relative)
         try:
             claimed = claim(box.layout, candidate.path)
         except NotARegularFile as exc:
@@ -312,18 +355,39 @@ class Daemon:
             return
         except OSError as exc:
             bound.error("claim_failed", error=str(exc))
+            self._folder_blocked(box.config.name, route, exc)
             return
+        if (box.config.name, route) in self._blocked:
+            self._blocked.discard((box.config.name, route))
+            if self.runlog is not None:
+                self.runlog.folder_cleared(box.config.name, route)
         box.tracker.forget(candidate.path)
         if candidate.marker is not None:
             with contextlib.suppress(OSError):
                 candidate.marker.unlink()
         self._register(box, claimed)
 
+    def _folder_blocked(self, dropbox: str, route: str, exc: OSError) -> None:
+        """Remember (in the journal, for `status`) that claims out of this folder fail."""
+        if self.runlog is None or (dropbox, route) in self._blocked:
+            return
+        self._blocked.add((dropbox, route))
+        reason = exc.strerror or str(exc)
+        self.runlog.folder_blocked(
+            dropbox,
+            route,
+            f"{reason}: the daemon's user needs write permission on the folder (see docs/sftp.md)",
+        )
+
     def _register(self, box: Box, claimed: Path) -> int:
         assert self.journal is not None
         route = route_label(PurePosixPath(claimed.parent.relative_to(box.layout.processing)))
         size, sha256 = file_digest(claimed)
         inbox_path = box.layout.inbox / route / claimed.name
+        try:
+            dropped: datetime | None = datetime.fromtimestamp(claimed.stat().st_mtime, UTC)
+        except OSError:
+            dropped = None
         file_id = self.journal.record_claim(
             box.config.name,
             route,
@@ -332,12 +396,14 @@ class Daemon:
             claimed,
             size,
             sha256,
+            dropped_at=dropped,
         )
         log.info(
             "file_claimed",
             dropbox=box.config.name,
             route=route,
-            file=claimed.name,
+            file=f"{route}/{claimed.name}" if route else claimed.name,
+            file_id=file_id,
             size=size,
         )
         self.instances[box.config.instance].queue.put(box.config.name, file_id)
@@ -384,6 +450,14 @@ class Daemon:
         )
         self._settle_if_finished(file_id)
 
+    def _on_batch_progress(self, status: BatchStatus) -> None:
+        """Marketo's answer about a batch still queued or importing: rows so far, for status."""
+        assert self.journal is not None
+        with self._lock:
+            file_id = self._batch_files.get(status.batch_id)
+        if file_id is not None:
+            self.journal.record_batch_status(file_id, status)
+
     def _on_poll_error(self, batch_id: int, exc: Exception) -> None:
         """Marketo no longer knows the batch (expired, or an embedded sandbox restarted)."""
         assert self.journal is not None
@@ -421,13 +495,24 @@ class Daemon:
                 tries = self._settle_retries.get(file_id, (0.0, 0, None))[1] + 1
                 delay = min(SETTLE_RETRY_FIRST_SECONDS * 2 ** (tries - 1), SETTLE_RETRY_MAX_SECONDS)
                 self._settle_retries[file_id] = (time.monotonic() + delay, tries, rejection)
+            try:
+                record = self.journal.get(file_id)
+                where = {"dropbox": record.dropbox, "route": record.route, "file": record.relative}
+            except Exception:  # the journal itself may be what fails (a full disk)
+                where = {}
             log.error(
                 "settle_failed",
+                **where,
                 file_id=file_id,
                 error=str(exc),
                 retry_in_seconds=delay,
                 tries=tries,
             )
+            with contextlib.suppress(Exception):  # a journal that fails too is logged above
+                self.journal.set_note(
+                    file_id,
+                    f"cannot be settled yet ({exc}); tried {tries} time(s), next in {delay:g} s",
+                )
             return
         with self._lock:
             self._settle_retries.pop(file_id, None)
@@ -478,6 +563,8 @@ class Daemon:
             self._apply(load_config(self.config.path))
         except ConfigError as exc:
             log.error("config_reload_rejected", reason=str(exc))
+            if self.runlog is not None:
+                self.runlog.reload_refused(str(exc))
         finally:
             systemd.ready(self._status_line())
 
@@ -486,6 +573,8 @@ class Daemon:
         assert self.journal is not None
         if new.instances != self.config.instances or new.state_dir != self.config.state_dir:
             log.warning("config_reload_needs_restart", reason="instances or state_dir changed")
+            if self.runlog is not None:
+                self.runlog.reload_refused("instances or state_dir changed: restart to apply")
             return
         # Files in flight were cut and routed under the old settings; changing how they are
         # cut, routed or where they go half-way through would mix two imports of one file.
@@ -496,10 +585,10 @@ class Daemon:
             and self.journal.unfinished(name)
         )
         if busy:
-            log.warning(
-                "config_reload_needs_restart",
-                reason=f"drop boxes with files in flight would change: {', '.join(busy)}",
-            )
+            reason = f"drop boxes with files in flight would change: {', '.join(busy)}"
+            log.warning("config_reload_needs_restart", reason=reason)
+            if self.runlog is not None:
+                self.runlog.reload_refused(reason)
             return
         for name in set(self.boxes) - set(new.dropboxes):
             self.boxes.pop(name).watcher.stop()
@@ -512,6 +601,9 @@ class Daemon:
             self.boxes[name] = self._make_box(box_config)
             self.boxes[name].watcher.start()
         self.config = new
+        if self.runlog is not None:
+            self.runlog.config_applied(_config_sha256(new))
+            self.runlog.running_dropboxes(list(self.boxes))
         log.info("config_reloaded", dropboxes=sorted(self.boxes))
 
     # -- look-ups -------------------------------------------------------------------------
@@ -537,6 +629,22 @@ def _changes_files_in_flight(old: DropboxConfig, new: DropboxConfig | None) -> b
         return True
     keys = ("instance", "root", "routes", "defaults", "encoding", "max_part_bytes")
     return any(getattr(old, key) != getattr(new, key) for key in keys)
+
+
+def _route_of(inbox: Path, path: Path) -> str:
+    """The route folder of an inbox entry, as the journal writes it ("" for inbox/ itself)."""
+    try:
+        return route_label(PurePosixPath(path.parent.relative_to(inbox)))
+    except ValueError:
+        return ""
+
+
+def _config_sha256(config: Config) -> str:
+    """The SHA-256 of the config file's bytes: `status` compares it with the file now."""
+    try:
+        return hashlib.sha256(config.path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def _inode(path: Path) -> int:

@@ -117,6 +117,7 @@ def build_instance(
         ),
         poll_min_seconds=poll_min,
         poll_max_seconds=poll_max,
+        outage_error_seconds=raw.get("outage_error_seconds") or 300.0,
         sandbox=None if sandbox is None else SandboxOptions(**_given(sandbox)),
     )
 

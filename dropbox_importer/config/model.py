@@ -40,6 +40,7 @@ class InstanceConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     poll_min_seconds: float = 5.0
     poll_max_seconds: float = 30.0
+    outage_error_seconds: float = 300.0
     sandbox: SandboxOptions | None = None
 
     @property
@@ -68,6 +69,7 @@ class InstanceConfig:
             limits=self.limits,
             connect_timeout=self.timeouts.connect_seconds,
             read_timeout=self.timeouts.read_seconds,
+            outage_error_seconds=self.outage_error_seconds,
         )
 
 

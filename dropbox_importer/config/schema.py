@@ -208,6 +208,9 @@ INSTANCE = Section(
         "read_timeout_seconds": Option(positive, 60.0, "time to wait for an answer"),
         "poll_min_seconds": Option(positive, 5.0, "shortest wait between status calls of a batch"),
         "poll_max_seconds": Option(positive, 30.0, "longest wait between status calls of a batch"),
+        "outage_error_seconds": Option(
+            positive, 300.0, "failing this long, the instance's retries are logged at error"
+        ),
         "sandbox": Option(SANDBOX, None, "built-in sandbox settings (base_url: embedded only)"),
     }
 )

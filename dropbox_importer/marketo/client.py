@@ -340,7 +340,7 @@ class MarketoClient:
                 log.warning("marketo_call_failed")
             else:
                 log.error("marketo_call_failed")
-                self.health.needs_operator(_operator_reason(error))
+                self.health.needs_operator(_operator_reason(error), code=error.code)
             raise error
         self._count(self._retries, code)
         if action is Action.REFRESH_TOKEN:
@@ -351,7 +351,7 @@ class MarketoClient:
                     "a freshly fetched token was refused",
                     endpoint=endpoint,
                 )
-                self.health.needs_operator(_operator_reason(refused))
+                self.health.needs_operator(_operator_reason(refused), code=refused.code)
                 raise refused
             refreshed.add(token)
             self._tokens.invalidate(token)
@@ -399,7 +399,7 @@ class MarketoClient:
             try:
                 return self._tokens.get()
             except MarketoError as exc:  # credentials refused, or an identity answer we can't use
-                self.health.needs_operator(_operator_reason(exc))
+                self.health.needs_operator(_operator_reason(exc), code=exc.code)
                 raise
             except IdentityUnavailableError as exc:
                 delay = backoff.delay(self._rng)

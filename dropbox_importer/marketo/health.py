@@ -188,7 +188,7 @@ class InstanceHealth:
                 **extra,
             )
 
-    def needs_operator(self, reason: str) -> None:
+    def needs_operator(self, reason: str, *, code: str | None = None) -> None:
         """Access denied or credentials refused: nothing but a person can fix it."""
         now = self._clock()
         with self._lock:
@@ -203,7 +203,7 @@ class InstanceHealth:
                 last_error=reason,
                 operator_reason=reason,
             )
-        self._log.error("instance_needs_operator", reason=reason)
+        self._log.error("instance_needs_operator", code=code, reason=reason)
 
     def paused_for_quota(self, until: datetime) -> None:
         """Marketo said the daily quota is spent (607): no call until `until`."""

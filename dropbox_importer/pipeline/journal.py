@@ -108,7 +108,8 @@ MIGRATIONS: list[str] = [
         config_sha256 TEXT NOT NULL,
         config_read_at TEXT NOT NULL,
         reload_rejected TEXT,
-        pending TEXT NOT NULL DEFAULT '[]'
+        pending TEXT NOT NULL DEFAULT '[]',
+        dropboxes TEXT NOT NULL DEFAULT '[]'
     );
     CREATE TABLE instance_health (
         name TEXT PRIMARY KEY,
@@ -343,7 +344,7 @@ class Journal:
         states: frozenset[FileState] | None = None,
         limit: int = 100,
     ) -> list[FileRecord]:
-        """Files matching every filter given, newest first, at most `limit`.
+        """Files matching every filter given, last finished (or claimed) first, at most `limit`.
 
         `name` is a glob (`leads*.csv`) matched against the file name, case-sensitively;
         `since` keeps files claimed or finished at or after that moment.
@@ -367,7 +368,8 @@ class Journal:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT * FROM files{where} ORDER BY id DESC LIMIT ?",  # noqa: S608 - ours
+                f"SELECT * FROM files{where}"  # noqa: S608 - ours
+                " ORDER BY COALESCE(finished_at, claimed_at) DESC, id DESC LIMIT ?",
                 [*args, limit],
             ).fetchall()
         return [FileRecord.from_row(row) for row in rows]

@@ -179,12 +179,21 @@ class Submitter:
 
         The file waits in processing/ and is tried again; the log says an operator must act.
         """
-        log.error(
-            "instance_needs_operator",
+        # The client logged instance_needs_operator once; the file says why it waits.
+        record = self._journal.get(file_id)
+        log.debug(
+            "file_held_for_operator",
             instance=self.name,
+            dropbox=record.dropbox,
+            route=record.route,
+            file=record.relative,
             file_id=file_id,
             code=exc.code,
-            message=exc.message,
+        )
+        self._journal.set_note(
+            file_id,
+            f"instance {self.name} needs an operator ({exc.code or 'no code'}: {exc.message}); "
+            f"tried again every {OPERATOR_RETRY_SECONDS:g} s",
         )
         if not self._stop.wait(OPERATOR_RETRY_SECONDS):
             self._queue.put(dropbox, file_id)
