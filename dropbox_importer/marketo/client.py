@@ -109,6 +109,11 @@ class MarketoClient:
         self._token(self._stop_of(stop))
         self.health.succeeded()
 
+    @property
+    def base_url(self) -> str:
+        """The instance's REST base URL."""
+        return self._settings.base_url
+
     def health_snapshot(self) -> HealthSnapshot:
         """The instance's health now, with this client's import queue slots."""
         return self.health.snapshot(
