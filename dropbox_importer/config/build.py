@@ -25,6 +25,7 @@ from dropbox_importer.config.model import (
     SandboxOptions,
     Timeouts,
 )
+from dropbox_importer.config.smtp import build_smtp
 from dropbox_importer.dropbox.routes import KEY_ALIASES, RouteError, RouteSpec, parse_value
 from dropbox_importer.marketo.credentials import SecretError, resolve_secret
 from dropbox_importer.marketo.models import ImportFormat
@@ -62,6 +63,20 @@ def build(checked: Checked, environ: Mapping[str, str], *, secrets: bool = True)
     check_roots_apart(checked, dropboxes)
     state_dir = base / (values.get("state_dir") or ".")
     check_state_outside_roots(checked, state_dir, dropboxes)
+    raw_smtp = values.get("smtp")
+    smtp = build_smtp(
+        checked,
+        raw_smtp,
+        environ if secrets else None,
+        base,
+        loopback=_loopback((raw_smtp or {}).get("host") or ""),
+    )
+    for name, box in dropboxes.items():
+        if box.notify is not None and box.notify.email and raw_smtp is None:
+            checked.problem(
+                f"dropboxes.{name}.notify.email",
+                "needs a server to send through: add an smtp section (host, from)",
+            )
     return Config(
         path=checked.path,
         state_dir=state_dir,
@@ -70,6 +85,7 @@ def build(checked: Checked, environ: Mapping[str, str], *, secrets: bool = True)
         instances=instances,
         dropboxes=dropboxes,
         metrics=build_metrics(checked, values.get("metrics")),
+        smtp=smtp,
     )
 
 
@@ -306,12 +322,15 @@ def _loopback(host: str) -> bool:
 
 
 def build_notify(checked: Checked, key: str, raw: dict[str, Any] | None) -> NotifyConfig | None:
-    """A drop box's notification targets: a webhook, a command or both."""
+    """A drop box's notification targets: a webhook, a command, e-mail recipients."""
     if raw is None:
         return None
-    if not raw.get("webhook") and not raw.get("command"):
-        if key not in checked.reported and f"{key}.webhook" not in checked.reported:
-            checked.problem(key, "names no target: set webhook, command or both, or remove it")
+    if not raw.get("webhook") and not raw.get("command") and not raw.get("email"):
+        targets = {f"{key}.{t}" for t in ("webhook", "command", "email")}
+        if key not in checked.reported and not targets & checked.reported:
+            checked.problem(
+                key, "names no target: set webhook, command or email (or several), or remove it"
+            )
         return None
     return NotifyConfig(**_given(raw))
 

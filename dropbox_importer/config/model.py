@@ -91,6 +91,20 @@ class NotifyConfig:
     when: frozenset[str] = frozenset({"failed"})
     timeout_seconds: float = 10.0
     tries: int = 5
+    email: tuple[str, ...] | None = None  # recipients, sent through the config's smtp
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """The server e-mail notifications go through; its password was read at load."""
+
+    host: str
+    sender: str
+    port: int = 587
+    security: str = "starttls"  # starttls | tls | none
+    username: str | None = None
+    password: str = field(default="", repr=False)
+    timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -137,3 +151,4 @@ class Config:
     instances: dict[str, InstanceConfig]
     dropboxes: dict[str, DropboxConfig]
     metrics: MetricsConfig | None = None  # None: no endpoint
+    smtp: SmtpConfig | None = None  # None: no e-mail

@@ -37,7 +37,8 @@ class Observers:
         self._notifier = Notifier(
             lambda name: (
                 self._config().dropboxes[name].notify if name in self._config().dropboxes else None
-            )
+            ),
+            smtp=lambda: self._config().smtp,
         )
         self._retention = RetentionSchedule()
         self._sweeper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retention")
@@ -78,6 +79,11 @@ class Observers:
         except (OSError, ValueError, KeyError) as exc:
             log.warning("settled_event_unreadable", file=record.name, error=str(exc))
             return
+        box = self._config().dropboxes.get(record.dropbox)
+        if box is not None:
+            # Where the file is now, as the partner sees its drop box (e-mails say this).
+            with contextlib.suppress(ValueError):
+                event["location"] = record.destination_path.relative_to(box.root).as_posix()
         counts = event["counts"]
         self.metrics.file_settled(record.dropbox, event["outcome"])
         self.metrics.rows(
