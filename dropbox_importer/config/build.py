@@ -85,6 +85,7 @@ def build(checked: Checked, environ: Mapping[str, str], *, secrets: bool = True)
         instances=instances,
         dropboxes=dropboxes,
         metrics=build_metrics(checked, values.get("metrics")),
+        web=build_metrics(checked, values.get("web"), key="web", port=9465),
         smtp=smtp,
     )
 
@@ -294,21 +295,24 @@ def check_state_outside_roots(
             )
 
 
-def build_metrics(checked: Checked, raw: dict[str, Any] | None) -> MetricsConfig | None:
-    """The metrics endpoint; a non-loopback address needs allow_remote, as it has no auth."""
+def build_metrics(
+    checked: Checked, raw: dict[str, Any] | None, *, key: str = "metrics", port: int = 9464
+) -> MetricsConfig | None:
+    """A listener (metrics, web); a non-loopback address needs allow_remote, as it has no auth."""
     if raw is None:
         return None
-    listen = raw.get("listen") or "127.0.0.1:9464"
-    host, _, port = listen.rpartition(":")
+    listen = raw.get("listen") or f"127.0.0.1:{port}"
+    host, _, chosen = listen.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     allow_remote = bool(raw.get("allow_remote"))
+    what = "/metrics" if key == "metrics" else "the status page"
     if not allow_remote and not _loopback(host):
         checked.problem(
-            "metrics.listen",
-            f"{host} is not a loopback address and /metrics has no authentication: listen on "
-            "127.0.0.1 (scrape through a proxy) or set metrics.allow_remote: true",
+            f"{key}.listen",
+            f"{host} is not a loopback address and {what} has no authentication: listen on "
+            f"127.0.0.1 (reach it through a proxy) or set {key}.allow_remote: true",
         )
-    return MetricsConfig(host=host, port=int(port), allow_remote=allow_remote)
+    return MetricsConfig(host=host, port=int(chosen), allow_remote=allow_remote)
 
 
 def _loopback(host: str) -> bool:

@@ -75,7 +75,7 @@ class InstanceConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """Where the Prometheus endpoint listens."""
+    """Where a listener (the Prometheus endpoint, the status page) listens."""
 
     host: str = "127.0.0.1"  # an IPv6 address without its brackets
     port: int = 9464
@@ -151,4 +151,5 @@ class Config:
     instances: dict[str, InstanceConfig]
     dropboxes: dict[str, DropboxConfig]
     metrics: MetricsConfig | None = None  # None: no endpoint
+    web: MetricsConfig | None = None  # the status page's listener; None: off
     smtp: SmtpConfig | None = None  # None: no e-mail

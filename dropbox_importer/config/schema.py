@@ -244,6 +244,18 @@ METRICS = Section(
     }
 )
 
+# Off unless present; `web: {}` serves the status page on the default address.
+WEB = Section(
+    {
+        "listen": Option(
+            listen_address, "127.0.0.1:9465", "host:port of the read-only status page"
+        ),
+        "allow_remote": Option(
+            boolean, False, "let listen name a non-loopback address (the page has no auth)"
+        ),
+    }
+)
+
 NOTIFY = Section(
     {
         # A webhook URL often carries its own token (chat services put it in the path).
@@ -325,6 +337,7 @@ TOP = Section(
         "instances": Option(Named(INSTANCE), REQUIRED, "Marketo instances, by name"),
         "dropboxes": Option(Named(DROPBOX), REQUIRED, "drop boxes, by name"),
         "metrics": Option(METRICS, None, "Prometheus endpoint (absent: off)"),
+        "web": Option(WEB, None, "the read-only status page (absent: off)"),
         "smtp": Option(SMTP, None, "server notify.email sends through (absent: no e-mail)"),
     }
 )

@@ -22,6 +22,7 @@ from dropbox_importer.observe.notify import Notifier, settled_event
 from dropbox_importer.observe.retention import RetentionSchedule, journal_horizon, sweep
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.records import FileRecord
+from dropbox_importer.web.server import WebServer
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +35,7 @@ class Observers:
         self._journal = journal
         self.metrics = Metrics()
         self._server: MetricsServer | None = None
+        self._web: WebServer | None = None
         self._notifier = Notifier(
             lambda name: (
                 self._config().dropboxes[name].notify if name in self._config().dropboxes else None
@@ -53,6 +55,13 @@ class Observers:
         if metrics is not None:
             self._server = self.metrics.serve(metrics)
             log.info("metrics_listening", port=self._server.port)
+        web = self._config().web
+        if web is not None:
+            try:
+                self._web = WebServer.start(web, self._config)
+            except OSError as exc:
+                # The pipeline matters more than its page: run without it, loudly.
+                log.error("web_listen_failed", listen=f"{web.host}:{web.port}", error=str(exc))
 
     def instance_started(self, name: str, client: MarketoClient) -> None:
         """Expose an instance's client counters (calls, errors, limiter waits)."""
@@ -119,3 +128,6 @@ class Observers:
         if self._server is not None:
             with contextlib.suppress(OSError):
                 self._server.stop()
+        if self._web is not None:
+            with contextlib.suppress(OSError):
+                self._web.stop()

@@ -279,8 +279,13 @@ def _histories(journal: Journal, config: Config, filters: Filters) -> list[dict[
     return out
 
 
-def collect(config: Config, filters: Filters, recent: int, now: datetime) -> dict[str, Any]:
-    """The whole document; problems reading a folder or the journal are reported in it."""
+def collect(
+    config: Config, filters: Filters, recent: int, now: datetime, *, histories: bool = True
+) -> dict[str, Any]:
+    """The whole document; problems reading a folder or the journal are reported in it.
+
+    With a file filter the matching files' histories are added, unless `histories` is False.
+    """
     config_sha = file_sha256(config.path)
     doc: dict[str, Any] = {
         "schema": SCHEMA,
@@ -314,6 +319,8 @@ def collect(config: Config, filters: Filters, recent: int, now: datetime) -> dic
     try:
         with open_read_only(config.state_dir) as journal:
             _from_journal(doc, boxes, journal, config, filters, recent, now)
+            if journal is not None and filters.file is not None and histories:
+                doc["history"] = _histories(journal, config, filters)
     except (JournalError, sqlite3.Error) as exc:
         doc["journal"]["error"] = str(exc)
         for status in boxes.values():
@@ -359,8 +366,6 @@ def _from_journal(
             ]
         if filters.shows("recent"):
             status["recent"], status["more_recent"] = _recent(journal, name, root, filters, recent)
-    if filters.file is not None:
-        doc["history"] = _histories(journal, config, filters)
 
 
 def _from_folders(

@@ -58,5 +58,5 @@ def parse_since(text: str, now: datetime, local: tzinfo | None = None) -> dateti
             return datetime.combine(date.fromisoformat(value), time(0), tzinfo=zone)
         moment = datetime.fromisoformat(value.replace(" ", "T", 1))
     except ValueError:
-        raise ValueError(f"--since '{text}' is not a time: use {SINCE_FORMS}") from None
+        raise ValueError(f"'{text}' is not a time: use {SINCE_FORMS}") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
