@@ -164,7 +164,7 @@ class Daemon:
             band = PollBand(instance_config.poll_min_seconds, instance_config.poll_max_seconds)
             poller = Poller(
                 name,
-                functools.partial(client.batch_status, stop=self.stop_event),
+                functools.partial(self._batch_status, client),
                 self._on_batch_final,
                 band=band,
                 on_error=self._on_poll_error,
@@ -334,6 +334,7 @@ class Daemon:
             file_id = self._batch_files.get(status.batch_id)
         if file_id is None:
             return
+        context = self._file_context(status.batch_id)
         # Forgotten only once recorded: if recording fails, the poller asks again later.
         self.journal.record_batch_status(file_id, status)
         with self._lock:
@@ -342,13 +343,37 @@ class Daemon:
             self.observers.batch_finished(self._record_instance(file_id), status.status.value)
         log.info(
             "batch_finished",
-            batch_id=status.batch_id,
+            **context,
             status=status.status.value,
             leads=status.leads_processed,
             failed=status.rows_failed,
             warnings=status.rows_with_warning,
         )
         self._settle_if_finished(file_id)
+
+    def _batch_status(self, client: MarketoClient, batch_id: int) -> BatchStatus:
+        """Ask Marketo about a batch; the client's events name the batch's file."""
+        with structlog.contextvars.bound_contextvars(**self._file_context(batch_id)):
+            return client.batch_status(batch_id, stop=self.stop_event)
+
+    def _file_context(self, batch_id: int) -> dict[str, object]:
+        """dropbox, route, file, file_id and batch_id of a batch, for its log events."""
+        assert self.journal is not None
+        with self._lock:
+            file_id = self._batch_files.get(batch_id)
+        if file_id is None:
+            return {"batch_id": batch_id}
+        try:
+            record = self.journal.get(file_id)
+        except Exception:  # a log line must not fail for want of its context
+            return {"batch_id": batch_id, "file_id": file_id}
+        return {
+            "dropbox": record.dropbox,
+            "route": record.route,
+            "file": record.relative,
+            "file_id": file_id,
+            "batch_id": batch_id,
+        }
 
     def _on_batch_progress(self, status: BatchStatus) -> None:
         """Marketo's answer about a batch still queued or importing: rows so far, for status."""
@@ -363,7 +388,7 @@ class Daemon:
         assert self.journal is not None
         with self._lock:
             file_id = self._batch_files.get(batch_id)
-        log.error("batch_lost", batch_id=batch_id, error=str(exc))
+        log.error("batch_lost", **self._file_context(batch_id), error=str(exc))
         if file_id is None:
             return
         # A failed part like any other: the file settles once every part is final, never
@@ -431,7 +456,7 @@ class Daemon:
             enqueue=self._enqueue,
             settle=lambda file_id: self._hand_to_settler(file_id, None),
             settle_if_finished=self._settle_if_finished,
-            adopt=self.claimer.register,
+            adopt=functools.partial(self.claimer.register, adopted=True),
         )
 
     def _follow_again(self, record: FileRecord, part: PartRecord) -> None:

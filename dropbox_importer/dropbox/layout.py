@@ -352,6 +352,7 @@ def settle(processing_file: Path, destination: Path, results: Mapping[Path, Path
         raise
     except OSError as exc:
         error = _explain(exc, destination)
-        log.error("settle_move_failed", file=str(processing_file), reason=str(error))
+        # The daemon logs settle_failed with the file's context and this reason.
+        log.debug("settle_move_failed", path=str(processing_file), reason=str(error))
         raise error from exc
-    log.info("file_settled", file=processing_file.name, destination=str(destination))
+    log.debug("file_moved", path=str(processing_file), destination=str(destination))

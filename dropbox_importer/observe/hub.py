@@ -88,6 +88,7 @@ class Observers:
         except (OSError, ValueError, KeyError) as exc:
             log.warning("settled_event_unreadable", file=record.name, error=str(exc))
             return
+        event["file_id"] = record.id
         box = self._config().dropboxes.get(record.dropbox)
         if box is not None:
             # Where the file is now, as the partner sees its drop box (e-mails say this).

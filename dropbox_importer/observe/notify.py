@@ -130,6 +130,17 @@ def run_command(argv: tuple[str, ...], event: Mapping[str, Any], timeout: float)
         raise DeliveryError(f"exit status {done.returncode}: {stderr}")
 
 
+def _file_of(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The file an event is about, as every per-file log event names it."""
+    route, name = event.get("route") or "", event.get("file")
+    return {
+        "dropbox": event.get("dropbox"),
+        "route": route,
+        "file": f"{route}/{name}" if route else name,
+        "file_id": event.get("file_id"),
+    }
+
+
 @dataclass
 class Delivery:
     """One event for one target, with the tries it has left."""
@@ -223,8 +234,7 @@ class Notifier:
             if self._stopping or len(self._due) + len(kinds) > self._max_pending:
                 log.error(
                     "notification_dropped",
-                    dropbox=clean.get("dropbox"),
-                    file=clean.get("file"),
+                    **_file_of(clean),
                     reason="stopping" if self._stopping else "too many notifications pending",
                 )
                 return False
@@ -267,8 +277,7 @@ class Notifier:
                     "notification_sent",
                     kind=delivery.kind,
                     target=delivery.target(),
-                    dropbox=delivery.event.get("dropbox"),
-                    file=delivery.event.get("file"),
+                    **_file_of(delivery.event),
                     attempt=delivery.attempt,
                 )
 
@@ -293,7 +302,7 @@ class Notifier:
             "notification_retry",
             kind=delivery.kind,
             target=delivery.target(),
-            file=delivery.event.get("file"),
+            **_file_of(delivery.event),
             attempt=delivery.attempt,
             error=str(exc),
             retry_in_seconds=pause,
@@ -311,8 +320,7 @@ class Notifier:
             "notification_failed",
             kind=delivery.kind,
             target=delivery.target(),
-            dropbox=delivery.event.get("dropbox"),
-            file=delivery.event.get("file"),
+            **_file_of(delivery.event),
             outcome=delivery.event.get("outcome"),
             attempts=delivery.attempt,
             reason=reason,

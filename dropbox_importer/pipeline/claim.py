@@ -82,8 +82,12 @@ class Claimer:
             f"{reason}: the daemon's user needs write permission on the folder (see docs/sftp.md)",
         )
 
-    def register(self, box: Box, claimed: Path) -> int:
-        """Record a file now in processing/ in the journal and queue it; return its id."""
+    def register(self, box: Box, claimed: Path, *, adopted: bool = False) -> int:
+        """Record a file now in processing/ in the journal and queue it; return its id.
+
+        `adopted`: found in processing/ at a start, claimed by a run that died before
+        recording it (the event says so).
+        """
         route = route_label(PurePosixPath(claimed.parent.relative_to(box.layout.processing)))
         size, sha256 = file_digest(claimed)
         inbox_path = box.layout.inbox / route / claimed.name
@@ -109,6 +113,7 @@ class Claimer:
             file=f"{route}/{claimed.name}" if route else claimed.name,
             file_id=file_id,
             size=size,
+            **({"adopted": True} if adopted else {}),
         )
         self._enqueue(box.config.name, file_id)
         return file_id

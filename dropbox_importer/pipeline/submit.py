@@ -189,8 +189,18 @@ class Submitter:
     def submit(self, file_id: int) -> None:
         """Prepare the file if needed, then create a batch for every part without one."""
         record = self._journal.get(file_id)
+        # The client's own events (retries, an ambiguous create) carry the file too.
+        with structlog.contextvars.bound_contextvars(
+            dropbox=record.dropbox, route=record.route, file=record.relative, file_id=file_id
+        ):
+            self._submit(record)
+
+    def _submit(self, record: FileRecord) -> None:
+        file_id = record.id
         box = self._boxes(record.dropbox)
-        bound = log.bind(dropbox=record.dropbox, route=record.route, file=record.name)
+        bound = log.bind(
+            dropbox=record.dropbox, route=record.route, file=record.relative, file_id=file_id
+        )
         parts_dir = self._parts_root / str(file_id)
         try:
             try:
@@ -198,7 +208,8 @@ class Submitter:
             except FileNotFoundError as exc:
                 raise Rejected(VANISHED) from exc
         except Rejected as exc:
-            bound.info("file_rejected", reason=exc.reason)
+            # file_failed follows with the same reason once the file is in failed/.
+            bound.debug("file_rejected", reason=exc.reason)
             self._on_rejected(file_id, exc.reason)
             return
         except MarketoError as exc:
