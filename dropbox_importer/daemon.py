@@ -15,13 +15,14 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
 import structlog
 
-from dropbox_importer import systemd
+from dropbox_importer import logs, systemd
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, InstanceConfig, load_config
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchState, BatchStatus
@@ -35,8 +36,8 @@ from dropbox_importer.pipeline.poll import PollBand, Poller
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.recover import recover
-from dropbox_importer.pipeline.reload import boxes_to_restart, needs_restart
-from dropbox_importer.pipeline.runlog import HEARTBEAT_SECONDS, RunLog
+from dropbox_importer.pipeline.reload import ReloadPlan, plan_reload
+from dropbox_importer.pipeline.runlog import HEARTBEAT_SECONDS, Pending, RunLog
 from dropbox_importer.pipeline.settle import Settler
 from dropbox_importer.pipeline.states import FileState
 from dropbox_importer.pipeline.submit import Submitter
@@ -92,6 +93,11 @@ class Daemon:
         self._health_written: dict[str, object] = {}
         self._next_heartbeat = 0.0
         self._next_health = 0.0
+        # A reload's drop box changes held back until the box is idle: the file's config they
+        # come from, and per drop box why it waits and since when (UTC, for status).
+        self._target: Config | None = None
+        self._held: dict[str, Pending] = {}
+        self._next_held_check = 0.0
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -248,6 +254,7 @@ class Daemon:
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self._reload()
+            self._apply_held(now)
             self._retry_settles(now)
             self._keep_runlog(now)
             if self.observers is not None:
@@ -483,26 +490,87 @@ class Daemon:
             systemd.ready(self._status_line())
 
     def _apply(self, new: Config) -> None:
-        """Swap drop boxes in place; what would strand files in flight needs a restart."""
+        """Apply every change at once but a busy drop box's (later) and restart-only keys."""
         assert self.journal is not None
         journal = self.journal
-        reason = needs_restart(self.config, new, lambda name: bool(journal.unfinished(name)))
-        if reason is not None:
-            log.warning("config_reload_needs_restart", reason=reason)
-            if self.runlog is not None:
-                self.runlog.reload_refused(f"{reason}: restart to apply")
-            return
-        stop, start = boxes_to_restart(self.config, new)
+        previous = self.config
+        plan = plan_reload(previous, new, lambda name: bool(journal.unfinished(name)))
+        self._switch(plan.config, plan.stop, plan.start)
+        if self.observers is not None:
+            self.observers.reconfigure(previous)
+        if plan.config.log_level != previous.log_level:
+            json = {"json": True, "console": False}.get(plan.config.log_format)
+            logs.configure(json=json, level=plan.config.log_level)
+        self._target = new if plan.held else None
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._held = {
+            name: self._held.get(name, Pending(name, reason, stamp))
+            for name, reason in plan.held.items()
+        }
+        self._record_reload(new, plan)
+
+    def _switch(self, config: Config, stop: list[str], start: list[str]) -> None:
+        """Run on `config`: stop and (re)start the drop boxes named."""
         for name in stop:
             self.boxes.pop(name).watcher.stop()
+        self.config = config
         for name in start:
-            self.boxes[name] = open_box(new.dropboxes[name])
+            self.boxes[name] = open_box(config.dropboxes[name])
             self.boxes[name].watcher.start()
-        self.config = new
+            if self.observers is not None:
+                self.observers.dropbox_started(name, functools.partial(self._waiting, name))
+
+    def _record_reload(self, new: Config, plan: ReloadPlan) -> None:
+        """Log what the reload did, and tell the journal (for status)."""
+        log.info(
+            "config_reloaded",
+            dropboxes=sorted(self.boxes),
+            started=plan.start,
+            stopped=sorted(set(plan.stop) - set(plan.start)),
+            held=sorted(plan.held),
+        )
+        for name, reason in sorted(plan.held.items()):
+            log.warning("config_change_held", dropbox=name, reason=reason)
+        if plan.refused:
+            log.warning(
+                "config_reload_needs_restart",
+                keys=plan.refused,
+                reason="these keys keep their running value until a restart",
+            )
         if self.runlog is not None:
             self.runlog.config_applied(_config_sha256(new))
+            if plan.refused:
+                self.runlog.reload_refused(
+                    f"{', '.join(plan.refused)} need a restart (everything else was applied)"
+                )
+            self.runlog.set_pending(list(self._held.values()))
             self.runlog.running_dropboxes(list(self.boxes))
-        log.info("config_reloaded", dropboxes=sorted(self.boxes))
+
+    def _apply_held(self, now: float) -> None:
+        """Apply a held drop box change once the box has no file in flight any more."""
+        if not self._held or now < self._next_held_check or self._target is None:
+            return
+        assert self.journal is not None
+        self._next_held_check = now + 1.0
+        target = self._target
+        for name in sorted(self._held):
+            if self.journal.unfinished(name):
+                continue
+            pending = self._held.pop(name)
+            boxes = dict(self.config.dropboxes)
+            wanted = target.dropboxes.get(name)
+            if wanted is None:
+                boxes.pop(name, None)
+            else:
+                boxes[name] = wanted
+            start = [] if wanted is None else [name]
+            self._switch(replace(self.config, dropboxes=boxes), [name], start)
+            log.info("config_change_applied", dropbox=name, held_since=pending.since)
+            if self.runlog is not None:
+                self.runlog.set_pending(list(self._held.values()))
+                self.runlog.running_dropboxes(list(self.boxes))
+        if not self._held:
+            self._target = None
 
     # -- look-ups -------------------------------------------------------------------------
 

@@ -128,8 +128,8 @@ def render_daemon(doc: dict[str, Any], now: datetime) -> list[str]:
         out.append(f"  config: the daemon runs on {config['path']}, not on this file")
     elif config["reload_rejected"]:
         out.append(
-            f"  config: the last reload was REFUSED; the daemon keeps the config read at "
-            f"{config['read_at']}: {config['reload_rejected']}"
+            f"  config: the last reload was NOT APPLIED in full (file read at "
+            f"{config['read_at']}): {config['reload_rejected']}"
         )
     elif config["matches_file"] is False:
         out.append(

@@ -54,14 +54,40 @@ class Observers:
         metrics = self._config().metrics
         if metrics is not None:
             self._server = self.metrics.serve(metrics)
-            log.info("metrics_listening", port=self._server.port)
+        self._start_web()
+
+    def _start_web(self) -> None:
         web = self._config().web
-        if web is not None:
-            try:
-                self._web = WebServer.start(web, self._config)
-            except OSError as exc:
-                # The pipeline matters more than its page: run without it, loudly.
-                log.error("web_listen_failed", listen=f"{web.host}:{web.port}", error=str(exc))
+        if web is None:
+            return
+        try:
+            self._web = WebServer.start(web, self._config)
+        except OSError as exc:
+            # The pipeline matters more than its page: run without it, loudly.
+            log.error("web_listen_failed", listen=f"{web.host}:{web.port}", error=str(exc))
+
+    def reconfigure(self, previous: Config) -> None:
+        """After a reload: start, stop or move the metrics endpoint and the status page."""
+        config = self._config()
+        if config.metrics != previous.metrics:
+            if self._server is not None:
+                with contextlib.suppress(OSError):
+                    self._server.stop()
+                self._server = None
+                log.info("metrics_stopped")
+            if config.metrics is not None:
+                try:
+                    self._server = self.metrics.serve(config.metrics)
+                except OSError as exc:
+                    listen = f"{config.metrics.host}:{config.metrics.port}"
+                    log.error("metrics_listen_failed", listen=listen, error=str(exc))
+        if config.web != previous.web:
+            if self._web is not None:
+                with contextlib.suppress(OSError):
+                    self._web.stop()
+                self._web = None
+                log.info("web_stopped")
+            self._start_web()
 
     def instance_started(self, name: str, client: MarketoClient) -> None:
         """Expose an instance's client counters (calls, errors, limiter waits)."""

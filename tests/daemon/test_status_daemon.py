@@ -101,7 +101,8 @@ def test_status_tells_a_running_daemon_from_a_stopped_one_and_its_config_from_th
     wait_for(lambda: daemon.count("config_reload_needs_restart") == 1, what="reload refused")
     doc, text = status(config)
     assert "restart" in doc["daemon"]["config"]["reload_rejected"]
-    assert "config: the last reload was REFUSED; the daemon keeps the config read at" in text
+    assert "config: the last reload was NOT APPLIED in full (file read at" in text
+    assert "instances.main.poll_max_seconds need a restart" in text
 
     assert daemon.stop() == 0
     doc, text = status(config)
