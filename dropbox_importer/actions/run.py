@@ -1,4 +1,23 @@
-"""Run the daemon in the foreground (systemd's way): watch every drop box until SIGTERM."""
+"""Run the daemon in the foreground (systemd's way): watch every drop box until SIGTERM.
+
+Signals:
+  SIGTERM, SIGINT  stop: the create on the wire finishes, the rest resumes from the journal
+                   at the next start (systemctl stop)
+  SIGHUP           reload the config (systemctl reload): every change applies at once, drop box
+                   by drop box, except a drop box's change that would treat its files in flight
+                   differently, which waits until they have settled (config_change_held, then
+                   config_change_applied); instances, state_dir and log_format need a restart
+                   and are named in config_reload_needs_restart; a config that does not load
+                   is refused whole (config_reload_rejected) and the running one stays
+
+Exit codes:
+  0  stopped by a signal
+  2  the config does not load (FILE:LINE: key: what is wrong)
+  3  another daemon holds the state directory's lock
+
+`dropbox-importer status` shows whether it runs, since when, and whether on the config as the
+file is now.
+"""
 
 from __future__ import annotations
 

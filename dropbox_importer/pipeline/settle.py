@@ -124,7 +124,7 @@ class Settler:
             file=record.relative,
             file_id=record.id,
             destination=str(destination),
-            reason=reason,
+            **({"reason": reason} if reason is not None else {}),
         )
 
     def _format(self, record: FileRecord) -> ImportFormat:
