@@ -42,9 +42,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
-        command = sub.add_parser(
-            name, help=help_text, description=help_text, formatter_class=raw
-        )
+        command = sub.add_parser(name, help=help_text, description=help_text, formatter_class=raw)
         if name != chosen:
             continue
         module = importlib.import_module(module_name)
