@@ -154,7 +154,11 @@ class Daemon:
         for name, instance_config in self.config.instances.items():
             sandbox = None
             if instance_config.base_url == "embedded":
-                sandbox = Sandbox(embedded_sandbox_settings(instance_config)).__enter__()
+                # Its leads and batches live in state_dir, as Marketo's outlive a restart.
+                state_file = self.config.state_dir / "sandbox" / f"{name}.json"
+                sandbox = Sandbox(
+                    embedded_sandbox_settings(instance_config), state_file=state_file
+                ).__enter__()
                 settings = instance_config.settings(
                     base_url=sandbox.base_url,
                     client_id=sandbox.settings.client_id,

@@ -103,3 +103,44 @@ def test_a_new_box_on_a_new_instance_waits_for_a_restart_and_says_which_key(
     assert plan.start == [] and "b" not in plan.config.dropboxes
     assert plan.config.log_level == "debug"  # what needs no restart applies
     assert set(plan.config.instances) == {"main"}
+
+
+def test_the_embedded_sandbox_remembers_its_batches_so_a_restart_continues(tmp_path: Path) -> None:
+    root = tmp_path / "box"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "log_format": "json",
+                "instances": {
+                    "demo": {
+                        "base_url": "embedded",
+                        "poll_min_seconds": 0.1,
+                        "poll_max_seconds": 1.0,
+                        "sandbox": {"rows_per_second": 200, "job_overhead_seconds": 0.05},
+                    }
+                },
+                "dropboxes": {
+                    "box": {"root": str(root), "instance": "demo", "settle_seconds": 0.3}
+                },
+            }
+        )
+    )
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+    (root / "inbox" / "csv").mkdir(parents=True)
+    rows = "".join(f"lead{n}@example.com\n" for n in range(1000))  # five seconds
+    (root / "inbox" / "csv" / "big.csv").write_text("email\n" + rows)
+    wait_for(lambda: daemon.count("batch_created") == 1, what="big.csv in flight")
+    assert daemon.stop() == 0  # Ctrl-C in `make run`
+    assert (tmp_path / "state" / "sandbox" / "demo.json").exists()
+
+    daemon.start()
+    try:
+        wait_for((root / "done" / "csv" / "big.csv").exists, timeout=60, what="big.csv done")
+    finally:
+        assert daemon.stop() == 0
+    assert daemon.count("batch_lost") == 0
+    result = (root / "done" / "csv" / "big.csv.result.json").read_text()
+    assert '"leads_processed": 1000' in result and "lost" not in result
+    assert daemon.count("sandbox_state_restored") == 1
