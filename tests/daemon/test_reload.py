@@ -14,7 +14,7 @@ import yaml
 from dropbox_importer.config import load_config
 from dropbox_importer.pipeline.reload import plan_reload
 from tests.daemon.harness import DaemonProcess, free_port, wait_for, write_config
-from tests.daemon.test_status_daemon import status
+from tests.daemon.test_status_daemon import box_of, status
 
 pytestmark = pytest.mark.slow
 
@@ -47,8 +47,12 @@ def test_a_new_drop_box_starts_while_another_has_a_file_in_flight_whose_change_w
         data["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}  # a listener starts on reload
         data["instances"]["main"]["poll_max_seconds"] = 2.0  # only a restart changes this
         config.write_text(yaml.safe_dump(data))
+        before = status(config)
+        assert box_of(before[0], "new")["live"] is False  # in the file, not yet in the daemon
+        assert "instance main, NOT RUNNING in the daemon yet" in before[1]
         daemon.signal(signal.SIGHUP)
         wait_for(lambda: daemon.count("config_reloaded") == 1, what="config_reloaded")
+        assert box_of(status(config)[0], "new")["live"] is True
 
         (reloaded,) = [e for e in daemon.events() if e["event"] == "config_reloaded"]
         assert reloaded["started"] == ["new"] and reloaded["held"] == ["busy"]
