@@ -25,6 +25,7 @@ import structlog
 from dropbox_importer import logs, systemd
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, InstanceConfig, load_config
 from dropbox_importer.marketo.client import MarketoClient
+from dropbox_importer.marketo.health import HealthSnapshot
 from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.observe.hub import Observers
 from dropbox_importer.pipeline.boxes import Box, open_box
@@ -37,7 +38,7 @@ from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.recover import recover
 from dropbox_importer.pipeline.reload import ReloadPlan, plan_reload
-from dropbox_importer.pipeline.runlog import HEARTBEAT_SECONDS, Pending, RunLog
+from dropbox_importer.pipeline.runlog import Pending, RunLog
 from dropbox_importer.pipeline.settle import Settler
 from dropbox_importer.pipeline.states import FileState
 from dropbox_importer.pipeline.submit import Submitter
@@ -52,8 +53,6 @@ TICK_SECONDS = 0.1
 STOP_DEADLINE_SECONDS = 8.0
 SETTLE_RETRY_FIRST_SECONDS = 1.0
 SETTLE_RETRY_MAX_SECONDS = 300.0
-# Instance health goes to the journal (for `status`) at most this often while it changes.
-HEALTH_WRITE_SECONDS = 1.0
 
 
 @dataclass
@@ -90,9 +89,6 @@ class Daemon:
         ] = {}  # file ids handed to the settler, never twice
         self._lock = threading.Lock()
         self.runlog: RunLog | None = None
-        self._health_written: dict[str, object] = {}
-        self._next_heartbeat = 0.0
-        self._next_health = 0.0
         # A reload's drop box changes held back until the box is idle: the file's config they
         # come from, and per drop box why it waits and since when (UTC, for status).
         self._target: Config | None = None
@@ -232,7 +228,7 @@ class Daemon:
             self.observers.stop()
         if self.runlog is not None:
             with contextlib.suppress(Exception):  # a full disk must not hide the real error
-                self._write_health(force=True)
+                self.runlog.write_health(self._health(), force=True)
                 self.runlog.stopped()
         if self.journal is not None:
             self.journal.close()
@@ -286,22 +282,12 @@ class Daemon:
         if self.runlog is None:
             return
         try:
-            if now >= self._next_heartbeat:
-                self.runlog.heartbeat()
-                self._next_heartbeat = now + HEARTBEAT_SECONDS
-            if now >= self._next_health:
-                self._write_health()
-                self._next_health = now + HEALTH_WRITE_SECONDS
+            self.runlog.keep(now, self._health)
         except Exception as exc:  # the journal's own errors show where files move
             log.warning("runlog_write_failed", error=str(exc))
 
-    def _write_health(self, *, force: bool = False) -> None:
-        assert self.runlog is not None
-        for name, instance in self.instances.items():
-            snapshot = instance.client.health_snapshot()
-            if force or self._health_written.get(name) != snapshot:
-                self.runlog.record_health(snapshot)
-                self._health_written[name] = snapshot
+    def _health(self) -> list[HealthSnapshot]:
+        return [instance.client.health_snapshot() for instance in self.instances.values()]
 
     def _status_line(self) -> str:
         counts = self.journal.counts() if self.journal else {}

@@ -26,6 +26,8 @@ from dropbox_importer.pipeline.records import parse_stamp, stamp
 
 # How often a running daemon writes its heartbeat; a reader calls a run dead well past this.
 HEARTBEAT_SECONDS = 5.0
+# Instance health goes to the journal at most this often while it changes.
+HEALTH_WRITE_SECONDS = 1.0
 
 
 def _now() -> datetime:
@@ -89,6 +91,9 @@ class RunLog:
         self._journal = journal
         self._clock = clock
         self.run_id: int | None = None
+        self._written: dict[str, HealthSnapshot] = {}
+        self._next_heartbeat = 0.0
+        self._next_health = 0.0
 
     # -- the daemon writes --------------------------------------------------------------------
 
@@ -117,6 +122,22 @@ class RunLog:
                 f"UPDATE runs SET {assignments} WHERE id = ?",  # noqa: S608 - ours
                 (*args, self.run_id),
             )
+
+    def keep(self, now: float, health: Callable[[], list[HealthSnapshot]]) -> None:
+        """From the main loop (`now` monotonic): the heartbeat, and health that changed."""
+        if now >= self._next_heartbeat:
+            self.heartbeat()
+            self._next_heartbeat = now + HEARTBEAT_SECONDS
+        if now >= self._next_health:
+            self.write_health(health())
+            self._next_health = now + HEALTH_WRITE_SECONDS
+
+    def write_health(self, snapshots: list[HealthSnapshot], *, force: bool = False) -> None:
+        """Record each instance's health that differs from what was recorded last."""
+        for snapshot in snapshots:
+            if force or self._written.get(snapshot.instance) != snapshot:
+                self.record_health(snapshot)
+                self._written[snapshot.instance] = snapshot
 
     def heartbeat(self) -> None:
         """Say the daemon is alive now."""
