@@ -354,7 +354,6 @@ class Daemon:
             leads=status.leads_processed,
             failed=status.rows_failed,
             warnings=status.rows_with_warning,
-            files=len(file_ids),
         )
         for file_id in file_ids:
             self._settle_if_finished(file_id)

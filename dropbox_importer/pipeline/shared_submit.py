@@ -193,11 +193,13 @@ class Coalescer:
             except Rejected as exc:
                 # Found out now rather than at its turn: it settles as it would have then.
                 if self._queue.remove(record.dropbox, [file_id]):
-                    log.info(
+                    # file_failed follows with the same reason once the file is in failed/.
+                    log.debug(
                         "file_rejected",
                         dropbox=record.dropbox,
                         route=record.route,
-                        file=record.name,
+                        file=record.relative,
+                        file_id=file_id,
                         reason=exc.reason,
                     )
                     self._reject(file_id, exc.reason)
@@ -258,7 +260,8 @@ class Coalescer:
                 "batch_created",
                 dropbox=record.dropbox,
                 route=m.route,
-                file=self._journal.get(m.file_id).name,
+                file=self._journal.get(m.file_id).relative,
+                file_id=m.file_id,
                 batch_id=batch_id,
                 part=m.part.index,
                 rows=m.part.rows,

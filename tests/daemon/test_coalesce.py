@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -217,7 +219,7 @@ def test_kill_9_during_a_shared_job_lands_each_file_once_complete(
             wait_for(lambda: shared_batch_created(daemon), timeout=60, what="the shared batch")
         else:
             post(sandbox, "speed", {"job_overhead_seconds": 0.05})
-            names = {Path(r).name for r in rest}
+            names = set(rest)
             wait_for(lambda: file_done_of(daemon, names), timeout=60, what="a shared file done")
         daemon.kill()
         # The hung create (if any) now runs in Marketo: a duplicate, harmless by design.
@@ -245,6 +247,18 @@ def test_kill_9_during_a_shared_job_lands_each_file_once_complete(
     }
     if moment == "create_in_flight":
         assert daemon.count("batch_resubmitted_uncertain") >= 1
+
+
+def why(config: Path, name: str) -> str | None:
+    """Why `status` says the file waits (its why_code), None while it is not in flight."""
+    out = subprocess.run(
+        [sys.executable, "-m", "dropbox_importer", "status", "--config", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    flying = [f for box in json.loads(out)["dropboxes"] for f in box["in_flight"]]
+    return next((str(f["why_code"]) for f in flying if f["file"] == name), None)
 
 
 def batches_of(daemon: DaemonProcess) -> dict[str, int]:
@@ -281,11 +295,13 @@ def test_a_file_goes_at_once_while_marketo_has_room_and_waits_to_share_when_it_h
     for n, name in enumerate(["e", "f", "g"], start=5):
         drop_all(root, {f"csv/{name}.csv": text.replace("x@", f"{name}@")})
         wait_for(lambda n=n: daemon.count("file_claimed") == n, what=f"{name}.csv claimed")
+    if coalesce:
+        wait_for(lambda: why(config, "g.csv") == "waits_to_share", what="status saying why")
     post(sandbox, "speed", {"job_overhead_seconds": 0.05})
     wait_for(lambda: len(originals_under(root / "done")) == 7, timeout=60, what="all in done/")
     sent = batches_of(daemon)
-    assert len({sent[f"{name}.csv"] for name in "abcd"}) == 4
-    later = {sent[f"{name}.csv"] for name in "efg"}
+    assert len({sent[f"csv/{name}.csv"] for name in "abcd"}) == 4
+    later = {sent[f"csv/{name}.csv"] for name in "efg"}
     if coalesce:
         assert len(later) == 1, "the files that waited did not go together"
         result = result_of(root / "done" / "csv" / "g.csv")
