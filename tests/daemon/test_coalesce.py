@@ -309,3 +309,64 @@ def test_a_file_goes_at_once_while_marketo_has_room_and_waits_to_share_when_it_h
     else:
         assert len(later) == 3, "coalesce: false, yet files shared a job"
         assert result_of(root / "done" / "csv" / "g.csv")["parts"][0]["shared"] is None
+
+
+def test_a_busy_list_gathers_its_files_while_other_lists_and_drop_boxes_take_turns(
+    tmp_path: Path, make_sandbox: Callable[..., Any], sandbox_profile: str
+) -> None:
+    if sandbox_profile != "strict":
+        pytest.skip("strict refuses a second job for a list: the case that matters")
+    sandbox = make_sandbox(rows_per_second=2000.0, job_overhead_seconds=0.4, window_seconds=2.0)
+    config = write_config(
+        tmp_path,
+        base_url=sandbox.base_url,
+        client_id=sandbox.settings.client_id,
+        client_secret=sandbox.settings.client_secret,
+        dropboxes={name: {"root": str(tmp_path / name), "watch": "events"} for name in ("a", "b")},
+    )
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+    files: dict[tuple[str, str], str] = {}
+    for box, route, count in (
+        ("a", "csv,list=1001", 20),
+        ("a", "csv,list=1002", 5),
+        ("a", "csv", 5),
+        ("b", "csv,list=1001", 5),
+    ):
+        for i in range(count):
+            key = (box, f"{route}/{box}{i:02d}.csv")
+            files[key] = HEADER + "\n" + f"{box}-{route[-4:]}-{i}@example.com,F,L,C\n"
+    try:
+        for box in ("a", "b"):
+            drop_all(tmp_path / box, {rel: text for (b, rel), text in files.items() if b == box})
+        wait_for(
+            lambda: sum(len(originals_under(tmp_path / b / "done")) for b in "ab") == len(files),
+            timeout=120,
+            what="every file in done/",
+        )
+    finally:
+        assert daemon.stop() == 0
+    for (box, relative), text in files.items():
+        assert (tmp_path / box / "done" / relative).read_text() == text
+    errors = sandbox_json(sandbox, "stats")["errors"]
+    assert not set(errors) & {"1019", "606", "615"}, errors
+    batches = [b for b in sandbox_json(sandbox, "batches")["batches"] if b["owner"] == "api"]
+    by_list: dict[int | None, list[dict[str, Any]]] = {}
+    for batch in batches:
+        by_list.setdefault(batch["listId"], []).append(batch)
+    # One list's jobs never overlap in Marketo's queue.
+    for list_id, jobs in by_list.items():
+        if list_id is None:
+            continue
+        jobs.sort(key=lambda b: b["created"])
+        for earlier, later in zip(jobs, jobs[1:], strict=False):
+            assert later["created"] >= earlier["finished"], f"list {list_id} overlapped"
+    # While list 1001 was busy its files gathered: far fewer jobs than its 25 files.
+    assert len(by_list[1001]) <= 8, len(by_list[1001])
+    # Other lists and the list-less route did not wait for list 1001 to be done.
+    last_1001 = max(b["created"] for b in by_list[1001])
+    assert min(b["finished"] for b in by_list[1002] + by_list[None]) < last_1001
+    # Drop box b had turns on list 1001 before a's files were all sent.
+    sent = batches_of(daemon)
+    b_first = min(sent[f"csv,list=1001/b{i:02d}.csv"] for i in range(5))
+    a_last = max(sent[f"csv,list=1001/a{i:02d}.csv"] for i in range(20))
+    assert b_first < a_last, "drop box b waited for every file of drop box a"
