@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import sqlite3
 import subprocess
@@ -358,7 +359,7 @@ def test_a_busy_list_gathers_its_files_while_other_lists_and_drop_boxes_take_tur
         if list_id is None:
             continue
         jobs.sort(key=lambda b: b["created"])
-        for earlier, later in zip(jobs, jobs[1:], strict=False):
+        for earlier, later in itertools.pairwise(jobs):
             assert later["created"] >= earlier["finished"], f"list {list_id} overlapped"
     # While list 1001 was busy its files gathered: far fewer jobs than its 25 files.
     assert len(by_list[1001]) <= 8, len(by_list[1001])

@@ -71,7 +71,7 @@ def test_batches_marketo_no_longer_knows_after_a_restart_are_sent_again_and_land
             assert part["lost_batch_ids"] == [first[name]]  # result.json says it was sent again
         assert daemon.count("batch_lost_resubmitting") == 3
         # Each batch sent again once, and only once.
-        again = {result_of(root / "done" / "csv" / name)["parts"][0]["batch_id"] for name in first}
+        again = {result_of(root / "done" / name)["parts"][0]["batch_id"] for name in first}
         batches = requests.get(f"{other.base_url}/sandbox/batches.json").json()["batches"]
         assert {b["batchId"] for b in batches} == again
         assert not originals_under(root / "processing")

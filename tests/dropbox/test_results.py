@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -99,6 +100,7 @@ def test_document_has_the_documented_keys() -> None:
         "rows_with_warning": 2,
         "message": "Import completed with errors",
         "lost_batch_ids": [],
+        "shared": None,
     }
     assert doc["timings"] == {
         "dropped": "2026-11-29T03:15:00.000000Z",
@@ -180,3 +182,12 @@ def test_digest_refuses_to_follow_a_symlink(tmp_path: Path) -> None:
     link.symlink_to(target)
     with pytest.raises(OSError):
         file_digest(link)
+
+
+def test_a_part_sent_in_a_shared_batch_names_it_and_reads_back() -> None:
+    shared = {"files": 12, "rows": 60, "first_row": 21}
+    part = dataclasses.replace(sample().parts[0], shared=shared)
+    result = dataclasses.replace(sample(), parts=(part,))
+    doc = json.loads(result.to_json())
+    assert doc["parts"][0]["shared"] == shared
+    assert FileResult.from_json(result.to_json()) == result
