@@ -276,7 +276,7 @@ def report(out: dict[str, Any]) -> None:
             f"coalesce {arm['coalesce']}: wall {r['wall_s']:7.1f} s, {r['jobs']} jobs "
             f"({r['jobs_per_file']:.3f}/file), failed {r['files_failed']}, answered {r['answered']}"
         )
-        if r.get("other_integration"):
+        if (r.get("other_integration") or {}).get("counts"):
             print(f"{'':14} other integration: {r['other_integration']['counts']}")
     for key in (
         "small_files_jobs_per_file",

@@ -6,8 +6,8 @@ the queue to itself: its creates meet 1016 when the others fill the queue, its j
 theirs, and a list one of them imports to answers 1019. This thread plays such a neighbour
 inside the sandbox: it keeps `jobs` jobs of its own queued or importing, each of `rows` leads
 (into `list_id` if set), and creates the next as soon as one ends (it learns of an end at once,
-which presses harder than a real neighbour could). It spends one status call every
-`poll_seconds`. Its calls go through the sandbox's call limits like anyone's, so they use part
+which presses harder than a real neighbour could); a create refused (1016, 1019, a call
+limit) is tried again `poll_seconds` later. It spends one status call every `poll_seconds`. Its calls go through the sandbox's call limits like anyone's, so they use part
 of the 100 calls per window, but are counted apart from the API's: what the daemon is answered
 stays readable in `/sandbox/stats.json`.
 """
@@ -98,7 +98,7 @@ class OtherIntegration:
             }
 
     def _run(self) -> None:
-        next_poll = 0.0
+        next_poll = next_create = 0.0
         clock = self._queue.clock
         while True:
             with self._cond:
@@ -113,8 +113,12 @@ class OtherIntegration:
             if now >= next_poll and self._mine:
                 self._poll()
                 next_poll = now + settings.poll_seconds
-            while len(self._mine) < settings.jobs and self._create(settings):
-                pass
+            while now >= next_create and len(self._mine) < settings.jobs:
+                if not self._create(settings):
+                    # Refused (1016, 1019, a limit): tried again at its polling pace, as a
+                    # client that backs off would.
+                    next_create = now + settings.poll_seconds
+                    break
             with self._cond:
                 if not self._stopping:
                     self._cond.wait(TICK_SECONDS)
