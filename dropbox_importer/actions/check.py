@@ -4,6 +4,9 @@ For every instance a drop box uses, a token is fetched; for every route (each na
 drop box, and each folder present under its inbox/), the folder path is parsed and its list,
 partition and lookup field are looked up in Marketo. Instances with `base_url: embedded` are
 checked against an in-process sandbox, as the daemon would run them. Every call is read-only.
+Every drop box's root must exist or be creatable, and its folders be usable by the user running
+`check` (run it as the daemon's user to see what the daemon sees); what a running daemon last
+reported it could not use is shown too.
 
 Exit codes: 0 all OK, 1 at least one problem (each printed on its row), 2 config error.
 """
@@ -22,12 +25,20 @@ from pathlib import Path, PurePosixPath
 import requests
 
 from dropbox_importer import logs
-from dropbox_importer.config import ConfigError, DropboxConfig, InstanceConfig, load_config
+from dropbox_importer.config import (
+    Config,
+    ConfigError,
+    DropboxConfig,
+    InstanceConfig,
+    load_config,
+)
+from dropbox_importer.dropbox.access import folder_problems
 from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.dropbox.routes import RouteError, RouteSpec, resolve_route, route_label
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, Stopped
 from dropbox_importer.pipeline.preflight import Catalog
+from dropbox_importer.pipeline.problems import read_published
 from dropbox_importer.pipeline.ready import is_ignored
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
@@ -181,12 +192,37 @@ def _verdict(row: RouteRow) -> str:
     return "OK" if not row.problems else "PROBLEM: " + "; ".join(row.problems)
 
 
-def render(instances: dict[str, str | None], rows: list[RouteRow]) -> str:
-    """The report: one line per instance, then the route table."""
+def dropbox_problems(config: Config) -> dict[str, list[str]]:
+    """Per drop box: what keeps this user from its folders, and what the daemon reported."""
+    published = read_published(config.state_dir) or {}
+    reported = published.get("problems")
+    out: dict[str, list[str]] = {}
+    for name, box in sorted(config.dropboxes.items()):
+        problems = folder_problems(DropboxLayout(box.root))
+        for problem in reported if isinstance(reported, list) else []:
+            if isinstance(problem, dict) and problem.get("dropbox") == name:
+                problems.append(f"the daemon reports: {problem.get('reason')}")
+        out[name] = problems
+    return out
+
+
+def render(
+    instances: dict[str, str | None],
+    rows: list[RouteRow],
+    dropboxes: dict[str, list[str]] | None = None,
+) -> str:
+    """The report: one line per instance and per drop box, then the route table."""
     out = [
         f"instance {name}: " + ("credentials OK" if problem is None else f"PROBLEM: {problem}")
         for name, problem in instances.items()
     ]
+    for name, problems in (dropboxes or {}).items():
+        out.append(f"dropbox {name}: " + ("; ".join(f"PROBLEM: {p}" for p in problems) or "OK"))
+    if dropboxes and os.geteuid() == 0:
+        out.append(
+            "note: run as root, which may use every folder; run check as the daemon's user "
+            "(sudo -u dropbox-importer) to see what the daemon meets"
+        )
     headers = ["DROP BOX", "ROUTE", "FORMAT", "LIST", "PARTITION", "LOOKUP", "STATUS"]
     table = [
         [r.dropbox, r.route, r.format, r.list_id, r.partition, r.lookup, _verdict(r)] for r in rows
@@ -216,6 +252,7 @@ def main(args: argparse.Namespace) -> int:
         boxes = [b for b in config.dropboxes.values() if b.instance == name]
         instances[name], found = check_dropboxes(boxes, config.instances[name], args.timeout)
         rows += found
-    sys.stdout.write(render(instances, rows))
+    dropboxes = dropbox_problems(config)
+    sys.stdout.write(render(instances, rows, dropboxes))
     problems = any(p is not None for p in instances.values()) or any(r.problems for r in rows)
-    return EXIT_PROBLEMS if problems else EXIT_OK
+    return EXIT_PROBLEMS if problems or any(dropboxes.values()) else EXIT_OK

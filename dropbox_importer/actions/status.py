@@ -8,7 +8,12 @@ config error. `--json` prints one document whose keys are stable (added to, neve
     schema, generated_at, journal {path, found}, dropboxes [{name, root, instance,
     waiting [{route, file, size, modified, age_seconds}],
     in_flight [{id, route, file, state, batch_ids, parts, parts_final, claimed_at, age_seconds}],
-    recent [{id, route, file, outcome, reason, finished_at, destination}], problems [text]}]
+    recent [{id, route, file, outcome, reason, finished_at, destination}], problems [text],
+    reported [{route, folder, stage, reason, since}]}]
+
+`reported` is what the daemon itself could not use when it last said (its
+`<state_dir>/problems.json`, see `pipeline.problems`): it runs as its own user, and status,
+run by an operator, may see folders the daemon cannot. Each also appears in `problems`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import argparse
 import json
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +32,7 @@ from typing import Any
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, load_config
 from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.pipeline.journal import JOURNAL_NAME, SCHEMA_VERSION, Journal, JournalError
+from dropbox_importer.pipeline.problems import read_published
 from dropbox_importer.pipeline.ready import is_ignored
 from dropbox_importer.pipeline.records import FileRecord
 from dropbox_importer.pipeline.watch import scan_inbox
@@ -60,6 +66,7 @@ class BoxStatus:
     in_flight: list[dict[str, Any]] = field(default_factory=list)
     recent: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    reported: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -94,16 +101,24 @@ def open_read_only(state_dir: Path) -> Iterator[Journal | None]:
         conn.close()
 
 
-def waiting_files(layout: DropboxLayout, box: DropboxConfig, now: datetime) -> list[dict[str, Any]]:
-    """Files in inbox/ not yet claimed, oldest first (upload leftovers and dotfiles skipped)."""
+def waiting_files(
+    layout: DropboxLayout,
+    box: DropboxConfig,
+    now: datetime,
+    unreadable: Callable[[Path, OSError], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Files in inbox/ not yet claimed, oldest first (upload leftovers and dotfiles skipped).
+
+    Folders that cannot be read are skipped and handed to `unreadable(folder, error)`.
+    """
     out = []
-    for path in scan_inbox(layout.inbox):
+    for path in scan_inbox(layout.inbox, unreadable):
         if is_ignored(path.name, box.ignore):
             continue
         try:
             st = path.lstat()
-        except FileNotFoundError:
-            continue  # claimed while we looked
+        except OSError:
+            continue  # claimed while we looked, or its folder is not ours to look into
         modified = datetime.fromtimestamp(st.st_mtime, UTC)
         route = path.parent.relative_to(layout.inbox).as_posix()
         out.append(
@@ -116,6 +131,17 @@ def waiting_files(layout: DropboxLayout, box: DropboxConfig, now: datetime) -> l
             }
         )
     return sorted(out, key=lambda item: (item["modified"], item["route"], item["file"]))
+
+
+def reported_problems(published: dict[str, Any] | None, box: str) -> list[dict[str, Any]]:
+    """The problems the daemon last published for one drop box."""
+    if published is None or not isinstance(published.get("problems"), list):
+        return []
+    return [
+        {key: problem.get(key) for key in ("route", "folder", "stage", "reason", "since")}
+        for problem in published["problems"]
+        if isinstance(problem, dict) and problem.get("dropbox") == box
+    ]
 
 
 def in_flight(journal: Journal, box: str, now: datetime) -> list[dict[str, Any]]:
@@ -164,14 +190,20 @@ def collect(config: Config, recent: int, now: datetime) -> tuple[dict[str, Any],
     """Everything status reports: the journal's summary and one BoxStatus per drop box."""
     boxes = [BoxStatus(b.name, b.root, b.instance) for b in config.dropboxes.values()]
     journal_info: dict[str, Any] = {"path": str(config.state_dir / JOURNAL_NAME), "found": False}
+    published = read_published(config.state_dir)
     for status in boxes:
         layout = DropboxLayout(status.root)
-        try:
-            status.waiting = waiting_files(layout, config.dropboxes[status.name], now)
-        except OSError as exc:
-            status.problems.append(f"cannot read {layout.inbox}: {exc.strerror or exc}")
-        if not layout.inbox.is_dir():
+
+        def unreadable(folder: Path, exc: OSError, status: BoxStatus = status) -> None:
+            status.problems.append(f"cannot read {folder}: {exc.strerror or exc}")
+
+        if layout.inbox.is_dir():
+            status.waiting = waiting_files(layout, config.dropboxes[status.name], now, unreadable)
+        else:
             status.problems.append(f"{layout.inbox} does not exist (the daemon creates it)")
+        status.reported = reported_problems(published, status.name)
+        for problem in status.reported:
+            status.problems.append(f"the daemon reports: {problem['reason']}")
     try:
         with open_read_only(config.state_dir) as journal:
             journal_info["found"] = journal is not None
@@ -201,6 +233,7 @@ def to_document(journal: dict[str, Any], boxes: list[BoxStatus], now: datetime) 
                 "in_flight": b.in_flight,
                 "recent": b.recent,
                 "problems": b.problems,
+                "reported": b.reported,
             }
             for b in boxes
         ],

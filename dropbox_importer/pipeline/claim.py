@@ -1,82 +1,159 @@
 """A settled inbox file -> processing/ -> the journal -> its instance's queue.
 
-The main loop hands every file the readiness tracker says is due to `Claimer.take`: the move
-itself is `dropbox.layout.claim` (the only code that moves files); this module decides what
-happens around it (set a link aside once, forget a vanished file, record the claim, queue it).
+The main loop hands every file the readiness tracker says is due to `Claimer.take`. The move
+itself is `dropbox.layout.claim` (the only code that moves files, on open folder descriptors);
+this module decides what happens around it: a link is set aside once, a vanished file
+forgotten, a folder the daemon cannot use reported once (`Problems`) and tried again at the
+next rescan. Recording the claim reads the whole file for its digest, so it runs on a worker
+(`Workers`), never on the main loop that pings systemd's watchdog; a file the daemon cannot
+read is recorded all the same and fails with a reason the partner reads in result.json.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import errno
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
 import structlog
 
-from dropbox_importer.dropbox.layout import FileVanished, NotARegularFile, claim
+from dropbox_importer.dropbox.layout import (
+    ClaimCheck,
+    FileVanished,
+    NotARegularFile,
+    ProcessingUnusable,
+    claim,
+)
 from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.dropbox.routes import route_label
 from dropbox_importer.pipeline.boxes import Box
 from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.problems import Problems, explain
 from dropbox_importer.pipeline.ready import Candidate
+from dropbox_importer.pipeline.reasons import unreadable_reason
+from dropbox_importer.threads import Workers
 
 log = structlog.get_logger(__name__)
 
 
 class Claimer:
-    """Claims due files of any drop box and queues them with `enqueue(dropbox, file_id)`."""
+    """Claims due files of any drop box and queues them with `enqueue(dropbox, file_id)`.
 
-    def __init__(self, journal: Journal, enqueue: Callable[[str, int], None]) -> None:
+    `reject(file_id, reason)` fails a recorded file without submitting it (one that cannot be
+    read). `checks` run on each file just before it moves (see `dropbox.layout.ClaimCheck`).
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        enqueue: Callable[[str, int], None],
+        reject: Callable[[int, str], None],
+        problems: Problems,
+        workers: Workers,
+        checks: Sequence[ClaimCheck] = (),
+    ) -> None:
         self._journal = journal
         self._enqueue = enqueue
+        self._reject = reject
+        self._problems = problems
+        self._workers = workers
+        self._checks = tuple(checks)
 
     def take(self, box: Box, candidate: Candidate) -> None:
-        """Claim a settled file into processing/ and queue it for its instance."""
-        bound = log.bind(dropbox=box.config.name, file=str(candidate.path))
+        """Claim a settled file into processing/ and have it recorded and queued."""
+        path = candidate.path
+        name = box.config.name
+        bound = log.bind(dropbox=name, file=str(path))
+        # Tried again only when a rescan (or an event) notes it again: never in a tight loop.
+        box.tracker.forget(path)
         try:
-            claimed = claim(box.layout, candidate.path)
+            claimed = claim(box.layout, path, self._checks)
         except NotARegularFile as exc:
-            box.tracker.forget(candidate.path)
-            key = (candidate.path, _inode(candidate.path))
+            key = (path, _inode(path))
             if key not in box.set_aside:
                 box.set_aside.add(key)
                 bound.warning("not_a_regular_file", reason=str(exc))
             return
         except FileVanished:
-            box.tracker.forget(candidate.path)
+            return
+        except ProcessingUnusable as exc:
+            reason = explain(exc.error, exc.folder, doing="create or open")
+            self._problems.report(name, _route(box, path), exc.folder, "claim", reason)
             return
         except OSError as exc:
-            bound.error("claim_failed", error=str(exc))
+            reason = explain(exc, path.parent, doing="move a file out of")
+            if exc.errno == errno.EXDEV:
+                reason = (
+                    f"{path.parent} is on another filesystem than processing/: keep the whole "
+                    "drop box on one filesystem so files move without being copied"
+                )
+            self._problems.report(name, _route(box, path), path.parent, "claim", reason)
             return
-        box.tracker.forget(candidate.path)
+        self._problems.resolve_folder(name, path.parent, "claim")
         if candidate.marker is not None:
             with contextlib.suppress(OSError):
                 candidate.marker.unlink()
-        self.register(box, claimed)
+        self.register_later(box, claimed)
+
+    def register_later(self, box: Box, claimed: Path) -> None:
+        """Record and queue a file now in processing/, on a worker (the digest reads it all)."""
+        self._workers.submit(
+            "register",
+            lambda: self.register(box, claimed),
+            dropbox=box.config.name,
+            file=claimed.name,
+        )
 
     def register(self, box: Box, claimed: Path) -> int:
-        """Record a file now in processing/ in the journal and queue it; return its id."""
+        """Record a file now in processing/ in the journal and queue it; return its id.
+
+        A file its digest cannot be read from is recorded all the same (size from lstat, no
+        sha256) and failed at once with the reason.
+        """
         route = route_label(PurePosixPath(claimed.parent.relative_to(box.layout.processing)))
-        size, sha256 = file_digest(claimed)
+        unreadable: OSError | None = None
+        try:
+            size, sha256 = file_digest(claimed)
+        except FileNotFoundError:
+            log.warning("file_vanished", dropbox=box.config.name, file=claimed.name)
+            return -1
+        except OSError as exc:
+            unreadable = exc
+            size, sha256 = _size(claimed), ""
         inbox_path = box.layout.inbox / route / claimed.name
         file_id = self._journal.record_claim(
-            box.config.name,
-            route,
-            claimed.name,
-            inbox_path,
-            claimed,
-            size,
-            sha256,
+            box.config.name, route, claimed.name, inbox_path, claimed, size, sha256
         )
-        log.info(
-            "file_claimed",
-            dropbox=box.config.name,
-            route=route,
-            file=claimed.name,
-            size=size,
-        )
-        self._enqueue(box.config.name, file_id)
+        log.info("file_claimed", dropbox=box.config.name, route=route, file=claimed.name, size=size)
+        if unreadable is not None:
+            reason = unreadable_reason(unreadable)
+            log.info("file_rejected", dropbox=box.config.name, route=route, file=claimed.name,
+                     reason=reason)  # fmt: skip
+            self._reject(file_id, reason)
+        else:
+            self._enqueue(box.config.name, file_id)
         return file_id
+
+    @staticmethod
+    def prune(box: Box) -> None:
+        """Forget set-aside entries that are gone or were replaced (keeps the set bounded)."""
+        box.set_aside = {key for key in box.set_aside if _inode(key[0]) == key[1]}
+
+
+def _route(box: Box, path: Path) -> str:
+    try:
+        return route_label(PurePosixPath(path.parent.relative_to(box.layout.inbox)))
+    except ValueError:
+        return ""
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return 0
 
 
 def _inode(path: Path) -> int:

@@ -21,16 +21,20 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from dropbox_importer.marketo.models import BatchStatus
 from dropbox_importer.pipeline.records import FileRecord, PartRecord, TransitionRecord, stamp
 from dropbox_importer.pipeline.states import TERMINAL, FileState, check_transition
+
+if TYPE_CHECKING:
+    from dropbox_importer.pipeline.cut import Cut
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +94,10 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX transitions_file ON transitions (file_id);
+    """,
+    # 2: how each file was cut (pipeline.cut), so a restart cuts it the same way.
+    """
+    ALTER TABLE files ADD COLUMN cut TEXT;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -245,6 +253,27 @@ class Journal:
                 (str(destination), stamp(self._clock()), file_id),
             )
         return destination
+
+    def record_cut(
+        self, file_id: int, cut: Cut, parts: Sequence[tuple[int, int, int, int]]
+    ) -> None:
+        """Record how the file was cut and its parts `(index, first_line, rows, size)`, at once.
+
+        Done before the first batch is created (it replaces the parts recorded before); every
+        later try reuses this cut.
+        """
+        with self._write() as conn:
+            self._row(conn, file_id)
+            conn.execute("UPDATE files SET cut = ? WHERE id = ?", (cut.to_json(), file_id))
+            conn.execute(
+                "DELETE FROM parts WHERE file_id = ? AND part_index >= ?", (file_id, len(parts))
+            )
+            conn.executemany(
+                "INSERT INTO parts (file_id, part_index, first_line, rows, size)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (file_id, part_index) DO UPDATE SET"
+                " first_line = excluded.first_line, rows = excluded.rows, size = excluded.size",
+                [(file_id, *part) for part in parts],
+            )
 
     def record_reason(self, file_id: int, reason: str) -> None:
         """Record the sentence that explains why the file failed."""

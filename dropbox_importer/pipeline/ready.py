@@ -54,11 +54,13 @@ class ReadinessTracker:
         ignore: Sequence[str] = DEFAULT_IGNORE,
         marker: str | None = None,
         lstat: Callable[[Path], os.stat_result] = os.lstat,
+        on_error: Callable[[Path, OSError], None] | None = None,
     ) -> None:
         self.settle_seconds = settle_seconds
         self.ignore = tuple(ignore)
         self.marker_suffix = MARKER_SUFFIXES[marker] if marker else None
         self._lstat = lstat
+        self._on_error = on_error
         self._lock = threading.Lock()
         self._pending: set[Path] = set()
         self._seen: dict[Path, _Seen] = {}
@@ -111,6 +113,13 @@ class ReadinessTracker:
         except FileNotFoundError:
             self.forget(path)
             return None
+        except OSError as exc:
+            # Its folder was made unreadable (chmod 000 by a partner): forgotten until a rescan
+            # finds it again; the folder is reported, never the daemon stopped.
+            self.forget(path)
+            if self._on_error is not None:
+                self._on_error(path.parent, exc)
+            return None
         if stat.S_ISDIR(st.st_mode):
             self.forget(path)
             return None
@@ -123,7 +132,16 @@ class ReadinessTracker:
             return None
         if self.marker_suffix:
             marker = path.with_name(path.name + self.marker_suffix)
-            return Candidate(path, regular=True, marker=marker) if marker.exists() else None
+            return Candidate(path, regular=True, marker=marker) if _exists(marker) else None
         if now - seen.still_since >= self.settle_seconds:
             return Candidate(path, regular=True)
         return None
+
+
+def _exists(path: Path) -> bool:
+    """Whether `path` exists; False too when it cannot be looked at."""
+    try:
+        os.lstat(path)
+    except OSError:
+        return False
+    return True
