@@ -24,7 +24,7 @@ from dropbox_importer.pipeline.records import FileRecord, PartRecord
 
 
 @dataclass(frozen=True)
-class Cut:
+class CutSettings:
     """The settings a file was (or is to be) cut and imported with."""
 
     params: ImportParams
@@ -32,7 +32,7 @@ class Cut:
     max_part_bytes: int
 
     @classmethod
-    def from_config(cls, record: FileRecord, box: DropboxConfig) -> Cut:
+    def from_config(cls, record: FileRecord, box: DropboxConfig) -> CutSettings:
         """The cut the drop box's config gives now (Rejected if the route can't be parsed)."""
         return cls(params_for(record, box), box.encoding, box.max_part_bytes)
 
@@ -52,7 +52,7 @@ class Cut:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> Cut:
+    def from_json(cls, text: str) -> CutSettings:
         """Read the journal's form back."""
         data = json.loads(text)
         params = ImportParams(
@@ -64,9 +64,9 @@ class Cut:
         return cls(params, str(data["encoding"]), int(data["max_part_bytes"]))
 
 
-def recorded_cut(record: FileRecord, box: DropboxConfig) -> Cut:
+def recorded_cut(record: FileRecord, box: DropboxConfig) -> CutSettings:
     """The cut recorded for the file, else the one the config gives now (Rejected if none)."""
-    return record.cut if record.cut is not None else Cut.from_config(record, box)
+    return record.cut if record.cut is not None else CutSettings.from_config(record, box)
 
 
 def differences(recorded: Sequence[PartRecord], parts: Sequence[Part]) -> str | None:

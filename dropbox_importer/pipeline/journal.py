@@ -34,7 +34,7 @@ from dropbox_importer.pipeline.records import FileRecord, PartRecord, Transition
 from dropbox_importer.pipeline.states import TERMINAL, FileState, check_transition
 
 if TYPE_CHECKING:
-    from dropbox_importer.pipeline.cut import Cut
+    from dropbox_importer.pipeline.cut import CutSettings
 
 log = structlog.get_logger(__name__)
 
@@ -255,7 +255,7 @@ class Journal:
         return destination
 
     def record_cut(
-        self, file_id: int, cut: Cut, parts: Sequence[tuple[int, int, int, int]]
+        self, file_id: int, cut: CutSettings, parts: Sequence[tuple[int, int, int, int]]
     ) -> None:
         """Record how the file was cut and its parts `(index, first_line, rows, size)`, at once.
 

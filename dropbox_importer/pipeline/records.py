@@ -16,7 +16,7 @@ from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.pipeline.states import FileState
 
 if TYPE_CHECKING:
-    from dropbox_importer.pipeline.cut import Cut
+    from dropbox_importer.pipeline.cut import CutSettings
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -53,15 +53,15 @@ class FileRecord:
     updated_at: datetime
     finished_at: datetime | None
     # How the file was cut, once it was (see `pipeline.cut`); None before.
-    cut: Cut | None = None
+    cut: CutSettings | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> FileRecord:
         """Build a record from a `files` row."""
-        from dropbox_importer.pipeline.cut import Cut  # the cut imports records
+        from dropbox_importer.pipeline.cut import CutSettings  # the cut imports records
 
         data: dict[str, Any] = dict(row)
-        data["cut"] = None if data.get("cut") is None else Cut.from_json(data["cut"])
+        data["cut"] = None if data.get("cut") is None else CutSettings.from_json(data["cut"])
         for key in ("inbox_path", "processing_path", "destination_path"):
             data[key] = _path(data[key])
         for key in ("claimed_at", "updated_at", "finished_at"):

@@ -19,13 +19,15 @@ import structlog
 
 from dropbox_importer.config import DropboxConfig
 from dropbox_importer.csvfile import Part, write_results
+from dropbox_importer.csvfile.header import HeaderMap
 from dropbox_importer.dropbox import layout as disk
 from dropbox_importer.dropbox.layout import DropboxLayout, FileVanished, Outcome
-from dropbox_importer.dropbox.results import FileResult, file_digest
+from dropbox_importer.dropbox.results import DuplicateResult, FileResult, file_digest
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchState, ImportFormat
-from dropbox_importer.pipeline.cut import Cut, recorded_cut
+from dropbox_importer.pipeline.cut import CutSettings, recorded_cut
 from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.prepared import load_prepared
 from dropbox_importer.pipeline.reasons import CHANGED, VANISHED, Rejected, unreadable_reason
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.states import FileState
@@ -124,7 +126,7 @@ class Settler:
         cut = self._cut(record)
         return ImportFormat.CSV if cut is None else cut.params.format
 
-    def _cut(self, record: FileRecord) -> Cut | None:
+    def _cut(self, record: FileRecord) -> CutSettings | None:
         """How the file was (or would be) cut; None when its route cannot be parsed."""
         try:
             return recorded_cut(record, self._boxes(record.dropbox))
@@ -156,8 +158,10 @@ class Settler:
         staging.mkdir(parents=True)
         cut = self._cut(record)
         params = None if cut is None else cut.params
+        facts = load_prepared(self._parts_root / str(record.id))
+        header = None if facts is None else facts.header
         if cut is not None and (parts or local):
-            self._stage_rows(record, cut, parts, local, staging)
+            self._stage_rows(record, cut, parts, local, staging, header)
         result = FileResult.build(
             record,
             parts,
@@ -167,6 +171,10 @@ class Settler:
             # A rename keeps the mtime: the moment the partner's upload last wrote the file.
             dropped=dropped,
             rows_failed_locally=len(local),
+            header=header,
+            duplicates=None
+            if facts is None
+            else DuplicateResult.of(facts.lookup_field, facts.duplicates),
         )
         # The bytes as they are kept beside this result, even if they changed after the claim.
         result = replace(result, size=size, sha256=sha256)
@@ -179,10 +187,11 @@ class Settler:
     def _stage_rows(
         self,
         record: FileRecord,
-        cut: Cut,
+        cut: CutSettings,
         parts: Sequence[PartRecord],
         local: dict[int, str],
         staging: Path,
+        header: HeaderMap | None,
     ) -> None:
         """Fetch Marketo's failures and warnings and merge them into the partner's files."""
         client = self._clients(record.dropbox)
@@ -210,6 +219,7 @@ class Settler:
                     reason_column=column,
                     encoding=cut.encoding,
                     local_failures=extra,
+                    sent=header.sent if header is not None and header.drops_columns else None,
                 )
 
     @staticmethod

@@ -13,14 +13,22 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from dropbox_importer.config import DropboxConfig
-from dropbox_importer.csvfile import FileRejected, Part, inspect_file, split_file
+from dropbox_importer.csvfile import Duplicates, FileRejected, Part, inspect_file, split_file
+from dropbox_importer.csvfile.header import (
+    ColumnRules,
+    Fate,
+    HeaderMap,
+    map_header,
+    read_header,
+    refuse_unmappable,
+)
 from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import (
@@ -30,15 +38,18 @@ from dropbox_importer.marketo.errors import (
     Stopped,
 )
 from dropbox_importer.marketo.models import ImportParams
-from dropbox_importer.pipeline.cut import Cut, differences, recorded_cut
+from dropbox_importer.pipeline.cut import CutSettings, differences
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
+from dropbox_importer.pipeline.prepared import save_prepared
 from dropbox_importer.pipeline.reasons import (
     CHANGED,
     VANISHED,
     Rejected,
     params_for,
+    route_for,
+    routed,
     unreadable_reason,
 )
 from dropbox_importer.pipeline.records import FileRecord
@@ -51,16 +62,30 @@ __all__ = [
     "CHANGED",
     "OPERATOR_RETRY_SECONDS",
     "VANISHED",
+    "Cut",
     "Prepared",
     "Rejected",
     "Submitter",
     "check_and_cut",
     "params_for",
     "prepare",
+    "route_for",
+    "routed",
 ]
 
 # How long a file waits before another try when the instance refuses our credentials.
 OPERATOR_RETRY_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A checked file cut into parts: the parts, rows failed locally, its mapped header."""
+
+    parts: list[Part]
+    local_failures: dict[int, str]  # original line -> reason
+    header: HeaderMap | None  # None when the file had no readable header to map
+    duplicates: Duplicates = field(default_factory=Duplicates)
+    lookup_field: str = "email"  # the lookup column as the file names it, once mapped
 
 
 @dataclass(frozen=True)
@@ -70,38 +95,74 @@ class Prepared:
     params: ImportParams
     parts: list[Part]
     local_failures: dict[int, str]
-    cut: Cut
+    settings: CutSettings  # how it was cut: recorded before its first part is sent
+
+
+def map_columns(
+    path: Path, params: ImportParams, rules: ColumnRules, encoding: str, catalog: Catalog | None
+) -> HeaderMap | None:
+    """The file's header mapped to lead fields (describe's, with a catalog); None if no header.
+
+    Raises FileRejected for a header that can't be mapped (ambiguous, duplicate or denied
+    columns); RequestRejected when Marketo refuses describe.
+    """
+    names = read_header(path, params.format, encoding)
+    if names is None:
+        return None  # inspect_file says what is wrong with the file
+    fields = None if catalog is None else catalog.fields()
+    header = map_header(names, fields, rules, lookup=params.lookup_field or "email")
+    if catalog is not None and header.of(Fate.UNKNOWN):
+        # Perhaps created since describe was last asked: ask again if that was a while ago.
+        header = map_header(
+            names, catalog.fields(missing=True), rules, lookup=params.lookup_field or "email"
+        )
+    refuse_unmappable(header, rules)
+    return header
 
 
 def check_and_cut(
-    path: Path, params: ImportParams, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
-) -> tuple[list[Part], dict[int, str]]:
+    path: Path,
+    params: ImportParams,
+    box: DropboxConfig,
+    parts_dir: Path,
+    catalog: Catalog | None,
+    rules: ColumnRules,
+) -> Cut:
     """Check a file (with a catalog, against Marketo too); cut it into parts in `parts_dir`.
 
-    Returns the parts and the rows failed locally (line -> reason); Rejected says why not.
+    `rules` are the route's column rules. Returns the parts, the rows failed locally and the
+    mapped header; Rejected says why not.
     """
-    return cut_file(path, Cut(params, box.encoding, box.max_part_bytes), parts_dir, catalog)
+    settings = CutSettings(params, box.encoding, box.max_part_bytes)
+    return cut_file(path, settings, parts_dir, catalog, rules)
 
 
 def cut_file(
-    path: Path, cut: Cut, parts_dir: Path, catalog: Catalog | None
-) -> tuple[list[Part], dict[int, str]]:
-    """`check_and_cut` with the cut's own encoding and size limit."""
-    params = cut.params
+    path: Path,
+    settings: CutSettings,
+    parts_dir: Path,
+    catalog: Catalog | None,
+    rules: ColumnRules,
+) -> Cut:
+    """`check_and_cut` with the settings' own parameters, encoding and size limit."""
+    params = settings.params
     try:
+        header = map_columns(path, params, rules, settings.encoding, catalog)
         inspection = inspect_file(
-            path, params.format, encoding=cut.encoding, lookup_field=params.lookup_field
+            path,
+            params.format,
+            encoding=settings.encoding,
+            lookup_field=params.lookup_field,
+            names=None if header is None else header.lookup_names,
         )
-    except FileRejected as exc:
-        raise Rejected(str(exc)) from exc
-    if catalog is not None:
-        try:
-            check_header(inspection.header, params, catalog)
+        if catalog is not None and header is not None:
+            check_header(header, params, catalog)
+        if catalog is not None:
             check_targets(params, catalog)
-        except PreflightError as exc:
-            raise Rejected(str(exc)) from exc
-        except RequestRejected as exc:
-            raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
+    except (FileRejected, PreflightError) as exc:
+        raise Rejected(str(exc)) from exc
+    except RequestRejected as exc:
+        raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
     local = {line: "lookup field is empty" for line in inspection.empty_lookup_lines}
     if local and len(local) >= inspection.rows:
         raise Rejected(
@@ -115,11 +176,14 @@ def cut_file(
         path,
         params.format,
         parts_dir,
-        max_bytes=cut.max_part_bytes,
-        encoding=cut.encoding,
+        max_bytes=settings.max_part_bytes,
+        encoding=settings.encoding,
         skip_lines=frozenset(local),
+        header=None if header is None else header.sent_names,
+        keep=header.sent if header is not None and header.drops_columns else None,
     )
-    return parts, local
+    save_prepared(parts_dir, header, inspection.duplicates, inspection.lookup_field)
+    return Cut(parts, local, header, inspection.duplicates, inspection.lookup_field)
 
 
 def prepare(
@@ -128,12 +192,13 @@ def prepare(
     """Check the claimed file and cut it into parts under Marketo's size limit.
 
     The cut recorded in the journal is used when there is one (a restart resumes the same
-    parts), else the one the drop box's config gives now.
+    parts, whatever the config says now), else the one the drop box's config gives now.
     """
-    cut = recorded_cut(record, box)
+    params, policy = route_for(record, box)
+    settings = record.cut or CutSettings(params, box.encoding, box.max_part_bytes)
     path = Path(record.processing_path)
     try:
-        parts, local = cut_file(path, cut, parts_dir, catalog)
+        cut = cut_file(path, settings, parts_dir, catalog, policy.columns)
         # Parts cut from a file still being written would import a truncated snapshot.
         same = file_digest(path) == (record.size, record.sha256)
     except FileNotFoundError as exc:
@@ -142,7 +207,7 @@ def prepare(
         raise Rejected(unreadable_reason(exc)) from exc
     if not same:
         raise Rejected(CHANGED)
-    return Prepared(cut.params, parts, local, cut)
+    return Prepared(settings.params, cut.parts, cut.local_failures, settings)
 
 
 def refused(exc: MarketoError) -> str:
@@ -284,7 +349,7 @@ class Submitter:
             if record.cut is None or not started:
                 self._journal.record_cut(
                     file_id,
-                    prepared.cut,
+                    prepared.settings,
                     [(p.index, p.first_line, p.rows, p.bytes) for p in prepared.parts],
                 )
             known = {part.index: part for part in self._journal.parts(file_id)}

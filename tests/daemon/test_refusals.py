@@ -1,129 +1,141 @@
-"""Marketo refuses: one file's permanent refusal fails that file alone; the instance goes on.
+"""What a partner may change, against the real daemon and the sandbox: refused files change nothing.
 
-A refusal for good (603 access denied, a code nobody knows) fails the file with Marketo's code
-and message and never holds the instance's submitter; refused credentials, which would refuse
-every file, park each file for a retry (`instance_needs_operator`) and still never hold the
-submitter; a spent daily quota (607) pauses the instance until a restart or midnight.
+Each refusal test seeds the sandbox with a lead that opted out, drops one file a partner could
+make, and ends with the sandbox's leads, lists, partitions and batches exactly as before.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-import yaml
 
-from dropbox_importer.sandbox import FaultSettings
-from tests.daemon.harness import DaemonProcess, originals_under, wait_for, write_config
+from tests.daemon.harness import DaemonProcess, originals_under, wait_for
+from tests.daemon.test_end_to_end import FAST, daemon_on, drop, result_of
+from tests.sandbox.sandbox_client import Client
 
 pytestmark = pytest.mark.slow
 
-FAST = {"rows_per_second": 5000.0, "job_overhead_seconds": 0.02, "window_seconds": 2.0}
+SEED = "email,firstName,unsubscribed,unsubscribedReason\nada@example.com,Adele,true,asked us\n"
+# A partner's file that would change the seeded lead if it were sent.
+CHANGE = "email,firstName\nada@example.com,Ada\nnew@example.com,New\n"
+RESUBSCRIBE = "email,firstName,unsubscribed\nada@example.com,Ada,false\n"
 
-Start = Callable[..., DaemonProcess]
+NEWSLETTER = {"format": "csv", "listId": 1001, "partitionName": "Europe"}
+NAMED_ONLY = {"allow": {"folders": "named"}, "routes": {"newsletter": NEWSLETTER}}
+LIMITED = {
+    "allow": {"lists": [1001], "partitions": ["Europe"], "lookup_fields": ["email"]},
+}
 
 
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[Start]:
+def daemons() -> Iterator[list[DaemonProcess]]:
     started: list[DaemonProcess] = []
-
-    def run(sandbox: Any, secret: str | None = None, **box: Any) -> DaemonProcess:
-        config = write_config(
-            tmp_path,
-            base_url=sandbox.base_url,
-            client_id=sandbox.settings.client_id,
-            client_secret=secret or sandbox.settings.client_secret,
-            dropboxes={"box": {"root": str(tmp_path / "box"), **box}},
-        )
-        started.append(DaemonProcess(config, tmp_path / "daemon.log").start())
-        return started[-1]
-
-    yield run
-    for daemon in started:
-        assert daemon.stop() == 0
+    yield started
+    for process in started:
+        assert process.stop() == 0
 
 
-def drop(tmp_path: Path, name: str, email: str) -> None:
-    folder = tmp_path / "box" / "inbox" / "csv"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f".{name}").write_text(f"email\n{email}\n")
-    (folder / f".{name}").rename(folder / name)
+def sandbox_state(client: Client) -> dict[str, Any]:
+    """Everything a refused file must leave as it was: leads (with lists, partition), lists,
+    partitions and the import batches."""
+    return {
+        "leads": client.introspect("leads")["leads"],
+        "batches": client.introspect("batches")["batches"],
+        "partitions": client.get("/rest/v1/leads/partitions.json").json()["result"],
+        "lists": [client.get(f"/rest/v1/lists/{n}.json").json()["result"] for n in (1001, 1002)],
+    }
 
 
-def events(daemon: DaemonProcess, name: str) -> list[dict[str, Any]]:
-    return [e for e in daemon.events() if e.get("event") == name]
-
-
-@pytest.mark.parametrize(
-    ("code", "message"),
-    [("603", "Access denied"), ("799", "Injected fault")],
-    ids=["603", "unknown"],
-)
-def test_a_file_marketo_refuses_for_good_fails_alone_and_the_next_one_goes_through(
-    tmp_path: Path, make_sandbox: Callable[..., Any], start: Start, code: str, message: str
-) -> None:
-    sandbox = make_sandbox(**FAST, faults=FaultSettings(rate=1.0, codes=(code,),
-                                                        endpoints=("create",)))  # fmt: skip
-    daemon = start(sandbox)
-    drop(tmp_path, "refused.csv", "refused@example.com")
-    failed = tmp_path / "box" / "failed" / "csv" / "refused.csv"
-    # Well before the minute the submitter used to sit out with the file.
-    wait_for(failed.exists, timeout=20, what="the refused file in failed/")
-    reason = json.loads(failed.with_name("refused.csv.result.json").read_text())["reason"]
-    assert f"error {code}" in reason and message in reason
-    [told] = events(daemon, "instance_needs_operator")
-    assert told["code"] == code and told["message"] == message
-    sandbox.app.faults.update(FaultSettings())
-    drop(tmp_path, "next.csv", "next@example.com")
-    wait_for((tmp_path / "box" / "done" / "csv" / "next.csv").exists, timeout=20, what="next.csv")
-
-
-def test_refused_credentials_park_every_file_without_holding_the_submitter(
-    tmp_path: Path, make_sandbox: Callable[..., Any], start: Start
-) -> None:
+def seeded(make_sandbox: Callable[..., Any]) -> tuple[Any, Client]:
     sandbox = make_sandbox(**FAST)
-    daemon = start(sandbox, secret="not-the-secret")
-    drop(tmp_path, "first.csv", "first@example.com")
-    drop(tmp_path, "second.csv", "second@example.com")
-    # Each file is told about at once: the second never waits behind the first one's retry.
-    wait_for(lambda: len(events(daemon, "instance_needs_operator")) >= 2, timeout=20,
-             what="both files parked")  # fmt: skip
-    told = events(daemon, "instance_needs_operator")
-    assert {e["file_id"] for e in told} == {1, 2}
-    assert all(e["retry_in_seconds"] == 60 for e in told)
-    assert "not-the-secret" not in daemon.log_path.read_text()
-    # Not the partner's fault: nothing failed, both wait in processing/.
-    assert len(originals_under(tmp_path / "box" / "processing")) == 2
-    assert not originals_under(tmp_path / "box" / "failed")
-    assert daemon.stop() == 0
-    config = yaml.safe_load(daemon.config.read_text())
-    config["instances"]["main"]["client_secret"] = sandbox.settings.client_secret
-    daemon.config.write_text(yaml.safe_dump(config))
-    daemon.start()  # the operator fixed the secret and restarted
-    wait_for(lambda: len(originals_under(tmp_path / "box" / "done")) == 2, what="both imported")
+    client = Client(sandbox)
+    status = client.import_file(SEED, listId=1002, partitionName="Americas")
+    assert status["status"] == "Complete" and status["numOfLeadsProcessed"] == 1
+    [lead] = client.introspect("leads")["leads"]
+    assert lead["fields"]["unsubscribed"] is True
+    return sandbox, client
 
 
-def test_a_spent_daily_quota_pauses_the_instance_and_sigterm_still_stops_it(
-    tmp_path: Path, make_sandbox: Callable[..., Any], start: Start
+def rename_route_folder(root: Path) -> str:
+    """A partner renames the operator's route folder, then uploads into it."""
+    (root / "inbox" / "newsletter").mkdir(parents=True)
+    (root / "inbox" / "newsletter").rename(root / "inbox" / "csv,list=1002")
+    return "csv,list=1002"
+
+
+# (drop box settings, folder the partner uses, file, the rule the reason must name)
+REFUSALS: dict[str, tuple[dict[str, Any], str | Callable[[Path], str], str, str]] = {
+    "partner_made_folder": (NAMED_ONLY, "list=9999", CHANGE, "allow.folders: named"),
+    "renamed_route_folder": (NAMED_ONLY, rename_route_folder, CHANGE, "allow.folders: named"),
+    "list_outside_allow": (LIMITED, "csv,list=1002", CHANGE, "allow.lists: 1001"),
+    "partition_outside_allow": (LIMITED, "partition=Americas", CHANGE, "allow.partitions: Europe"),
+    "lookup_id_outside_allow": (LIMITED, "lookup=id", CHANGE, "allow.lookup_fields: email"),
+    "unsubscribed_column_rejected": ({}, "partition=Americas", RESUBSCRIBE, "columns.allow"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refused_file_changes_nothing_in_marketo(
+    case: str, tmp_path: Path, make_sandbox: Callable[..., Any], daemons: list[DaemonProcess]
 ) -> None:
-    sandbox = make_sandbox(**FAST, faults=FaultSettings(rate=1.0, codes=("607",),
-                                                        endpoints=("create",)))  # fmt: skip
-    daemon = start(sandbox)
-    drop(tmp_path, "waits.csv", "waits@example.com")
-    wait_for(lambda: events(daemon, "marketo_quota_paused"), what="the quota pause")
-    [paused] = events(daemon, "marketo_quota_paused")
-    assert paused["seconds"] > 0  # until midnight, US Central time
-    assert (tmp_path / "box" / "processing" / "csv" / "waits.csv").exists()
-    assert not originals_under(tmp_path / "box" / "failed")
-    began = time.monotonic()
-    assert daemon.stop() == 0
-    assert time.monotonic() - began < 10
-    sandbox.app.faults.update(FaultSettings())  # the quota has reset
-    daemon.start()
-    wait_for((tmp_path / "box" / "done" / "csv" / "waits.csv").exists, what="imported after reset")
-    assert requests.get(f"{sandbox.base_url}/sandbox/leads.json", timeout=10).json()["leads"]
+    settings, folder, text, rule = REFUSALS[case]
+    sandbox, client = seeded(make_sandbox)
+    before = sandbox_state(client)
+    root = tmp_path / "acme"
+    daemons.append(daemon_on(tmp_path, sandbox, {"acme": {"root": str(root), **settings}}))
+    route = folder(root) if callable(folder) else folder
+    drop(root, f"{route}/leads.csv", text)
+    failed = root / "failed" / route / "leads.csv"
+    wait_for(failed.exists, timeout=30, what=f"{failed} in failed/")
+    assert failed.read_text() == text
+    result = result_of(failed)
+    reason = result["reason"]
+    assert rule in reason and "ask the operator" in reason, reason
+    # Nothing about other tenants: no other list, partition or list name.
+    for other in ("1003", "Default", "Americas", "Newsletter", "Webinar", "Demo list"):
+        assert other not in reason or other in route, reason
+    assert result["parts"] == [] and result["timings"]["submitted"] is None
+    assert sandbox_state(client) == before
+    assert not originals_under(root / "done")
+
+
+def test_unsubscribed_column_dropped_leaves_the_opt_out_and_imports_the_rest(
+    tmp_path: Path, make_sandbox: Callable[..., Any], daemons: list[DaemonProcess]
+) -> None:
+    sandbox, client = seeded(make_sandbox)
+    before = {lead["id"]: lead for lead in client.introspect("leads")["leads"]}
+    root = tmp_path / "acme"
+    box = {"root": str(root), "columns": {"on_denied": "drop"}}
+    daemons.append(daemon_on(tmp_path, sandbox, {"acme": box}))
+    drop(root, "partition=Americas/leads.csv", RESUBSCRIBE)  # where the lead lives
+    done = root / "done" / "partition=Americas" / "leads.csv"
+    wait_for(done.exists, timeout=30, what="leads.csv in done/")
+    assert done.read_text() == RESUBSCRIBE
+    [lead] = client.introspect("leads")["leads"]
+    old = before[lead["id"]]
+    assert lead["fields"]["unsubscribed"] is True  # still opted out
+    assert lead["fields"]["unsubscribedReason"] == "asked us"
+    assert lead["fields"]["firstName"] == "Ada"  # the allowed column was imported
+    assert (lead["lists"], lead["partitionName"]) == (old["lists"], old["partitionName"])
+    result = result_of(done)
+    assert result["outcome"] == "done"
+    [dropped] = [c for c in result["columns"] if c["fate"] == "denied"]
+    assert dropped["column"] == "unsubscribed" and "columns.allow" in dropped["how"]
+
+
+def test_unsubscribed_is_sent_when_the_operator_allows_it(
+    tmp_path: Path, make_sandbox: Callable[..., Any], daemons: list[DaemonProcess]
+) -> None:
+    # The sandbox would have re-subscribed the lead: what the refusals above prevent is real.
+    sandbox, client = seeded(make_sandbox)
+    root = tmp_path / "acme"
+    box = {"root": str(root), "columns": {"allow": ["email", "firstName", "unsubscribed"]}}
+    daemons.append(daemon_on(tmp_path, sandbox, {"acme": box}))
+    drop(root, "partition=Americas/leads.csv", RESUBSCRIBE)
+    done = root / "done" / "partition=Americas" / "leads.csv"
+    wait_for(done.exists, timeout=30, what="leads.csv in done/")
+    [lead] = client.introspect("leads")["leads"]
+    assert lead["fields"]["unsubscribed"] is False
