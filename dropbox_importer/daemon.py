@@ -292,7 +292,7 @@ class Daemon:
                 if now >= box.next_rescan:
                     self._rescan(box)
                     box.next_rescan = now + box.config.rescan_seconds
-                for candidate in box.tracker.due(now):
+                for candidate in box.tracker.due(now, until=self._stopping):
                     if self._stop_signal is not None or self.stop_event.is_set():
                         break
                     self.claimer.take(box, candidate)
@@ -311,6 +311,9 @@ class Daemon:
                 next_status = now + 5
             self.stop_event.wait(TICK_SECONDS)
 
+    def _stopping(self) -> bool:
+        return self._stop_signal is not None or self.stop_event.is_set()
+
     def _rescan(self, box: Box) -> None:
         """Walk the inbox: note every file, report folders that cannot be read, forget the rest."""
         name = box.config.name
@@ -320,7 +323,11 @@ class Daemon:
             blocked.add(str(folder))
             self._unreadable(name, folder, exc)
 
-        found = list(scan_inbox(box.layout.inbox, unreadable))
+        found = []
+        for path in scan_inbox(box.layout.inbox, unreadable):
+            if self._stop_signal is not None:
+                return  # a walk of a huge inbox must not hold up a stop
+            found.append(path)
         box.tracker.note_all(found)
         log.debug("inbox_rescanned", dropbox=name, files=len(found), unreadable=len(blocked))
         # Readable again, or gone: served from now on.

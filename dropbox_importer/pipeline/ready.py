@@ -91,15 +91,21 @@ class ReadinessTracker:
             self._seen.pop(path, None)
             self._pending.discard(path)
 
-    def due(self, now: float) -> list[Candidate]:
-        """Re-stat every tracked path; return those that have settled, in order of arrival."""
+    def due(self, now: float, until: Callable[[], bool] | None = None) -> list[Candidate]:
+        """Re-stat every tracked path; return those that have settled, in order of arrival.
+
+        `until()` turning true stops the re-stat part-way (a stop must not wait for 100,000
+        paths); the paths not looked at are looked at next time.
+        """
         with self._lock:
             for path in self._pending:
                 self._seen.setdefault(path, _Seen(-1, -1, -1, now))
             self._pending.clear()
             tracked = list(self._seen.items())
         ready: list[tuple[int, Candidate]] = []
-        for path, seen in tracked:
+        for n, (path, seen) in enumerate(tracked):
+            if until is not None and n % 256 == 0 and until():
+                break
             candidate = self._check(path, seen, now)
             if candidate is not None:
                 # The last write ends an upload: mtime orders files by arrival (FIFO).
