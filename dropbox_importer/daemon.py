@@ -255,7 +255,8 @@ class Daemon:
             box.watcher.stop(timeout=max(deadline - time.monotonic(), 0.1))
         for instance in self.instances.values():
             instance.queue.close()
-        self._register_workers.stop(deadline)
+        # A claim not yet recorded is adopted from processing/ at the next start: no waiting.
+        self._register_workers.stop(min(deadline, time.monotonic() + 1.0))
         # A create already on the wire finishes (its batch id gets recorded); waits for a
         # queue slot or a back-off end at once with Stopped.
         for instance in self.instances.values():
