@@ -16,33 +16,40 @@ code it interrupted); the loop sees the flag within a tick and stops, within 10 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
 import structlog
 
-from dropbox_importer import systemd
+from dropbox_importer import logs, systemd
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, InstanceConfig, load_config
 from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.models import BatchState, BatchStatus
+from dropbox_importer.marketo.health import HealthSnapshot
+from dropbox_importer.marketo.models import BatchStatus
 from dropbox_importer.observe.hub import Observers
 from dropbox_importer.pipeline.boxes import Box, open_box
 from dropbox_importer.pipeline.claim import Claimer
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.lock import StateDirLock
+from dropbox_importer.pipeline.lost import handle_lost_batch
 from dropbox_importer.pipeline.poll import PollBand, Poller
 from dropbox_importer.pipeline.preflight import Catalog
-from dropbox_importer.pipeline.problems import Problems, explain
+from dropbox_importer.pipeline.problems import Problem, Problems, explain
+from dropbox_importer.pipeline.reasons import Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.recover import recover
-from dropbox_importer.pipeline.reload import boxes_to_restart, needs_restart
+from dropbox_importer.pipeline.reload import ReloadPlan, plan_reload
+from dropbox_importer.pipeline.runlog import Pending, RunLog
 from dropbox_importer.pipeline.settle import Settler
 from dropbox_importer.pipeline.settling import SettleQueue
 from dropbox_importer.pipeline.states import FileState
@@ -93,7 +100,9 @@ class Daemon:
         self.boxes: dict[str, Box] = {}
         self.down: dict[str, DownBox] = {}
         self.journal: Journal | None = None
-        self.problems = Problems(config.state_dir)
+        self.problems = Problems(
+            config.state_dir, found=self._problem_found, gone=self._problem_gone
+        )
         self.claimer: Claimer | None = None
         self.settling: SettleQueue | None = None
         self._register_workers = Workers("register", 4)
@@ -101,6 +110,12 @@ class Daemon:
         self._batch_files: dict[int, int] = {}  # batch id -> file id, for the poller's callbacks
         self.observers: Observers | None = None
         self._lock = threading.Lock()
+        self.runlog: RunLog | None = None
+        # A reload's drop box changes held back until the box is idle: the file's config they
+        # come from, and per drop box why it waits and since when (UTC, for status).
+        self._target: Config | None = None
+        self._held: dict[str, Pending] = {}
+        self._next_held_check = 0.0
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -112,6 +127,8 @@ class Daemon:
             self._install_signals()
             log_thread_crashes(self._thread_crashed)
             self.journal = Journal.open(self.config.state_dir)
+            self.runlog = RunLog(self.journal)
+            self.runlog.started(str(self.config.path), _config_sha256(self.config))
             self.problems.publish()
             self.observers = Observers(lambda: self.config, self.journal)
             self.observers.start()
@@ -132,13 +149,15 @@ class Daemon:
             )
             self.claimer = Claimer(
                 self.journal,
-                enqueue=self._enqueue,
+                self._enqueue,
                 reject=self._on_rejected,
                 problems=self.problems,
                 workers=self._register_workers,
             )
+            now = time.monotonic()
             for box_config in self.config.dropboxes.values():
-                self._open_box(box_config, time.monotonic())
+                self._open_box(box_config, now)
+            self.runlog.running_dropboxes(list(self.boxes))
             self._recover(self.boxes)
             log.info("daemon_ready", dropboxes=sorted(self.boxes), instances=sorted(self.instances))
             systemd.ready(self._status_line())
@@ -172,11 +191,15 @@ class Daemon:
         self.stop_event.set()
 
     def _start_instances(self) -> None:
-        assert self.journal is not None and self.observers is not None
+        assert self.journal is not None
         for name, instance_config in self.config.instances.items():
             sandbox = None
             if instance_config.base_url == "embedded":
-                sandbox = Sandbox(embedded_sandbox_settings(instance_config)).__enter__()
+                # Its leads and batches live in state_dir, as Marketo's outlive a restart.
+                state_file = self.config.state_dir / "sandbox" / f"{name}.json"
+                sandbox = Sandbox(
+                    embedded_sandbox_settings(instance_config), state_file=state_file
+                ).__enter__()
                 settings = instance_config.settings(
                     base_url=sandbox.base_url,
                     client_id=sandbox.settings.client_id,
@@ -186,15 +209,17 @@ class Daemon:
             else:
                 settings = instance_config.settings()
             client = MarketoClient(settings)
+            assert self.observers is not None
             self.observers.instance_started(name, client)
             queue: FairQueue[int] = FairQueue()
             band = PollBand(instance_config.poll_min_seconds, instance_config.poll_max_seconds)
             poller = Poller(
                 name,
-                functools.partial(client.batch_status, stop=self.stop_event),
+                functools.partial(self._batch_status, client),
                 self._on_batch_final,
                 band=band,
                 on_error=self._on_poll_error,
+                on_progress=self._on_batch_progress,
             )
             submitter = Submitter(
                 name,
@@ -230,8 +255,8 @@ class Daemon:
         self.down.pop(name, None)
         self.problems.resolve(name, stage="dropbox")
         self.boxes[name] = box
-        assert self.observers is not None
-        self.observers.dropbox_started(name, functools.partial(self._waiting, name))
+        if self.observers is not None:
+            self.observers.dropbox_started(name, functools.partial(self._waiting, name))
         return True
 
     def _box_down(self, box_config: DropboxConfig, now: float, exc: OSError) -> bool:
@@ -244,6 +269,9 @@ class Daemon:
         for name, down in list(self.down.items()):
             if now >= down.next_try and self._open_box(down.config, now):
                 self._recover({name: self.boxes[name]})
+                if self.runlog is not None:
+                    with contextlib.suppress(Exception):
+                        self.runlog.running_dropboxes(list(self.boxes))
 
     def _shutdown(self) -> None:
         systemd.stopping()
@@ -273,6 +301,10 @@ class Daemon:
                 instance.sandbox.__exit__(None, None, None)
         if self.observers is not None:
             self.observers.stop()
+        if self.runlog is not None:
+            with contextlib.suppress(Exception):  # a full disk must not hide the real error
+                self.runlog.write_health(self._health(), force=True)
+                self.runlog.stopped()
         if self.journal is not None:
             self.journal.close()
         log.info("daemon_stopped")
@@ -294,14 +326,16 @@ class Daemon:
                     self._rescan(box)
                     box.next_rescan = now + box.config.rescan_seconds
                 for candidate in box.tracker.due(now, until=self._stopping):
-                    if self._stop_signal is not None or self.stop_event.is_set():
+                    if self._stopping():
                         break
                     self.claimer.take(box, candidate)
             self._retry_down_boxes(now)
             if self._reload_signal:
                 self._reload_signal = False
                 self._reload()
+            self._apply_held(now)
             self.settling.retry_due()
+            self._keep_runlog(now)
             if self.observers is not None:
                 self.observers.tick(now, {n: b.layout for n, b in self.boxes.items()})
             if interval is not None and now >= next_ping:
@@ -346,6 +380,27 @@ class Daemon:
         reason = explain(exc, folder, doing="read")
         self.problems.report(dropbox, route, folder, "scan", reason)
 
+    def _problem_found(self, problem: Problem) -> None:
+        """An inbox folder files cannot be claimed from: `status` shows its files blocked."""
+        if problem.stage in ("scan", "claim") and self.runlog is not None:
+            self.runlog.folder_blocked(problem.dropbox, problem.route or "", problem.reason)
+
+    def _problem_gone(self, problem: Problem) -> None:
+        if problem.stage in ("scan", "claim") and self.runlog is not None:
+            self.runlog.folder_cleared(problem.dropbox, problem.route or "")
+
+    def _keep_runlog(self, now: float) -> None:
+        """Heartbeat and instance health into the journal, for `status` and the status page."""
+        if self.runlog is None:
+            return
+        try:
+            self.runlog.keep(now, self._health)
+        except Exception as exc:  # the journal's own errors show where files move
+            log.warning("runlog_write_failed", error=str(exc))
+
+    def _health(self) -> list[HealthSnapshot]:
+        return [instance.client.health_snapshot() for instance in self.instances.values()]
+
     def _status_line(self) -> str:
         counts = self.journal.counts() if self.journal else {}
         waiting = sum(box.tracker.waiting for box in self.boxes.values())
@@ -359,11 +414,13 @@ class Daemon:
             + (f", {problems} problem(s): see dropbox-importer status" if problems else "")
         )
 
-    # -- callbacks from the claim, the submitter and the poller --------------------------
+    # -- claim ----------------------------------------------------------------------------
 
     def _enqueue(self, dropbox: str, file_id: int) -> None:
         """Queue a claimed file for the submitter of its drop box's instance."""
         self.instances[self.config.dropboxes[dropbox].instance].queue.put(dropbox, file_id)
+
+    # -- callbacks from the submitter and the poller -------------------------------------
 
     def _on_submitted(self, file_id: int, batch_id: int, rows: int, instance: str) -> None:
         with self._lock:
@@ -382,6 +439,7 @@ class Daemon:
             file_id = self._batch_files.get(status.batch_id)
         if file_id is None:
             return
+        context = self._file_context(status.batch_id)
         # Forgotten only once recorded: if recording fails, the poller asks again later.
         self.journal.record_batch_status(file_id, status)
         with self._lock:
@@ -390,7 +448,7 @@ class Daemon:
             self.observers.batch_finished(self._record_instance(file_id), status.status.value)
         log.info(
             "batch_finished",
-            batch_id=status.batch_id,
+            **context,
             status=status.status.value,
             leads=status.leads_processed,
             failed=status.rows_failed,
@@ -398,23 +456,58 @@ class Daemon:
         )
         self._settle_if_finished(file_id)
 
-    def _on_poll_error(self, batch_id: int, exc: Exception) -> None:
-        """Marketo no longer knows the batch (expired, or an embedded sandbox restarted)."""
+    def _batch_status(self, client: MarketoClient, batch_id: int) -> BatchStatus:
+        """Ask Marketo about a batch; the client's events name the batch's file."""
+        with structlog.contextvars.bound_contextvars(**self._file_context(batch_id)):
+            return client.batch_status(batch_id, stop=self.stop_event)
+
+    def _file_context(self, batch_id: int) -> dict[str, object]:
+        """dropbox, route, file, file_id and batch_id of a batch, for its log events."""
         assert self.journal is not None
         with self._lock:
             file_id = self._batch_files.get(batch_id)
-        log.error("batch_lost", batch_id=batch_id, error=str(exc))
+        if file_id is None:
+            return {"batch_id": batch_id}
+        try:
+            record = self.journal.get(file_id)
+        except Exception:  # a log line must not fail for want of its context
+            return {"batch_id": batch_id, "file_id": file_id}
+        return {
+            "dropbox": record.dropbox,
+            "route": record.route,
+            "file": record.relative,
+            "file_id": file_id,
+            "batch_id": batch_id,
+        }
+
+    def _on_batch_progress(self, status: BatchStatus) -> None:
+        """Marketo's answer about a batch still queued or importing: rows so far, for status."""
+        assert self.journal is not None
+        with self._lock:
+            file_id = self._batch_files.get(status.batch_id)
+        if file_id is not None:
+            self.journal.record_batch_status(file_id, status)
+
+    def _on_poll_error(self, batch_id: int, exc: Exception) -> None:
+        """Marketo no longer knows the batch (expired, lost, or an embedded sandbox restarted),
+        as a second status call confirmed: its part is sent once more, or, lost twice, fails."""
+        assert self.journal is not None
+        with self._lock:
+            file_id = self._batch_files.get(batch_id)
+        log.error("batch_lost", **self._file_context(batch_id), error=str(exc))
         if file_id is None:
             return
-        # A failed part like any other: the file settles once every part is final, never
-        # while its submitter may still be working on it.
-        lost = BatchStatus(batch_id, BatchState.FAILED, message=f"Marketo lost batch {batch_id}")
-        self.journal.record_batch_status(file_id, lost)
+        requeue = handle_lost_batch(self.journal, file_id, batch_id)
         with self._lock:
             self._batch_files.pop(batch_id, None)
         if self.observers is not None:
             self.observers.batch_finished(self._record_instance(file_id), "Lost")
-        self._settle_if_finished(file_id)
+        if requeue:
+            self._enqueue(self.journal.get(file_id).dropbox, file_id)
+        else:
+            # A failed part like any other: the file settles once every part is final, never
+            # while its submitter may still be working on it.
+            self._settle_if_finished(file_id)
 
     def _settle_if_finished(self, file_id: int) -> None:
         """Settle a POLLING file once the batches it waits for are all final.
@@ -449,15 +542,20 @@ class Daemon:
             enqueue=self._enqueue,
             settle=lambda file_id: settling.hand(file_id, None),
             settle_if_finished=self._settle_if_finished,
-            adopt=self.claimer.register_later,
+            adopt=functools.partial(self.claimer.register_later, adopted=True),
             configured=set(self.config.dropboxes),
         )
 
     def _follow_again(self, record: FileRecord, part: PartRecord) -> None:
         """Poll a batch created by an earlier run (its status is asked for at once)."""
         assert part.batch_id is not None
-        instance = self.instances[self.config.dropboxes[record.dropbox].instance]
-        instance.client.adopt_batch(part.batch_id)
+        box = self.config.dropboxes[record.dropbox]
+        instance = self.instances[box.instance]
+        try:
+            list_id = params_for(record, box).list_id
+        except Rejected:
+            list_id = None
+        instance.client.adopt_batch(part.batch_id, list_id)
         if self.observers is not None:
             self.observers.batch_created(instance.config.name)
         with self._lock:
@@ -471,31 +569,100 @@ class Daemon:
             self._apply(load_config(self.config.path))
         except ConfigError as exc:
             log.error("config_reload_rejected", reason=str(exc))
+            if self.runlog is not None:
+                self.runlog.reload_refused(str(exc))
         finally:
             systemd.ready(self._status_line())
 
     def _apply(self, new: Config) -> None:
-        """Swap drop boxes in place; what would strand files in flight needs a restart."""
+        """Apply every change at once but a busy drop box's (later) and restart-only keys."""
         assert self.journal is not None
         journal = self.journal
-        reason = needs_restart(self.config, new, lambda name: bool(journal.unfinished(name)))
-        if reason is not None:
-            log.warning("config_reload_needs_restart", reason=reason)
-            return
-        stop, start = boxes_to_restart(self.config, new)
+        previous = self.config
+        plan = plan_reload(previous, new, lambda name: bool(journal.unfinished(name)))
+        self._switch(plan.config, plan.stop, plan.start)
+        if self.observers is not None:
+            self.observers.reconfigure(previous)
+        if plan.config.log_level != previous.log_level:
+            json = {"json": True, "console": False}.get(plan.config.log_format)
+            logs.configure(json=json, level=plan.config.log_level)
+        self._target = new if plan.held else None
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._held = {
+            name: self._held.get(name, Pending(name, reason, stamp))
+            for name, reason in plan.held.items()
+        }
+        self._record_reload(new, plan)
+
+    def _switch(self, config: Config, stop: list[str], start: list[str]) -> None:
+        """Run on `config`: stop and (re)start the drop boxes named.
+
+        A root that cannot be created is reported and tried again; the others start.
+        """
         was_down = set(self.down)
         for name in stop:
             if name in self.boxes:
                 self.boxes.pop(name).watcher.stop()
             self.down.pop(name, None)
-        self.problems.forget_dropboxes(name for name in stop if name not in new.dropboxes)
-        self.config = new
+        self.problems.forget_dropboxes(name for name in stop if name not in config.dropboxes)
+        self.config = config
         now = time.monotonic()
         for name in start:
-            # A root that cannot be created is reported and tried again; the others start.
-            if self._open_box(new.dropboxes[name], now) and name in was_down:
+            if self._open_box(config.dropboxes[name], now) and name in was_down:
                 self._recover({name: self.boxes[name]})
-        log.info("config_reloaded", dropboxes=sorted(self.boxes), unavailable=sorted(self.down))
+
+    def _record_reload(self, new: Config, plan: ReloadPlan) -> None:
+        """Log what the reload did, and tell the journal (for status)."""
+        log.info(
+            "config_reloaded",
+            dropboxes=sorted(self.boxes),
+            unavailable=sorted(self.down),
+            started=plan.start,
+            stopped=sorted(set(plan.stop) - set(plan.start)),
+            held=sorted(plan.held),
+        )
+        for name, reason in sorted(plan.held.items()):
+            log.warning("config_change_held", dropbox=name, reason=reason)
+        if plan.refused:
+            log.warning(
+                "config_reload_needs_restart",
+                keys=plan.refused,
+                reason="these keys keep their running value until a restart",
+            )
+        if self.runlog is not None:
+            self.runlog.config_applied(_config_sha256(new))
+            if plan.refused:
+                self.runlog.reload_refused(
+                    f"{', '.join(plan.refused)} need a restart (everything else was applied)"
+                )
+            self.runlog.set_pending(list(self._held.values()))
+            self.runlog.running_dropboxes(list(self.boxes))
+
+    def _apply_held(self, now: float) -> None:
+        """Apply a held drop box change once the box has no file in flight any more."""
+        if not self._held or now < self._next_held_check or self._target is None:
+            return
+        assert self.journal is not None
+        self._next_held_check = now + 1.0
+        target = self._target
+        for name in sorted(self._held):
+            if self.journal.unfinished(name):
+                continue
+            pending = self._held.pop(name)
+            boxes = dict(self.config.dropboxes)
+            wanted = target.dropboxes.get(name)
+            if wanted is None:
+                boxes.pop(name, None)
+            else:
+                boxes[name] = wanted
+            start = [] if wanted is None else [name]
+            self._switch(replace(self.config, dropboxes=boxes), [name], start)
+            log.info("config_change_applied", dropbox=name, held_since=pending.since)
+            if self.runlog is not None:
+                self.runlog.set_pending(list(self._held.values()))
+                self.runlog.running_dropboxes(list(self.boxes))
+        if not self._held:
+            self._target = None
 
     # -- look-ups -------------------------------------------------------------------------
 
@@ -514,6 +681,14 @@ class Daemon:
         return self.config.dropboxes[self.journal.get(file_id).dropbox].instance
 
 
+def _config_sha256(config: Config) -> str:
+    """The SHA-256 of the config file's bytes: `status` compares it with the file now."""
+    try:
+        return hashlib.sha256(config.path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
 def embedded_sandbox_settings(instance: InstanceConfig) -> SandboxSettings:
     """Settings of the in-process sandbox that `base_url: embedded` runs."""
     options = instance.sandbox
@@ -522,6 +697,7 @@ def embedded_sandbox_settings(instance: InstanceConfig) -> SandboxSettings:
     return SandboxSettings(
         rows_per_second=options.rows_per_second,
         job_overhead_seconds=options.job_overhead_seconds,
+        profile="strict" if options.profile == "strict" else "kind",
     )
 
 

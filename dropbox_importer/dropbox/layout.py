@@ -211,6 +211,41 @@ def _check_name(path: Path) -> None:
 ClaimCheck = Callable[[int, str, os.stat_result], None]
 
 
+def refusal(layout: DropboxLayout, inbox_file: Path) -> str | None:
+    """Why `claim` would refuse this inbox entry (a link, a fifo, a bad name), or None.
+
+    Read-only: what `status` shows for entries the daemon sets aside.
+    """
+    try:
+        _check_inside(layout, inbox_file)
+        _check_regular(_lstat(inbox_file), inbox_file)
+        _check_name(inbox_file)
+    except NotARegularFile as exc:
+        return str(exc)
+    except FileVanished:
+        return None
+    return None
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _check_inside(layout: DropboxLayout, path: Path) -> None:
+    """Refuse a path whose route folders include a symbolic link (it would lead outside)."""
+    folder = path.parent
+    while folder != layout.inbox:
+        if folder.is_symlink() or folder == folder.parent:
+            raise NotARegularFile(
+                f"{_printable(path)} is reached through the symbolic link {_printable(folder)}; "
+                "only files inside the drop box are imported"
+            )
+        folder = folder.parent
+
+
 def claim(layout: DropboxLayout, inbox_file: Path, checks: Sequence[ClaimCheck] = ()) -> Path:
     """Move a ready inbox file into processing/ under the same route path; return its new path.
 
@@ -387,5 +422,6 @@ def settle(processing_file: Path, destination: Path, results: Mapping[Path, Path
     except (SettleError, FileVanished):
         raise
     except OSError as exc:
+        # The daemon logs it with the file's context (settle_move_failed), once per cause.
         raise _explain(exc, destination) from exc
-    log.info("file_settled", file=processing_file.name, destination=str(destination))
+    log.debug("file_moved", path=str(processing_file), destination=str(destination))

@@ -3,10 +3,11 @@
 The main loop hands every file the readiness tracker says is due to `Claimer.take`. The move
 itself is `dropbox.layout.claim` (the only code that moves files, on open folder descriptors);
 this module decides what happens around it: a link is set aside once, a vanished file
-forgotten, a folder the daemon cannot use reported once (`Problems`) and tried again at the
-next rescan. Recording the claim reads the whole file for its digest, so it runs on a worker
-(`Workers`), never on the main loop that pings systemd's watchdog; a file the daemon cannot
-read is recorded all the same and fails with a reason the partner reads in result.json.
+forgotten, a folder the daemon cannot use reported once (`Problems`: the log, and `status`)
+and tried again at the next rescan. Recording the claim reads the
+whole file for its digest, so it runs on a worker (`Workers`), never on the main loop that pings
+systemd's watchdog; a file the daemon cannot read is recorded all the same and fails with a
+reason the partner reads in result.json.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 import structlog
@@ -47,8 +49,8 @@ class Claimer:
     def __init__(
         self,
         journal: Journal,
-        *,
         enqueue: Callable[[str, int], None],
+        *,
         reject: Callable[[int, str], None],
         problems: Problems,
         workers: Workers,
@@ -65,7 +67,9 @@ class Claimer:
         """Claim a settled file into processing/ and have it recorded and queued."""
         path = candidate.path
         name = box.config.name
-        bound = log.bind(dropbox=name, file=str(path))
+        route = _route_of(box.layout.inbox, path)
+        relative = f"{route}/{path.name}" if route else path.name
+        bound = log.bind(dropbox=name, route=route, file=relative)
         # Tried again only when a rescan (or an event) notes it again: never in a tight loop.
         box.tracker.forget(path)
         try:
@@ -80,16 +84,19 @@ class Claimer:
             return
         except ProcessingUnusable as exc:
             reason = explain(exc.error, exc.folder, doing="create or open")
-            self._problems.report(name, _route(box, path), exc.folder, "claim", reason)
+            self._problems.report(name, route, exc.folder, "claim", reason)
             return
         except OSError as exc:
-            reason = explain(exc, path.parent, doing="move a file out of")
+            reason = (
+                f"cannot move a file out of {path.parent}: {exc.strerror or exc}: the daemon's "
+                "user needs write permission on the folder (see docs/sftp.md)"
+            )
             if exc.errno == errno.EXDEV:
                 reason = (
                     f"{path.parent} is on another filesystem than processing/: keep the whole "
                     "drop box on one filesystem so files move without being copied"
                 )
-            self._problems.report(name, _route(box, path), path.parent, "claim", reason)
+            self._problems.report(name, route, path.parent, "claim", reason)
             return
         self._problems.resolve_folder(name, path.parent, "claim")
         if candidate.marker is not None:
@@ -97,40 +104,60 @@ class Claimer:
                 candidate.marker.unlink()
         self.register_later(box, claimed)
 
-    def register_later(self, box: Box, claimed: Path) -> None:
+    def register_later(self, box: Box, claimed: Path, *, adopted: bool = False) -> None:
         """Record and queue a file now in processing/, on a worker (the digest reads it all)."""
         self._workers.submit(
             "register",
-            lambda: self.register(box, claimed),
+            lambda: self.register(box, claimed, adopted=adopted),
             dropbox=box.config.name,
             file=claimed.name,
         )
 
-    def register(self, box: Box, claimed: Path) -> int:
+    def register(self, box: Box, claimed: Path, *, adopted: bool = False) -> int:
         """Record a file now in processing/ in the journal and queue it; return its id.
 
-        A file its digest cannot be read from is recorded all the same (size from lstat, no
-        sha256) and failed at once with the reason.
+        `adopted`: found in processing/ at a start, claimed by a run that died before
+        recording it (the event says so). A file its digest cannot be read from is recorded
+        all the same (size from lstat, no sha256) and failed at once with the reason.
         """
         route = route_label(PurePosixPath(claimed.parent.relative_to(box.layout.processing)))
+        relative = f"{route}/{claimed.name}" if route else claimed.name
         unreadable: OSError | None = None
         try:
             size, sha256 = file_digest(claimed)
         except FileNotFoundError:
-            log.warning("file_vanished", dropbox=box.config.name, file=claimed.name)
+            log.warning("file_vanished", dropbox=box.config.name, route=route, file=relative)
             return -1
         except OSError as exc:
             unreadable = exc
             size, sha256 = _size(claimed), ""
         inbox_path = box.layout.inbox / route / claimed.name
+        try:
+            # A rename keeps the mtime: when the partner's upload last wrote the file.
+            dropped: datetime | None = datetime.fromtimestamp(claimed.stat().st_mtime, UTC)
+        except OSError:
+            dropped = None
         file_id = self._journal.record_claim(
-            box.config.name, route, claimed.name, inbox_path, claimed, size, sha256
+            box.config.name,
+            route,
+            claimed.name,
+            inbox_path,
+            claimed,
+            size,
+            sha256,
+            dropped_at=dropped,
         )
-        log.info("file_claimed", dropbox=box.config.name, route=route, file=claimed.name, size=size)
+        context = {"dropbox": box.config.name, "route": route, "file": relative}
+        log.info(
+            "file_claimed",
+            **context,
+            file_id=file_id,
+            size=size,
+            **({"adopted": True} if adopted else {}),
+        )
         if unreadable is not None:
             reason = unreadable_reason(unreadable)
-            log.info("file_rejected", dropbox=box.config.name, route=route, file=claimed.name,
-                     reason=reason)  # fmt: skip
+            log.info("file_rejected", **context, file_id=file_id, reason=reason)
             self._reject(file_id, reason)
         else:
             self._enqueue(box.config.name, file_id)
@@ -142,9 +169,10 @@ class Claimer:
         box.set_aside = {key for key in box.set_aside if _inode(key[0]) == key[1]}
 
 
-def _route(box: Box, path: Path) -> str:
+def _route_of(inbox: Path, path: Path) -> str:
+    """The route folder of an inbox entry, as the journal writes it ("" for inbox/ itself)."""
     try:
-        return route_label(PurePosixPath(path.parent.relative_to(box.layout.inbox)))
+        return route_label(PurePosixPath(path.parent.relative_to(inbox)))
     except ValueError:
         return ""
 

@@ -71,9 +71,19 @@ def _now() -> str:
 class Problems:
     """The daemon's current problems; thread-safe, published on every change."""
 
-    def __init__(self, state_dir: Path | None, *, clock: Callable[[], str] = _now) -> None:
+    def __init__(
+        self,
+        state_dir: Path | None,
+        *,
+        clock: Callable[[], str] = _now,
+        found: Callable[[Problem], None] | None = None,
+        gone: Callable[[Problem], None] | None = None,
+    ) -> None:
         self._path = None if state_dir is None else state_dir / PROBLEMS_NAME
         self._clock = clock
+        # Told of each problem found and gone (the daemon mirrors folders into its run log).
+        self._found = found
+        self._gone = gone
         self._lock = threading.Lock()
         self._current: dict[tuple[str, str | None, str, str], Problem] = {}
 
@@ -86,11 +96,14 @@ class Problems:
             known = self._current.get(key)
             if known is not None and known.reason == reason:
                 return False
-            self._current[key] = Problem(dropbox, route, str(folder), stage, reason, self._clock())
+            problem = Problem(dropbox, route, str(folder), stage, reason, self._clock())
+            self._current[key] = problem
         event = "dropbox_unavailable" if stage == "dropbox" else "folder_unusable"
         log.error(event, dropbox=dropbox, route=route, folder=str(folder), stage=stage,
                   reason=reason)  # fmt: skip
         self._publish()
+        if self._found is not None:
+            self._tell(self._found, problem)
         return True
 
     def resolve(
@@ -99,8 +112,11 @@ class Problems:
         *,
         stage: Stage,
         keep: Callable[[Problem], bool] = lambda _problem: False,
-    ) -> None:
-        """Forget the drop box's problems of `stage` unless `keep(problem)`; log each one gone."""
+    ) -> bool:
+        """Forget the drop box's problems of `stage` unless `keep(problem)`; log each one gone.
+
+        True if any was forgotten.
+        """
         with self._lock:
             gone = [
                 (key, problem)
@@ -115,10 +131,21 @@ class Problems:
                      stage=stage)  # fmt: skip
         if gone:
             self._publish()
+        if self._gone is not None:
+            for _, problem in gone:
+                self._tell(self._gone, problem)
+        return bool(gone)
 
-    def resolve_folder(self, dropbox: str, folder: Path, stage: Stage) -> None:
+    def resolve_folder(self, dropbox: str, folder: Path, stage: Stage) -> bool:
         """Forget one folder's problem of `stage` (a move in it just worked)."""
-        self.resolve(dropbox, stage=stage, keep=lambda p: p.folder != str(folder))
+        return self.resolve(dropbox, stage=stage, keep=lambda p: p.folder != str(folder))
+
+    @staticmethod
+    def _tell(listener: Callable[[Problem], None], problem: Problem) -> None:
+        try:
+            listener(problem)
+        except Exception:  # a journal that cannot be written shows elsewhere
+            log.warning("problem_not_recorded", dropbox=problem.dropbox, folder=problem.folder)
 
     def forget_dropboxes(self, names: Iterable[str]) -> None:
         """Drop every problem of drop boxes no longer configured, without a log line each."""

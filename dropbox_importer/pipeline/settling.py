@@ -10,6 +10,7 @@ Bounded memory: a file id is held only while its settle runs or waits for a retr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -112,12 +113,17 @@ class SettleQueue:
         record = self._journal.get(file_id)
         if isinstance(exc, SettleError) and exc.folder is not None:
             self._problems.report(record.dropbox, record.route, exc.folder, "settle", str(exc))
+        with contextlib.suppress(Exception):  # for status; a failing journal is logged below
+            self._journal.set_note(
+                file_id,
+                f"cannot be settled yet ({exc}); tried {tries} time(s), next in {delay:g} s",
+            )
         first = str(exc) != last
         (log.error if first else log.debug)(
             "settle_move_failed" if isinstance(exc, SettleError) else "settle_failed",
             dropbox=record.dropbox,
             route=record.route,
-            file=record.name,
+            file=record.relative,
             file_id=file_id,
             reason=str(exc),
             retry_in_seconds=delay,

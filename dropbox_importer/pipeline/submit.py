@@ -2,8 +2,10 @@
 
 Creates are where Marketo's limits bite (10 queued jobs per instance, shared with every other
 integration), so one thread per instance takes files in fair turns across drop boxes and blocks
-in the client until a queue slot is free. Everything that can fail the file before a slot is
-spent (route, encoding, shape, preflight) runs here first.
+in the client until a queue slot is free. A static list takes one job at a time (1019): a file
+whose list is held waits in the queue without blocking the files of other lists. Everything
+that can fail the file before a slot is spent (route, encoding, shape, preflight) runs here
+first.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -33,6 +34,7 @@ from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import (
     AuthenticationError,
+    ImportInProgress,
     MarketoError,
     RequestRejected,
     Stopped,
@@ -60,6 +62,7 @@ log = structlog.get_logger(__name__)
 # Kept importable from here: the one-shot import and older callers use these names.
 __all__ = [
     "CHANGED",
+    "EMPTY_LOOKUP",
     "OPERATOR_RETRY_SECONDS",
     "VANISHED",
     "Cut",
@@ -72,6 +75,9 @@ __all__ = [
     "route_for",
     "routed",
 ]
+
+# The reason of a row failed locally because its lookup value is empty.
+EMPTY_LOOKUP = "lookup field is empty"
 
 # How long a file waits before another try when the instance refuses our credentials.
 OPERATOR_RETRY_SECONDS = 60.0
@@ -163,11 +169,20 @@ def cut_file(
         raise Rejected(str(exc)) from exc
     except RequestRejected as exc:
         raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
-    local = {line: "lookup field is empty" for line in inspection.empty_lookup_lines}
+    local = {line: EMPTY_LOOKUP for line in inspection.empty_lookup_lines}
     if local and len(local) >= inspection.rows:
         raise Rejected(
             f"every row has an empty '{params.lookup_field or 'email'}' (the lookup field); "
             "fill it in and drop the file again"
+        )
+    local.update(inspection.bad_email_lines)
+    if len(local) >= inspection.rows:
+        line, reason = min(inspection.bad_email_lines.items())
+        others = len(local) - 1
+        raise Rejected(
+            f"no row can be imported: line {line}: {reason}"
+            + (f" (and {others} more row(s) that cannot be sent)" if others else "")
+            + "; fix the file and drop it again"
         )
     if parts_dir.exists():
         shutil.rmtree(parts_dir)  # a previous attempt's parts: cut again, deterministically
@@ -223,9 +238,14 @@ def refused(exc: MarketoError) -> str:
 class Submitter:
     """The thread that submits claimed files of one instance, in fair turns across drop boxes.
 
-    A file refused for good (Marketo's 1003/1006/1008, 603 access denied, an unknown code) fails
-    alone; only refused credentials, which would refuse every file, park the file for a retry,
-    and never the thread: the next file is taken at once.
+    A file whose static list is held (by a batch of ours, or by another integration's job after
+    a 1019) waits without holding anything up: the submitter passes over it to the next file in
+    turn and comes back when the list frees. So a file split into parts sends one part per
+    batch of its list's turn, and never two jobs of one list are in Marketo's queue at once.
+
+    A file refused for good (Marketo's 1003/1006/1008, 603 access denied, a code this client
+    does not know) fails alone; refused credentials, which would refuse every file, park the
+    file for a retry a minute later. Neither ever holds the thread: the next file goes at once.
     """
 
     def __init__(
@@ -255,9 +275,13 @@ class Submitter:
         self._on_rejected = on_rejected
         self._on_all_submitted = on_all_submitted
         self._stop = stop
+        # Files taken before, waiting for their list: prepared once, not again each turn.
+        self._prepared: dict[int, Prepared] = {}
+        self._lists: dict[int, int | None] = {}  # file id -> the listId its route sets
         self._clock = clock
         # (when to try again, dropbox, file id) of files parked until an operator acts.
         self._parked: list[tuple[float, str, int]] = []
+        client.on_list_freed(queue.wake)
         self._thread = threading.Thread(target=self._run, name=f"submit-{name}", daemon=True)
 
     def start(self) -> None:
@@ -280,7 +304,7 @@ class Submitter:
                 _, dropbox, parked = heapq.heappop(self._parked)
                 self._queue.put(dropbox, parked)
             wait = 0.5 if not self._parked else min(0.5, max(self._parked[0][0] - now, 0.0))
-            file_id = self._queue.get(timeout=wait)
+            file_id = self._queue.get(timeout=wait, hold=self._hold, key=self._list_key)
             if file_id is None:
                 continue
             try:
@@ -290,81 +314,156 @@ class Submitter:
             except Exception:  # never let one file stop the instance's submissions
                 log.exception("submit_crashed", file_id=file_id, instance=self.name)
 
+    def _hold(self, file_id: int) -> float:
+        """Seconds the file must still wait for its static list (0: it may go now)."""
+        return self._client.list_wait(self._list_key(file_id))
+
+    def _list_key(self, file_id: int) -> int | None:
+        """The listId the file's route sets (None: no list), worked out once per file."""
+        if file_id not in self._lists:
+            self._lists[file_id] = self._list_of(file_id)
+        return self._lists[file_id]
+
+    def _list_of(self, file_id: int) -> int | None:
+        try:
+            record = self._journal.get(file_id)
+            return params_for(record, self._boxes(record.dropbox)).list_id
+        except (Rejected, KeyError):
+            return None  # submit() says what is wrong with it
+
+    def _forget(self, file_id: int) -> None:
+        self._prepared.pop(file_id, None)
+        self._lists.pop(file_id, None)
+
     def _operator_must_act(self, file_id: int, dropbox: str, exc: MarketoError) -> None:
         """Credentials refused: not the partner's fault, and every file would meet it.
 
-        The file waits in processing/ and is tried again in a minute; the thread goes on.
+        The file waits in processing/ and is tried again a minute later; the thread goes on
+        with the next file. The log says an operator must act.
         """
-        log.error(
-            "instance_needs_operator",
+        # The client logged instance_needs_operator once; the file says why it waits.
+        record = self._journal.get(file_id)
+        log.debug(
+            "file_held_for_operator",
             instance=self.name,
+            dropbox=record.dropbox,
+            route=record.route,
+            file=record.relative,
             file_id=file_id,
             code=exc.code,
-            message=exc.message,
-            retry_in_seconds=OPERATOR_RETRY_SECONDS,
         )
+        self._journal.set_note(
+            file_id,
+            f"instance {self.name} needs an operator ({exc.code or 'no code'}: {exc.message}); "
+            f"tried again every {OPERATOR_RETRY_SECONDS:g} s",
+        )
+        self._forget(file_id)
         heapq.heappush(self._parked, (self._clock() + OPERATOR_RETRY_SECONDS, dropbox, file_id))
 
-    def _refuse(self, file_id: int, bound: Any, exc: MarketoError) -> None:
+    def _refuse(self, file_id: int, exc: MarketoError) -> None:
         """Marketo refused this file for good: it fails alone, with Marketo's code and message."""
-        if not isinstance(exc, RequestRejected):
-            # 603 or an unknown code: the file fails, and an operator should know.
-            log.error("instance_needs_operator", instance=self.name, file_id=file_id,
-                      code=exc.code, message=exc.message)  # fmt: skip
-        bound.warning("import_refused", code=exc.code, message=exc.message)
-        self._reject(file_id, bound, refused(exc))
+        log.warning(
+            "import_refused", instance=self.name, file_id=file_id, code=exc.code,
+            message=exc.message,
+        )  # fmt: skip
+        if isinstance(exc, RequestRejected):
+            self._reject(file_id, f"Marketo refused the import: {exc}")
+        else:  # 603, a code nobody documents
+            self._reject(file_id, refused(exc))
 
-    def _reject(self, file_id: int, bound: Any, reason: str) -> None:
+    def _reject(self, file_id: int, reason: str) -> None:
         """Fail the file; when batches of it exist already, once they have finished."""
+        self._forget(file_id)
         parts = self._journal.parts(file_id)
-        if any(p.batch_id is not None for p in parts):
+        created = [p.batch_id for p in parts if p.batch_id is not None]
+        if created:
             # Those parts import whatever we do: the file settles with them, failed.
             self._journal.record_reason(file_id, reason)
-            if self._journal.get(file_id).state is not FileState.POLLING:
+            record = self._journal.get(file_id)
+            if record.state is not FileState.POLLING:
                 self._journal.transition(file_id, FileState.POLLING, "refused part way")
-            created = [p.batch_id for p in parts if p.batch_id is not None]
-            bound.info("file_rejected_part_way", reason=reason, waiting_for=created)
+            log.info("file_rejected_part_way", dropbox=record.dropbox, route=record.route,
+                     file=record.relative, file_id=file_id, reason=reason,
+                     waiting_for=created)  # fmt: skip
             self._on_all_submitted(file_id)
             return
-        bound.info("file_rejected", reason=reason)
         self._on_rejected(file_id, reason)
 
+    def _prepare(self, record: FileRecord, box: DropboxConfig) -> Prepared:
+        """Check and cut the file, record its parts; once per file (Rejected, MarketoError)."""
+        prepared = self._prepared.get(record.id)
+        if prepared is not None:
+            return prepared
+        parts_dir = self._parts_root / str(record.id)
+        prepared = prepare(record, box, parts_dir, self._catalog if box.preflight else None)
+        recorded = self._journal.parts(record.id)
+        # Once a create may have reached Marketo, the parts are fixed: a different cut would
+        # send rows twice or never.
+        started = any(p.batch_id is not None or p.submission_uncertain for p in recorded)
+        if started and (changed := differences(recorded, prepared.parts)) is not None:
+            raise Rejected(
+                f"the file can no longer be cut as it was when it was first sent ({changed}); "
+                "the parts already sent are listed in this result; drop the rest again"
+            )
+        if record.cut is None or not started:
+            self._journal.record_cut(
+                record.id,
+                prepared.settings,
+                [(p.index, p.first_line, p.rows, p.bytes, p.path) for p in prepared.parts],
+            )
+        else:
+            for part in prepared.parts:  # the same cut again: the new parts' files
+                self._journal.record_part(
+                    record.id,
+                    part.index,
+                    first_line=part.first_line,
+                    rows=part.rows,
+                    size=part.bytes,
+                    path=part.path,
+                )
+        if record.state is FileState.CLAIMED:
+            self._journal.transition(record.id, FileState.SUBMITTING)
+        self._journal.record_local_failures(record.id, prepared.local_failures)
+        self._prepared[record.id] = prepared
+        return prepared
+
     def submit(self, file_id: int) -> None:
-        """Prepare the file if needed, then create a batch for every part without one."""
+        """Prepare the file if needed, then create a batch for every part without one.
+
+        Stops at a part whose list is held and puts the file back at the head of its drop
+        box's turn; it goes on from there once the list frees.
+        """
         record = self._journal.get(file_id)
+        # The client's own events (retries, an ambiguous create) carry the file too.
+        with structlog.contextvars.bound_contextvars(
+            dropbox=record.dropbox, route=record.route, file=record.relative, file_id=file_id
+        ):
+            self._submit(record)
+
+    def _submit(self, record: FileRecord) -> None:
+        file_id = record.id
         box = self._boxes(record.dropbox)
-        bound = log.bind(dropbox=record.dropbox, route=record.route, file=record.name)
-        parts_dir = self._parts_root / str(file_id)
+        bound = log.bind(
+            dropbox=record.dropbox, route=record.route, file=record.relative, file_id=file_id
+        )
+        if record.reason is not None and record.state is not FileState.CLAIMED:
+            # Refused part way already (a lost batch brought it back): no part is sent again.
+            self._reject(file_id, record.reason)
+            return
         try:
-            prepared = prepare(record, box, parts_dir, self._catalog if box.preflight else None)
-            recorded = self._journal.parts(file_id)
-            # Once a create may have reached Marketo, the parts are fixed: a different cut
-            # would send rows twice or never.
-            started = any(p.batch_id is not None or p.submission_uncertain for p in recorded)
-            if started and (changed := differences(recorded, prepared.parts)) is not None:
-                raise Rejected(
-                    f"the file can no longer be cut as it was when it was first sent ({changed}); "
-                    "the parts already sent are listed in this result; drop the rest again"
-                )
-            if record.cut is None or not started:
-                self._journal.record_cut(
-                    file_id,
-                    prepared.settings,
-                    [(p.index, p.first_line, p.rows, p.bytes) for p in prepared.parts],
-                )
-            known = {part.index: part for part in self._journal.parts(file_id)}
+            prepared = self._prepare(record, box)
         except Rejected as exc:
-            self._reject(file_id, bound, exc.reason)
+            # file_failed follows with the same reason once the file is in failed/.
+            bound.debug("file_rejected", reason=exc.reason)
+            self._reject(file_id, exc.reason)
             return
         except AuthenticationError as exc:
             self._operator_must_act(file_id, record.dropbox, exc)
             return
         except MarketoError as exc:
-            self._refuse(file_id, bound, exc)
+            self._refuse(file_id, exc)
             return
-        if record.state is FileState.CLAIMED:
-            self._journal.transition(file_id, FileState.SUBMITTING)
-        self._journal.record_local_failures(file_id, prepared.local_failures)
+        known = {part.index: part for part in self._journal.parts(file_id)}
         for part in prepared.parts:
             before = known.get(part.index)
             if before is not None and before.batch_id is not None:
@@ -379,16 +478,34 @@ class Submitter:
             self._journal.mark_submission_uncertain(file_id, part.index)
             try:
                 batch_id = self._client.create_import(part.path, prepared.params, stop=self._stop)
+            except ImportInProgress as exc:
+                # Refused before or by Marketo: this attempt created nothing.
+                self._journal.mark_submission_uncertain(file_id, part.index, False)
+                bound.info(
+                    "import_waits_for_list",
+                    list_id=exc.list_id,
+                    part=part.index,
+                    held_by_us=exc.own,
+                    retry_in=None if exc.own else round(exc.retry_in, 2),
+                )
+                self._queue.put_front(record.dropbox, file_id)
+                return
             except AuthenticationError as exc:
+                self._journal.mark_submission_uncertain(file_id, part.index, False)
                 self._operator_must_act(file_id, record.dropbox, exc)
                 return
             except MarketoError as exc:
-                self._journal.mark_submission_uncertain(file_id, part.index, uncertain=False)
-                self._refuse(file_id, bound, exc)
+                # Refused: this attempt created nothing.
+                self._journal.mark_submission_uncertain(file_id, part.index, False)
+                self._refuse(file_id, exc)
                 return
             self._journal.record_batch(file_id, part.index, batch_id)
             bound.info("batch_created", batch_id=batch_id, part=part.index, rows=part.rows)
             self._on_submitted(file_id, batch_id, part.rows, self.name)
-        self._journal.transition(file_id, FileState.POLLING)
+        # Atomic with the check that every part has a batch: one lost meanwhile is sent again.
+        if not self._journal.finish_submitting(file_id):
+            self._queue.put_front(record.dropbox, file_id)
+            return
+        self._forget(file_id)
         # A part may have finished while later parts were still being created.
         self._on_all_submitted(file_id)

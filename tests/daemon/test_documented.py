@@ -1,27 +1,20 @@
 """Behaviour the README and config.example.yaml promise, each seen once end to end.
 
-`partial_failure: failed`, `preflight: false`, `watch: auto`, a reload that needs a restart
-(`config_reload_needs_restart`) and the `demo` command.
+`partial_failure: failed`, `preflight: false` and `watch: auto` (the `demo` command is
+test_tour's; a reload that needs a restart is test_reload's).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import yaml
 
-from dropbox_importer.sandbox import FaultSettings
-from tests.daemon.harness import DaemonProcess, originals_under, wait_for, write_config
-from tests.unprivileged import UMASK, Current
+from tests.daemon.harness import DaemonProcess, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -109,56 +102,3 @@ def test_watch_auto_uses_inotify_events_on_a_local_filesystem(
     assert watching["mode"] == "events"
     drop(tmp_path / "box", "csv/seen.csv", "email\nseen@example.com\n")
     wait_for((tmp_path / "box" / "done" / "csv" / "seen.csv").exists, what="seen.csv by events")
-
-
-def test_a_reload_that_would_change_files_in_flight_waits_for_a_restart(
-    tmp_path: Path, make_sandbox: Callable[..., Any], start: Start
-) -> None:
-    # Creates held for a while: the file is in flight when the reload comes.
-    slow = FaultSettings(latency_seconds=3.0, latency_rate=1.0, endpoints=("create",))
-    sandbox = make_sandbox(**FAST, faults=slow)
-    daemon = start(sandbox)
-    root = tmp_path / "box"
-    drop(root, "csv/inflight.csv", "email\ninflight@example.com\n")
-    wait_for(lambda: daemon.count("file_claimed") == 1, what="inflight.csv claimed")
-    config = yaml.safe_load(daemon.config.read_text())
-    config["dropboxes"]["box"]["encoding"] = "cp1252"
-    config["dropboxes"]["other"] = {**config["dropboxes"]["box"], "root": str(tmp_path / "other")}
-    daemon.config.write_text(yaml.safe_dump(config))
-    daemon.signal(signal.SIGHUP)
-    wait_for(lambda: daemon.count("config_reload_needs_restart"), what="the refusal")
-    [refused] = [e for e in daemon.events() if e.get("event") == "config_reload_needs_restart"]
-    assert "box" in refused["reason"]
-    assert not daemon.count("config_reloaded")
-    assert not (tmp_path / "other").exists()  # nothing of the new config was applied
-    sandbox.app.faults.update(FaultSettings())
-    wait_for((root / "done" / "csv" / "inflight.csv").exists, what="the file in flight finishes")
-
-
-def test_the_demo_command_imports_its_sample_file(tmp_path: Path) -> None:
-    demo = tmp_path / "demo"
-    prefix = Current.account.command() if Current.account is not None else []
-    with (tmp_path / "demo.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "dropbox_importer", "demo", "--dir", str(demo)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            umask=UMASK,
-        )
-    try:
-        sample = demo / "sample-leads.csv"
-        wait_for(lambda: "daemon_ready" in (tmp_path / "demo.log").read_text(), what="demo ready")
-        shutil.copy(sample, demo / "dropbox" / "inbox" / "newsletter" / "sample-leads.csv")
-        final = demo / "dropbox" / "done" / "newsletter" / "sample-leads.csv"
-        wait_for(final.exists, timeout=60, what="the sample in done/")
-        assert final.read_bytes() == sample.read_bytes()
-        result = json.loads(final.with_name("sample-leads.csv.result.json").read_text())
-        assert result["outcome"] == "done"
-        assert result["counts"]["leads_processed"] == 2
-        assert result["counts"]["rows_failed"] + result["counts"]["rows_failed_locally"] == 2
-        failures = final.with_name("sample-leads.csv.failures.csv").read_text().splitlines()
-        assert len(failures) == 3  # its header and the two rows the README's tour shows
-        assert not originals_under(demo / "dropbox" / "processing")
-    finally:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C, as the README says
-        assert proc.wait(timeout=15) == 0, (tmp_path / "demo.log").read_text()[-2000:]

@@ -132,6 +132,15 @@ def start(
         assert daemon.stop() == 0, "the daemon did not stop cleanly on SIGTERM"
 
 
+def folder_lines(report: str, box: str) -> list[str]:
+    """`check`'s line about a drop box's folders (not the policy lines below it)."""
+    return [
+        line
+        for line in report.splitlines()
+        if line.startswith(f"drop box {box}: ") and "who can" not in line
+    ]
+
+
 def leads(sandbox: Any) -> set[str]:
     reply = requests.get(f"{sandbox.base_url}/sandbox/leads.json", timeout=10)
     return {lead["fields"]["email"] for lead in reply.json()["leads"]}
@@ -163,9 +172,9 @@ def test_an_unreadable_route_folder_is_reported_once_and_served_again_once_fixed
     assert running.reported("b") == []
     checked = running.cli("check")
     assert checked.returncode == 1
-    [line] = [line for line in checked.stdout.splitlines() if line.startswith("dropbox a:")]
+    [line] = folder_lines(checked.stdout, "a")
     assert "PROBLEM" in line and "inbox/ssv" in line
-    assert "dropbox b: OK" in checked.stdout
+    assert "drop box b: folders OK" in checked.stdout
 
     x.chmod(0o2770)
     final = tmp_path / "a" / "done" / "ssv" / "list=1001" / "held.csv"
@@ -273,9 +282,8 @@ def test_a_drop_box_whose_root_cannot_be_created_does_not_stop_the_others(
     assert reported["stage"] == "dropbox"
     checked = running.cli("check")
     assert checked.returncode == 1
-    assert f"dropbox a: PROBLEM: the root {root} does not exist and cannot be created" in (
-        checked.stdout
-    )
+    [line] = folder_lines(checked.stdout, "a")
+    assert "PROBLEM" in line and str(root) in line
     assert len(running.events("dropbox_unavailable", dropbox="a")) == 1
 
     unlock(root)

@@ -49,7 +49,8 @@ def test_a_huge_file_being_digested_holds_up_no_other_claim(
         os.rename(small / ".next.csv", small / "next.csv")
 
         def claimed() -> list[str]:
-            return [e["file"] for e in daemon.events() if e.get("event") == "file_claimed"]
+            events = daemon.events()
+            return [Path(e["file"]).name for e in events if e.get("event") == "file_claimed"]
 
         wait_for(lambda: "next.csv" in claimed(), timeout=60, what="next.csv claimed")
         # The small file was recorded while the huge one's digest was still being computed.

@@ -76,8 +76,11 @@ def test_a_file_marketo_refuses_for_good_fails_alone_and_the_next_one_goes_throu
     wait_for(failed.exists, timeout=20, what="the refused file in failed/")
     reason = json.loads(failed.with_name("refused.csv.result.json").read_text())["reason"]
     assert f"error {code}" in reason and message in reason
+    [refused] = events(daemon, "import_refused")
+    assert refused["code"] == code and refused["message"] == message
+    # An operator should look at the instance; the file alone failed.
     [told] = events(daemon, "instance_needs_operator")
-    assert told["code"] == code and told["message"] == message
+    assert told["code"] == code and message in told["reason"]
     sandbox.app.faults.update(FaultSettings())
     drop(tmp_path, "next.csv", "next@example.com")
     wait_for((tmp_path / "box" / "done" / "csv" / "next.csv").exists, timeout=20, what="next.csv")
@@ -90,12 +93,11 @@ def test_refused_credentials_park_every_file_without_holding_the_submitter(
     daemon = start(sandbox, secret="not-the-secret")
     drop(tmp_path, "first.csv", "first@example.com")
     drop(tmp_path, "second.csv", "second@example.com")
-    # Each file is told about at once: the second never waits behind the first one's retry.
-    wait_for(lambda: len(events(daemon, "instance_needs_operator")) >= 2, timeout=20,
+    # Each file is parked at once: the second never waits behind the first one's retry.
+    wait_for(lambda: len(events(daemon, "file_held_for_operator")) >= 2, timeout=20,
              what="both files parked")  # fmt: skip
-    told = events(daemon, "instance_needs_operator")
-    assert {e["file_id"] for e in told} == {1, 2}
-    assert all(e["retry_in_seconds"] == 60 for e in told)
+    assert {e["file_id"] for e in events(daemon, "file_held_for_operator")} == {1, 2}
+    assert len(events(daemon, "instance_needs_operator")) == 1  # told once, not per file
     assert "not-the-secret" not in daemon.log_path.read_text()
     # Not the partner's fault: nothing failed, both wait in processing/.
     assert len(originals_under(tmp_path / "box" / "processing")) == 2
