@@ -74,9 +74,9 @@ class FaultInjector:
                 return Fault(latency_seconds=latency, code=rnd.choice(s.codes))
             return Fault(latency_seconds=latency)
 
-    def batch_fails(self) -> bool:
-        """Whether a newly created batch is doomed to end `Failed`."""
-        if not self.applies("create"):
+    def batch_fails(self, endpoint: str = "create") -> bool:
+        """Whether a batch newly created on this endpoint is doomed to end `Failed`."""
+        if not self.applies(endpoint):
             return False
         with self._lock:
             rate = self._settings.failed_batch_rate

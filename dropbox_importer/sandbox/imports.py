@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from dropbox_importer.sandbox.database import LeadDatabase
+from dropbox_importer.sandbox.jobs import LEADS, Job
 from dropbox_importer.sandbox.rows import BatchFailedError, ImportRequest, RowReport, process
 from dropbox_importer.sandbox.settings import SandboxSettings
 
@@ -39,7 +40,7 @@ class Batch:
     """One import job and everything the status, failures and warnings calls report."""
 
     batch_id: int
-    request: ImportRequest
+    request: ImportRequest | Job  # a lead import, or a program member or custom object job
     payload: bytes
     size: int
     created: float
@@ -66,6 +67,11 @@ class Batch:
         warned = bisect_left(report.warnings, done, key=lambda item: item[0])
         return done - failed, failed, warned
 
+    @property
+    def kind(self) -> str:
+        """What the batch imports: jobs.LEADS, PROGRAM_MEMBERS or CUSTOM_OBJECTS."""
+        return LEADS if isinstance(self.request, ImportRequest) else self.request.kind
+
     def message(self) -> str:
         """Marketo's human-readable `message` for the current state."""
         if self.status == "Queued":
@@ -76,7 +82,8 @@ class Batch:
             return self.failure
         report = self.report
         assert report is not None
-        members = f" ({report.members} members)" if self.request.list_id is not None else ""
+        into_list = isinstance(self.request, ImportRequest) and self.request.list_id is not None
+        members = f" ({report.members} members)" if into_list else ""
         if report.failures:
             return (
                 f"Import completed with errors, {report.imported} records imported{members}, "
@@ -122,7 +129,7 @@ class ImportQueue:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
-    def create(self, request: ImportRequest, payload: bytes, doomed: bool) -> Batch | None:
+    def create(self, request: ImportRequest | Job, payload: bytes, doomed: bool) -> Batch | None:
         """Queue a new batch; None when the queue is full (Marketo's 1016)."""
         with self._cond:
             if len(self._queued) + len(self._importing) >= self.settings.max_queued_jobs:
@@ -167,11 +174,17 @@ class ImportQueue:
         for batch in batches:
             item = self.status(batch)
             request = batch.request
+            if isinstance(request, ImportRequest):
+                item.update(
+                    lookupField=request.lookup_field,
+                    listId=request.list_id,
+                    partitionName=request.partition,
+                )
+            else:
+                item.update(request.to_json())
             item.update(
+                kind=batch.kind,
                 format=request.format,
-                lookupField=request.lookup_field,
-                listId=request.list_id,
-                partitionName=request.partition,
                 bytes=batch.size,
                 rows=batch.report.rows if batch.report else None,
                 startSequence=batch.start_sequence,
@@ -228,8 +241,12 @@ class ImportQueue:
         if batch.doomed:
             failure = "Import failed: system error"
         else:
+            request = batch.request
             try:
-                report = process(batch.payload, self.db, batch.request, settings.unknown_column)
+                if isinstance(request, ImportRequest):
+                    report = process(batch.payload, self.db, request, settings.unknown_column)
+                else:
+                    report = request.process(batch.payload, settings.unknown_column)
             except BatchFailedError as exc:
                 failure = str(exc)
             except Exception as exc:  # a sandbox bug must fail the batch, never the thread

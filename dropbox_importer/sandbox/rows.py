@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from dropbox_importer.sandbox.database import LeadDatabase, now_iso
 from dropbox_importer.sandbox.fields import InvalidValueError, converter
+from dropbox_importer.sandbox.settings import LeadField
 
 DELIMITERS = {"csv": ",", "tsv": "\t", "ssv": ";"}
 
@@ -60,21 +62,34 @@ def plan_columns(
         if found.read_only or found.name == request.lookup_field:
             continue  # the lookup value is the key; read-only fields are never written
         columns.append((index, found.name, found.length, converter(found)))
+    unknown_warning(unknown, unknown_column)  # raises in fail mode
+    return columns, lookup_index, unknown
+
+
+def unknown_warning(unknown: list[str], unknown_column: str) -> str:
+    """The warning every row of a file with unknown columns gets; fails the batch in fail mode."""
     if unknown and unknown_column == "fail":
         names = ", ".join(f"'{n}'" for n in unknown)
         raise BatchFailedError(f"Import failed: unknown field(s) {names} in header row")
-    return columns, lookup_index, unknown
+    return ", ".join(f"Unknown field '{n}' ignored" for n in unknown)
 
 
 def process(
     payload: bytes, db: LeadDatabase, request: ImportRequest, unknown_column: str
 ) -> RowReport:
     """Parse and import every row; raise BatchFailedError when the file as a whole is unusable."""
+    header, rows = read_table(payload, request.format)
+    importer = RowImporter(header, db, request, unknown_column)
+    return import_table(rows, importer.report, importer.import_row, db.lock)
+
+
+def read_table(payload: bytes, fmt: str) -> tuple[list[str], Iterator[list[str]]]:
+    """The header and a reader of the remaining rows; BatchFailedError for an unusable file."""
     try:
         text = payload.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise BatchFailedError("Import failed: file is not UTF-8 text") from None
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[request.format])
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[fmt])
     try:
         header = next(reader)
     except StopIteration:
@@ -83,13 +98,21 @@ def process(
         raise BatchFailedError(f"Import failed: unreadable header row ({exc})") from None
     if not any(cell.strip() for cell in header):
         raise BatchFailedError("Import failed: file has no header row")
-    importer = RowImporter(header, db, request, unknown_column)
-    report = importer.report
-    with db.lock:
+    return header, reader
+
+
+def import_table(
+    rows: Iterator[list[str]],
+    report: RowReport,
+    import_row: Callable[[list[str]], None],
+    lock: threading.Lock,
+) -> RowReport:
+    """Feed every non-blank row to `import_row` under `lock`; a CSV error fails the batch."""
+    with lock:
         try:
-            for row in reader:
+            for row in rows:
                 if row:  # a blank line is no row, as in Marketo's parser
-                    importer.import_row(row)
+                    import_row(row)
         except csv.Error as exc:
             raise BatchFailedError(
                 f"Import failed: unreadable row {report.rows + 1} ({exc})"
@@ -105,7 +128,7 @@ class RowImporter:
     ) -> None:
         """Plan the columns of this header (BatchFailedError on unknown ones in fail mode)."""
         self.columns, self.lookup_index, unknown = plan_columns(header, db, request, unknown_column)
-        self.unknown_warning = ", ".join(f"Unknown field '{n}' ignored" for n in unknown)
+        self.unknown_warning = unknown_warning(unknown, unknown_column)
         self.width = len(header)
         self.db = db
         self.request = request
@@ -156,6 +179,29 @@ class RowImporter:
             report.members += 1
         if warnings:
             report.warnings.append((number, row, "; ".join(warnings)))
+
+
+def column_of(index: int, found: LeadField) -> Column:
+    """The plan of one header column that writes `found`."""
+    return (index, found.name, found.length, converter(found))
+
+
+def row_values(cells: list[str], columns: list[Column], warnings: list[str]) -> dict[str, object]:
+    """The converted values of a row's non-empty cells; InvalidValueError for a bad one.
+
+    An empty cell leaves the stored value unchanged; a value over its field's length is cut,
+    with a warning added to `warnings`.
+    """
+    values: dict[str, object] = {}
+    for index, name, length, convert in columns:
+        cell = cells[index]
+        if not cell:
+            continue
+        if length is not None and len(cell) > length:
+            cell = cell[:length]
+            warnings.append(f"Value for field '{name}' truncated to {length} characters")
+        values[name] = cell if convert is str else convert(cell)
+    return values
 
 
 def reason_file(

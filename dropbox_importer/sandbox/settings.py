@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from dropbox_importer.sandbox.catalog import ObjectCatalog
 
 # The fault codes Marketo documents as transient: a client must retry them.
 TRANSIENT_CODES = ("502", "604", "608", "611", "713")
@@ -18,6 +21,19 @@ ENDPOINTS = (
     "describe",
     "partitions",
     "list",
+    # Program members and custom objects (programs_api.py, objects_api.py).
+    "program_members_create",
+    "program_members_status",
+    "program_members_failures",
+    "program_members_warnings",
+    "program_members_describe",
+    "program",
+    "channels",
+    "customobjects_create",
+    "customobjects_status",
+    "customobjects_failures",
+    "customobjects_warnings",
+    "customobjects_describe",
 )
 
 
@@ -117,6 +133,8 @@ class SandboxSettings:
         default_factory=lambda: {1001: "Demo list", 1002: "Newsletter", 1003: "Webinar"}
     )
     partitions: tuple[str, ...] = ("Default", "Europe", "Americas")
+    # Channels, programs, program member fields and custom object types (catalog.py).
+    catalog: ObjectCatalog = field(default_factory=lambda: _default_catalog())
     faults: FaultSettings = field(default_factory=FaultSettings)
     scope: str = "sandbox-api-user@example.com"
 
@@ -130,3 +148,10 @@ class SandboxSettings:
             raise ValueError("at least one partition is needed")
         if min(self.max_importing, self.max_queued_jobs, self.max_in_flight) < 1:
             raise ValueError("max_importing, max_queued_jobs and max_in_flight must be >= 1")
+
+
+def _default_catalog() -> ObjectCatalog:
+    # Imported when called: catalog.py builds on LeadField, defined in this module.
+    from dropbox_importer.sandbox.catalog import ObjectCatalog
+
+    return ObjectCatalog()

@@ -13,6 +13,8 @@ REFERENCE = Path(__file__).parent / "reference"
 FILES = {
     "identity": "marketo-identity-openapi.json",
     "lead-database": "marketo-lead-database-openapi.json",
+    "programs-customobjects": "marketo-bulk-programs-customobjects-openapi.json",
+    "asset-programs": "marketo-asset-programs-openapi.json",
 }
 
 
@@ -22,10 +24,16 @@ def _spec(name: str) -> dict[str, Any]:
     return spec
 
 
+def spec_of(path: str) -> str:
+    """The name of the file (a key of FILES) that describes `path`, as the spec writes it."""
+    found = [name for name in FILES if path in _spec(name)["paths"]]
+    assert len(found) == 1, f"{path} is in {found or 'no reference file'}"
+    return found[0]
+
+
 def response_schema(path: str, method: str = "get") -> dict[str, Any]:
     """The HTTP 200 schema of one operation, with the spec's definitions so `$ref`s resolve."""
-    name = "identity" if path.startswith("/identity") else "lead-database"
-    spec = _spec(name)
+    spec = _spec(spec_of(path))
     schema = spec["paths"][path][method]["responses"]["200"]["schema"]
     return {**schema, "definitions": spec["definitions"]}
 
