@@ -169,13 +169,10 @@ def write_row_files(
         fetched: list[Path | None] = []
         for status in statuses:
             count = status.rows_failed if kind == "failures" else status.rows_with_warning
-            target = scratch / f"{kind}-{status.batch_id}"
-            if count:
-                download = (
-                    client.download_failures if kind == "failures" else client.download_warnings
-                )
-                download(status.batch_id, target)
-            fetched.append(target if count else None)
+            into = scratch / f"{kind}-{status.batch_id}"
+            download = client.download_failures if kind == "failures" else client.download_warnings
+            got = bool(count) and download(status.batch_id, into, target=params.target)
+            fetched.append(into if got else None)
         if not any(fetched) and not extra:
             continue
         destination = unique_path(final, os.path.lexists)

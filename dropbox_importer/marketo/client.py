@@ -1,5 +1,10 @@
 """The Marketo client: one per instance, shared by the daemon's threads.
 
+One interface for the three import kinds (leads, program members, custom objects): create,
+status, failures, warnings. The kind is in the import's parameters (`ImportParams.kind`); what
+differs per kind, its paths and answer shapes, is data in `kinds.py`. Every kind counts against
+the same queue slots, as Marketo runs them in one queue.
+
 Every call goes through `_call`, the one place the retry policy (`policy.py`) is applied and the
 instance's limiter is respected. Transient faults retry without a count limit (the back-off has a
 ceiling) and every wait ends when the caller's `stop` event, or `close()`, is set.
@@ -22,6 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 import structlog
@@ -29,15 +35,20 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from dropbox_importer import __version__
-from dropbox_importer.marketo import responses
+from dropbox_importer.marketo import kinds, responses
 from dropbox_importer.marketo.errors import AuthenticationError, ClientBug, RequestRejected, Stopped
 from dropbox_importer.marketo.limiter import AnyOf, CallLimiter, ImportSlots, StopSignal
 from dropbox_importer.marketo.models import (
     BatchStatus,
+    Channel,
     ClientStats,
+    CustomObjectType,
     ImportParams,
+    ImportTarget,
     LeadField,
+    ObjectField,
     Partition,
+    Program,
     StaticList,
 )
 from dropbox_importer.marketo.multipart import MultipartFile
@@ -64,10 +75,13 @@ _TRANSPORT_ERRORS = (
     requests.exceptions.ContentDecodingError,
 )
 _DOWNLOAD_CHUNK = 64 * 1024
+# The asset API's largest page (`maxReturn`).
+_ASSET_PAGE = 200
+LEADS = ImportTarget()
 
 
 class MarketoClient:
-    """Thread-safe client of one Marketo instance's bulk lead import and lookup calls."""
+    """Thread-safe client of one Marketo instance's bulk import and lookup calls."""
 
     def __init__(self, settings: InstanceSettings) -> None:
         self._settings = settings
@@ -91,6 +105,9 @@ class MarketoClient:
         self._retries: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
         self._ambiguous = 0
+        # What each batch in Marketo's queue imports into, so its status path can be built
+        # from its id alone (the poller knows only ids); forgotten once the batch is final.
+        self._targets: dict[int, ImportTarget] = {}
 
     # -- the public calls -------------------------------------------------------------------
 
@@ -101,14 +118,17 @@ class MarketoClient:
     def create_import(
         self, path: Path, params: ImportParams, *, stop: threading.Event | None = None
     ) -> int:
-        """Upload `path` as a bulk import once a queue slot is free; return the batch id."""
+        """Upload `path` as a bulk import of `params.kind` once a queue slot is free.
+
+        Returns the batch id. Leads, program members and custom objects share the slots.
+        """
         signal = self._stop_of(stop)
         self._slots.reserve(signal)
         try:
             batch_id = self._call(
-                "create",
+                kinds.endpoint(params.kind, "create"),
                 "POST",
-                "/bulk/v1/leads.json",
+                kinds.create_path(params),
                 signal,
                 params=params.query(),
                 upload=path,
@@ -117,43 +137,77 @@ class MarketoClient:
         except BaseException:
             self._slots.cancel()
             raise
+        with self._lock:
+            self._targets[batch_id] = params.target
         self._slots.commit(batch_id)
-        self._log.info("marketo_import_created", batch_id=batch_id, file=path.name)
+        self._log.info(
+            "marketo_import_created", batch_id=batch_id, file=path.name, kind=params.kind.value
+        )
         return batch_id
 
-    def batch_status(self, batch_id: int, *, stop: threading.Event | None = None) -> BatchStatus:
-        """The batch's status; a terminal one (or one Marketo no longer knows) frees its slot."""
+    def batch_status(
+        self,
+        batch_id: int,
+        *,
+        target: ImportTarget | None = None,
+        stop: threading.Event | None = None,
+    ) -> BatchStatus:
+        """The batch's status; a terminal one (or one Marketo no longer knows) frees its slot.
+
+        `target` says what the batch imports; without it, what its create or `adopt_batch`
+        said, else leads.
+        """
+        where = target or self._target_of(batch_id)
         try:
             status = self._call(
-                "status",
+                kinds.endpoint(where.kind, "status"),
                 "GET",
-                f"/bulk/v1/leads/batch/{int(batch_id)}.json",
+                kinds.batch_path(where, batch_id, "status"),
                 self._stop_of(stop),
                 parse=lambda outcome, _r: responses.parse_batch_status(outcome.result),
             )
         except RequestRejected:
             # An unknown or expired batch id holds no place in Marketo's queue any more.
-            self._slots.finish(batch_id)
+            self._finished(batch_id)
             raise
         if status.status.terminal:
-            self._slots.finish(batch_id)
+            self._finished(batch_id)
         return status
 
-    def adopt_batch(self, batch_id: int) -> None:
-        """After a restart: count a batch that is still queued or importing against the cap."""
+    def adopt_batch(self, batch_id: int, target: ImportTarget | None = None) -> None:
+        """After a restart: count a batch that is still queued or importing against the cap.
+
+        `target` (default: leads) is what it imports, for its status calls.
+        """
+        with self._lock:
+            self._targets[int(batch_id)] = target or LEADS
         self._slots.adopt(int(batch_id))
 
     def download_failures(
-        self, batch_id: int, dest: Path, *, stop: threading.Event | None = None
-    ) -> None:
-        """Stream the batch's failed rows to `dest` (written to a temporary name, then renamed)."""
-        self._download("failures", batch_id, dest, self._stop_of(stop))
+        self,
+        batch_id: int,
+        dest: Path,
+        *,
+        target: ImportTarget | None = None,
+        stop: threading.Event | None = None,
+    ) -> bool:
+        """Stream the batch's failed rows to `dest` (a temporary name, then renamed).
+
+        Returns False, writing nothing, when Marketo has no such file (a custom object batch
+        without failed rows answers 404). `target` defaults to leads.
+        """
+        return self._download("failures", batch_id, dest, target or LEADS, self._stop_of(stop))
 
     def download_warnings(
-        self, batch_id: int, dest: Path, *, stop: threading.Event | None = None
-    ) -> None:
-        """Stream the batch's rows with warnings to `dest` (temporary name, then renamed)."""
-        self._download("warnings", batch_id, dest, self._stop_of(stop))
+        self,
+        batch_id: int,
+        dest: Path,
+        *,
+        target: ImportTarget | None = None,
+        stop: threading.Event | None = None,
+    ) -> bool:
+        """Stream the batch's rows with warnings to `dest`; as `download_failures`."""
+        return self._download("warnings", batch_id, dest, target or LEADS, self._stop_of(stop))
 
     def describe_fields(self, *, stop: threading.Event | None = None) -> list[LeadField]:
         """Every lead field, by the REST name an import header uses."""
@@ -185,6 +239,63 @@ class MarketoClient:
             parse=lambda outcome, _r: responses.parse_list(outcome.result),
             # Marketo answers an unknown list id with 1013 "Object not found" (or an empty result).
             absent_codes=frozenset({"1013"}),
+        )
+
+    def describe_program_members(
+        self, *, stop: threading.Event | None = None
+    ) -> tuple[ObjectField, ...]:
+        """The program member fields (`GET /rest/v1/program/members/describe.json`)."""
+        return self._call(
+            "program_members_describe",
+            "GET",
+            "/rest/v1/program/members/describe.json",
+            self._stop_of(stop),
+            parse=lambda outcome, _r: responses.parse_member_fields(outcome.result),
+        )
+
+    def get_program(
+        self, program_id: int, *, stop: threading.Event | None = None
+    ) -> Program | None:
+        """The program `program_id` with its channel's name, or None when there is none."""
+        return self._call(
+            "program",
+            "GET",
+            f"/rest/asset/v1/program/{int(program_id)}.json",
+            self._stop_of(stop),
+            parse=lambda outcome, _r: responses.parse_program(outcome.result),
+            # The asset API answers an unknown id with an empty result and a warning; some
+            # instances answer 702 "No data found" or 1013 instead.
+            absent_codes=frozenset({"702", "1013"}),
+        )
+
+    def channels(self, *, stop: threading.Event | None = None) -> list[Channel]:
+        """Every channel with its program member statuses, all pages read."""
+        found: list[Channel] = []
+        while True:
+            page = self._call(
+                "channels",
+                "GET",
+                "/rest/asset/v1/channels.json",
+                self._stop_of(stop),
+                params={"maxReturn": str(_ASSET_PAGE), "offset": str(len(found))},
+                parse=lambda outcome, _r: responses.parse_channels(outcome.result),
+                absent_codes=frozenset({"702"}),  # past the last page, on some instances
+            )
+            found += page
+            if len(page) < _ASSET_PAGE:
+                return found
+
+    def describe_custom_object(
+        self, api_name: str, *, stop: threading.Event | None = None
+    ) -> CustomObjectType | None:
+        """The custom object type `api_name` (fields, dedupe fields), or None if there is none."""
+        return self._call(
+            "customobjects_describe",
+            "GET",
+            f"/rest/v1/customobjects/{quote(api_name, safe='')}/describe.json",
+            self._stop_of(stop),
+            parse=lambda outcome, _r: responses.parse_custom_object(outcome.result),
+            absent_codes=frozenset({"1013"}),  # "Object not found"
         )
 
     def stats(self) -> ClientStats:
@@ -374,28 +485,44 @@ class MarketoClient:
             "marketo_quota_paused", resume_at=resume.isoformat(), seconds=round(seconds)
         )
 
-    def _download(self, kind: str, batch_id: int, dest: Path, stop: StopSignal) -> None:
+    def _download(
+        self, call: str, batch_id: int, dest: Path, target: ImportTarget, stop: StopSignal
+    ) -> bool:
         tmp = dest.with_name(f".{dest.name}.part")
 
-        def save(_outcome: Outcome, response: requests.Response) -> None:
+        def save(_outcome: Outcome, response: requests.Response | None) -> bool:
+            if response is None:  # an answer the kind documents as "no such rows"
+                return False
             with tmp.open("wb") as out:
                 for chunk in response.iter_content(_DOWNLOAD_CHUNK):
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
             tmp.replace(dest)
+            return True
 
         try:
-            self._call(
-                kind,
+            return self._call(
+                kinds.endpoint(target.kind, call),
                 "GET",
-                f"/bulk/v1/leads/batch/{int(batch_id)}/{kind}.json",
+                kinds.batch_path(target, batch_id, call),
                 stop,
                 parse=save,
                 raw_ok=True,
+                absent_codes=kinds.rows_absent(target),
             )
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _target_of(self, batch_id: int) -> ImportTarget:
+        with self._lock:
+            return self._targets.get(batch_id, LEADS)
+
+    def _finished(self, batch_id: int) -> None:
+        """The batch left Marketo's queue: free its slot and forget what it imports."""
+        self._slots.finish(batch_id)
+        with self._lock:
+            self._targets.pop(batch_id, None)
 
     def _count(self, counter: Counter[str], key: str) -> None:
         with self._lock:

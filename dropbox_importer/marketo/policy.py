@@ -36,6 +36,8 @@ HTTP_5XX = "http_5xx"
 DROPPED = "dropped"  # connection refused, reset or closed before a full answer
 TIMEOUT = "timeout"  # connect or read time-out
 HTTP_429 = "http_429"
+# Not in ACTIONS (so it fails a call), but a call may name it as an answer that means "none".
+HTTP_404 = "http_404"
 
 ACTIONS: dict[str, Action] = {
     **dict.fromkeys(("502", "604", "608", "611", "614", "713"), Action.BACKOFF),

@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -174,13 +175,22 @@ class Settler:
         """Fetch Marketo's failures and warnings and merge them into the partner's files."""
         client = self._clients(record.dropbox)
         box = self._boxes(record.dropbox)
+        target = params.target
         failures = [
-            self._fetch(client.download_failures, p, p.rows_failed, staging / f"failures-{p.index}")
+            self._fetch(
+                partial(client.download_failures, target=target),
+                p,
+                p.rows_failed,
+                staging / f"failures-{p.index}",
+            )
             for p in parts
         ]
         warnings = [
             self._fetch(
-                client.download_warnings, p, p.rows_with_warning, staging / f"warnings-{p.index}"
+                partial(client.download_warnings, target=target),
+                p,
+                p.rows_with_warning,
+                staging / f"warnings-{p.index}",
             )
             for p in parts
         ]
@@ -202,13 +212,15 @@ class Settler:
 
     @staticmethod
     def _fetch(
-        download: Callable[[int, Path], None], part: PartRecord, count: int, target: Path
+        download: Callable[[int, Path], bool], part: PartRecord, count: int, target: Path
     ) -> Path | None:
-        """Download one batch's row file when Marketo reported rows in it."""
+        """Download one batch's row file when Marketo reported rows in it (and has the file)."""
         if part.batch_id is None or count == 0:
             return None
-        download(part.batch_id, target)
-        return target
+        if download(part.batch_id, target):
+            return target
+        log.warning("marketo_rows_file_missing", batch_id=part.batch_id, rows=count)
+        return None
 
 
 def _part(record: PartRecord) -> Part:
