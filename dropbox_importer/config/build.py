@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,13 @@ from dropbox_importer.config.model import (
     SandboxOptions,
     Timeouts,
 )
-from dropbox_importer.dropbox.routes import KEY_ALIASES, RouteError, RouteSpec, parse_value
+from dropbox_importer.dropbox.routes import (
+    KEY_ALIASES,
+    KIND_FIELDS,
+    KIND_NAMES,
+    RouteSpec,
+    parse_value,
+)
 from dropbox_importer.marketo.credentials import SecretError, resolve_secret
 from dropbox_importer.marketo.models import ImportFormat
 from dropbox_importer.marketo.settings import LimitSettings, munchkin_base_url
@@ -209,19 +216,48 @@ def _given(raw: dict[str, Any], leave_out: tuple[str, ...] = ()) -> dict[str, An
 
 
 def route_spec(checked: Checked, key: str, raw: dict[str, Any]) -> RouteSpec:
-    """A route's parameters from a mapping that may use long or short key names."""
+    """A route's parameters from a mapping that may use long or short key names.
+
+    One route imports one kind: leads, program members (programId and programMemberStatus
+    together) or custom objects (object); a mix is a problem at `key`.
+    """
     spec = RouteSpec()
     for name, value in raw.items():
         if value is None:
             continue
         field_name = KEY_ALIASES[name.lower()]
-        try:
-            spec = spec.merged(parse_value(field_name, str(value), key), where=key)
-        except RouteError:
+        one = getattr(parse_value(field_name, str(value), key), field_name)
+        if getattr(spec, field_name) not in (None, one):
             checked.problem(
                 f"{key}.{name}",
                 f"sets the same parameter as another key here, to {value!r}: keep one of them",
             )
+            continue
+        spec = replace(spec, **{field_name: one})
+    if len(spec.kinds()) > 1:
+        given = " and ".join(
+            f"{KIND_NAMES[kind].removeprefix('a ')} keys ("
+            + ", ".join(
+                n
+                for n, v in raw.items()
+                if v is not None and KEY_ALIASES[n.lower()] in KIND_FIELDS[kind]
+            )
+            + ")"
+            for kind in spec.kinds()
+        )
+        checked.problem(
+            key,
+            f"mixes {given}: a route imports leads (listId, partitionName, lookupField), "
+            "program members (programId with programMemberStatus) or custom objects (object); "
+            "keep the keys of one",
+        )
+    elif (spec.program_id is None) != (spec.program_member_status is None):
+        missing = "programMemberStatus" if spec.program_member_status is None else "programId"
+        checked.problem(
+            key,
+            f"sets only half of a program member import: add {missing} (a program member "
+            "import needs programId and programMemberStatus)",
+        )
     return spec
 
 

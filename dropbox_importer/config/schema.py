@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from dropbox_importer.dropbox.routes import API_NAME
+
 # Marketo refuses an import file of 10 MB or more (HTTP 413).
 MARKETO_MAX_FILE_BYTES = 10 * 1024 * 1024
 
@@ -162,6 +164,19 @@ def _list_id(value: Any) -> int:
     return value
 
 
+def _program_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WrongValueError("a whole number above 0 (the program's id)")
+    return value
+
+
+def _api_name(value: Any) -> str:
+    name = text(value)
+    if not API_NAME.fullmatch(name):
+        raise WrongValueError("a custom object's API name: letters, digits and _, e.g. car_c")
+    return name
+
+
 # Route parameters: Marketo's own names and the short ones folder names use.
 ROUTE = Section(
     {
@@ -174,6 +189,13 @@ ROUTE = Section(
         "partition": _route_key("short for partitionName", text),
         "lookupField": _route_key("field that finds an existing lead (Marketo: email)", text),
         "lookup": _route_key("short for lookupField", text),
+        "programId": _route_key("program the rows join as members (with a status)", _program_id),
+        "program": _route_key("short for programId", _program_id),
+        "programMemberStatus": _route_key(
+            "status the members get: one of the program channel's statuses", text
+        ),
+        "status": _route_key("short for programMemberStatus", text),
+        "object": _route_key("custom object (API name) the rows are records of", _api_name),
     }
 )
 

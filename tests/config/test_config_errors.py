@@ -243,3 +243,24 @@ def test_named_route_left_empty(tmp_path: Path) -> None:
     text = with_box("routes:\n  emea:\n")
     message = only(problems(tmp_path, text), tmp_path, 11, "dropboxes.acme.routes.emea")
     assert message == "expected a mapping of keys, got nothing"
+
+
+def test_a_route_that_mixes_import_kinds(tmp_path: Path) -> None:
+    text = with_box("routes:\n  webinar: {program: 12, status: Attended, list: 5}\n")
+    message = only(problems(tmp_path, text), tmp_path, 11, "dropboxes.acme.routes.webinar")
+    assert message.startswith(
+        "mixes lead import keys (list) and program member import keys (program, status): "
+    )
+    assert message.endswith("keep the keys of one")
+
+
+def test_a_route_with_half_a_program_member_import(tmp_path: Path) -> None:
+    text = with_box("defaults:\n  programId: 12\n")
+    message = only(problems(tmp_path, text), tmp_path, 10, "dropboxes.acme.defaults")
+    assert message.startswith("sets only half of a program member import: add programMemberStatus")
+
+
+def test_a_route_object_that_is_no_api_name(tmp_path: Path) -> None:
+    text = with_box("routes:\n  cars: {object: ../cars}\n")
+    message = only(problems(tmp_path, text), tmp_path, 11, "dropboxes.acme.routes.cars.object")
+    assert "a custom object's API name" in message

@@ -210,3 +210,21 @@ def test_route_mappings_take_long_and_short_names(tmp_path: Path) -> None:
     acme = config.dropboxes["acme"]
     assert acme.routes == {"emea": RouteSpec(ImportFormat.TSV, 7, None, "id")}
     assert acme.defaults == RouteSpec(partition_name="Europe")
+
+
+def test_named_routes_hide_programs_with_statuses_and_custom_objects(tmp_path: Path) -> None:
+    box = {
+        "defaults": {"lookup": "email"},
+        "routes": {
+            "webinar-attended": {"program": 1234, "status": "Attended"},
+            "no-shows": {"programId": 1234, "programMemberStatus": "No Show"},
+            "cars": {"object": "car_c", "format": "tsv"},
+        },
+    }
+    config = load_config(minimal(tmp_path, box=box), environ={"MKTO_SECRET": SECRET})
+    routes = config.dropboxes["acme"].routes
+    assert routes["webinar-attended"] == RouteSpec(
+        program_id=1234, program_member_status="Attended"
+    )
+    assert routes["no-shows"] == RouteSpec(program_id=1234, program_member_status="No Show")
+    assert routes["cars"] == RouteSpec(ImportFormat.TSV, object_name="car_c")
