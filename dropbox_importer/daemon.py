@@ -31,6 +31,7 @@ from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.lock import StateDirLock
 from dropbox_importer.pipeline.poll import PollBand, Poller
 from dropbox_importer.pipeline.preflight import Catalog
+from dropbox_importer.pipeline.reasons import target_for
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.recover import recover
 from dropbox_importer.pipeline.reload import boxes_to_restart, needs_restart
@@ -378,8 +379,9 @@ class Daemon:
     def _follow_again(self, record: FileRecord, part: PartRecord) -> None:
         """Poll a batch created by an earlier run (its status is asked for at once)."""
         assert part.batch_id is not None
-        instance = self.instances[self.boxes[record.dropbox].config.instance]
-        instance.client.adopt_batch(part.batch_id)
+        box = self.boxes[record.dropbox].config
+        instance = self.instances[box.instance]
+        instance.client.adopt_batch(part.batch_id, target_for(record, box))
         if self.observers is not None:
             self.observers.batch_created(instance.config.name)
         with self._lock:

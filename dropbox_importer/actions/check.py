@@ -1,9 +1,11 @@
-"""Prove a config works before partners drop files: credentials, routes, lists and partitions.
+"""Prove a config works before partners drop files: credentials, routes and their targets.
 
 For every instance a drop box uses, a token is fetched; for every route (each named route of a
-drop box, and each folder present under its inbox/), the folder path is parsed and its list,
-partition and lookup field are looked up in Marketo. Instances with `base_url: embedded` are
-checked against an in-process sandbox, as the daemon would run them. Every call is read-only.
+drop box, and each folder present under its inbox/), the folder path is parsed and what it
+imports into is looked up in Marketo: a lead route's list, partition and lookup field; a program
+member route's program and status (one of its channel's); a custom object route's object and
+its dedupe fields. Instances with `base_url: embedded` are checked against an in-process
+sandbox, as the daemon would run them. Every call is read-only.
 
 Exit codes: 0 all OK, 1 at least one problem (each printed on its row), 2 config error.
 """
@@ -16,7 +18,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import requests
@@ -27,7 +29,8 @@ from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.dropbox.routes import RouteError, RouteSpec, resolve_route, route_label
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, Stopped
-from dropbox_importer.pipeline.preflight import Catalog
+from dropbox_importer.marketo.models import ImportKind
+from dropbox_importer.pipeline.preflight import Catalog, spelt_status
 from dropbox_importer.pipeline.ready import is_ignored
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
@@ -82,10 +85,10 @@ class RouteRow:
 
     dropbox: str
     route: str
+    kind: str  # leads, program members, custom objects ("-" when the route does not parse)
     format: str
-    list_id: str
-    partition: str
-    lookup: str
+    target: str  # what it imports into: "list 1001, partition EU", "program 1001, status …"
+    key: str  # the column that finds a row's record: lookup field, email, dedupe fields
     problems: tuple[str, ...]
 
 
@@ -105,40 +108,103 @@ def route_folders(layout: DropboxLayout, box: DropboxConfig) -> list[PurePosixPa
 def check_route(
     box: DropboxConfig, route: PurePosixPath, catalog: Catalog | None, label: str
 ) -> RouteRow:
-    """Parse one route and, when the instance answered, look up its list, partition and lookup."""
+    """Parse one route and, when the instance answered, look up what it imports into."""
     try:
         spec = resolve_route(route, box.routes, box.defaults)
     except RouteError as exc:
         return RouteRow(box.name, label, "-", "-", "-", "-", (exc.reason,))
-    problems = [] if catalog is None else _lookup_problems(spec, catalog)
-    return RouteRow(
+    row = RouteRow(
         box.name,
         label,
+        KIND_WORDS[spec.kind or ImportKind.LEADS],
         spec.format.value if spec.format is not None else "by extension",
-        "-" if spec.list_id is None else str(spec.list_id),
-        spec.partition_name or "-",
-        spec.lookup_field or "email",
-        tuple(problems),
+        _target(spec),
+        _key(spec, None),
+        (),
     )
-
-
-def _lookup_problems(spec: RouteSpec, catalog: Catalog) -> list[str]:
-    problems = []
+    if catalog is None:
+        return row
+    problems: list[str] = []
     try:
-        if spec.list_id is not None and not catalog.list_exists(spec.list_id):
-            problems.append(f"static list {spec.list_id} does not exist")
-        if spec.partition_name is not None:
-            names = catalog.partition_names()
-            if spec.partition_name not in names:
-                known = ", ".join(sorted(names))
-                problems.append(f"partition '{spec.partition_name}' does not exist ({known})")
-        lookup = spec.lookup_field or "email"
-        if lookup.lower() not in catalog.field_names():
-            problems.append(f"lookup field '{lookup}' is no lead field")
+        if spec.program_id is not None:
+            row = replace(row, target=_program_target(spec, catalog, problems))
+        elif spec.object_name is not None:
+            row = replace(row, key=_object_key(spec, catalog, problems))
+        else:
+            problems += _lookup_problems(spec, catalog)
     except Stopped:
         problems.append("Marketo did not answer the lookups before the timeout")
     except LOOKUP_ERRORS as exc:
         problems.append(f"Marketo lookup failed: {exc}")
+    return replace(row, problems=tuple(problems))
+
+
+KIND_WORDS = {
+    ImportKind.LEADS: "leads",
+    ImportKind.PROGRAM_MEMBERS: "program members",
+    ImportKind.CUSTOM_OBJECTS: "custom objects",
+}
+
+
+def _target(spec: RouteSpec) -> str:
+    if spec.program_id is not None:
+        return f"program {spec.program_id}, status {spec.program_member_status}"
+    if spec.object_name is not None:
+        return spec.object_name
+    shown = [
+        f"{word} {value}"
+        for word, value in (("list", spec.list_id), ("partition", spec.partition_name))
+        if value is not None
+    ]
+    return ", ".join(shown) or "-"
+
+
+def _key(spec: RouteSpec, dedupe: tuple[str, ...] | None) -> str:
+    if spec.program_id is not None:
+        return "email"
+    if spec.object_name is not None:
+        return ",".join(dedupe) if dedupe else "?"
+    return spec.lookup_field or "email"
+
+
+def _program_target(spec: RouteSpec, catalog: Catalog, problems: list[str]) -> str:
+    """The program's target text with its name and Marketo's spelling of the status."""
+    program = catalog.program(spec.program_id or 0)
+    if program is None:
+        problems.append(f"program {spec.program_id} does not exist")
+        return _target(spec)
+    statuses = catalog.channel_statuses(program.channel) or ()
+    status = spec.program_member_status or ""
+    spelt = spelt_status(statuses, status)
+    if spelt is None:
+        problems.append(
+            f"status '{status}' is not one of program {program.id}'s statuses "
+            f"({', '.join(statuses) or 'none'}; channel {program.channel})"
+        )
+    return f"program {program.id} ({program.name}), status {spelt or status}"
+
+
+def _object_key(spec: RouteSpec, catalog: Catalog, problems: list[str]) -> str:
+    """The custom object's dedupe fields, or a problem when it does not exist."""
+    obj = catalog.custom_object(spec.object_name or "")
+    if obj is None:
+        problems.append(f"custom object '{spec.object_name}' does not exist")
+        return "-"
+    return _key(spec, obj.dedupe_fields)
+
+
+def _lookup_problems(spec: RouteSpec, catalog: Catalog) -> list[str]:
+    problems = []
+    if spec.list_id is not None and not catalog.list_exists(spec.list_id):
+        problems.append(f"static list {spec.list_id} does not exist")
+    if spec.partition_name is not None:
+        names = catalog.partition_names()
+        if spec.partition_name not in names:
+            known = ", ".join(sorted(names))
+            problems.append(f"partition '{spec.partition_name}' does not exist ({known})")
+    lookup = spec.lookup_field or "email"
+    if lookup.lower() not in catalog.field_names():
+        problems.append(f"lookup field '{lookup}' is no lead field")
     return problems
 
 
@@ -187,10 +253,8 @@ def render(instances: dict[str, str | None], rows: list[RouteRow]) -> str:
         f"instance {name}: " + ("credentials OK" if problem is None else f"PROBLEM: {problem}")
         for name, problem in instances.items()
     ]
-    headers = ["DROP BOX", "ROUTE", "FORMAT", "LIST", "PARTITION", "LOOKUP", "STATUS"]
-    table = [
-        [r.dropbox, r.route, r.format, r.list_id, r.partition, r.lookup, _verdict(r)] for r in rows
-    ]
+    headers = ["DROP BOX", "ROUTE", "KIND", "FORMAT", "IMPORTS INTO", "KEY", "STATUS"]
+    table = [[r.dropbox, r.route, r.kind, r.format, r.target, r.key, _verdict(r)] for r in rows]
     if not table:
         out.append("no routes: no named routes and no folders under any inbox/")
         return "\n".join(out) + "\n"

@@ -33,7 +33,7 @@ from dropbox_importer.marketo.errors import MarketoError
 from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportParams
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.settle import FAILURE_REASON, WARNING_REASON
-from dropbox_importer.pipeline.submit import Rejected, check_and_cut
+from dropbox_importer.pipeline.submit import Prepared, Rejected, check_and_cut
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -56,6 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='the route folder path that sets the parameters, e.g. "csv,list=1234" ("" for none)',
     )
     parser.add_argument("--dropbox", help="whose defaults, named routes and instance to use")
+
+
+def described(params: ImportParams) -> str:
+    """What an import sends, in Marketo's terms: `format=csv listId=1001`, `programId=1001 …`."""
+    query = params.query()
+    where = {"programId": params.program_id, "apiName": params.object_name}
+    shown = {"format": query.pop("format")}
+    shown |= {key: str(value) for key, value in where.items() if value is not None}
+    return " ".join(f"{key}={value}" for key, value in (shown | query).items())
 
 
 def choose_dropbox(config: Config, name: str | None) -> DropboxConfig:
@@ -81,7 +90,7 @@ def resolve_params(box: DropboxConfig, route: str, file: Path) -> ImportParams:
 
 def prepare_parts(
     file: Path, params: ImportParams, box: DropboxConfig, catalog: Catalog | None, out: Path
-) -> tuple[list[Part], dict[int, str]]:
+) -> Prepared:
     """Check the file (and, with a catalog, its header and targets); cut it into parts."""
     try:
         return check_and_cut(file, params, box, out, catalog)
@@ -193,12 +202,13 @@ def import_file(
     with open_client(instance) as client, tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         catalog = Catalog(client) if box.preflight else None
-        parts, local = prepare_parts(file, params, box, catalog, scratch / "parts")
+        prepared = prepare_parts(file, params, box, catalog, scratch / "parts")
+        params, parts, local = prepared.params, prepared.parts, prepared.local_failures
         rows = sum(p.rows for p in parts)
-        shown = " ".join(f"{key}={value}" for key, value in params.query().items())
-        out.write(f"{file.name}: {rows} row(s) in {len(parts)} part(s), {shown}\n")
+        out.write(f"{file.name}: {rows} row(s) in {len(parts)} part(s), {described(params)}\n")
         if local:
-            out.write(f"{len(local)} row(s) left out: their lookup field is empty\n")
+            reasons = " or ".join(sorted(set(local.values())))
+            out.write(f"{len(local)} row(s) left out: their {reasons}\n")
         statuses = run_batches(client, parts, params, instance.poll_min_seconds, out)
         written = write_row_files(client, file, params, box, parts, statuses, local, scratch)
     for status in statuses:

@@ -28,6 +28,22 @@ FORMAT_NAMES = {
 
 
 @dataclass(frozen=True)
+class KeyColumns:
+    """The columns every row must fill, and how a message names them and the fix.
+
+    Leads: the lookup field (Marketo's default: email). Program members: email, each row's lead.
+    Custom objects: the object's dedupe fields. No names: no column is required.
+    """
+
+    names: tuple[str, ...]
+    # A column missing from the header: "line 1: <missing> is not a column ... — <fix>".
+    missing: str = "the lookup field '{name}'"
+    fix: str = "add or rename the column, or drop the file in a folder with another lookup field"
+    empty: str = "lookup field is empty"  # the reason of a row with an empty key value
+    every: str = "'email' (the lookup field)"  # "every row has an empty <every>"
+
+
+@dataclass(frozen=True)
 class Inspection:
     """What the checks learned: header, data row count, encoding, BOM, line ends, local failures."""
 
@@ -36,9 +52,9 @@ class Inspection:
     bom: bool
     encoding: str
     newline: str  # "lf", "crlf" or "cr"
-    # Start lines of rows whose lookup value is empty: they fail locally, the rest is imported.
+    # Start lines of rows with an empty key value: they fail locally, the rest is imported.
     empty_lookup_lines: list[int] = field(default_factory=list)
-    lookup_field: str = "email"
+    lookup_field: str = "email"  # the first key column as the header spells it ("" if none)
 
 
 def _captured(lines: Iterator[str], taken: list[str]) -> Iterator[str]:
@@ -126,16 +142,16 @@ def _check_header(header: list[str]) -> None:
         seen[key] = column
 
 
-def _lookup_index(header: list[str], lookup: str) -> int:
-    names = [name.strip().lower() for name in header]
-    if lookup.lower() in names:
-        return names.index(lookup.lower())
-    hint = suggest_fields(header, [lookup])
-    near = [name for name, match in hint.items() if match]
-    meant = f" (is '{near[0].strip()}' meant to be '{lookup}'?)" if near else ""
+def _key_index(header: list[str], name: str, keys: KeyColumns) -> int:
+    names = [column.strip().lower() for column in header]
+    if name.lower() in names:
+        return names.index(name.lower())
+    hint = suggest_fields(header, [name])
+    near = [column for column, match in hint.items() if match]
+    meant = f" (is '{near[0].strip()}' meant to be '{name}'?)" if near else ""
     raise FileRejected(
-        f"line 1: the lookup field '{lookup}' is not a column of the header{meant} — add or "
-        "rename the column, or drop the file in a folder with another lookup field",
+        f"line 1: {keys.missing.format(name=name)} is not a column of the header{meant} — "
+        f"{keys.fix}",
         1,
     )
 
@@ -167,10 +183,16 @@ def inspect_file(
     *,
     encoding: str = "utf-8",
     lookup_field: str | None = None,
+    keys: KeyColumns | None = None,
 ) -> Inspection:
-    """Check the file in one pass; raise FileRejected naming the line and the fix."""
+    """Check the file in one pass; raise FileRejected naming the line and the fix.
+
+    `keys` are the columns every row must fill; without them, the lookup field (Marketo's
+    default `email`). A row with an empty key value is listed in `empty_lookup_lines`.
+    """
     src: Source = open_source(path, encoding)
-    lookup = lookup_field or "email"  # Marketo's default lookup field
+    if keys is None:
+        keys = KeyColumns((lookup_field or "email",))  # Marketo's default lookup field
     taken: list[str] = []
     # The process-wide limit, set to the value this module documents and relies on.
     csv.field_size_limit(MAX_FIELD_CHARS)
@@ -186,14 +208,14 @@ def inspect_file(
     _, header, raw_header = first
     _check_delimiter("".join(raw_header), fmt)
     _check_header(header)
-    key = _lookup_index(header, lookup)
+    key_at = [_key_index(header, name, keys) for name in keys.names]
     width = len(header)
     rows = 0
     empty_lookup: list[int] = []
     blank_at: int | None = None
     for start, fields, raw in records:
-        if len(fields) == width and fields[key].strip():
-            pass  # the common case: a full row with a lookup value
+        if len(fields) == width and all(fields[key].strip() for key in key_at):
+            pass  # the common case: a full row with its key values
         elif len(raw) == 1 and is_blank(raw[0]):
             blank_at = blank_at or start
             continue
@@ -219,7 +241,7 @@ def inspect_file(
         encoding=src.encoding,
         newline=src.newline,
         empty_lookup_lines=empty_lookup,
-        lookup_field=header[key].strip(),
+        lookup_field=header[key_at[0]].strip() if key_at else "",
     )
 
 

@@ -3,7 +3,9 @@
 A header column that is no lead field, a list or partition that does not exist: Marketo would
 take the file, queue it behind ten others and then fail it (or import it half). Asking
 `describe.json`, `partitions.json` and `lists/{id}.json` first costs a few cached calls and
-gives the partner a precise reason at once.
+gives the partner a precise reason at once. Program member and custom object imports are
+checked the same way against their own describe calls, their program's channel statuses and
+their object's dedupe fields.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
-from dropbox_importer.csvfile import suggest_fields
+from dropbox_importer.csvfile import KeyColumns, suggest_fields
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.models import ImportParams
+from dropbox_importer.marketo.models import CustomObjectType, ImportKind, ImportParams, Program
 
 T = TypeVar("T")
 
@@ -25,7 +28,10 @@ class PreflightError(Exception):
 
 
 class Catalog:
-    """The instance's lead fields, partitions and lists, cached for `ttl` seconds."""
+    """The instance's fields, partitions, lists, programs, channels and custom objects.
+
+    Every answer is cached for `ttl` seconds.
+    """
 
     def __init__(self, client: MarketoClient, *, ttl: float = 3600.0) -> None:
         self._client = client
@@ -57,20 +63,49 @@ class Catalog:
         """True when a static list with this id exists."""
         return self._cached(("list", list_id), lambda: self._client.get_list(list_id) is not None)
 
+    def member_field_names(self) -> dict[str, str]:
+        """Lower-cased program member field name -> the name as Marketo spells it."""
+        return self._cached(
+            "member_fields",
+            lambda: {f.name.lower(): f.name for f in self._client.describe_program_members()},
+        )
+
+    def program(self, program_id: int) -> Program | None:
+        """The program with this id (and its channel's name), or None."""
+        return self._cached(("program", program_id), lambda: self._client.get_program(program_id))
+
+    def channel_statuses(self, channel: str) -> tuple[str, ...] | None:
+        """The program member statuses of the channel with this name, or None if none has it."""
+        channels = self._cached(
+            "channels", lambda: {c.name: c.statuses for c in self._client.channels()}
+        )
+        return channels.get(channel)
+
+    def custom_object(self, api_name: str) -> CustomObjectType | None:
+        """The custom object type with this API name (fields, dedupe fields), or None."""
+        return self._cached(
+            ("object", api_name), lambda: self._client.describe_custom_object(api_name)
+        )
+
 
 def check_header(header: Sequence[str], params: ImportParams, catalog: Catalog) -> None:
-    """Raise PreflightError naming unknown columns (with suggestions) or a missing lookup column."""
+    """Raise PreflightError naming unknown columns (with suggestions) or a missing key column.
+
+    Each kind's header is checked against its own describe: lead fields; lead and program member
+    fields; the custom object's fields.
+    """
+    if params.kind is ImportKind.PROGRAM_MEMBERS:
+        check_member_header(header, catalog)
+        return
+    if params.kind is ImportKind.CUSTOM_OBJECTS:
+        check_object_header(header, custom_object(params, catalog))
+        return
     known = catalog.field_names()
     unknown = [name for name in header if name.strip().lower() not in known]
     if unknown:
-        hints = suggest_fields(unknown, known.values())
-        described = ", ".join(
-            f"'{name}'" + (f" (did you mean {hints[name]}?)" if hints.get(name) else "")
-            for name in unknown
-        )
         raise PreflightError(
-            f"the header has columns that are no Marketo lead field: {described}; "
-            "rename them to Marketo field names or remove them"
+            f"the header has columns that are no Marketo lead field: "
+            f"{unknown_columns(unknown, known)}; rename them to Marketo field names or remove them"
         )
     lookup = (params.lookup_field or "email").lower()
     if lookup not in {name.strip().lower() for name in header}:
@@ -80,8 +115,27 @@ def check_header(header: Sequence[str], params: ImportParams, catalog: Catalog) 
         )
 
 
-def check_targets(params: ImportParams, catalog: Catalog) -> None:
-    """Raise PreflightError when the route's list or partition does not exist."""
+def unknown_columns(unknown: Sequence[str], known: dict[str, str]) -> str:
+    """The unknown column names, quoted, each with the closest known name if one is close."""
+    hints = suggest_fields(list(unknown), known.values())
+    return ", ".join(
+        f"'{name}'" + (f" (did you mean {hints[name]}?)" if hints.get(name) else "")
+        for name in unknown
+    )
+
+
+def check_targets(params: ImportParams, catalog: Catalog) -> ImportParams:
+    """Raise PreflightError when what the route imports into does not exist.
+
+    Leads: the list and partition. Program members: the program, and the status among its
+    channel's. Custom objects: the object. Returns the parameters with Marketo's own spelling
+    of the status (a route may write `status=attended`).
+    """
+    if params.kind is ImportKind.PROGRAM_MEMBERS:
+        return check_program(params, catalog)
+    if params.kind is ImportKind.CUSTOM_OBJECTS:
+        custom_object(params, catalog)
+        return params
     if params.list_id is not None and not catalog.list_exists(params.list_id):
         raise PreflightError(
             f"static list {params.list_id} does not exist in Marketo; "
@@ -94,3 +148,104 @@ def check_targets(params: ImportParams, catalog: Catalog) -> None:
                 f"lead partition '{params.partition_name}' does not exist in Marketo "
                 f"(known: {', '.join(sorted(partitions))}); ask the operator to fix the route"
             )
+    return params
+
+
+# -- program members and custom objects --------------------------------------------------------
+
+
+def key_columns(params: ImportParams, catalog: Catalog | None) -> KeyColumns:
+    """The columns every row of this import must fill, and how messages name them.
+
+    Leads: the lookup field. Program members: email, each row's lead (Marketo: "every row needs
+    email, the dedupe key"). Custom objects: the object's dedupe fields, known only from its
+    describe, so none without a catalog (preflight off). PreflightError for an unknown object.
+    """
+    if params.kind is ImportKind.PROGRAM_MEMBERS:
+        return KeyColumns(
+            ("email",),
+            missing="'{name}', the key of each row's lead,",
+            fix="add or rename the column: program members are found, or created, by email",
+            empty="email is empty",
+            every="'email' (the key of each row's lead)",
+        )
+    if params.kind is ImportKind.CUSTOM_OBJECTS:
+        if catalog is None:
+            return KeyColumns(())
+        obj = custom_object(params, catalog)
+        return KeyColumns(
+            obj.dedupe_fields,
+            missing=f"custom object {obj.api_name}'s dedupe field '{{name}}'",
+            fix="add or rename the column: records are matched on it",
+            empty="dedupe field is empty",
+            every=f"dedupe field ({', '.join(obj.dedupe_fields)})",
+        )
+    lookup = params.lookup_field or "email"  # Marketo's default lookup field
+    return KeyColumns((lookup,), every=f"'{lookup}' (the lookup field)")
+
+
+def custom_object(params: ImportParams, catalog: Catalog) -> CustomObjectType:
+    """The route's custom object type; PreflightError when Marketo has none of that name."""
+    name = params.object_name or ""
+    found = catalog.custom_object(name)
+    if found is None:
+        raise PreflightError(
+            f"custom object '{name}' does not exist in Marketo; ask the operator to fix the "
+            "route folder (object= takes the object's API name, e.g. car_c)"
+        )
+    return found
+
+
+def check_program(params: ImportParams, catalog: Catalog) -> ImportParams:
+    """The program must exist and the status be one of its channel's; Marketo's spelling back."""
+    program_id, status = params.program_id or 0, params.program_member_status or ""
+    program = catalog.program(program_id)
+    if program is None:
+        raise PreflightError(
+            f"program {program_id} does not exist in Marketo; ask the operator to fix the route "
+            "folder (program= takes the program's id)"
+        )
+    statuses = catalog.channel_statuses(program.channel) or ()
+    if not statuses:
+        raise PreflightError(
+            f"program {program_id}'s channel '{program.channel}' has no program member "
+            "statuses in Marketo; ask the operator to check the program's channel"
+        )
+    spelt = spelt_status(statuses, status)
+    if spelt is None:
+        raise PreflightError(
+            f"programMemberStatus '{status}' is not a status of program {program_id} "
+            f"('{program.name}', channel {program.channel}): use one of "
+            f"{', '.join(statuses)}"
+        )
+    return replace(params, program_member_status=spelt)
+
+
+def spelt_status(statuses: Sequence[str], status: str) -> str | None:
+    """The channel's spelling of `status`, matched whatever its case, or None if it has none."""
+    wanted = status.strip().lower()
+    return next((s for s in statuses if s.lower() == wanted), None)
+
+
+def check_member_header(header: Sequence[str], catalog: Catalog) -> None:
+    """Every column must be a lead field or a program member field."""
+    known = {**catalog.field_names(), **catalog.member_field_names()}
+    unknown = [name for name in header if name.strip().lower() not in known]
+    if unknown:
+        raise PreflightError(
+            "the header has columns that are neither Marketo lead fields nor program member "
+            f"fields: {unknown_columns(unknown, known)}; rename them to Marketo field names or "
+            "remove them"
+        )
+
+
+def check_object_header(header: Sequence[str], obj: CustomObjectType) -> None:
+    """Every column must be a field of the custom object."""
+    known = {f.name.lower(): f.name for f in obj.fields}
+    unknown = [name for name in header if name.strip().lower() not in known]
+    if unknown:
+        raise PreflightError(
+            f"the header has columns that are no field of custom object {obj.api_name}: "
+            f"{unknown_columns(unknown, known)}; rename them to the object's fields "
+            f"({', '.join(f.name for f in obj.fields if not f.read_only)}) or remove them"
+        )

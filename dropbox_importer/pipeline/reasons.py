@@ -10,7 +10,7 @@ from pathlib import PurePosixPath
 
 from dropbox_importer.config import DropboxConfig
 from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
-from dropbox_importer.marketo.models import ImportParams
+from dropbox_importer.marketo.models import ImportParams, ImportTarget
 from dropbox_importer.pipeline.records import FileRecord
 
 # What the partner reads when the claimed file was still being written, or removed.
@@ -37,3 +37,15 @@ def params_for(record: FileRecord, box: DropboxConfig) -> ImportParams:
         return import_params(spec, record.name)
     except RouteError as exc:
         raise Rejected(str(exc)) from exc
+
+
+def target_for(record: FileRecord, box: DropboxConfig) -> ImportTarget:
+    """What the file's batches import into, for their status calls after a restart.
+
+    Leads when the route no longer parses (the config changed meanwhile): Marketo then answers
+    for a batch of another kind as for an unknown one, and the batch is reported lost.
+    """
+    try:
+        return params_for(record, box).target
+    except Rejected:
+        return ImportTarget()

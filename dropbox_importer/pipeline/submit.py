@@ -24,7 +24,13 @@ from dropbox_importer.marketo.errors import MarketoError, RequestRejected, Stopp
 from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
-from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
+from dropbox_importer.pipeline.preflight import (
+    Catalog,
+    PreflightError,
+    check_header,
+    check_targets,
+    key_columns,
+)
 from dropbox_importer.pipeline.reasons import CHANGED, VANISHED, Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord
 from dropbox_importer.pipeline.states import FileState
@@ -59,31 +65,27 @@ class Prepared:
 
 def check_and_cut(
     path: Path, params: ImportParams, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
-) -> tuple[list[Part], dict[int, str]]:
+) -> Prepared:
     """Check a file (with a catalog, against Marketo too); cut it into parts in `parts_dir`.
 
-    Returns the parts and the rows failed locally (line -> reason); Rejected says why not.
+    Returns the parameters to send (a program member status in Marketo's spelling), the parts
+    and the rows failed locally (line -> reason); Rejected says why not.
     """
     try:
-        inspection = inspect_file(
-            path, params.format, encoding=box.encoding, lookup_field=params.lookup_field
-        )
+        keys = key_columns(params, catalog)
+        inspection = inspect_file(path, params.format, encoding=box.encoding, keys=keys)
+        if catalog is not None:
+            check_header(inspection.header, params, catalog)
+            params = check_targets(params, catalog)
     except FileRejected as exc:
         raise Rejected(str(exc)) from exc
-    if catalog is not None:
-        try:
-            check_header(inspection.header, params, catalog)
-            check_targets(params, catalog)
-        except PreflightError as exc:
-            raise Rejected(str(exc)) from exc
-        except RequestRejected as exc:
-            raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
-    local = {line: "lookup field is empty" for line in inspection.empty_lookup_lines}
+    except PreflightError as exc:
+        raise Rejected(str(exc)) from exc
+    except RequestRejected as exc:
+        raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
+    local = dict.fromkeys(inspection.empty_lookup_lines, keys.empty)
     if local and len(local) >= inspection.rows:
-        raise Rejected(
-            f"every row has an empty '{params.lookup_field or 'email'}' (the lookup field); "
-            "fill it in and drop the file again"
-        )
+        raise Rejected(f"every row has an empty {keys.every}; fill it in and drop the file again")
     if parts_dir.exists():
         shutil.rmtree(parts_dir)  # a previous attempt's parts: cut again, deterministically
     parts_dir.mkdir(parents=True)
@@ -95,7 +97,7 @@ def check_and_cut(
         encoding=box.encoding,
         skip_lines=frozenset(local),
     )
-    return parts, local
+    return Prepared(params, parts, local)
 
 
 def prepare(
@@ -104,11 +106,11 @@ def prepare(
     """Check the claimed file and cut it into parts under Marketo's size limit."""
     params = params_for(record, box)
     path = Path(record.processing_path)
-    parts, local = check_and_cut(path, params, box, parts_dir, catalog)
+    prepared = check_and_cut(path, params, box, parts_dir, catalog)
     # Parts cut from a file still being written would import a truncated snapshot.
     if file_digest(path) != (record.size, record.sha256):
         raise Rejected(CHANGED)
-    return Prepared(params, parts, local)
+    return prepared
 
 
 class Submitter:

@@ -41,7 +41,8 @@ def test_every_route_is_ok_when_lists_partitions_and_lookups_exist(
     assert code == 0, out + err
     assert "instance main: credentials OK" in out
     assert _row(out, "acme-emea (named)").split() == [
-        "acme", "acme-emea", "(named)", "csv", "1001", "Europe", "email", "OK",
+        "acme", "acme-emea", "(named)", "leads", "csv", "list", "1001,", "partition", "Europe",
+        "email", "OK",
     ]  # fmt: skip
     assert _row(out, "inbox/csv,list=1002/").endswith("OK")
     assert _row(out, "inbox/tsv/").endswith("OK")
@@ -133,10 +134,11 @@ def test_files_at_the_top_of_the_inbox_make_the_top_a_route(
     assert code == 0
     assert _row(out, "inbox/").split()[1:] == [
         "inbox/",
+        "leads",
         "by",
         "extension",
+        "list",
         "1003",
-        "-",
         "email",
         "OK",
     ]
@@ -150,3 +152,47 @@ def test_a_config_error_is_printed_as_the_loader_words_it(tmp_path: Path, run_cl
 
     assert code == 2 and out == ""
     assert f"{config}:4: dropboxes.a.instance: missing" in err
+
+
+def test_program_member_and_custom_object_routes_are_looked_up(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
+) -> None:
+    routes = {
+        "webinar-attended": {"program": 1001, "status": "Attended"},
+        "webinar-typo": {"program": 1001, "status": "Atended"},
+        "cars": {"object": "car_c"},
+    }
+    config = write_config(instance=_instance(sandbox), dropboxes={"acme": {"routes": routes}})
+    _folders(
+        tmp_path / "acme",
+        "program=1001,status=no show",
+        "program=4040,status=Attended",
+        "program=1002,status=Attended",
+        "object=boat_c",
+        "object=car_c,csv",
+        "program=1001,status=Invited,list=5",
+    )
+
+    code, out, _ = run_cli("check", "--config", config)
+
+    assert code == 1
+    assert _row(out, "webinar-attended (named)").split()[3:] == [
+        "program", "members", "by", "extension", "program", "1001", "(Partner", "webinar),",
+        "status", "Attended", "email", "OK",
+    ]  # fmt: skip
+    assert "status No Show" in _row(out, "inbox/program=1001,status=no show/")
+    assert _row(out, "inbox/program=1001,status=no show/").endswith("OK")
+    assert (
+        "PROBLEM: status 'Atended' is not one of program 1001's statuses (Invited, Registered, "
+        "Attended, No Show; channel Webinar)"
+    ) in _row(out, "webinar-typo (named)")
+    assert "PROBLEM: program 4040 does not exist" in _row(
+        out, "inbox/program=4040,status=Attended/"
+    )
+    assert "(Engaged; channel Content)" in _row(out, "inbox/program=1002,status=Attended/")
+    assert _row(out, "cars (named)").split()[3:] == [
+        "custom", "objects", "by", "extension", "car_c", "vin", "OK",
+    ]  # fmt: skip
+    assert _row(out, "inbox/object=car_c,csv/").split()[-2:] == ["vin", "OK"]
+    assert "PROBLEM: custom object 'boat_c' does not exist" in _row(out, "inbox/object=boat_c/")
+    assert "mixes a program member import" in _row(out, "inbox/program=1001,status=Invited,list=5/")
