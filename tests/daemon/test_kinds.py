@@ -21,6 +21,7 @@ import requests
 
 from dropbox_importer.sandbox import Sandbox, SandboxSettings
 from tests.daemon.harness import DaemonProcess, originals_under, wait_for, write_config
+from tests.unprivileged import UMASK, ServiceAccount
 from tests.waiting import free_port
 
 pytestmark = pytest.mark.slow
@@ -66,8 +67,14 @@ class Running:
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    tmp_path = tmp_path_factory.mktemp("kinds")
+def running(
+    tmp_path_factory: pytest.TempPathFactory, service_account: ServiceAccount | None
+) -> Iterator[Running]:
+    # As tests/unprivileged.py does for each test: the daemon runs as the unit runs it.
+    if service_account is None:
+        tmp_path = tmp_path_factory.mktemp("kinds")
+    else:
+        tmp_path = service_account.folder("kinds")
     sandbox = Sandbox(
         SandboxSettings(rows_per_second=2000.0, job_overhead_seconds=0.05, window_seconds=2.0)
     ).start()
@@ -81,7 +88,10 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     )
     port = free_port()
     config.write_text(config.read_text() + f"metrics:\n  listen: 127.0.0.1:{port}\n")
-    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    if service_account is not None:
+        daemon.run_as, daemon.umask = service_account.command(), UMASK
+    daemon.start()
     try:
         yield Running(daemon, sandbox, root, port)
     finally:
