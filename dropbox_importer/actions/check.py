@@ -1,11 +1,14 @@
 """Prove a config works before partners drop files: credentials, routes and their targets.
 
 For every instance a drop box uses, a token is fetched; for every route (each named route of a
-drop box, and each folder present under its inbox/), the folder path is parsed and what it
-imports into is looked up in Marketo: a lead route's list, partition and lookup field; a program
-member route's program and status (one of its channel's); a custom object route's object and
-its dedupe fields. Instances with `base_url: embedded` are checked against an in-process
-sandbox, as the daemon would run them. Every call is read-only.
+drop box, and each folder present under its inbox/), the folder path is parsed, held against
+the drop box's policy, and what it imports into is looked up in Marketo: a lead route's list,
+partition and lookup field; a program member route's program and status (one of its channel's);
+a custom object route's object and its dedupe fields. Then each drop box's effective policy is
+printed (who can import where, which columns), with a warning when partners can pick any list,
+partition, program or custom object by naming a folder, and a problem for any field name in its
+column rules that Marketo does not know. Instances with `base_url: embedded` are checked against
+an in-process sandbox, as the daemon would run them. Every call is read-only.
 
 Exit codes: 0 all OK, 1 at least one problem (each printed on its row), 2 config error.
 """
@@ -24,13 +27,26 @@ from pathlib import Path, PurePosixPath
 import requests
 
 from dropbox_importer import logs
+from dropbox_importer.actions.policy_view import field_problems, render_policy
 from dropbox_importer.config import ConfigError, DropboxConfig, InstanceConfig, load_config
 from dropbox_importer.dropbox.layout import DropboxLayout
-from dropbox_importer.dropbox.routes import RouteError, RouteSpec, resolve_route, route_label
+from dropbox_importer.dropbox.policy import RouteRefused, check_folder, check_params, policy_for
+from dropbox_importer.dropbox.routes import (
+    RouteError,
+    RouteSpec,
+    import_params,
+    resolve_route,
+    route_label,
+)
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, Stopped
-from dropbox_importer.marketo.models import ImportKind
-from dropbox_importer.pipeline.preflight import Catalog, spelt_status
+from dropbox_importer.marketo.models import ImportKind, LeadField
+from dropbox_importer.pipeline.preflight import (
+    Catalog,
+    PreflightError,
+    mapping_fields,
+    spelt_status,
+)
 from dropbox_importer.pipeline.ready import is_ignored
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
@@ -108,10 +124,16 @@ def route_folders(layout: DropboxLayout, box: DropboxConfig) -> list[PurePosixPa
 def check_route(
     box: DropboxConfig, route: PurePosixPath, catalog: Catalog | None, label: str
 ) -> RouteRow:
-    """Parse one route and, when the instance answered, look up what it imports into."""
+    """Parse one route and, when the instance answered, look up what it imports into.
+
+    A folder the drop box's policy refuses is a problem too: a file dropped there would fail.
+    """
     try:
+        check_folder(route, box.allow, box.routes)
         spec = resolve_route(route, box.routes, box.defaults)
-    except RouteError as exc:
+        params = import_params(spec, "route.csv")  # the name only stands in for a format
+        check_params(params, policy_for(route, box.policy, box.route_policies).allow)
+    except (RouteError, RouteRefused) as exc:
         return RouteRow(box.name, label, "-", "-", "-", "-", (exc.reason,))
     row = RouteRow(
         box.name,
@@ -219,11 +241,51 @@ def check_instance(instance: InstanceConfig, client: MarketoClient, timeout: flo
     return None
 
 
+def policy_problems(box: DropboxConfig, catalog: Catalog | None) -> list[str]:
+    """Names in the drop box's column rules (and its routes') that are no field they can set.
+
+    A named route's rules are held against its own kind's fields (lead fields; lead and program
+    member fields; its custom object's); the drop box's against every kind its routes import.
+    """
+    if catalog is None:
+        return []
+    try:
+        fields = catalog.fields()
+        by_route = {name: _route_fields(box, name, catalog) for name in box.routes}
+    except Stopped:
+        return ["Marketo did not answer describe before the timeout"]
+    except LOOKUP_ERRORS as exc:
+        return [f"Marketo describe failed: {exc}"]
+    every = fields + [f for found in by_route.values() if found for f in found[1]]
+    mixed = any(found and found[0] is not ImportKind.LEADS for found in by_route.values())
+    problems = field_problems(box.policy, every, "", "field of its imports" if mixed else "")
+    for name, policy in sorted(box.route_policies.items()):
+        kind, own = by_route.get(name) or (ImportKind.LEADS, fields)
+        what = "" if kind is ImportKind.LEADS else f"field of its {KIND_WORDS[kind]}"
+        problems += field_problems(policy, own, f"routes.{name}.", what)
+    return sorted(set(problems), key=problems.index)
+
+
+def _route_fields(
+    box: DropboxConfig, name: str, catalog: Catalog
+) -> tuple[ImportKind, list[LeadField]] | None:
+    """A named route's kind and the fields its files may set; None if it does not resolve."""
+    try:
+        params = import_params(
+            resolve_route(PurePosixPath(name), box.routes, box.defaults), "r.csv"
+        )
+        return params.kind, mapping_fields(params, catalog)
+    except (RouteError, PreflightError):
+        return None
+
+
 def check_dropboxes(
     boxes: list[DropboxConfig], instance: InstanceConfig, timeout: float
-) -> tuple[str | None, list[RouteRow]]:
-    """The instance's credential problem (or None) and one row per route of its drop boxes."""
+) -> tuple[str | None, list[RouteRow], dict[str, list[str]]]:
+    """The instance's credential problem (or None), one row per route of its drop boxes, and
+    each drop box's problems with its column rules."""
     rows: list[RouteRow] = []
+    policies: dict[str, list[str]] = {}
     with open_client(instance) as client:
         # The client retries transient faults without end; closing it ends every wait, so a
         # dead or unreachable instance costs `timeout` seconds, not forever.
@@ -238,13 +300,23 @@ def check_dropboxes(
                 folders = route_folders(DropboxLayout(box.root), box)
                 found = [(f, f"inbox/{route_label(f)}".rstrip("/") + "/") for f in folders]
                 rows += [check_route(box, route, catalog, label) for route, label in named + found]
+                policies[box.name] = policy_problems(box, catalog)
         finally:
             deadline.cancel()
-    return problem, rows
+    return problem, rows, policies
 
 
 def _verdict(row: RouteRow) -> str:
     return "OK" if not row.problems else "PROBLEM: " + "; ".join(row.problems)
+
+
+def render_policies(boxes: list[DropboxConfig], problems: dict[str, list[str]]) -> str:
+    """Each drop box's effective policy, its warnings and its problems."""
+    out = []
+    for box in boxes:
+        out += ["", *render_policy(box)]
+        out += [f"  PROBLEM: {problem}" for problem in problems.get(box.name, [])]
+    return "\n".join(out) + "\n"
 
 
 def render(instances: dict[str, str | None], rows: list[RouteRow]) -> str:
@@ -276,10 +348,20 @@ def main(args: argparse.Namespace) -> int:
     logs.configure(json=config.log_format == "json", level="warning", stream=sys.stderr)
     instances: dict[str, str | None] = {}
     rows: list[RouteRow] = []
+    policies: dict[str, list[str]] = {}
     for name in sorted(config.instances):
         boxes = [b for b in config.dropboxes.values() if b.instance == name]
-        instances[name], found = check_dropboxes(boxes, config.instances[name], args.timeout)
+        instances[name], found, box_problems = check_dropboxes(
+            boxes, config.instances[name], args.timeout
+        )
         rows += found
+        policies |= box_problems
     sys.stdout.write(render(instances, rows))
-    problems = any(p is not None for p in instances.values()) or any(r.problems for r in rows)
+    ordered = [config.dropboxes[name] for name in sorted(config.dropboxes)]
+    sys.stdout.write(render_policies(ordered, policies))
+    problems = (
+        any(p is not None for p in instances.values())
+        or any(r.problems for r in rows)
+        or any(policies.values())
+    )
     return EXIT_PROBLEMS if problems else EXIT_OK

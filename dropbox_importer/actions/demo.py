@@ -23,6 +23,15 @@ not-an-email,Broken,Row,Nowhere
 ,No,Email,Anywhere
 """
 
+# A partner's own export: Marketo's display names, a row without email, a repeated email.
+PARTNER_SAMPLE = """\
+Email Address,First Name,Last Name,Company Name
+ada@example.com,Ada,Lovelace,Analytical Engines
+grace@example.com,Grace,Hopper,Compilers Inc
+,No,Email,Anywhere
+ADA@example.com,Ada,King,Analytical Engines
+"""
+
 # Who attended the demo program's webinar: Ada is a lead already (after the sample above),
 # Alan is not yet and is created by the import.
 ATTENDEES = """\
@@ -38,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_demo(directory: Path) -> Path:
-    """Create the demo config, drop box and sample file if missing; return the config path."""
+    """Create the demo config, drop box and sample files if missing; return the config path."""
     directory = directory.resolve()
     config_path = directory / "config.yaml"
     root = directory / "dropbox"
@@ -76,10 +85,14 @@ def write_demo(directory: Path) -> Path:
     folders = ("inbox/newsletter", "inbox/webinar-attended", "inbox/csv")
     for folder in (*folders, "done", "failed", "processing"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    for name, text in (("sample-leads.csv", SAMPLE), ("sample-attendees.csv", ATTENDEES)):
-        sample = directory / name
-        if not sample.exists():
-            sample.write_text(text)
+    samples = {
+        "sample-leads.csv": SAMPLE,
+        "partner-leads.csv": PARTNER_SAMPLE,
+        "sample-attendees.csv": ATTENDEES,
+    }
+    for name, text in samples.items():
+        if not (directory / name).exists():
+            (directory / name).write_text(text)
     return config_path
 
 

@@ -8,7 +8,7 @@ agree with the csv module on every file that passes here.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,7 @@ class KeyColumns:
     """
 
     names: tuple[str, ...]
+    role: str = "the lookup field"  # "the column 'email' is <role>, but ... does not send it"
     # A column missing from the header: "line 1: <missing> is not a column ... — <fix>".
     missing: str = "the lookup field '{name}'"
     fix: str = "add or rename the column, or drop the file in a folder with another lookup field"
@@ -54,7 +55,31 @@ class Inspection:
     newline: str  # "lf", "crlf" or "cr"
     # Start lines of rows with an empty key value: they fail locally, the rest is imported.
     empty_lookup_lines: list[int] = field(default_factory=list)
-    lookup_field: str = "email"  # the first key column as the header spells it ("" if none)
+    lookup_field: str = "email"  # the first key column as sent ("" when no key column)
+    duplicates: Duplicates = field(default_factory=lambda: Duplicates())
+
+
+# Lines listed in a Duplicates report; the count goes on past it.
+MAX_DUPLICATES_LISTED = 1000
+# Distinct lookup values remembered, about 130 MB; a value first seen past it is not tracked.
+MAX_VALUES_TRACKED = 1_000_000
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """Rows whose lookup value an earlier row of the file already has.
+
+    Within one import Marketo writes the rows in order, so a later row updates the lead the
+    earlier one wrote: the last row's values are what Marketo keeps (an empty cell leaves a value
+    as it was). Values are compared trimmed and case-insensitively, as Marketo's dedupe on
+    email does. Each distinct value is held while the file is checked, about 130 bytes each,
+    up to MAX_VALUES_TRACKED; `complete` is False when a file had more (values first seen past
+    that point are not compared).
+    """
+
+    rows: int = 0  # rows sharing their lookup value with an earlier row
+    lines: tuple[tuple[int, int], ...] = ()  # (line, the earlier line with that value), capped
+    complete: bool = True
 
 
 def _captured(lines: Iterator[str], taken: list[str]) -> Iterator[str]:
@@ -142,10 +167,16 @@ def _check_header(header: list[str]) -> None:
         seen[key] = column
 
 
-def _key_index(header: list[str], name: str, keys: KeyColumns) -> int:
-    names = [column.strip().lower() for column in header]
+def _key_index(header: list[str], name: str, keys: KeyColumns, mapped: Sequence[str] | None) -> int:
+    names = [column.strip().lower() for column in (header if mapped is None else mapped)]
     if name.lower() in names:
         return names.index(name.lower())
+    if mapped is not None and name.lower() in [column.strip().lower() for column in header]:
+        raise FileRejected(
+            f"line 1: the column '{name}' is {keys.role}, but this drop box does not send it "
+            "(columns.ignore or columns.deny) — ask the operator to change that rule",
+            1,
+        )
     hint = suggest_fields(header, [name])
     near = [column for column, match in hint.items() if match]
     meant = f" (is '{near[0].strip()}' meant to be '{name}'?)" if near else ""
@@ -154,6 +185,29 @@ def _key_index(header: list[str], name: str, keys: KeyColumns) -> int:
         f"{keys.fix}",
         1,
     )
+
+
+# What `_key_reader` answers for a file without key columns: a row is never a duplicate.
+NO_KEY = "\x00no key"
+
+
+def _key_reader(key_at: Sequence[int]) -> Callable[[list[str]], str]:
+    """A row's key value, trimmed and lower-cased ("" when a key cell is empty).
+
+    One key column (the common case) is read directly; several (a compound custom object key)
+    are joined with a separator no CSV value holds; none give NO_KEY.
+    """
+    if not key_at:
+        return lambda fields: NO_KEY
+    if len(key_at) == 1:
+        key = key_at[0]
+        return lambda fields: fields[key].strip().lower()
+
+    def compound(fields: list[str]) -> str:
+        values = [fields[key].strip().lower() for key in key_at]
+        return "\x1f".join(values) if all(values) else ""
+
+    return compound
 
 
 def _records(
@@ -183,12 +237,16 @@ def inspect_file(
     *,
     encoding: str = "utf-8",
     lookup_field: str | None = None,
+    names: Sequence[str] | None = None,
     keys: KeyColumns | None = None,
 ) -> Inspection:
     """Check the file in one pass; raise FileRejected naming the line and the fix.
 
-    `keys` are the columns every row must fill; without them, the lookup field (Marketo's
-    default `email`). A row with an empty key value is listed in `empty_lookup_lines`.
+    `names`, one per header column, are the field names the columns are sent as ("" for a
+    column not sent: see csvfile.header); the key columns are found among them. `keys` are the
+    columns every row must fill; without them, the lookup field (Marketo's default `email`). A
+    row with an empty key value is listed in `empty_lookup_lines`; rows repeating an earlier
+    row's key values in `duplicates`.
     """
     src: Source = open_source(path, encoding)
     if keys is None:
@@ -208,14 +266,28 @@ def inspect_file(
     _, header, raw_header = first
     _check_delimiter("".join(raw_header), fmt)
     _check_header(header)
-    key_at = [_key_index(header, name, keys) for name in keys.names]
+    mapped = names if names is not None and len(names) == len(header) else None
+    key_at = [_key_index(header, name, keys, mapped) for name in keys.names]
+    key_of = _key_reader(key_at)
     width = len(header)
     rows = 0
     empty_lookup: list[int] = []
     blank_at: int | None = None
+    first_seen: dict[str, int] = {}  # a lookup value, lower-cased -> the line it was first on
+    repeated: list[tuple[int, int]] = []
+    repeats = 0
+    remember = first_seen.setdefault
     for start, fields, raw in records:
-        if len(fields) == width and all(fields[key].strip() for key in key_at):
-            pass  # the common case: a full row with its key values
+        if len(fields) == width and (value := key_of(fields)):
+            # The common case: a full row with its key values.
+            if value is not NO_KEY:
+                earlier = remember(value, start)
+                if earlier != start:
+                    repeats += 1
+                    if len(repeated) < MAX_DUPLICATES_LISTED:
+                        repeated.append((start, earlier))
+                elif len(first_seen) >= MAX_VALUES_TRACKED:
+                    remember = first_seen.get  # full: values seen so far are still recognised
         elif len(raw) == 1 and is_blank(raw[0]):
             blank_at = blank_at or start
             continue
@@ -241,7 +313,8 @@ def inspect_file(
         encoding=src.encoding,
         newline=src.newline,
         empty_lookup_lines=empty_lookup,
-        lookup_field=header[key_at[0]].strip() if key_at else "",
+        lookup_field=(header if mapped is None else mapped)[key_at[0]].strip() if key_at else "",
+        duplicates=Duplicates(repeats, tuple(repeated), len(first_seen) < MAX_VALUES_TRACKED),
     )
 
 

@@ -296,12 +296,20 @@ def resolve_route(
     label = route_label(route)
     for part in route.parts:
         spec = spec.merged(parse_folder_name(part, named), where=label)
-    # The defaults fill only what this kind of import takes: a drop box whose defaults set a
-    # lookup field can still have program member and custom object routes.
-    kind = spec.kind or defaults.kind or ImportKind.LEADS
-    filled = spec.filled_from(defaults.keeping(kind))
+    filled = with_defaults(spec, defaults)
     check_complete(filled, label)
     return filled
+
+
+def with_defaults(spec: RouteSpec, defaults: RouteSpec) -> RouteSpec:
+    """`spec` with what it leaves out taken from `defaults`, as far as its kind takes it.
+
+    The defaults fill only what the route's kind of import takes: a drop box whose defaults set
+    a lookup field can still have program member and custom object routes. A route that names
+    no kind takes the defaults' (leads if they name none).
+    """
+    kind = spec.kind or defaults.kind or ImportKind.LEADS
+    return spec.filled_from(defaults.keeping(kind))
 
 
 def format_from_extension(filename: str) -> ImportFormat | None:

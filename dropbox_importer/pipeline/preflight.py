@@ -16,9 +16,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
+import structlog
+
 from dropbox_importer.csvfile import KeyColumns, suggest_fields
+from dropbox_importer.csvfile.header import Column, Fate, HeaderMap
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.models import CustomObjectType, ImportKind, ImportParams, Program
+from dropbox_importer.marketo.models import (
+    CustomObjectType,
+    ImportKind,
+    ImportParams,
+    LeadField,
+    ObjectField,
+    Program,
+)
+
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -49,11 +61,13 @@ class Catalog:
             self._cache[key] = (time.monotonic(), value)
         return value
 
+    def fields(self) -> list[LeadField]:
+        """The instance's lead fields as describe.json lists them."""
+        return self._cached("fields", self._client.describe_fields)
+
     def field_names(self) -> dict[str, str]:
         """Lower-cased REST field name -> the name as Marketo spells it."""
-        return self._cached(
-            "fields", lambda: {f.name.lower(): f.name for f in self._client.describe_fields()}
-        )
+        return {f.name.lower(): f.name for f in self.fields()}
 
     def partition_names(self) -> set[str]:
         """Names of the instance's lead partitions."""
@@ -63,12 +77,9 @@ class Catalog:
         """True when a static list with this id exists."""
         return self._cached(("list", list_id), lambda: self._client.get_list(list_id) is not None)
 
-    def member_field_names(self) -> dict[str, str]:
-        """Lower-cased program member field name -> the name as Marketo spells it."""
-        return self._cached(
-            "member_fields",
-            lambda: {f.name.lower(): f.name for f in self._client.describe_program_members()},
-        )
+    def member_fields(self) -> tuple[ObjectField, ...]:
+        """The program member fields as `program/members/describe.json` lists them."""
+        return self._cached("member_fields", self._client.describe_program_members)
 
     def program(self, program_id: int) -> Program | None:
         """The program with this id (and its channel's name), or None."""
@@ -88,40 +99,72 @@ class Catalog:
         )
 
 
-def check_header(header: Sequence[str], params: ImportParams, catalog: Catalog) -> None:
-    """Raise PreflightError naming unknown columns (with suggestions) or a missing key column.
+def check_header(header: HeaderMap, params: ImportParams, catalog: Catalog) -> None:
+    """Raise PreflightError naming unknown columns (with suggestions) or a missing lookup column.
 
-    Each kind's header is checked against its own describe: lead fields; lead and program member
-    fields; the custom object's fields.
+    `header` was mapped with the import kind's fields (`mapping_fields`): its unknown columns
+    are the ones no REST name, alias or display name matched. Each kind's own describe is the
+    judge: lead fields; lead and program member fields; the custom object's fields.
     """
-    if params.kind is ImportKind.PROGRAM_MEMBERS:
-        check_member_header(header, catalog)
-        return
-    if params.kind is ImportKind.CUSTOM_OBJECTS:
-        check_object_header(header, custom_object(params, catalog))
-        return
-    known = catalog.field_names()
-    unknown = [name for name in header if name.strip().lower() not in known]
+    unknown = header.of(Fate.UNKNOWN)
     if unknown:
+        fields = mapping_fields(params, catalog)
+        # Suggest by REST name and by display name, whichever is closer to what was written.
+        names = [f.name for f in fields] + [f.display_name for f in fields if f.display_name]
+        hints = suggest_fields([c.original for c in unknown], names)
+        described = ", ".join(_unknown(c, hints.get(c.original)) for c in unknown)
+        if params.kind is ImportKind.PROGRAM_MEMBERS:
+            raise PreflightError(
+                "the header has columns that are neither Marketo lead fields nor program "
+                f"member fields: {described}; rename them to Marketo field names or remove them"
+            )
+        if params.kind is ImportKind.CUSTOM_OBJECTS:
+            obj = custom_object(params, catalog)
+            writable = ", ".join(f.name for f in obj.fields if not f.read_only)
+            raise PreflightError(
+                f"the header has columns that are no field of custom object {obj.api_name}: "
+                f"{described}; rename them to the object's fields ({writable}) or remove them"
+            )
         raise PreflightError(
-            f"the header has columns that are no Marketo lead field: "
-            f"{unknown_columns(unknown, known)}; rename them to Marketo field names or remove them"
+            f"the header has columns that are no Marketo lead field: {described}; "
+            "rename them to Marketo field names or remove them"
         )
+    if params.kind is not ImportKind.LEADS:
+        return  # inspect_file required the key columns already
     lookup = (params.lookup_field or "email").lower()
-    if lookup not in {name.strip().lower() for name in header}:
+    if lookup not in {name.lower() for name in header.sent_names}:
         raise PreflightError(
             f"the lookup field '{params.lookup_field or 'email'}' is not a column of the file; "
             "add the column or route the file to a folder with another lookup field"
         )
 
 
-def unknown_columns(unknown: Sequence[str], known: dict[str, str]) -> str:
-    """The unknown column names, quoted, each with the closest known name if one is close."""
-    hints = suggest_fields(list(unknown), known.values())
-    return ", ".join(
-        f"'{name}'" + (f" (did you mean {hints[name]}?)" if hints.get(name) else "")
-        for name in unknown
+def mapping_fields(params: ImportParams, catalog: Catalog) -> list[LeadField]:
+    """The fields a header of this import kind is mapped to (csvfile.header), from describe.
+
+    Leads: the lead fields. Program members: the lead fields, then the program member fields.
+    Custom objects: the object's fields (PreflightError when there is no such object).
+    """
+    if params.kind is ImportKind.PROGRAM_MEMBERS:
+        return catalog.fields() + [_as_field(f) for f in catalog.member_fields()]
+    if params.kind is ImportKind.CUSTOM_OBJECTS:
+        return [_as_field(f) for f in custom_object(params, catalog).fields]
+    return catalog.fields()
+
+
+def _as_field(found: ObjectField) -> LeadField:
+    # The header mapping reads a field's name and display name: those of any describe will do.
+    return LeadField(
+        found.name, found.type, found.length, found.display_name, read_only=found.read_only
     )
+
+
+def _unknown(column: Column, hint: str | None) -> str:
+    """One unknown column as the partner reads it, with a suggestion or the alias at fault."""
+    shown = f"'{column.original}'"
+    if column.how.startswith("columns.aliases"):
+        return f"{shown} ({column.how}: ask the operator to fix the alias)"
+    return shown + (f" (did you mean {hint}?)" if hint else "")
 
 
 def check_targets(params: ImportParams, catalog: Catalog) -> ImportParams:
@@ -144,9 +187,16 @@ def check_targets(params: ImportParams, catalog: Catalog) -> ImportParams:
     if params.partition_name is not None:
         partitions = catalog.partition_names()
         if params.partition_name not in partitions:
+            # The partner reads the reason: other partitions belong to other tenants, so only
+            # the operator's log names them.
+            log.warning(
+                "preflight_partition_unknown",
+                partitionName=params.partition_name,
+                known=sorted(partitions),
+            )
             raise PreflightError(
-                f"lead partition '{params.partition_name}' does not exist in Marketo "
-                f"(known: {', '.join(sorted(partitions))}); ask the operator to fix the route"
+                f"lead partition '{params.partition_name}' does not exist in Marketo; "
+                "ask the operator to fix the route"
             )
     return params
 
@@ -164,6 +214,7 @@ def key_columns(params: ImportParams, catalog: Catalog | None) -> KeyColumns:
     if params.kind is ImportKind.PROGRAM_MEMBERS:
         return KeyColumns(
             ("email",),
+            role="the key of each row's lead",
             missing="'{name}', the key of each row's lead,",
             fix="add or rename the column: program members are found, or created, by email",
             empty="email is empty",
@@ -175,6 +226,7 @@ def key_columns(params: ImportParams, catalog: Catalog | None) -> KeyColumns:
         obj = custom_object(params, catalog)
         return KeyColumns(
             obj.dedupe_fields,
+            role=f"a dedupe field of custom object {obj.api_name}",
             missing=f"custom object {obj.api_name}'s dedupe field '{{name}}'",
             fix="add or rename the column: records are matched on it",
             empty="dedupe field is empty",
@@ -225,27 +277,3 @@ def spelt_status(statuses: Sequence[str], status: str) -> str | None:
     """The channel's spelling of `status`, matched whatever its case, or None if it has none."""
     wanted = status.strip().lower()
     return next((s for s in statuses if s.lower() == wanted), None)
-
-
-def check_member_header(header: Sequence[str], catalog: Catalog) -> None:
-    """Every column must be a lead field or a program member field."""
-    known = {**catalog.field_names(), **catalog.member_field_names()}
-    unknown = [name for name in header if name.strip().lower() not in known]
-    if unknown:
-        raise PreflightError(
-            "the header has columns that are neither Marketo lead fields nor program member "
-            f"fields: {unknown_columns(unknown, known)}; rename them to Marketo field names or "
-            "remove them"
-        )
-
-
-def check_object_header(header: Sequence[str], obj: CustomObjectType) -> None:
-    """Every column must be a field of the custom object."""
-    known = {f.name.lower(): f.name for f in obj.fields}
-    unknown = [name for name in header if name.strip().lower() not in known]
-    if unknown:
-        raise PreflightError(
-            f"the header has columns that are no field of custom object {obj.api_name}: "
-            f"{unknown_columns(unknown, known)}; rename them to the object's fields "
-            f"({', '.join(f.name for f in obj.fields if not f.read_only)}) or remove them"
-        )

@@ -142,3 +142,28 @@ def test_custom_object_records_land_and_bad_rows_keep_their_lines(
     ]
     # No row had a warning, so there is no warnings file beside it.
     assert not cars.with_name("cars.csv.warnings.csv").exists()
+
+
+def test_headers_are_mapped_with_the_kinds_own_describe(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
+) -> None:
+    # Display names of a lead field and of a program member field, as partners' tools write them.
+    config = _config(write_config, sandbox, columns={"aliases": {"Minutes": "attendedMinutes"}})
+    attendees = _file(
+        tmp_path, "Email Address,Last Name,Registration Source,Minutes\nada@example.com,L,web,9\n"
+    )
+
+    code, out, _ = run_cli(
+        "import", "--config", config, attendees, "--route", "program=1001,status=Attended"
+    )
+
+    assert code == 0, out
+    (ada,) = [
+        m
+        for p in _introspect(sandbox, "programs")["programs"]
+        for m in p["members"]
+        if m["email"] == "ada@example.com"
+    ]
+    assert ada["fields"] == {"registrationSource": "web", "attendedMinutes": 9}
+    (lead,) = _introspect(sandbox, "leads")["leads"]
+    assert lead["fields"]["lastName"] == "L"
