@@ -22,16 +22,17 @@ import structlog
 from dropbox_importer import systemd
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, InstanceConfig, load_config
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.models import BatchState, BatchStatus
+from dropbox_importer.marketo.models import BatchStatus, ImportParams
 from dropbox_importer.observe.hub import Observers
 from dropbox_importer.pipeline.boxes import Box, open_box
 from dropbox_importer.pipeline.claim import Claimer
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.lock import StateDirLock
+from dropbox_importer.pipeline.lost import handle_lost_batch
 from dropbox_importer.pipeline.poll import PollBand, Poller
 from dropbox_importer.pipeline.preflight import Catalog
-from dropbox_importer.pipeline.reasons import target_for
+from dropbox_importer.pipeline.reasons import Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.recover import recover
 from dropbox_importer.pipeline.reload import boxes_to_restart, needs_restart
@@ -312,22 +313,25 @@ class Daemon:
         self._settle_if_finished(file_id)
 
     def _on_poll_error(self, batch_id: int, exc: Exception) -> None:
-        """Marketo no longer knows the batch (expired, or an embedded sandbox restarted)."""
+        """Marketo no longer knows the batch (expired, lost, or an embedded sandbox restarted),
+        as a second status call confirmed: its part is sent once more, or, lost twice, fails."""
         assert self.journal is not None
         with self._lock:
             file_id = self._batch_files.get(batch_id)
         log.error("batch_lost", batch_id=batch_id, error=str(exc))
         if file_id is None:
             return
-        # A failed part like any other: the file settles once every part is final, never
-        # while its submitter may still be working on it.
-        lost = BatchStatus(batch_id, BatchState.FAILED, message=f"Marketo lost batch {batch_id}")
-        self.journal.record_batch_status(file_id, lost)
+        requeue = handle_lost_batch(self.journal, file_id, batch_id)
         with self._lock:
             self._batch_files.pop(batch_id, None)
         if self.observers is not None:
             self.observers.batch_finished(self._record_instance(file_id), "Lost")
-        self._settle_if_finished(file_id)
+        if requeue:
+            self._enqueue(self.journal.get(file_id).dropbox, file_id)
+        else:
+            # A failed part like any other: the file settles once every part is final, never
+            # while its submitter may still be working on it.
+            self._settle_if_finished(file_id)
 
     def _settle_if_finished(self, file_id: int) -> None:
         assert self.journal is not None
@@ -381,7 +385,15 @@ class Daemon:
         assert part.batch_id is not None
         box = self.boxes[record.dropbox].config
         instance = self.instances[box.instance]
-        instance.client.adopt_batch(part.batch_id, target_for(record, box))
+        try:
+            params: ImportParams | None = params_for(record, box)
+        except Rejected:
+            params = None  # the route no longer parses or is refused: followed as leads
+        instance.client.adopt_batch(
+            part.batch_id,
+            None if params is None else params.list_id,
+            target=None if params is None else params.target,
+        )
         if self.observers is not None:
             self.observers.batch_created(instance.config.name)
         with self._lock:
@@ -440,6 +452,7 @@ def embedded_sandbox_settings(instance: InstanceConfig) -> SandboxSettings:
     return SandboxSettings(
         rows_per_second=options.rows_per_second,
         job_overhead_seconds=options.job_overhead_seconds,
+        profile="strict" if options.profile == "strict" else "kind",
     )
 
 

@@ -32,11 +32,11 @@ from dropbox_importer.dropbox.layout import result_paths, unique_path
 from dropbox_importer.dropbox.policy import Policy, RouteRefused
 from dropbox_importer.dropbox.routes import RouteError
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.errors import MarketoError
+from dropbox_importer.marketo.errors import ImportInProgress, MarketoError
 from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportParams
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.settle import FAILURE_REASON, WARNING_REASON
-from dropbox_importer.pipeline.submit import Cut, Rejected, check_and_cut, routed
+from dropbox_importer.pipeline.submit import EMPTY_KEY_REASONS, Cut, Rejected, check_and_cut, routed
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -156,21 +156,31 @@ class Progress:
 def run_batches(
     client: MarketoClient, parts: list[Part], params: ImportParams, interval: float, out: TextIO
 ) -> list[BatchStatus]:
-    """Create one batch per part, then poll them all until each is Complete or Failed."""
-    batch_ids = []
-    for part in parts:
-        batch_ids.append(client.create_import(part.path, params))
-        out.write(f"part {part.index + 1}/{len(parts)}: batch {batch_ids[-1]} created\n")
+    """Create one batch per part and poll them all until each is Complete or Failed.
+
+    A part whose static list is being imported to (by the previous part's batch, or by another
+    integration: 1019) is created once the list frees, between two rounds of polling.
+    """
+    waiting = list(parts)
+    batch_ids: list[int] = []
+    statuses: list[BatchStatus | None] = []
     progress = Progress(out)
-    statuses: list[BatchStatus | None] = [None] * len(batch_ids)
     while True:
+        while waiting:
+            try:
+                batch_ids.append(client.create_import(waiting[0].path, params))
+            except ImportInProgress:
+                break  # the list frees when a batch ends: poll, then try again
+            statuses.append(None)
+            part = waiting.pop(0)
+            out.write(f"part {part.index + 1}/{len(parts)}: batch {batch_ids[-1]} created\n")
         for i, batch_id in enumerate(batch_ids):
             current = statuses[i]
             if current is None or not current.status.terminal:
                 statuses[i] = client.batch_status(batch_id)
         progress.show(statuses)
         done = [s for s in statuses if s is not None and s.status.terminal]
-        if len(done) == len(statuses):
+        if not waiting and len(done) == len(parts):
             progress.end()
             return done
         time.sleep(interval)  # Marketo's recommended polling pace, not synchronisation
@@ -199,14 +209,16 @@ def write_row_files(
             count = status.rows_failed if kind == "failures" else status.rows_with_warning
             into = scratch / f"{kind}-{status.batch_id}"
             download = client.download_failures if kind == "failures" else client.download_warnings
-            got = bool(count) and download(status.batch_id, into, target=params.target)
-            fetched.append(into if got else None)
+            if count:
+                download(status.batch_id, into, target=params.target)
+            fetched.append(into if count else None)
         if not any(fetched) and not extra:
             continue
         destination = unique_path(final, os.path.lexists)
         rows = write_results(
             parts, fetched, destination, original=file, fmt=params.format,
             reason_column=column, encoding=box.encoding, local_failures=extra, sent=sent,
+            lookup=params.lookup_field or "email",
         )  # fmt: skip
         if rows:
             written.append(destination)
@@ -231,9 +243,11 @@ def import_file(
         sent = cut.header.sent if cut.header is not None and cut.header.drops_columns else None
         rows = sum(p.rows for p in parts)
         out.write(f"{file.name}: {rows} row(s) in {len(parts)} part(s), {described(params)}\n")
-        if local:
-            reasons = " or ".join(sorted(set(local.values())))
-            out.write(f"{len(local)} row(s) left out: their {reasons}\n")
+        empty = [reason for reason in local.values() if reason in EMPTY_KEY_REASONS]
+        for reason in sorted(set(empty)):
+            out.write(f"{empty.count(reason)} row(s) left out: their {reason}\n")
+        if len(local) > len(empty):
+            out.write(f"{len(local) - len(empty)} row(s) left out: Marketo refuses their email\n")
         if cut.duplicates.rows:
             out.write(duplicates_line(cut.duplicates, cut.lookup_field) + "\n")
         statuses = run_batches(client, parts, params, instance.poll_min_seconds, out)

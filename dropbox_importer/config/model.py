@@ -20,6 +20,7 @@ class SandboxOptions:
 
     rows_per_second: float = 1000.0
     job_overhead_seconds: float = 1.0
+    profile: str = "kind"  # kind | strict
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class InstanceConfig:
             limits=self.limits,
             connect_timeout=self.timeouts.connect_seconds,
             read_timeout=self.timeouts.read_seconds,
+            list_busy_first_wait_seconds=self.poll_min_seconds,
+            list_busy_max_wait_seconds=self.poll_max_seconds,
         )
 
 

@@ -214,6 +214,11 @@ SANDBOX = Section(
     {
         "rows_per_second": Option(positive, 1000.0, "import speed of the built-in sandbox"),
         "job_overhead_seconds": Option(number(0.0), 1.0, "fixed time each sandbox job takes"),
+        "profile": Option(
+            choice("kind", "strict"),
+            "kind",
+            "`strict`: the harsher reading of every uncertain Marketo behaviour (docs/sandbox.md)",
+        ),
     }
 )
 

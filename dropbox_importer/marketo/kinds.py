@@ -3,8 +3,8 @@
 The client has one interface for every kind (create, status, failures, warnings); this table is
 what differs. Sources: Adobe's OpenAPI files in `reference/` and MARKETO.md ("Program members and
 custom objects"): the three kinds share one queue (2 importing, 10 queued, 1016), the 10 MB cap
-and the 7-day batch id, and a custom object's failures or warnings file that does not exist
-answers HTTP 404.
+and the 7-day batch id. A custom object's failures or warnings file that does not exist answers
+HTTP 404, which the client's downloads take as an empty file for every kind (`download.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from dropbox_importer.marketo.models import ImportKind, ImportParams, ImportTarget
-from dropbox_importer.marketo.policy import HTTP_404
 
 
 @dataclass(frozen=True)
@@ -24,8 +23,6 @@ class KindPaths:
     batch: str  # + "/status.json", "/failures.json" or "/warnings.json", but for leads' status
     lead_status: bool = False  # leads ask `…/batch/{id}.json`, not `…/{id}/status.json`
     endpoint_prefix: str = ""  # names the client's calls by kind in its stats and logs
-    # Conditions of a failures or warnings download that mean "no such rows", not an error.
-    rows_absent: frozenset[str] = frozenset()
 
 
 KINDS: dict[ImportKind, KindPaths] = {
@@ -43,7 +40,6 @@ KINDS: dict[ImportKind, KindPaths] = {
         create="/bulk/v1/customobjects/{object_name}/import.json",
         batch="/bulk/v1/customobjects/{object_name}/import/{batch_id}",
         endpoint_prefix="customobjects_",
-        rows_absent=frozenset({HTTP_404}),
     ),
 }
 
@@ -74,8 +70,3 @@ def batch_path(target: ImportTarget, batch_id: int, call: str) -> str:
 def endpoint(kind: ImportKind, call: str) -> str:
     """The name a call is counted and logged under: "create", "program_members_status", …."""
     return KINDS[kind].endpoint_prefix + call
-
-
-def rows_absent(target: ImportTarget) -> frozenset[str]:
-    """Conditions of a failures or warnings download of this kind that mean "no rows"."""
-    return KINDS[target.kind].rows_absent

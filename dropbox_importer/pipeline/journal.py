@@ -28,8 +28,14 @@ from pathlib import Path
 
 import structlog
 
-from dropbox_importer.marketo.models import BatchStatus
-from dropbox_importer.pipeline.records import FileRecord, PartRecord, TransitionRecord, stamp
+from dropbox_importer.marketo.models import BatchState, BatchStatus
+from dropbox_importer.pipeline.records import (
+    FileRecord,
+    PartRecord,
+    TransitionRecord,
+    parse_batch_ids,
+    stamp,
+)
 from dropbox_importer.pipeline.states import TERMINAL, FileState, check_transition
 
 log = structlog.get_logger(__name__)
@@ -90,6 +96,10 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX transitions_file ON transitions (file_id);
+    """,
+    # Batches Marketo no longer knew, oldest first, comma-separated: the part was sent again.
+    """
+    ALTER TABLE parts ADD COLUMN lost_batches TEXT NOT NULL DEFAULT '';
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -367,6 +377,67 @@ class Journal:
                     f"file {file_id} has no part with batch {status.batch_id}"
                 )
 
+    def finish_submitting(self, file_id: int) -> bool:
+        """SUBMITTING -> POLLING once every part has a batch; False (nothing changed) if not.
+
+        One transaction with the check, so a batch found lost meanwhile is never left unsent.
+        """
+        at = stamp(self._clock())
+        with self._write() as conn:
+            old = FileState(self._row(conn, file_id)["state"])
+            missing = conn.execute(
+                "SELECT COUNT(*) FROM parts WHERE file_id = ? AND batch_id IS NULL", (file_id,)
+            ).fetchone()[0]
+            if missing or old is FileState.POLLING:
+                return not missing
+            self._move(conn, file_id, old, FileState.POLLING, at)
+        return True
+
+    def record_lost_batch(
+        self, file_id: int, batch_id: int, *, resubmit: bool, message: str
+    ) -> tuple[tuple[int, ...], bool]:
+        """Marketo no longer knows `batch_id`: free its part to be sent again (`resubmit`), or
+        fail the part with `message`.
+
+        With `resubmit`, a POLLING file goes back to SUBMITTING in the same transaction.
+        Returns every batch the part has lost (this one last) and whether the file went back
+        to SUBMITTING (then it must be queued for its submitter again).
+        """
+        moved = False
+        at = stamp(self._clock())
+        with self._write() as conn:
+            part = conn.execute(
+                "SELECT part_index, lost_batches FROM parts WHERE file_id = ? AND batch_id = ?",
+                (file_id, batch_id),
+            ).fetchone()
+            if part is None:
+                raise RecordNotFoundError(f"file {file_id} has no part with batch {batch_id}")
+            lost = (*parse_batch_ids(part["lost_batches"]), batch_id)
+            kept = ",".join(str(i) for i in lost)
+            if resubmit:
+                self._update_part(
+                    conn,
+                    file_id,
+                    part["part_index"],
+                    "batch_id = NULL, status = NULL, leads_processed = 0, rows_failed = 0,"
+                    " rows_with_warning = 0, message = '', created_at = NULL,"
+                    " finished_at = NULL, lost_batches = ?",
+                    (kept,),
+                )
+                old = FileState(self._row(conn, file_id)["state"])
+                if old is FileState.POLLING:
+                    self._move(conn, file_id, old, FileState.SUBMITTING, at, f"lost {batch_id}")
+                    moved = True
+            else:
+                self._update_part(
+                    conn,
+                    file_id,
+                    part["part_index"],
+                    "status = ?, message = ?, lost_batches = ?, finished_at = ?",
+                    (BatchState.FAILED.value, message, kept, at),
+                )
+        return lost, moved
+
     def parts(self, file_id: int) -> list[PartRecord]:
         """The file's parts, in order."""
         with self._read() as conn:
@@ -394,6 +465,26 @@ class Journal:
         return {int(line): str(reason) for line, reason in rows}
 
     # -- rows -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _move(
+        conn: sqlite3.Connection,
+        file_id: int,
+        old: FileState,
+        new: FileState,
+        at: str,
+        detail: str = "",
+    ) -> None:
+        """A transition inside a transaction the caller holds."""
+        check_transition(old, new)
+        conn.execute(
+            "UPDATE files SET state = ?, updated_at = ? WHERE id = ?", (new.value, at, file_id)
+        )
+        conn.execute(
+            "INSERT INTO transitions (file_id, from_state, to_state, at, detail)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (file_id, old.value, new.value, at, detail),
+        )
 
     @staticmethod
     def _row(conn: sqlite3.Connection, file_id: int) -> sqlite3.Row:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from dropbox_importer.marketo.errors import RequestRejected, Stopped
+from dropbox_importer.marketo.errors import BatchNotFound, Stopped
 from dropbox_importer.marketo.models import BatchState, BatchStatus
 
 log = structlog.get_logger(__name__)
@@ -150,6 +150,7 @@ class Poller:
         *,
         band: PollBand,
         speed: SpeedEstimate | None = None,
+        # Called with a batch Marketo confirmed it no longer knows (a BatchNotFound).
         on_error: Callable[[int, Exception], None] | None = None,
     ) -> None:
         self.name = name
@@ -212,7 +213,11 @@ class Poller:
                 status = self._fetch(due.batch_id)
             except Stopped:
                 return
-            except RequestRejected as exc:  # Marketo no longer knows the batch (expired, unknown)
+            except BatchNotFound as exc:  # Marketo no longer knows the batch (expired, unknown)
+                if not exc.confirmed:
+                    # One such answer may be a glitch of Marketo's: ask once more, soon.
+                    self._push(due, self.band.min_seconds)
+                    continue
                 with self._cond:
                     self._remaining.pop(due.batch_id, None)
                 if self._on_error is not None:

@@ -203,6 +203,12 @@ def check_targets(params: ImportParams, catalog: Catalog) -> ImportParams:
 
 # -- program members and custom objects --------------------------------------------------------
 
+# The reasons of rows failed locally because a key value is empty, by import kind.
+EMPTY_LOOKUP = "lookup field is empty"
+EMPTY_EMAIL = "email is empty"
+EMPTY_DEDUPE = "dedupe field is empty"
+EMPTY_KEY_REASONS = (EMPTY_LOOKUP, EMPTY_EMAIL, EMPTY_DEDUPE)
+
 
 def key_columns(params: ImportParams, catalog: Catalog | None) -> KeyColumns:
     """The columns every row of this import must fill, and how messages name them.
@@ -217,7 +223,7 @@ def key_columns(params: ImportParams, catalog: Catalog | None) -> KeyColumns:
             role="the key of each row's lead",
             missing="'{name}', the key of each row's lead,",
             fix="add or rename the column: program members are found, or created, by email",
-            empty="email is empty",
+            empty=EMPTY_EMAIL,
             every="'email' (the key of each row's lead)",
         )
     if params.kind is ImportKind.CUSTOM_OBJECTS:
@@ -229,11 +235,11 @@ def key_columns(params: ImportParams, catalog: Catalog | None) -> KeyColumns:
             role=f"a dedupe field of custom object {obj.api_name}",
             missing=f"custom object {obj.api_name}'s dedupe field '{{name}}'",
             fix="add or rename the column: records are matched on it",
-            empty="dedupe field is empty",
+            empty=EMPTY_DEDUPE,
             every=f"dedupe field ({', '.join(obj.dedupe_fields)})",
         )
     lookup = params.lookup_field or "email"  # Marketo's default lookup field
-    return KeyColumns((lookup,), every=f"'{lookup}' (the lookup field)")
+    return KeyColumns((lookup,), empty=EMPTY_LOOKUP, every=f"'{lookup}' (the lookup field)")
 
 
 def custom_object(params: ImportParams, catalog: Catalog) -> CustomObjectType:

@@ -17,7 +17,7 @@ from dropbox_importer.dropbox.policy import (
     policy_for,
 )
 from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
-from dropbox_importer.marketo.models import ImportParams, ImportTarget
+from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.records import FileRecord
 
 # What the partner reads when the claimed file was still being written, or removed.
@@ -62,16 +62,3 @@ def route_for(record: FileRecord, box: DropboxConfig) -> tuple[ImportParams, Pol
 def params_for(record: FileRecord, box: DropboxConfig) -> ImportParams:
     """The import parameters the file's route folder sets (Rejected if it can't be used)."""
     return route_for(record, box)[0]
-
-
-def target_for(record: FileRecord, box: DropboxConfig) -> ImportTarget:
-    """What the file's batches import into, for their status calls after a restart.
-
-    Leads when the route no longer parses or is refused (the config changed meanwhile):
-    Marketo then answers for a batch of another kind as for an unknown one, and the batch is
-    reported lost.
-    """
-    try:
-        return params_for(record, box).target
-    except Rejected:
-        return ImportTarget()

@@ -27,6 +27,11 @@ def _time(text: str | None) -> datetime | None:
     return None if text is None else datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
 
 
+def parse_batch_ids(text: str | None) -> tuple[int, ...]:
+    """Batch ids as the journal keeps a list of them: comma-separated, oldest first."""
+    return tuple(int(item) for item in (text or "").split(",") if item)
+
+
 def _path(text: str | None) -> Path | None:
     return None if text is None else Path(text)
 
@@ -81,6 +86,8 @@ class PartRecord:
     submission_uncertain: bool
     created_at: datetime | None
     finished_at: datetime | None
+    # Batches of this part Marketo no longer knew, oldest first; each was sent again once.
+    lost_batch_ids: tuple[int, ...] = ()
 
     @property
     def final(self) -> bool:
@@ -104,6 +111,7 @@ class PartRecord:
         data["submission_uncertain"] = bool(data["submission_uncertain"])
         data["created_at"] = _time(data["created_at"])
         data["finished_at"] = _time(data["finished_at"])
+        data["lost_batch_ids"] = parse_batch_ids(data.pop("lost_batches", ""))
         return cls(**data)
 
 

@@ -26,6 +26,7 @@ from dropbox_importer.dropbox.results import DuplicateResult, FileResult, file_d
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
 from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.lost import RESUBMISSIONS
 from dropbox_importer.pipeline.prepared import load_prepared
 from dropbox_importer.pipeline.reasons import CHANGED, VANISHED, Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
@@ -51,6 +52,9 @@ def decide(
     if changed:
         return "failed", CHANGED
     failed = [p for p in parts if p.status is BatchState.FAILED]
+    lost = [p for p in failed if len(p.lost_batch_ids) > RESUBMISSIONS]
+    if lost:  # not Marketo failing the rows: Marketo lost the batches, say so plainly
+        return "failed", lost[0].message
     if failed:
         messages = "; ".join(sorted({p.message or "no reason given" for p in failed}))
         return "failed", f"Marketo failed the import: {messages}"
@@ -152,7 +156,9 @@ class Settler:
         facts = load_prepared(self._parts_root / str(record.id))
         header = None if facts is None else facts.header
         if params is not None and (parts or local):
-            self._stage_rows(record, params, parts, local, staging, header)
+            # The key column as sent: the lookup field, email, or a custom object's dedupe field.
+            key = facts.lookup_field if facts is not None and facts.lookup_field else ""
+            self._stage_rows(record, params, parts, local, staging, header, key)
         result = FileResult.build(
             record,
             parts,
@@ -180,8 +186,12 @@ class Settler:
         local: dict[int, str],
         staging: Path,
         header: HeaderMap | None,
+        key: str = "",
     ) -> None:
-        """Fetch Marketo's failures and warnings and merge them into the partner's files."""
+        """Fetch Marketo's failures and warnings and merge them into the partner's files.
+
+        `key` is the column Marketo's rows are first matched by (the lookup field when empty).
+        """
         client = self._clients(record.dropbox)
         box = self._boxes(record.dropbox)
         target = params.target
@@ -218,19 +228,18 @@ class Settler:
                     encoding=box.encoding,
                     local_failures=extra,
                     sent=header.sent if header is not None and header.drops_columns else None,
+                    lookup=key or params.lookup_field or "email",
                 )
 
     @staticmethod
     def _fetch(
-        download: Callable[[int, Path], bool], part: PartRecord, count: int, target: Path
+        download: Callable[[int, Path], None], part: PartRecord, count: int, target: Path
     ) -> Path | None:
-        """Download one batch's row file when Marketo reported rows in it (and has the file)."""
+        """Download one batch's row file when Marketo reported rows in it."""
         if part.batch_id is None or count == 0:
             return None
-        if download(part.batch_id, target):
-            return target
-        log.warning("marketo_rows_file_missing", batch_id=part.batch_id, rows=count)
-        return None
+        download(part.batch_id, target)
+        return target
 
 
 def _part(record: PartRecord) -> Part:

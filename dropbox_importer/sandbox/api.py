@@ -9,7 +9,7 @@ from werkzeug.wrappers import Request, Response
 from dropbox_importer.sandbox.database import LeadDatabase
 from dropbox_importer.sandbox.faults import FaultInjector
 from dropbox_importer.sandbox.fields import describe
-from dropbox_importer.sandbox.imports import Batch, ImportQueue
+from dropbox_importer.sandbox.imports import Batch, ImportQueue, ListInProgressError
 from dropbox_importer.sandbox.jobs import LEADS
 from dropbox_importer.sandbox.responses import error, success
 from dropbox_importer.sandbox.rows import DELIMITERS, ImportRequest, reason_file
@@ -17,6 +17,11 @@ from dropbox_importer.sandbox.settings import SandboxSettings
 from dropbox_importer.sandbox.upload import read_upload
 
 FILE_TYPES = {"csv": "text/csv", "tsv": "text/tab-separated-values", "ssv": "text/plain"}
+# Adobe's OpenAPI says failures.json and warnings.json produce application/json, whatever the
+# file holds; strict serves them so.
+STRICT_FILE_TYPE = "application/json"
+# Strict, 1019: the statuses of a list's job that refuse a create for that list.
+LIST_BUSY = {"queued": ("Queued", "Importing"), "importing": ("Importing",)}
 
 
 class MarketoApi:
@@ -46,9 +51,16 @@ class MarketoApi:
             return checked
         if not payload.strip():
             return error("1003", "Empty file")
-        batch = self.queue.create(checked, payload, self.faults.batch_fails())
+        settings, rules = self.settings, self.settings.rules
+        busy = LIST_BUSY[settings.list_busy_from] if rules.list_in_progress else ()
+        try:
+            batch = self.queue.create(
+                checked, payload, self.faults.batch_fails(), list_busy_from=busy
+            )
+        except ListInProgressError:
+            return error("1019", "Import in progress")
         if batch is None:
-            return error("1016", f"Too many jobs ({self.settings.max_queued_jobs}) in queue")
+            return error("1016", rules.queue_full_message(settings.max_queued_jobs))
         # Always "Queued", even if the scheduler already took it; the published schema
         # requires numOfLeadsProcessed here too, though Marketo's examples omit it.
         result = {"batchId": batch.batch_id, "importId": str(batch.batch_id), "status": "Queued"}
@@ -87,11 +99,14 @@ class MarketoApi:
         batch = self.find(batch_id)
         if isinstance(batch, Response):
             return batch
-        return rows_file(self.queue, batch, kind)
+        return rows_file(self.settings, self.queue, batch, kind)
 
     def find(self, batch_id: str) -> Batch | Response:
-        """The lead batch, or Marketo's 1003 for an id that is unknown, malformed or expired."""
-        return find_batch(self.queue, batch_id, LEADS)
+        """The lead batch, or an error for an id that is unknown, malformed or expired.
+
+        Kind answers 1003; strict 610 (see profile.py).
+        """
+        return find_batch(self.settings, self.queue, batch_id, LEADS)
 
     def describe(self) -> Response:
         """`GET /rest/v1/leads/describe.json`."""
@@ -126,8 +141,10 @@ class MarketoApi:
         return success([item])
 
 
-def find_batch(queue: ImportQueue, batch_id: str, kind: str) -> Batch | Response:
-    """The batch of this kind, or Marketo's 1003 for an id that is unknown, malformed or expired.
+def find_batch(
+    settings: SandboxSettings, queue: ImportQueue, batch_id: str, kind: str
+) -> Batch | Response:
+    """The batch of this kind, or an error for an id that is unknown, malformed or expired.
 
     A batch of another kind is unknown here: each kind's status, failures and warnings paths
     only know their own batches, though all share one queue and one series of ids.
@@ -137,8 +154,16 @@ def find_batch(queue: ImportQueue, batch_id: str, kind: str) -> Batch | Response
     except ValueError:
         batch = None
     if batch is None or batch.kind != kind:
-        return error("1003", f"Invalid batch id '{batch_id}': unknown or expired")
+        return unknown_batch(settings, batch_id)
     return batch
+
+
+def unknown_batch(settings: SandboxSettings, batch_id: str) -> Response:
+    """The answer for a batch id Marketo does not know (any import kind)."""
+    code = settings.rules.unknown_batch_code
+    if code == "1003":
+        return error(code, f"Invalid batch id '{batch_id}': unknown or expired")
+    return error(code, "Requested resource not found")
 
 
 def rows_so_far(queue: ImportQueue, batch: Batch, which: str) -> list[tuple[int, list[str], str]]:
@@ -151,11 +176,33 @@ def rows_so_far(queue: ImportQueue, batch: Batch, which: str) -> list[tuple[int,
     return [item for item in source if item[0] < done or batch.status == "Complete"]
 
 
-def rows_file(queue: ImportQueue, batch: Batch, which: str) -> Response:
+def rows_file(settings: SandboxSettings, queue: ImportQueue, batch: Batch, which: str) -> Response:
     """`.../failures.json` or `.../warnings.json` of any import kind: the rows so far."""
     header = batch.report.header if batch.report else []
     rows = rows_so_far(queue, batch, which)
     column = "Import Failure Reason" if which == "failures" else "Import Warning Reason"
-    fmt = batch.request.format
-    body = reason_file(header, rows, fmt, column) if header else b""
-    return Response(body, mimetype=FILE_TYPES[fmt])
+    return row_file(settings, batch.batch_id, header, rows, batch.request.format, column)
+
+
+def row_file(
+    settings: SandboxSettings,
+    batch_id: int,
+    header: list[str],
+    rows: list[tuple[int, list[str], str]],
+    fmt: str,
+    column: str,
+) -> Response:
+    """A failures or warnings file as the profile serves it (any import kind).
+
+    Kind: every column in row order, the upload's content type, a header-only file when no
+    row is listed. Strict: empty columns dropped, rows shuffled, application/json, and HTTP
+    404 when no row is listed.
+    """
+    if not settings.rules.sparse_row_files:
+        body = reason_file(header, rows, fmt, column) if header else b""
+        return Response(body, mimetype=FILE_TYPES[fmt])
+    if not rows:
+        return Response(f"404 Not Found: batch {batch_id} has no such rows\n", status=404)
+    seed = settings.row_order_seed * 1_000_003 + batch_id
+    body = reason_file(header, rows, fmt, column, sparse=True, seed=seed)
+    return Response(body, mimetype=STRICT_FILE_TYPE)

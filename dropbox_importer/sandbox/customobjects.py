@@ -19,10 +19,12 @@ from dropbox_importer.sandbox.catalog import CustomObjectType, ObjectCatalog
 from dropbox_importer.sandbox.database import normalise, now_iso
 from dropbox_importer.sandbox.fields import InvalidValueError
 from dropbox_importer.sandbox.jobs import CUSTOM_OBJECTS
+from dropbox_importer.sandbox.profile import Rules
 from dropbox_importer.sandbox.rows import (
     Column,
     RowReport,
     column_of,
+    header_name,
     import_table,
     read_table,
     row_values,
@@ -87,11 +89,15 @@ class CustomObjectJob:
         """The object type's API name."""
         return self.object_type.api_name
 
-    def process(self, payload: bytes, unknown_column: str) -> RowReport:
+    def process(
+        self, payload: bytes, unknown_column: str, rules: Rules, *, limit: int | None = None
+    ) -> RowReport:
         """Import every row as a record; BatchFailedError for an unusable file."""
         header, rows = read_table(payload, self.format)
-        importer = RecordRows(header, self, unknown_column)
-        return import_table(rows, importer.report, importer.import_row, self.store.lock)
+        importer = RecordRows(header, self, unknown_column, rules)
+        return import_table(
+            rows, importer.report, importer.import_row, self.store.lock, limit=limit
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The job's parameters for `/sandbox/batches.json`."""
@@ -101,8 +107,10 @@ class CustomObjectJob:
 class RecordRows:
     """Imports the rows of one custom object file; the header is planned once, up front."""
 
-    def __init__(self, header: list[str], job: CustomObjectJob, unknown_column: str) -> None:
-        """Map the columns to the object's fields and find its dedupe columns."""
+    def __init__(
+        self, header: list[str], job: CustomObjectJob, unknown_column: str, rules: Rules
+    ) -> None:
+        """Map the columns to the object's fields (names as `rules` say); find its dedupe ones."""
         self.job = job
         self.width = len(header)
         self.report = RowReport(header=header)
@@ -113,14 +121,14 @@ class RecordRows:
         self.keys: dict[str, int | None] = dict.fromkeys(obj.dedupe_fields)
         unknown: list[str] = []
         for index, name in enumerate(header):
-            found = obj.field(name.strip())
+            found = obj.field(header_name(name, rules))
             if found is None:
                 unknown.append(name)
                 continue
             if found.name in self.keys:
                 self.keys[found.name] = index
             if not found.read_only:
-                self.columns.append(column_of(index, found))
+                self.columns.append(column_of(index, found, rules))
         self.unknown_warning = unknown_warning(unknown, unknown_column)
 
     def import_row(self, row: list[str]) -> None:

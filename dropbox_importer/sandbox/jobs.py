@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from dropbox_importer.sandbox.profile import Rules
 from dropbox_importer.sandbox.rows import RowReport
 
 # The `kind` of each job, as `/sandbox/batches.json` shows it.
@@ -31,8 +32,11 @@ class Job(Protocol):
         """csv, tsv or ssv."""
         ...
 
-    def process(self, payload: bytes, unknown_column: str) -> RowReport:
-        """Import every row; BatchFailedError when the file as a whole is unusable."""
+    def process(
+        self, payload: bytes, unknown_column: str, rules: Rules, *, limit: int | None = None
+    ) -> RowReport:
+        """Import every row (the first `limit`, for a batch failing half-way) as the profile's
+        `rules` say; BatchFailedError when the file as a whole is unusable."""
         ...
 
     def to_json(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from dropbox_importer.sandbox.api import find_batch, rows_file, rows_so_far
+from dropbox_importer.sandbox.api import find_batch, rows_file, rows_so_far, unknown_batch
 from dropbox_importer.sandbox.catalog import CustomObjectType, ObjectCatalog
 from dropbox_importer.sandbox.customobjects import CustomObjectJob, CustomObjectStore
 from dropbox_importer.sandbox.faults import FaultInjector
@@ -109,7 +109,9 @@ class ObjectsApi:
         job = CustomObjectJob(fmt, object_type, self.store)
         batch = self.queue.create(job, payload, self.faults.batch_fails("customobjects_create"))
         if batch is None:
-            return error("1016", f"Too many jobs ({self.settings.max_queued_jobs}) in queue")
+            return error(
+                "1016", self.settings.rules.queue_full_message(self.settings.max_queued_jobs)
+            )
         result = {
             "batchId": batch.batch_id,
             "operation": "import",
@@ -120,11 +122,11 @@ class ObjectsApi:
 
     def find(self, api_name: str, batch_id: str) -> Batch | Response:
         """The batch of this object type, or 1003 as for an unknown batch id."""
-        batch = find_batch(self.queue, batch_id, CUSTOM_OBJECTS)
+        batch = find_batch(self.settings, self.queue, batch_id, CUSTOM_OBJECTS)
         if isinstance(batch, Response):
             return batch
         if not isinstance(batch.request, CustomObjectJob) or batch.request.api_name != api_name:
-            return error("1003", f"Invalid batch id '{batch_id}' for custom object '{api_name}'")
+            return unknown_batch(self.settings, batch_id)
         return batch
 
     def status(self, api_name: str, batch_id: str) -> Response:
@@ -156,7 +158,7 @@ class ObjectsApi:
             return batch
         if not rows_so_far(self.queue, batch, which):
             return error("610", f"No {which} file for batch {batch.batch_id}", status=404)
-        return rows_file(self.queue, batch, which)
+        return rows_file(self.settings, self.queue, batch, which)
 
     def describe(self, api_name: str) -> Response:
         """`GET /rest/v1/customobjects/{apiName}/describe.json`: fields and dedupe fields."""

@@ -21,10 +21,12 @@ from dropbox_importer.sandbox.catalog import ObjectCatalog, Program
 from dropbox_importer.sandbox.database import Lead, LeadDatabase, normalise, now_iso
 from dropbox_importer.sandbox.fields import InvalidValueError, converter
 from dropbox_importer.sandbox.jobs import PROGRAM_MEMBERS
+from dropbox_importer.sandbox.profile import Rules
 from dropbox_importer.sandbox.rows import (
     Column,
     RowReport,
     column_of,
+    header_name,
     import_table,
     read_table,
     row_values,
@@ -104,11 +106,15 @@ class ProgramMemberJob:
         """jobs.PROGRAM_MEMBERS."""
         return PROGRAM_MEMBERS
 
-    def process(self, payload: bytes, unknown_column: str) -> RowReport:
+    def process(
+        self, payload: bytes, unknown_column: str, rules: Rules, *, limit: int | None = None
+    ) -> RowReport:
         """Import every row into the program; BatchFailedError for an unusable file."""
         header, rows = read_table(payload, self.format)
-        importer = MemberRows(header, self, unknown_column)
-        return import_table(rows, importer.report, importer.import_row, self.store.db.lock)
+        importer = MemberRows(header, self, unknown_column, rules)
+        return import_table(
+            rows, importer.report, importer.import_row, self.store.db.lock, limit=limit
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The job's parameters for `/sandbox/batches.json`."""
@@ -118,8 +124,10 @@ class ProgramMemberJob:
 class MemberRows:
     """Imports the rows of one program member file; the header is planned once, up front."""
 
-    def __init__(self, header: list[str], job: ProgramMemberJob, unknown_column: str) -> None:
-        """Map the columns to lead fields and program member fields."""
+    def __init__(
+        self, header: list[str], job: ProgramMemberJob, unknown_column: str, rules: Rules
+    ) -> None:
+        """Map the columns to lead fields and program member fields (names as `rules` say)."""
         self.job = job
         self.db = job.store.db
         self.width = len(header)
@@ -131,20 +139,20 @@ class MemberRows:
         unknown: list[str] = []
         catalog = job.store.catalog
         for index, name in enumerate(header):
-            lead_field = self.db.field(name.strip())
-            member_field = None if lead_field else catalog.member_field(name.strip())
+            lead_field = self.db.field(header_name(name, rules))
+            member_field = None if lead_field else catalog.member_field(header_name(name, rules))
             if lead_field is None and member_field is None:
                 unknown.append(name)
             elif lead_field is not None and lead_field.name == "email":
                 self.email_index = index
             elif lead_field is not None and not lead_field.read_only:
-                self.lead_columns.append(column_of(index, lead_field))
+                self.lead_columns.append(column_of(index, lead_field, rules))
             elif member_field is not None and not member_field.read_only:
-                self.member_columns.append(column_of(index, member_field))
+                self.member_columns.append(column_of(index, member_field, rules))
         self.unknown_warning = unknown_warning(unknown, unknown_column)
         email = self.db.field("email")
         assert email is not None
-        self.check_email = converter(email)
+        self.check_email = converter(email, rules.ascii_email)
 
     def import_row(self, row: list[str]) -> None:
         """Import one row, or record why it failed; note any warning."""

@@ -120,7 +120,9 @@ class ProgramsApi:
         job = ProgramMemberJob(fmt, program.id, status, self.store)
         batch = self.queue.create(job, payload, self.faults.batch_fails("program_members_create"))
         if batch is None:
-            return error("1016", f"Too many jobs ({self.settings.max_queued_jobs}) in queue")
+            return error(
+                "1016", self.settings.rules.queue_full_message(self.settings.max_queued_jobs)
+            )
         # Always "Queued", even if the scheduler already took it, as for leads.
         return success(
             [{"batchId": batch.batch_id, "importId": str(batch.batch_id), "status": "Queued"}]
@@ -128,17 +130,17 @@ class ProgramsApi:
 
     def status(self, batch_id: str) -> Response:
         """`GET /bulk/v1/program/members/import/{batchId}/status.json`."""
-        batch = find_batch(self.queue, batch_id, PROGRAM_MEMBERS)
+        batch = find_batch(self.settings, self.queue, batch_id, PROGRAM_MEMBERS)
         if isinstance(batch, Response):
             return batch
         return success([self.queue.status(batch)])
 
     def rows(self, batch_id: str, which: str) -> Response:
         """`.../failures.json` or `.../warnings.json` of a program member import."""
-        batch = find_batch(self.queue, batch_id, PROGRAM_MEMBERS)
+        batch = find_batch(self.settings, self.queue, batch_id, PROGRAM_MEMBERS)
         if isinstance(batch, Response):
             return batch
-        return rows_file(self.queue, batch, which)
+        return rows_file(self.settings, self.queue, batch, which)
 
     def describe(self) -> Response:
         """`GET /rest/v1/program/members/describe.json`: the program member fields."""

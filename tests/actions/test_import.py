@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,26 @@ def test_a_large_file_is_split_and_every_part_imported(
     assert f"leads.csv: 300 row(s) in {parts} part(s)" in out
     assert f"{parts} batch(es): {parts} complete | processed 300, failed 0" in out
     assert len(_emails(sandbox)) == 300
+
+
+def test_a_split_file_for_a_list_sends_one_part_at_a_time_under_strict(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, make_sandbox: MakeSandbox
+) -> None:
+    sandbox = make_sandbox(profile="strict")
+    config = _config(write_config, sandbox, max_part_bytes=2000)
+    rows = "".join(f"lead{n:04d}@example.com,Name{n}\n" for n in range(150))
+    leads = _file(tmp_path, "Email,FirstName\n" + rows)
+
+    code, out, _ = run_cli("import", "--config", config, leads, "--route", "csv,list=1003")
+
+    assert code == 0, out
+    assert out.count(" created\n") == 3
+    batches = sandbox.app.queue.snapshot()
+    assert [b["listId"] for b in batches] == [1003] * 3
+    for earlier, later in itertools.pairwise(batches):
+        assert later["created"] >= earlier["finished"], "two jobs of one list at once"
+    assert "1019" not in sandbox.app.stats.to_json()["errors"]
+    assert len(_emails(sandbox)) == 150
 
 
 def test_preflight_refuses_an_unknown_column_before_any_batch(

@@ -12,6 +12,7 @@ import yaml
 
 from dropbox_importer.config import (
     EMBEDDED,
+    ConfigError,
     DropboxConfig,
     load_config,
 )
@@ -181,6 +182,36 @@ def test_embedded_instance_needs_no_credentials_and_takes_the_sandbox_details(
     )
     with pytest.raises(ValueError, match="running sandbox"):
         instance.settings()
+
+
+def test_embedded_sandbox_can_follow_the_strict_profile(tmp_path: Path) -> None:
+    from dropbox_importer.daemon import embedded_sandbox_settings
+
+    path = write(
+        tmp_path,
+        """\
+        instances:
+          strict: {base_url: embedded, sandbox: {profile: strict}}
+          kind: {base_url: embedded, sandbox: {}}
+          plain: {base_url: embedded}
+        dropboxes:
+          acme: {root: acme, instance: strict}
+        """,
+    )
+    instances = load_config(path, environ={}).instances
+    profiles = {name: embedded_sandbox_settings(i).profile for name, i in instances.items()}
+    assert profiles == {"strict": "strict", "kind": "kind", "plain": "kind"}
+    wrong = write(
+        tmp_path,
+        """\
+        instances:
+          demo: {base_url: embedded, sandbox: {profile: harsh}}
+        dropboxes:
+          acme: {root: acme, instance: demo}
+        """,
+    )
+    with pytest.raises(ConfigError, match=r"profile: .*one of kind \| strict"):
+        load_config(wrong, environ={})
 
 
 def test_yaml_merge_keys_share_settings_between_drop_boxes(tmp_path: Path) -> None:

@@ -31,11 +31,23 @@ def spec_of(path: str) -> str:
     return found[0]
 
 
+def _operation(path: str, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec = _spec(spec_of(path))
+    operation: dict[str, Any] = spec["paths"][path][method]
+    return spec, operation
+
+
 def response_schema(path: str, method: str = "get") -> dict[str, Any]:
     """The HTTP 200 schema of one operation, with the spec's definitions so `$ref`s resolve."""
-    spec = _spec(spec_of(path))
-    schema = spec["paths"][path][method]["responses"]["200"]["schema"]
+    spec, operation = _operation(path, method)
+    schema = operation["responses"]["200"]["schema"]
     return {**schema, "definitions": spec["definitions"]}
+
+
+def produces(path: str, method: str = "get") -> list[str]:
+    """The content types the operation answers with, as the spec names them."""
+    _, operation = _operation(path, method)
+    return list(operation.get("produces", []))
 
 
 def validate(body: Any, path: str, method: str = "get") -> None:
