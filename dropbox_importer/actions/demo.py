@@ -56,6 +56,7 @@ def write_demo(directory: Path) -> Path:
         config = {
             "state_dir": str(directory / "state"),
             "log_format": "console",
+            "web": {"listen": "127.0.0.1:9465"},
             "instances": {
                 "demo": {
                     "base_url": "embedded",
@@ -106,6 +107,7 @@ dropbox-importer demo: the daemon runs on a built-in Marketo sandbox.
   drop a file:   cp {config_path.parent / "sample-leads.csv"} {root / "inbox/newsletter/"}
   then look in:  {root / "done/newsletter/"}  (the file, its .result.json and .failures.csv)
   attendees:     cp {config_path.parent / "sample-attendees.csv"} {root / "inbox/webinar-attended/"}
+  status page:   http://127.0.0.1:9465/  (or: dropbox-importer status --config {config_path})
   config:        {config_path}
 Stop with Ctrl-C.
 """,

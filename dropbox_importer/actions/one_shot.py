@@ -25,10 +25,11 @@ from typing import TextIO
 
 from dropbox_importer import logs
 from dropbox_importer.actions.check import open_client
-from dropbox_importer.config import Config, ConfigError, DropboxConfig, load_config
+from dropbox_importer.actions.options import add_config_option, load
+from dropbox_importer.config import Config, ConfigError, DropboxConfig
 from dropbox_importer.csvfile import Duplicates, Part, write_results
 from dropbox_importer.csvfile.header import ColumnRules
-from dropbox_importer.dropbox.layout import result_paths, unique_path
+from dropbox_importer.dropbox.layout import DropboxLayout, result_paths, unique_path
 from dropbox_importer.dropbox.policy import Policy, RouteRefused
 from dropbox_importer.dropbox.routes import RouteError
 from dropbox_importer.marketo.client import MarketoClient
@@ -51,14 +52,18 @@ class Refused(Exception):  # noqa: N818 - what happens to the file
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `import`'s options."""
-    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    add_config_option(parser)
     parser.add_argument("file", type=Path, help="the lead file to import")
     parser.add_argument(
         "--route",
         required=True,
         help='the route folder path that sets the parameters, e.g. "csv,list=1234" ("" for none)',
     )
-    parser.add_argument("--dropbox", help="whose defaults, named routes and instance to use")
+    parser.add_argument(
+        "--dropbox",
+        help="whose defaults, named routes and instance to use (default: the one drop box, or "
+        "the only one where the route is named or its folder exists)",
+    )
 
 
 def described(params: ImportParams) -> str:
@@ -70,16 +75,38 @@ def described(params: ImportParams) -> str:
     return " ".join(f"{key}={value}" for key, value in (shown | query).items())
 
 
-def choose_dropbox(config: Config, name: str | None) -> DropboxConfig:
-    """The named drop box, or the only one; UsageError when that is ambiguous or unknown."""
+def choose_dropbox(config: Config, name: str | None, route: str = "") -> DropboxConfig:
+    """The named drop box; else the only one, or the only one where `route` exists.
+
+    A route exists in a drop box when its first folder is a route named in that box's config,
+    or when the folder inbox/ROUTE is there. UsageError when that is ambiguous or unknown.
+    """
     names = ", ".join(sorted(config.dropboxes))
-    if name is None:
-        if len(config.dropboxes) != 1:
-            raise UsageError(f"the config has several drop boxes ({names}): choose one --dropbox")
+    if name is not None:
+        if name not in config.dropboxes:
+            raise UsageError(f"no drop box named '{name}' in the config (known: {names})")
+        return config.dropboxes[name]
+    if len(config.dropboxes) == 1:
         return next(iter(config.dropboxes.values()))
-    if name not in config.dropboxes:
-        raise UsageError(f"no drop box named '{name}' in the config (known: {names})")
-    return config.dropboxes[name]
+    path = PurePosixPath(route.strip("/") or ".")
+    first = path.parts[0] if path.parts else ""
+    having = [
+        box
+        for box in config.dropboxes.values()
+        if (first and first in box.routes)
+        or (path.parts and (DropboxLayout(box.root).inbox / path).is_dir())
+    ]
+    if len(having) == 1:
+        return having[0]
+    if having:
+        found = ", ".join(sorted(box.name for box in having))
+        raise UsageError(
+            f"route '{route}' exists in several drop boxes ({found}): choose --dropbox"
+        )
+    raise UsageError(
+        f"the config has several drop boxes ({names}) and none names a route '{route}' nor has "
+        "it under inbox/: choose --dropbox"
+    )
 
 
 def resolve_params(box: DropboxConfig, route: str, file: Path) -> tuple[ImportParams, Policy]:
@@ -266,8 +293,8 @@ def import_file(
 def main(args: argparse.Namespace) -> int:
     """Import FILE through ROUTE's parameters; 0 only if every row went in."""
     try:
-        config = load_config(args.config)
-        box = choose_dropbox(config, args.dropbox)
+        config = load(args)
+        box = choose_dropbox(config, args.dropbox, args.route)
         if not args.file.is_file():
             raise UsageError(f"{args.file} is not a file")
         route = resolve_params(box, args.route, args.file)

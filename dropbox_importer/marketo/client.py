@@ -42,7 +42,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from dropbox_importer import __version__
-from dropbox_importer.marketo import kinds, responses
+from dropbox_importer.marketo import kinds, responses, transport
 from dropbox_importer.marketo.download import HTTP_404, Sink, save, sniff
 from dropbox_importer.marketo.errors import (
     AccessDenied,
@@ -54,6 +54,7 @@ from dropbox_importer.marketo.errors import (
     RequestRejected,
     Stopped,
 )
+from dropbox_importer.marketo.health import QUEUE_FULL, HealthSnapshot, InstanceHealth
 from dropbox_importer.marketo.limiter import AnyOf, CallLimiter, ImportSlots, StopSignal
 from dropbox_importer.marketo.list_holds import HELD_BY_US, ListHolds
 from dropbox_importer.marketo.models import (
@@ -124,6 +125,9 @@ class MarketoClient:
         self._closing = threading.Event()
         self._rng = random.Random()
         self._log = structlog.get_logger("dropbox_importer.marketo").bind(instance=settings.name)
+        self.health = InstanceHealth(
+            settings.name, outage_error_seconds=settings.outage_error_seconds
+        )
         self._lock = threading.Lock()
         self._calls: Counter[str] = Counter()
         self._retries: Counter[str] = Counter()
@@ -135,6 +139,18 @@ class MarketoClient:
     def check_credentials(self, *, stop: threading.Event | None = None) -> None:
         """Fetch a token now; AuthenticationError if the identity service refuses."""
         self._token(self._stop_of(stop))
+        self.health.succeeded()
+
+    @property
+    def base_url(self) -> str:
+        """The instance's REST base URL."""
+        return self._settings.base_url
+
+    def health_snapshot(self) -> HealthSnapshot:
+        """The instance's health now, with this client's import queue slots."""
+        return self.health.snapshot(
+            queued_jobs=self._slots.used, max_queued_jobs=self._settings.limits.max_queued_jobs
+        )
 
     def create_import(
         self, path: Path, params: ImportParams, *, stop: threading.Event | None = None
@@ -165,7 +181,10 @@ class MarketoClient:
         except ImportInProgress as exc:  # 1019: another integration imports into the list
             retry_in = self._lists.refused(list_id)
             self._log.info(
-                "marketo_list_busy", list_id=list_id, file=path.name, retry_in=round(retry_in, 2)
+                "marketo_list_busy",
+                list_id=list_id,
+                part_file=path.name,
+                retry_in=round(retry_in, 2),
             )
             raise ImportInProgress(
                 self._settings.name,
@@ -179,12 +198,15 @@ class MarketoClient:
             self._lists.cancel(list_id)
             raise
         self._lists.commit(list_id, batch_id)
-        self._log.info(
-            "marketo_import_created", batch_id=batch_id, file=path.name, kind=params.kind.value
+        # The pipeline logs batch_created with the file's context; this is the wire's view.
+        self._log.debug(
+            "marketo_import_created", batch_id=batch_id, part_file=path.name, kind=params.kind.value
         )
         return batch_id
 
     def _create(self, path: Path, params: ImportParams, signal: StopSignal) -> int:
+        if self._slots.used >= self._settings.limits.max_queued_jobs:
+            self.health.waiting(QUEUE_FULL)  # our share of Marketo's queue is taken
         self._slots.reserve(signal)
         try:
             batch_id = self._call(
@@ -205,6 +227,7 @@ class MarketoClient:
         with self._lock:
             self._targets[batch_id] = params.target
         self._slots.commit(batch_id)
+        self.health.waiting_over()
         return batch_id
 
     def list_wait(self, list_id: int | None) -> float:
@@ -465,14 +488,18 @@ class MarketoClient:
                     outcome, value = self._attempt(method, path, token, params, upload, sink, parse)
                 except _TRANSPORT_ERRORS as exc:
                     outcome = Outcome(
-                        _transport_condition(exc), type(exc).__name__, ambiguous=_maybe_sent(exc)
+                        _transport_condition(exc),
+                        transport.describe(exc),
+                        ambiguous=_maybe_sent(exc),
                     )
                     value = None
                 if outcome.refused:
                     ticket.refund()  # Marketo does not count calls refused with an error
             if outcome.ok:
+                self.health.succeeded()
                 return value  # type: ignore[return-value]
             if outcome.condition in absent_codes:
+                self.health.succeeded()
                 if sink is not None:
                     sink(iter(()))
                 return parse(Outcome())
@@ -535,11 +562,18 @@ class MarketoClient:
         action = action_for(code)
         log = self._log.bind(endpoint=endpoint, code=code, message=outcome.message)
         if action is Action.FAIL:
-            log.error("marketo_call_failed")
             marketo_code = None if code.startswith("http_") or code == "malformed" else code
-            raise error_type_for(marketo_code)(
+            error = error_type_for(marketo_code)(
                 self._settings.name, marketo_code, outcome.message or code, endpoint=endpoint
             )
+            if isinstance(error, RequestRejected):
+                # This request's fault (a parameter, a batch id): the instance itself works.
+                self.health.succeeded()
+                log.warning("marketo_call_failed")
+            else:
+                log.error("marketo_call_failed")
+                self.health.needs_operator(_operator_reason(error), code=error.code)
+            raise error
         if action is Action.WAIT_LIST:
             # The caller decides how to wait: it has other lists' files to send meanwhile.
             raise ImportInProgress(
@@ -554,12 +588,14 @@ class MarketoClient:
         self._count(self._retries, code)
         if action is Action.REFRESH_TOKEN:
             if token in refreshed:
-                raise AuthenticationError(
+                refused = AuthenticationError(
                     self._settings.name,
                     code,
                     "a freshly fetched token was refused",
                     endpoint=endpoint,
                 )
+                self.health.needs_operator(_operator_reason(refused), code=refused.code)
+                raise refused
             refreshed.add(token)
             self._tokens.invalidate(token)
             log.info("marketo_call_retry", reason="token", attempt=backoff.attempt)
@@ -576,9 +612,18 @@ class MarketoClient:
                 self._ambiguous += 1
             # Marketo may have queued it: count the possible job until it must have ended.
             self._slots.ghost()
-            log.warning("marketo_create_ambiguous", file=upload.name)
+            log.warning("marketo_create_ambiguous", part_file=upload.name)
         delay = backoff.delay(self._rng)
-        log.info("marketo_call_retry", reason=action.value, attempt=backoff.attempt, delay=delay)
+        if action is Action.WAIT_QUEUE:
+            # Other integrations fill Marketo's queue: routine, and no sign of an outage.
+            self.health.waiting(QUEUE_FULL)
+            log.info("marketo_call_retry", reason=action.value, attempt=backoff.attempt)
+        else:
+            self.health.failed(_failure_text(outcome))
+            level = self.health.retry_level(backoff.attempt)
+            getattr(log, level)(
+                "marketo_call_retry", reason=action.value, attempt=backoff.attempt, delay=delay
+            )
         if action is Action.WAIT_QUEUE:
             if upload is None:
                 raise ClientBug(self._settings.name, code, outcome.message, endpoint=endpoint)
@@ -598,11 +643,19 @@ class MarketoClient:
         while True:
             try:
                 return self._tokens.get()
+            except MarketoError as exc:  # credentials refused, or an identity answer we can't use
+                self.health.needs_operator(_operator_reason(exc), code=exc.code)
+                raise
             except IdentityUnavailableError as exc:
                 delay = backoff.delay(self._rng)
                 self._count(self._retries, "identity")
-                self._log.info(
-                    "marketo_call_retry", endpoint="identity", reason=str(exc), delay=delay
+                self.health.failed(f"identity service: {exc}")
+                getattr(self._log, self.health.retry_level(backoff.attempt))(
+                    "marketo_call_retry",
+                    endpoint="identity",
+                    reason=str(exc),
+                    attempt=backoff.attempt,
+                    delay=delay,
                 )
                 if stop.wait(delay):
                     raise Stopped("stopped while fetching a token") from None
@@ -613,6 +666,7 @@ class MarketoClient:
         resume = quota_resets_at(now)
         seconds = (resume - now).total_seconds()
         self._limiter.pause_until(time.monotonic() + seconds)
+        self.health.paused_for_quota(resume)
         self._log.warning(
             "marketo_quota_paused", resume_at=resume.isoformat(), seconds=round(seconds)
         )
@@ -635,6 +689,20 @@ class MarketoClient:
     def _count(self, counter: Counter[str], key: str) -> None:
         with self._lock:
             counter[key] += 1
+
+
+def _failure_text(outcome: Outcome) -> str:
+    """A failed attempt as `status` shows it: Marketo's code and message, or the wire's cause."""
+    if outcome.condition in (DROPPED, TIMEOUT) or not outcome.condition:
+        return outcome.message or outcome.condition or "no answer"
+    if outcome.condition.isdigit():
+        return f"Marketo error {outcome.condition}: {outcome.message}".rstrip(": ")
+    return outcome.message or outcome.condition
+
+
+def _operator_reason(error: MarketoError) -> str:
+    code = f"{error.code}: " if error.code else ""
+    return f"{code}{error.message}"
 
 
 def _json_body(response: requests.Response) -> Any:

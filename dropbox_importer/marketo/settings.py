@@ -41,6 +41,8 @@ class InstanceSettings:
     # like polling a batch (the daemon passes its poll band).
     list_busy_first_wait_seconds: float = 5.0
     list_busy_max_wait_seconds: float = 30.0
+    # An instance failing this long logs its retries (and `instance_outage`) at error.
+    outage_error_seconds: float = 300.0
 
 
 def munchkin_base_url(munchkin_id: str) -> str:

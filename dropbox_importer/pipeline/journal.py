@@ -101,6 +101,40 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE parts ADD COLUMN lost_batches TEXT NOT NULL DEFAULT '';
     """,
+    # What `status` and the status page need to know about the daemon itself (runlog.py): its
+    # runs, each instance's health, folders it cannot claim from; and per file, when it was
+    # last written before its claim and why it waits now.
+    """
+    ALTER TABLE files ADD COLUMN dropped_at TEXT;
+    ALTER TABLE files ADD COLUMN note TEXT;
+    CREATE INDEX files_name ON files (name);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL,
+        stopped_at TEXT,
+        config_path TEXT NOT NULL,
+        config_sha256 TEXT NOT NULL,
+        config_read_at TEXT NOT NULL,
+        reload_rejected TEXT,
+        pending TEXT NOT NULL DEFAULT '[]',
+        dropboxes TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE instance_health (
+        name TEXT PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        health TEXT NOT NULL
+    );
+    CREATE TABLE blocked_folders (
+        dropbox TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        since TEXT NOT NULL,
+        PRIMARY KEY (dropbox, folder)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -183,6 +217,18 @@ class Journal:
         with self._lock:
             yield self._conn
 
+    # `runlog.py` keeps the daemon's own records in this journal through these two doors.
+    writing = _write
+    reading = _read
+
+    def has_table(self, name: str) -> bool:
+        """True if the journal has this table (a read-only journal may be an older schema)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).fetchone()
+        return row is not None
+
     def close(self) -> None:
         """Close the connection; the journal is complete on disk already."""
         with self._lock:
@@ -199,15 +245,21 @@ class Journal:
         processing_path: Path,
         size: int,
         sha256: str,
+        dropped_at: datetime | None = None,
     ) -> int:
-        """Record a file just claimed into processing/; return its id."""
+        """Record a file just claimed into processing/; return its id.
+
+        `dropped_at` is when the upload last wrote the file (its mtime), for its history.
+        """
         at = stamp(self._clock())
+        dropped = None if dropped_at is None else stamp(dropped_at)
         with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO files (dropbox, route, name, inbox_path, processing_path, state,"
-                " size, sha256, claimed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " size, sha256, claimed_at, updated_at, dropped_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (dropbox, route, name, str(inbox_path), str(processing_path),
-                 FileState.CLAIMED.value, size, sha256, at, at),
+                 FileState.CLAIMED.value, size, sha256, at, at, dropped),
             )  # fmt: skip
             file_id = cursor.lastrowid
             assert file_id is not None
@@ -228,7 +280,7 @@ class Journal:
             check_transition(old, new_state)
             conn.execute(
                 "UPDATE files SET state = ?, updated_at = ?, reason = COALESCE(?, reason),"
-                " finished_at = ? WHERE id = ?",
+                " finished_at = ?, note = NULL WHERE id = ?",
                 (new_state.value, at, reason, at if new_state in TERMINAL else None, file_id),
             )
             conn.execute(
@@ -262,6 +314,11 @@ class Journal:
             self._row(conn, file_id)
             conn.execute("UPDATE files SET reason = ? WHERE id = ?", (reason, file_id))
 
+    def set_note(self, file_id: int, note: str | None) -> None:
+        """Say why the file waits now (None: it does not, beyond what its state says)."""
+        with self._write() as conn:
+            conn.execute("UPDATE files SET note = ? WHERE id = ?", (note, file_id))
+
     def get(self, file_id: int) -> FileRecord:
         """The file with this id (RecordNotFoundError if there is none)."""
         with self._read() as conn:
@@ -285,6 +342,46 @@ class Journal:
             query, args = query + " WHERE dropbox = ?", [dropbox]
         with self._read() as conn:
             rows = conn.execute(query + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+        return [FileRecord.from_row(row) for row in rows]
+
+    def search(
+        self,
+        *,
+        dropbox: str | None = None,
+        route: str | None = None,
+        name: str | None = None,
+        since: datetime | None = None,
+        states: frozenset[FileState] | None = None,
+        limit: int = 100,
+    ) -> list[FileRecord]:
+        """Files matching every filter given, last finished (or claimed) first, at most `limit`.
+
+        `name` is a glob (`leads*.csv`) matched against the file name, case-sensitively;
+        `since` keeps files claimed or finished at or after that moment.
+        """
+        clauses, args = [], []
+        if dropbox is not None:
+            clauses.append("dropbox = ?")
+            args.append(dropbox)
+        if route is not None:
+            clauses.append("route = ?")
+            args.append(route)
+        if name is not None:
+            clauses.append("name GLOB ?")
+            args.append(name)
+        if since is not None:
+            clauses.append("(claimed_at >= ? OR finished_at >= ?)")
+            args += [stamp(since), stamp(since)]
+        if states is not None:
+            clauses.append(f"state IN ({', '.join('?' * len(states))})")
+            args += sorted(state.value for state in states)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM files{where}"  # noqa: S608 - ours
+                " ORDER BY COALESCE(finished_at, claimed_at) DESC, id DESC LIMIT ?",
+                [*args, limit],
+            ).fetchall()
         return [FileRecord.from_row(row) for row in rows]
 
     def counts(self, dropbox: str | None = None) -> dict[FileState, int]:

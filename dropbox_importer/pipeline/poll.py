@@ -152,6 +152,7 @@ class Poller:
         speed: SpeedEstimate | None = None,
         # Called with a batch Marketo confirmed it no longer knows (a BatchNotFound).
         on_error: Callable[[int, Exception], None] | None = None,
+        on_progress: Callable[[BatchStatus], None] | None = None,
     ) -> None:
         self.name = name
         self.band = band
@@ -159,6 +160,7 @@ class Poller:
         self._fetch = fetch
         self._on_final = on_final
         self._on_error = on_error
+        self._on_progress = on_progress
         self._heap: list[_Due] = []
         # batch id -> (rows still to import when last asked, the end then predicted, and for a
         # queued batch the job starts that prediction counted on)
@@ -256,6 +258,11 @@ class Poller:
                 self._remaining[due.batch_id] = (left, end, starts)
             delay = next_poll_delay(status, due.rows, rate, self.band, expected_end_in=end - now)
             log.debug("batch_polled", batch_id=due.batch_id, status=status.status.value)
+            if self._on_progress is not None:
+                try:
+                    self._on_progress(status)
+                except Exception:  # progress is for people watching; the poll goes on
+                    log.exception("batch_progress_not_recorded", batch_id=due.batch_id)
             self._push(due, delay, status, now)
 
     def _push(

@@ -111,17 +111,25 @@ class Settler:
         except FileVanished:
             # Removed by someone else while in flight: its result files still tell the
             # partner what happened; there is no original left to move.
-            log.warning("file_vanished", dropbox=record.dropbox, file=record.name)
+            log.warning(
+                "file_vanished",
+                dropbox=record.dropbox,
+                route=record.route,
+                file=record.relative,
+                file_id=record.id,
+            )
         final_state = FileState.DONE if outcome == "done" else FileState.FAILED
         self._journal.transition(file_id, final_state, str(destination))
         shutil.rmtree(self._parts_root / str(file_id), ignore_errors=True)
-        log.info(
+        # Failed files page (a partner waits); done ones are routine.
+        (log.info if outcome == "done" else log.warning)(
             "file_done" if outcome == "done" else "file_failed",
             dropbox=record.dropbox,
             route=record.route,
-            file=record.name,
+            file=record.relative,
+            file_id=record.id,
             destination=str(destination),
-            reason=reason,
+            **({"reason": reason} if reason is not None else {}),
         )
 
     def _format(self, record: FileRecord) -> ImportFormat:

@@ -297,12 +297,21 @@ class Submitter:
 
         The file waits in processing/ and is tried again; the log says an operator must act.
         """
-        log.error(
-            "instance_needs_operator",
+        # The client logged instance_needs_operator once; the file says why it waits.
+        record = self._journal.get(file_id)
+        log.debug(
+            "file_held_for_operator",
             instance=self.name,
+            dropbox=record.dropbox,
+            route=record.route,
+            file=record.relative,
             file_id=file_id,
             code=exc.code,
-            message=exc.message,
+        )
+        self._journal.set_note(
+            file_id,
+            f"instance {self.name} needs an operator ({exc.code or 'no code'}: {exc.message}); "
+            f"tried again every {OPERATOR_RETRY_SECONDS:g} s",
         )
         if not self._stop.wait(OPERATOR_RETRY_SECONDS):
             self._queue.put(dropbox, file_id)
@@ -345,12 +354,23 @@ class Submitter:
         box's turn; it goes on from there once the list frees.
         """
         record = self._journal.get(file_id)
+        # The client's own events (retries, an ambiguous create) carry the file too.
+        with structlog.contextvars.bound_contextvars(
+            dropbox=record.dropbox, route=record.route, file=record.relative, file_id=file_id
+        ):
+            self._submit(record)
+
+    def _submit(self, record: FileRecord) -> None:
+        file_id = record.id
         box = self._boxes(record.dropbox)
-        bound = log.bind(dropbox=record.dropbox, route=record.route, file=record.name)
+        bound = log.bind(
+            dropbox=record.dropbox, route=record.route, file=record.relative, file_id=file_id
+        )
         try:
             prepared = self._prepare(record, box)
         except Rejected as exc:
-            bound.info("file_rejected", reason=exc.reason)
+            # file_failed follows with the same reason once the file is in failed/.
+            bound.debug("file_rejected", reason=exc.reason)
             self._reject(file_id, exc.reason)
             return
         except MarketoError as exc:
@@ -391,7 +411,13 @@ class Submitter:
                 self._operator_must_act(file_id, record.dropbox, exc)
                 return
             self._journal.record_batch(file_id, part.index, batch_id)
-            bound.info("batch_created", batch_id=batch_id, part=part.index, rows=part.rows)
+            bound.info(
+                "batch_created",
+                batch_id=batch_id,
+                part=part.index,
+                rows=part.rows,
+                kind=prepared.params.kind.value,
+            )
             self._on_submitted(file_id, batch_id, part.rows, self.name)
         # Atomic with the check that every part has a batch: one lost meanwhile is sent again.
         if not self._journal.finish_submitting(file_id):

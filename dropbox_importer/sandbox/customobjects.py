@@ -62,6 +62,27 @@ class CustomObjectStore:
             o.api_name: {} for o in catalog.custom_objects
         }
 
+    def export(self) -> dict[str, list[dict[str, Any]]]:
+        """Every record, JSON-ready, by object type: what a restarted sandbox restores."""
+        with self.lock:
+            return {
+                name: [vars(record).copy() for record in records.values()]
+                for name, records in self.records.items()
+            }
+
+    def restore(self, state: dict[str, list[dict[str, Any]]]) -> None:
+        """Put back the records `export` wrote, for the object types the catalog still has."""
+        with self.lock:
+            for name, records in state.items():
+                obj = self.catalog.custom_object(name)
+                if obj is None:
+                    continue
+                restored = [ObjectRecord(**item) for item in records]
+                self.records[name] = {
+                    tuple(normalise(r.values.get(d)) for d in obj.dedupe_fields): r
+                    for r in restored
+                }
+
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Every record by object type, in creation order, for `/sandbox/customobjects.json`."""
         with self.lock:

@@ -64,6 +64,23 @@ class ProgramStore:
                 return self.db.leads[lead_id]
         return None
 
+    def export(self) -> dict[str, list[dict[str, Any]]]:
+        """Every membership, JSON-ready, by program id: what a restarted sandbox restores."""
+        with self.db.lock:
+            return {
+                str(program_id): [vars(m).copy() for m in members.values()]
+                for program_id, members in self.members.items()
+            }
+
+    def restore(self, state: dict[str, list[dict[str, Any]]]) -> None:
+        """Put back the memberships `export` wrote, for the programs the catalog still has."""
+        with self.db.lock:
+            for program_id, members in state.items():
+                if int(program_id) in self.members:
+                    self.members[int(program_id)] = {
+                        int(m["lead_id"]): Membership(**m) for m in members
+                    }
+
     def snapshot(self) -> list[dict[str, Any]]:
         """Every program with its members, for `/sandbox/programs.json`."""
         with self.db.lock:

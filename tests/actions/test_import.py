@@ -196,7 +196,7 @@ def test_usage_errors_exit_2(
     assert _emails(sandbox) == set()
 
 
-def test_several_drop_boxes_need_a_choice_and_named_routes_come_from_it(
+def test_the_drop_box_is_inferred_from_the_route_when_only_one_has_it(
     tmp_path: Path, write_config: WriteConfig
 ) -> None:
     routes = {"acme-emea": {"format": "csv", "listId": 1003, "partitionName": "Europe"}}
@@ -204,17 +204,23 @@ def test_several_drop_boxes_need_a_choice_and_named_routes_come_from_it(
         instance={"base_url": "embedded", "poll_min_seconds": 0.05},
         dropboxes={"acme": {"routes": routes}, "other": {}},
     )
+    (tmp_path / "acme" / "inbox" / "csv").mkdir(parents=True)
+    (tmp_path / "other" / "inbox" / "csv").mkdir(parents=True)
     leads = _file(tmp_path, "Email\na@example.com\n")
 
     ambiguous = run_subprocess("import", "--config", str(config), str(leads), "--route", "csv")
-    chosen = run_subprocess(
-        "import", "--config", str(config), str(leads), "--route", "acme-emea", "--dropbox", "acme"
+    unknown = run_subprocess("import", "--config", str(config), str(leads), "--route", "tsv")
+    inferred = run_subprocess(
+        "import", "--config", str(config), str(leads), "--route", "acme-emea/lookup=email"
     )
 
-    assert ambiguous.returncode == 2
-    assert "several drop boxes (acme, other): choose one --dropbox" in ambiguous.stderr
-    assert chosen.returncode == 0, chosen.stdout + chosen.stderr
-    assert "format=csv listId=1003 partitionName=Europe" in chosen.stdout
+    assert ambiguous.returncode == unknown.returncode == 2
+    assert "route 'csv' exists in several drop boxes (acme, other): choose --dropbox" in (
+        ambiguous.stderr
+    )
+    assert "none names a route 'tsv' nor has it under inbox/: choose --dropbox" in unknown.stderr
+    assert inferred.returncode == 0, inferred.stdout + inferred.stderr
+    assert "format=csv listId=1003 partitionName=Europe" in inferred.stdout
 
 
 def read_everything(fd: int) -> str:

@@ -141,6 +141,10 @@ def test_attendees_become_members_with_their_status_and_missing_leads_are_create
         "Attended",
     )
     assert result["counts"]["leads_processed"] == 2
+    created = [e for e in running.daemon.events() if e.get("event") == "batch_created"]
+    kinds = {e["route"]: e["kind"] for e in created}
+    assert kinds["program=1001,status=Attended"] == "program_members"
+    assert kinds["csv"] == "leads"
 
 
 def test_a_named_route_imports_members_with_its_status(running: Running) -> None:

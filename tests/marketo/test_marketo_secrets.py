@@ -75,7 +75,7 @@ def test_settings_repr_hides_the_secret(make_sandbox: type, make_client: MakeCli
 
 
 # Public methods of the client that send nothing to Marketo.
-LOCAL_METHODS = {"adopt_batch", "close", "list_wait", "on_list_freed", "stats"}
+LOCAL_METHODS = {"adopt_batch", "close", "health_snapshot", "list_wait", "on_list_freed", "stats"}
 
 
 def test_no_client_call_sends_the_secret_or_the_token_in_a_url(
