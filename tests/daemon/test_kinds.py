@@ -66,17 +66,25 @@ class Running:
         return {m["email"]: m["status"] for m in found["members"]}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["kind", "strict"])
 def running(
-    tmp_path_factory: pytest.TempPathFactory, service_account: ServiceAccount | None
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    service_account: ServiceAccount | None,
 ) -> Iterator[Running]:
+    """The module's daemon on a sandbox of each profile in turn (docs/sandbox.md)."""
     # As tests/unprivileged.py does for each test: the daemon runs as the unit runs it.
     if service_account is None:
-        tmp_path = tmp_path_factory.mktemp("kinds")
+        tmp_path = tmp_path_factory.mktemp(f"kinds-{request.param}")
     else:
-        tmp_path = service_account.folder("kinds")
+        tmp_path = service_account.folder(f"kinds-{request.param}")
     sandbox = Sandbox(
-        SandboxSettings(rows_per_second=2000.0, job_overhead_seconds=0.05, window_seconds=2.0)
+        SandboxSettings(
+            rows_per_second=2000.0,
+            job_overhead_seconds=0.05,
+            window_seconds=2.0,
+            profile=request.param,
+        )
     ).start()
     root = tmp_path / "partner"
     config = write_config(
