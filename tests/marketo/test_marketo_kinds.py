@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import MakeClient
 from marketo_support import sandbox_stats, wait_for
 
 from dropbox_importer.marketo import kinds
@@ -24,6 +23,7 @@ from dropbox_importer.marketo.models import (
 )
 from dropbox_importer.marketo.responses import parse_batch_status
 from dropbox_importer.sandbox import Channel, ObjectCatalog, Program, Sandbox
+from tests.marketo.conftest import MakeClient
 
 MEMBERS = ImportParams(ImportFormat.CSV, program_id=1001, program_member_status="Attended")
 CARS = ImportParams(ImportFormat.CSV, object_name="car_c")
