@@ -34,6 +34,12 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+# An answer that something is missing (a list, a partition, a field) is trusted this long only:
+# an operator who creates it and drops the file again waits at most a minute, while a partner
+# dropping file after file into a folder of a missing list costs one lookup a minute, a small
+# share of Marketo's 100 calls per 20 s and 50,000 a day. Answers that it exists keep `ttl`.
+NEGATIVE_TTL_SECONDS = 60.0
+
 
 class PreflightError(Exception):
     """The file cannot be imported as routed; the message tells the partner why and what to do."""
@@ -43,60 +49,117 @@ class Catalog:
     """The instance's fields, partitions, lists, programs, channels and custom objects.
 
     Every answer is cached for `ttl` seconds.
+
+    A lookup that finds something missing asks again once its answer is older than
+    `negative_ttl` seconds (NEGATIVE_TTL_SECONDS), so a list created meanwhile is found.
     """
 
-    def __init__(self, client: MarketoClient, *, ttl: float = 3600.0) -> None:
+    def __init__(
+        self,
+        client: MarketoClient,
+        *,
+        ttl: float = 3600.0,
+        negative_ttl: float = NEGATIVE_TTL_SECONDS,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self._client = client
         self._ttl = ttl
+        self._negative_ttl = negative_ttl
+        self._clock = clock or time.monotonic
         self._lock = threading.Lock()
         self._cache: dict[object, tuple[float, object]] = {}
 
-    def _cached(self, key: object, load: Callable[[], T]) -> T:
+    def _cached(self, key: object, load: Callable[[], T], max_age: float | None = None) -> T:
         with self._lock:
             hit = self._cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < self._ttl:
+        age_limit = self._ttl if max_age is None else min(max_age, self._ttl)
+        if hit is not None and self._clock() - hit[0] < age_limit:
             return hit[1]  # type: ignore[return-value]
         value = load()
         with self._lock:
-            self._cache[key] = (time.monotonic(), value)
+            self._cache[key] = (self._clock(), value)
         return value
 
-    def fields(self) -> list[LeadField]:
-        """The instance's lead fields as describe.json lists them."""
-        return self._cached("fields", self._client.describe_fields)
+    def fields(self, *, missing: bool = False) -> list[LeadField]:
+        """The instance's lead fields as describe.json lists them.
 
-    def field_names(self) -> dict[str, str]:
-        """Lower-cased REST field name -> the name as Marketo spells it."""
-        return {f.name.lower(): f.name for f in self.fields()}
+        `missing`: a column matched none of them; an answer older than the negative ttl is
+        asked again (a field created meanwhile is found).
+        """
+        max_age = self._negative_ttl if missing else None
+        return self._cached("fields", self._client.describe_fields, max_age)
 
-    def partition_names(self) -> set[str]:
-        """Names of the instance's lead partitions."""
-        return self._cached("partitions", lambda: {p.name for p in self._client.partitions()})
+    def field_names(self, *, missing: Sequence[str] = ()) -> dict[str, str]:
+        """Lower-cased REST field name -> the name as Marketo spells it.
+
+        With `missing` names, a cached answer lacking one of them is asked again once it is
+        older than the negative ttl.
+        """
+        names = {f.name.lower(): f.name for f in self.fields()}
+        if any(name.lower() not in names for name in missing):
+            names = {f.name.lower(): f.name for f in self.fields(missing=True)}
+        return names
+
+    def partition_names(self, *, missing: str | None = None) -> set[str]:
+        """Names of the instance's lead partitions (asked again sooner if `missing` is absent)."""
+
+        def load() -> set[str]:
+            return {p.name for p in self._client.partitions()}
+
+        names = self._cached("partitions", load)
+        if missing is not None and missing not in names:
+            names = self._cached("partitions", load, self._negative_ttl)
+        return names
 
     def list_exists(self, list_id: int) -> bool:
-        """True when a static list with this id exists."""
-        return self._cached(("list", list_id), lambda: self._client.get_list(list_id) is not None)
+        """True when a static list with this id exists (a "no" is kept for the negative ttl)."""
 
-    def member_fields(self) -> tuple[ObjectField, ...]:
-        """The program member fields as `program/members/describe.json` lists them."""
-        return self._cached("member_fields", self._client.describe_program_members)
+        def load() -> bool:
+            return self._client.get_list(list_id) is not None
+
+        if self._cached(("list", list_id), load):
+            return True
+        return self._cached(("list", list_id), load, self._negative_ttl)
+
+    def member_fields(self, *, missing: bool = False) -> tuple[ObjectField, ...]:
+        """The program member fields as `program/members/describe.json` lists them (`missing`:
+        as for `fields`)."""
+        max_age = self._negative_ttl if missing else None
+        return self._cached("member_fields", self._client.describe_program_members, max_age)
 
     def program(self, program_id: int) -> Program | None:
-        """The program with this id (and its channel's name), or None."""
-        return self._cached(("program", program_id), lambda: self._client.get_program(program_id))
+        """The program with this id (and its channel's name), or None (kept the negative ttl)."""
+
+        def load() -> Program | None:
+            return self._client.get_program(program_id)
+
+        found = self._cached(("program", program_id), load)
+        if found is not None:
+            return found
+        return self._cached(("program", program_id), load, self._negative_ttl)
 
     def channel_statuses(self, channel: str) -> tuple[str, ...] | None:
         """The program member statuses of the channel with this name, or None if none has it."""
-        channels = self._cached(
-            "channels", lambda: {c.name: c.statuses for c in self._client.channels()}
-        )
+
+        def load() -> dict[str, tuple[str, ...]]:
+            return {c.name: c.statuses for c in self._client.channels()}
+
+        channels = self._cached("channels", load)
+        if channel not in channels:
+            channels = self._cached("channels", load, self._negative_ttl)
         return channels.get(channel)
 
     def custom_object(self, api_name: str) -> CustomObjectType | None:
-        """The custom object type with this API name (fields, dedupe fields), or None."""
-        return self._cached(
-            ("object", api_name), lambda: self._client.describe_custom_object(api_name)
-        )
+        """The custom object type with this API name (fields, dedupe fields), or None (kept the
+        negative ttl, so an object created meanwhile is found)."""
+
+        def load() -> CustomObjectType | None:
+            return self._client.describe_custom_object(api_name)
+
+        found = self._cached(("object", api_name), load)
+        if found is not None:
+            return found
+        return self._cached(("object", api_name), load, self._negative_ttl)
 
 
 def check_header(header: HeaderMap, params: ImportParams, catalog: Catalog) -> None:
@@ -139,17 +202,22 @@ def check_header(header: HeaderMap, params: ImportParams, catalog: Catalog) -> N
         )
 
 
-def mapping_fields(params: ImportParams, catalog: Catalog) -> list[LeadField]:
+def mapping_fields(
+    params: ImportParams, catalog: Catalog, *, missing: bool = False
+) -> list[LeadField]:
     """The fields a header of this import kind is mapped to (csvfile.header), from describe.
 
     Leads: the lead fields. Program members: the lead fields, then the program member fields.
     Custom objects: the object's fields (PreflightError when there is no such object).
+    `missing`: a column matched none of them; the lead and member fields are asked again if
+    their answer is older than the negative ttl.
     """
     if params.kind is ImportKind.PROGRAM_MEMBERS:
-        return catalog.fields() + [_as_field(f) for f in catalog.member_fields()]
+        members = catalog.member_fields(missing=missing)
+        return catalog.fields(missing=missing) + [_as_field(f) for f in members]
     if params.kind is ImportKind.CUSTOM_OBJECTS:
         return [_as_field(f) for f in custom_object(params, catalog).fields]
-    return catalog.fields()
+    return catalog.fields(missing=missing)
 
 
 def _as_field(found: ObjectField) -> LeadField:
@@ -185,7 +253,7 @@ def check_targets(params: ImportParams, catalog: Catalog) -> ImportParams:
             "ask the operator to fix the route folder"
         )
     if params.partition_name is not None:
-        partitions = catalog.partition_names()
+        partitions = catalog.partition_names(missing=params.partition_name)
         if params.partition_name not in partitions:
             # The partner reads the reason: other partitions belong to other tenants, so only
             # the operator's log names them.

@@ -8,6 +8,7 @@ destination, and finishes the same move; it never picks a second place.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -24,11 +25,12 @@ from dropbox_importer.dropbox import layout as disk
 from dropbox_importer.dropbox.layout import DropboxLayout, FileVanished, Outcome
 from dropbox_importer.dropbox.results import DuplicateResult, FileResult, file_digest
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
+from dropbox_importer.marketo.models import BatchState, ImportFormat
+from dropbox_importer.pipeline.cut import CutSettings, recorded_cut
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.lost import RESUBMISSIONS
 from dropbox_importer.pipeline.prepared import load_prepared
-from dropbox_importer.pipeline.reasons import CHANGED, VANISHED, Rejected, params_for
+from dropbox_importer.pipeline.reasons import CHANGED, VANISHED, Rejected, unreadable_reason
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.states import FileState
 
@@ -134,10 +136,15 @@ class Settler:
 
     def _format(self, record: FileRecord) -> ImportFormat:
         """The format the result files are written in (csv when the route says none)."""
+        cut = self._cut(record)
+        return ImportFormat.CSV if cut is None else cut.params.format
+
+    def _cut(self, record: FileRecord) -> CutSettings | None:
+        """How the file was (or would be) cut; None when its route cannot be parsed."""
         try:
-            return params_for(record, self._boxes(record.dropbox)).format
+            return recorded_cut(record, self._boxes(record.dropbox))
         except Rejected:
-            return ImportFormat.CSV
+            return None
 
     def _stage(
         self, record: FileRecord, rejection: str | None, layout: DropboxLayout, staging: Path
@@ -152,21 +159,24 @@ class Settler:
         except FileNotFoundError:
             size, sha256, dropped = 0, "", None
             rejection = rejection or VANISHED
+        except OSError as exc:
+            # Unreadable to the daemon's user: failed with that reason, its bytes unknown.
+            st = record.processing_path.lstat()
+            size, sha256, dropped = st.st_size, "", datetime.fromtimestamp(st.st_mtime, UTC)
+            rejection = rejection or unreadable_reason(exc)
         changed = (size, sha256) != (record.size, record.sha256)
         outcome, reason = decide(parts, len(local), rejection, box.partial_failure, changed=changed)
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        try:
-            params: ImportParams | None = params_for(record, box)
-        except Rejected:
-            params = None
+        cut = self._cut(record)
+        params = None if cut is None else cut.params
         facts = load_prepared(self._parts_root / str(record.id))
         header = None if facts is None else facts.header
-        if params is not None and (parts or local):
+        if cut is not None and (parts or local):
             # The key column as sent: the lookup field, email, or a custom object's dedupe field.
             key = facts.lookup_field if facts is not None and facts.lookup_field else ""
-            self._stage_rows(record, params, parts, local, staging, header, key)
+            self._stage_rows(record, cut, parts, local, staging, header, key)
         result = FileResult.build(
             record,
             parts,
@@ -184,12 +194,15 @@ class Settler:
         # The bytes as they are kept beside this result, even if they changed after the claim.
         result = replace(result, size=size, sha256=sha256)
         result.write(staging / "result.json")
+        # On disk before the journal says SETTLING: a replay after a power cut moves these
+        # files as they are, and must never find them empty.
+        _fsync_staged(staging)
         return outcome, reason
 
     def _stage_rows(
         self,
         record: FileRecord,
-        params: ImportParams,
+        cut: CutSettings,
         parts: Sequence[PartRecord],
         local: dict[int, str],
         staging: Path,
@@ -201,8 +214,7 @@ class Settler:
         `key` is the column Marketo's rows are first matched by (the lookup field when empty).
         """
         client = self._clients(record.dropbox)
-        box = self._boxes(record.dropbox)
-        target = params.target
+        target = cut.params.target
         failures = [
             self._fetch(
                 partial(client.download_failures, target=target),
@@ -231,12 +243,12 @@ class Settler:
                     fetched,
                     staging / name,
                     original=record.processing_path,
-                    fmt=params.format,
+                    fmt=cut.params.format,
                     reason_column=column,
-                    encoding=box.encoding,
+                    encoding=cut.encoding,
                     local_failures=extra,
                     sent=header.sent if header is not None and header.drops_columns else None,
-                    lookup=key or params.lookup_field or "email",
+                    lookup=key or cut.params.lookup_field or "email",
                 )
 
     @staticmethod
@@ -258,6 +270,22 @@ def _part(record: PartRecord) -> Part:
         rows=record.rows,
         bytes=record.size,
     )
+
+
+def _fsync_staged(staging: Path) -> None:
+    """fsync every staged result file, then the staging folder itself."""
+    for path in sorted(staging.iterdir()):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _inside(path: Path, folder: Path) -> bool:
