@@ -26,6 +26,7 @@ from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.observe.hub import Observers
 from dropbox_importer.pipeline.boxes import Box, open_box
 from dropbox_importer.pipeline.claim import Claimer
+from dropbox_importer.pipeline.engine import open_journal
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.lock import StateDirLock
@@ -91,7 +92,8 @@ class Daemon:
         lock = StateDirLock(self.config.state_dir)
         lock.acquire()
         try:
-            self.journal = Journal.open(self.config.state_dir)
+            self.journal = open_journal(self.config)
+            self.journal.claim_leadership(self.config.state.host_name)
             self.observers = Observers(lambda: self.config, self.journal)
             self.observers.start()
             self._install_signals()

@@ -68,9 +68,15 @@ def write_config(
     client_secret: str,
     dropboxes: dict[str, dict[str, Any]],
     instance: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
+    name: str = "config.yaml",
 ) -> Path:
-    """Write a daemon config for one sandbox instance and the given drop boxes."""
-    config = {
+    """Write a daemon config for one sandbox instance and the given drop boxes.
+
+    `state` is the config's `state` section (a shared journal); `name` the file's name, for
+    several daemons' configs in one folder.
+    """
+    config: dict[str, Any] = {
         "state_dir": str(directory / "state"),
         "log_level": "debug",
         "log_format": "json",
@@ -91,7 +97,9 @@ def write_config(
             for name, box in dropboxes.items()
         },
     }
-    path = directory / "config.yaml"
+    if state is not None:
+        config["state"] = state
+    path = directory / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 

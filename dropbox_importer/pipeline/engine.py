@@ -1,0 +1,46 @@
+"""Which journal a config means: SQLite in `state_dir` (one host), or PostgreSQL hosts share.
+
+The one place that tells the two apart; everything past it speaks to a `Journal`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from dropbox_importer.config import Config
+from dropbox_importer.pipeline.journal import JOURNAL_NAME, Journal
+
+if TYPE_CHECKING:  # psycopg is imported only for a shared journal
+    from dropbox_importer.pipeline.postgres import Database
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def journal_location(config: Config) -> str:
+    """Where the journal is, as logs and `status` show it (never with a password)."""
+    if not config.state.shared:
+        return str(config.state_dir / JOURNAL_NAME)
+    from dropbox_importer.pipeline.postgres import display_url
+
+    return display_url(config.state.journal)
+
+
+def open_journal(config: Config, *, clock: Callable[[], datetime] = _now) -> Journal:
+    """Open (creating or migrating) the config's journal; JournalError when it cannot be."""
+    if not config.state.shared:
+        return Journal.open(config.state_dir, clock=clock)
+    from dropbox_importer.pipeline.postgres import open_postgres
+
+    return open_postgres(database_of(config), clock=clock)
+
+
+def database_of(config: Config) -> Database:
+    """The PostgreSQL database of a config with a shared journal."""
+    from dropbox_importer.pipeline.postgres import Database
+
+    state = config.state
+    return Database(state.journal, state.password, state.lease_seconds)
