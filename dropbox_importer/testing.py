@@ -113,6 +113,10 @@ class DaemonProcess:
     proc: subprocess.Popen[bytes] | None = None
     runs: int = field(default=0)
     env: dict[str, str] = field(default_factory=dict)
+    # A command the daemon runs under, e.g. `setpriv --reuid=...` to drop root as the unit does.
+    run_as: list[str] = field(default_factory=list)
+    # The daemon's umask (the unit's UMask=0027); None keeps the caller's.
+    umask: int | None = None
 
     def start(self) -> DaemonProcess:
         """Start the daemon; return once it has reported ready."""
@@ -122,11 +126,20 @@ class DaemonProcess:
         env.pop("NOTIFY_SOCKET", None)
         env.update(self.env)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dropbox_importer", "run", "--config", str(self.config)],
+            [
+                *self.run_as,
+                sys.executable,
+                "-m",
+                "dropbox_importer",
+                "run",
+                "--config",
+                str(self.config),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            umask=-1 if self.umask is None else self.umask,
         )
         log.close()
         start_run = self.runs

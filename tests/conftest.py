@@ -13,6 +13,7 @@ import pytest
 import structlog
 
 from dropbox_importer.sandbox import Sandbox, SandboxSettings
+from tests import unprivileged
 from tests.postgres import PostgresDatabase, PostgresServer, ensure_installed
 
 # Import speed for tests: a 1,000-row file takes 0.25 s, an empty job 0.05 s.
@@ -50,6 +51,17 @@ def make_sandbox() -> Iterator[MakeSandbox]:
 def sandbox(make_sandbox: MakeSandbox) -> Sandbox:
     """A running sandbox with fast import speed and Marketo's default limits."""
     return make_sandbox()
+
+
+def pytest_report_header() -> str:
+    """Say who the daemon under test runs as (root's CI: an unprivileged service account)."""
+    return unprivileged.report_header()
+
+
+@pytest.fixture(scope="session")
+def service_account() -> Iterator[unprivileged.ServiceAccount | None]:
+    """When root: a system user the daemon runs as in tests/daemon and tests/stress."""
+    yield from unprivileged.session_account()
 
 
 @pytest.fixture(scope="session")

@@ -200,7 +200,8 @@ class PostgresServer:
             conn.execute(f"CREATE DATABASE {name} OWNER {DAEMON_ROLE}")
         password_file = directory / "journal-password"
         password_file.write_text(self.daemon_password + "\n")
-        password_file.chmod(0o600)
+        # Readable by the group too: in tests/daemon the folder is setgid to the daemon's group.
+        password_file.chmod(0o640)
         url = f"postgresql://{DAEMON_ROLE}@127.0.0.1:{self.port}/{name}"
         return PostgresDatabase(url, password_file, name)
 

@@ -8,7 +8,7 @@ agree with the csv module on every file that passes here.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,30 @@ class Inspection:
     # Start lines of rows whose lookup value is empty: they fail locally, the rest is imported.
     empty_lookup_lines: list[int] = field(default_factory=list)
     lookup_field: str = "email"
+    duplicates: Duplicates = field(default_factory=lambda: Duplicates())
+
+
+# Lines listed in a Duplicates report; the count goes on past it.
+MAX_DUPLICATES_LISTED = 1000
+# Distinct lookup values remembered, about 130 MB; a value first seen past it is not tracked.
+MAX_VALUES_TRACKED = 1_000_000
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """Rows whose lookup value an earlier row of the file already has.
+
+    Within one import Marketo writes the rows in order, so a later row updates the lead the
+    earlier one wrote: the last row's values are what Marketo keeps (an empty cell leaves a value
+    as it was). Values are compared trimmed and case-insensitively, as Marketo's dedupe on
+    email does. Each distinct value is held while the file is checked, about 130 bytes each,
+    up to MAX_VALUES_TRACKED; `complete` is False when a file had more (values first seen past
+    that point are not compared).
+    """
+
+    rows: int = 0  # rows sharing their lookup value with an earlier row
+    lines: tuple[tuple[int, int], ...] = ()  # (line, the earlier line with that value), capped
+    complete: bool = True
 
 
 def _captured(lines: Iterator[str], taken: list[str]) -> Iterator[str]:
@@ -126,10 +150,16 @@ def _check_header(header: list[str]) -> None:
         seen[key] = column
 
 
-def _lookup_index(header: list[str], lookup: str) -> int:
-    names = [name.strip().lower() for name in header]
+def _lookup_index(header: list[str], lookup: str, mapped: Sequence[str] | None) -> int:
+    names = [name.strip().lower() for name in (header if mapped is None else mapped)]
     if lookup.lower() in names:
         return names.index(lookup.lower())
+    if mapped is not None and lookup.lower() in [name.strip().lower() for name in header]:
+        raise FileRejected(
+            f"line 1: the column '{lookup}' is the lookup field, but this drop box does not send "
+            "it (columns.ignore or columns.deny) — ask the operator to change that rule",
+            1,
+        )
     hint = suggest_fields(header, [lookup])
     near = [name for name, match in hint.items() if match]
     meant = f" (is '{near[0].strip()}' meant to be '{lookup}'?)" if near else ""
@@ -167,8 +197,13 @@ def inspect_file(
     *,
     encoding: str = "utf-8",
     lookup_field: str | None = None,
+    names: Sequence[str] | None = None,
 ) -> Inspection:
-    """Check the file in one pass; raise FileRejected naming the line and the fix."""
+    """Check the file in one pass; raise FileRejected naming the line and the fix.
+
+    `names`, one per header column, are the field names the columns are sent as ("" for a
+    column not sent: see csvfile.header); the lookup column is found among them.
+    """
     src: Source = open_source(path, encoding)
     lookup = lookup_field or "email"  # Marketo's default lookup field
     taken: list[str] = []
@@ -186,14 +221,26 @@ def inspect_file(
     _, header, raw_header = first
     _check_delimiter("".join(raw_header), fmt)
     _check_header(header)
-    key = _lookup_index(header, lookup)
+    mapped = names if names is not None and len(names) == len(header) else None
+    key = _lookup_index(header, lookup, mapped)
     width = len(header)
     rows = 0
     empty_lookup: list[int] = []
     blank_at: int | None = None
+    first_seen: dict[str, int] = {}  # a lookup value, lower-cased -> the line it was first on
+    repeated: list[tuple[int, int]] = []
+    repeats = 0
+    remember = first_seen.setdefault
     for start, fields, raw in records:
-        if len(fields) == width and fields[key].strip():
-            pass  # the common case: a full row with a lookup value
+        if len(fields) == width and (value := fields[key].strip()):
+            # The common case: a full row with a lookup value.
+            earlier = remember(value.lower(), start)
+            if earlier != start:
+                repeats += 1
+                if len(repeated) < MAX_DUPLICATES_LISTED:
+                    repeated.append((start, earlier))
+            elif len(first_seen) >= MAX_VALUES_TRACKED:
+                remember = first_seen.get  # full: values seen so far are still recognised
         elif len(raw) == 1 and is_blank(raw[0]):
             blank_at = blank_at or start
             continue
@@ -219,7 +266,8 @@ def inspect_file(
         encoding=src.encoding,
         newline=src.newline,
         empty_lookup_lines=empty_lookup,
-        lookup_field=header[key].strip(),
+        lookup_field=(header if mapped is None else mapped)[key].strip(),
+        duplicates=Duplicates(repeats, tuple(repeated), len(first_seen) < MAX_VALUES_TRACKED),
     )
 
 

@@ -17,6 +17,14 @@ Key names are stable (add keys, never rename them); times are ISO 8601 UTC with 
     timings             {dropped, claimed, submitted, finished}; `submitted` is null when
                         nothing was sent
     original            {size, sha256}: the bytes as dropped (the file beside this one)
+    columns             [{column, field, fate, how}]: each column of the header as written,
+                        the field it was sent as, its fate (sent, ignored, denied, unknown,
+                        ambiguous) and how it was mapped or why it was not sent; null when
+                        the file was refused before its header was read
+    duplicates          {lookup_field, rows, lines: [{line, same_as_line}], complete, note}:
+                        the rows whose lookup value an earlier row of the file has (the first
+                        1000 listed), which update the same lead, so Marketo keeps the last;
+                        null when the file was refused before its rows were read
     version             the dropbox-importer version that wrote this file
 """
 
@@ -32,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from dropbox_importer import __version__
+from dropbox_importer.csvfile import Duplicates
+from dropbox_importer.csvfile.header import HeaderMap
 from dropbox_importer.dropbox.layout import Outcome, write_atomic
 from dropbox_importer.marketo.models import ImportFormat, ImportParams
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
@@ -95,6 +105,60 @@ class PartResult:
 
 
 @dataclass(frozen=True)
+class ColumnResult:
+    """One column of the partner's header and what became of it."""
+
+    column: str  # the name as the partner wrote it
+    field: str | None  # the lead field it was sent as
+    fate: str  # sent | ignored | denied | unknown | ambiguous
+    how: str  # how it was mapped, or why it was not sent
+
+    @classmethod
+    def of(cls, header: HeaderMap | None) -> tuple[ColumnResult, ...] | None:
+        """The results of a mapped header (None stays None)."""
+        if header is None:
+            return None
+        return tuple(cls(c.original, c.field, c.fate.value, c.how) for c in header.columns)
+
+
+DUPLICATES_NOTE = (
+    "rows with the same lookup value update the same lead, one after the other: Marketo keeps "
+    "the last row's values (an empty cell leaves a value as it was)"
+)
+
+
+@dataclass(frozen=True)
+class DuplicateResult:
+    """Rows of the file that repeat an earlier row's lookup value."""
+
+    lookup_field: str
+    rows: int
+    lines: tuple[tuple[int, int], ...]  # (line, the earlier line with the same value)
+    complete: bool = True
+
+    @classmethod
+    def of(cls, lookup_field: str, found: Duplicates) -> DuplicateResult:
+        """The report of the repeats found in the lookup column `lookup_field`."""
+        return cls(lookup_field, found.rows, found.lines, found.complete)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object result.json holds."""
+        return {
+            "lookup_field": self.lookup_field,
+            "rows": self.rows,
+            "lines": [{"line": line, "same_as_line": first} for line, first in self.lines],
+            "complete": self.complete,
+            "note": DUPLICATES_NOTE,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> DuplicateResult:
+        """Read what `to_dict` wrote."""
+        lines = tuple((int(x["line"]), int(x["same_as_line"])) for x in doc["lines"])
+        return cls(doc["lookup_field"], int(doc["rows"]), lines, bool(doc["complete"]))
+
+
+@dataclass(frozen=True)
 class Timings:
     """When the file was dropped, claimed, first sent and settled."""
 
@@ -120,6 +184,8 @@ class FileResult:
     sha256: str
     rows_failed_locally: int = 0
     version: str = __version__
+    columns: tuple[ColumnResult, ...] | None = None
+    duplicates: DuplicateResult | None = None
 
     @classmethod
     def build(
@@ -133,8 +199,10 @@ class FileResult:
         dropped: datetime | None = None,
         finished: datetime | None = None,
         rows_failed_locally: int = 0,
+        header: HeaderMap | None = None,
+        duplicates: DuplicateResult | None = None,
     ) -> FileResult:
-        """The result of a journal file and its parts."""
+        """The result of a journal file and its parts (and its mapped header, if read)."""
         created = [p.created_at for p in parts if p.created_at is not None]
         timings = Timings(
             dropped, record.claimed_at, min(created, default=None), finished or datetime.now(UTC)
@@ -151,6 +219,8 @@ class FileResult:
             record.size,
             record.sha256,
             rows_failed_locally,
+            columns=ColumnResult.of(header),
+            duplicates=duplicates,
         )
 
     def counts(self) -> dict[str, int]:
@@ -184,6 +254,8 @@ class FileResult:
             "timings": {key: _iso(value) for key, value in vars(self.timings).items()},
             "original": {"size": self.size, "sha256": self.sha256},
             "version": self.version,
+            "columns": None if self.columns is None else [vars(c).copy() for c in self.columns],
+            "duplicates": None if self.duplicates is None else self.duplicates.to_dict(),
         }
 
     def to_json(self) -> bytes:
@@ -216,6 +288,12 @@ class FileResult:
             sha256=doc["original"]["sha256"],
             rows_failed_locally=doc["counts"]["rows_failed_locally"],
             version=doc["version"],
+            columns=None
+            if doc.get("columns") is None
+            else tuple(ColumnResult(**c) for c in doc["columns"]),
+            duplicates=None
+            if doc.get("duplicates") is None
+            else DuplicateResult.from_dict(doc["duplicates"]),
         )
 
     def write(self, path: Path) -> None:

@@ -18,12 +18,14 @@ import structlog
 
 from dropbox_importer.config import DropboxConfig
 from dropbox_importer.csvfile import Part, write_results
+from dropbox_importer.csvfile.header import HeaderMap
 from dropbox_importer.dropbox import layout as disk
 from dropbox_importer.dropbox.layout import DropboxLayout, FileVanished, Outcome
-from dropbox_importer.dropbox.results import FileResult, file_digest
+from dropbox_importer.dropbox.results import DuplicateResult, FileResult, file_digest
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
 from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.prepared import load_prepared
 from dropbox_importer.pipeline.reasons import CHANGED, VANISHED, Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.states import FileState
@@ -146,8 +148,10 @@ class Settler:
             params: ImportParams | None = params_for(record, box)
         except Rejected:
             params = None
+        facts = load_prepared(self._parts_root / str(record.id))
+        header = None if facts is None else facts.header
         if params is not None and (parts or local):
-            self._stage_rows(record, params, parts, local, staging)
+            self._stage_rows(record, params, parts, local, staging, header)
         result = FileResult.build(
             record,
             parts,
@@ -157,6 +161,10 @@ class Settler:
             # A rename keeps the mtime: the moment the partner's upload last wrote the file.
             dropped=dropped,
             rows_failed_locally=len(local),
+            header=header,
+            duplicates=None
+            if facts is None
+            else DuplicateResult.of(facts.lookup_field, facts.duplicates),
         )
         # The bytes as they are kept beside this result, even if they changed after the claim.
         result = replace(result, size=size, sha256=sha256)
@@ -170,6 +178,7 @@ class Settler:
         parts: Sequence[PartRecord],
         local: dict[int, str],
         staging: Path,
+        header: HeaderMap | None,
     ) -> None:
         """Fetch Marketo's failures and warnings and merge them into the partner's files."""
         client = self._clients(record.dropbox)
@@ -198,6 +207,7 @@ class Settler:
                     reason_column=column,
                     encoding=box.encoding,
                     local_failures=extra,
+                    sent=header.sent if header is not None and header.drops_columns else None,
                 )
 
     @staticmethod

@@ -11,13 +11,20 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
 from dropbox_importer.config import DropboxConfig
-from dropbox_importer.csvfile import FileRejected, Part, inspect_file, split_file
+from dropbox_importer.csvfile import Duplicates, FileRejected, Part, inspect_file, split_file
+from dropbox_importer.csvfile.header import (
+    ColumnRules,
+    HeaderMap,
+    map_header,
+    read_header,
+    refuse_unmappable,
+)
 from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, RequestRejected, Stopped
@@ -25,7 +32,15 @@ from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
-from dropbox_importer.pipeline.reasons import CHANGED, VANISHED, Rejected, params_for
+from dropbox_importer.pipeline.prepared import save_prepared
+from dropbox_importer.pipeline.reasons import (
+    CHANGED,
+    VANISHED,
+    Rejected,
+    params_for,
+    route_for,
+    routed,
+)
 from dropbox_importer.pipeline.records import FileRecord
 from dropbox_importer.pipeline.states import FileState
 
@@ -36,16 +51,30 @@ __all__ = [
     "CHANGED",
     "OPERATOR_RETRY_SECONDS",
     "VANISHED",
+    "Cut",
     "Prepared",
     "Rejected",
     "Submitter",
     "check_and_cut",
     "params_for",
     "prepare",
+    "route_for",
+    "routed",
 ]
 
 # How long a file waits before another try when the instance refuses us (403-like errors).
 OPERATOR_RETRY_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A checked file cut into parts: the parts, rows failed locally, its mapped header."""
+
+    parts: list[Part]
+    local_failures: dict[int, str]  # original line -> reason
+    header: HeaderMap | None  # None when the file had no readable header to map
+    duplicates: Duplicates = field(default_factory=Duplicates)
+    lookup_field: str = "email"  # the lookup column as the file names it, once mapped
 
 
 @dataclass(frozen=True)
@@ -57,27 +86,53 @@ class Prepared:
     local_failures: dict[int, str]
 
 
+def map_columns(
+    path: Path, params: ImportParams, rules: ColumnRules, encoding: str, catalog: Catalog | None
+) -> HeaderMap | None:
+    """The file's header mapped to lead fields (describe's, with a catalog); None if no header.
+
+    Raises FileRejected for a header that can't be mapped (ambiguous, duplicate or denied
+    columns); RequestRejected when Marketo refuses describe.
+    """
+    names = read_header(path, params.format, encoding)
+    if names is None:
+        return None  # inspect_file says what is wrong with the file
+    fields = None if catalog is None else catalog.fields()
+    header = map_header(names, fields, rules, lookup=params.lookup_field or "email")
+    refuse_unmappable(header, rules)
+    return header
+
+
 def check_and_cut(
-    path: Path, params: ImportParams, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
-) -> tuple[list[Part], dict[int, str]]:
+    path: Path,
+    params: ImportParams,
+    box: DropboxConfig,
+    parts_dir: Path,
+    catalog: Catalog | None,
+    rules: ColumnRules,
+) -> Cut:
     """Check a file (with a catalog, against Marketo too); cut it into parts in `parts_dir`.
 
-    Returns the parts and the rows failed locally (line -> reason); Rejected says why not.
+    `rules` are the route's column rules. Returns the parts, the rows failed locally and the
+    mapped header; Rejected says why not.
     """
     try:
+        header = map_columns(path, params, rules, box.encoding, catalog)
         inspection = inspect_file(
-            path, params.format, encoding=box.encoding, lookup_field=params.lookup_field
+            path,
+            params.format,
+            encoding=box.encoding,
+            lookup_field=params.lookup_field,
+            names=None if header is None else header.lookup_names,
         )
-    except FileRejected as exc:
-        raise Rejected(str(exc)) from exc
-    if catalog is not None:
-        try:
-            check_header(inspection.header, params, catalog)
+        if catalog is not None and header is not None:
+            check_header(header, params, catalog)
+        if catalog is not None:
             check_targets(params, catalog)
-        except PreflightError as exc:
-            raise Rejected(str(exc)) from exc
-        except RequestRejected as exc:
-            raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
+    except (FileRejected, PreflightError) as exc:
+        raise Rejected(str(exc)) from exc
+    except RequestRejected as exc:
+        raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
     local = {line: "lookup field is empty" for line in inspection.empty_lookup_lines}
     if local and len(local) >= inspection.rows:
         raise Rejected(
@@ -94,21 +149,24 @@ def check_and_cut(
         max_bytes=box.max_part_bytes,
         encoding=box.encoding,
         skip_lines=frozenset(local),
+        header=None if header is None else header.sent_names,
+        keep=header.sent if header is not None and header.drops_columns else None,
     )
-    return parts, local
+    save_prepared(parts_dir, header, inspection.duplicates, inspection.lookup_field)
+    return Cut(parts, local, header, inspection.duplicates, inspection.lookup_field)
 
 
 def prepare(
     record: FileRecord, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
 ) -> Prepared:
     """Check the claimed file and cut it into parts under Marketo's size limit."""
-    params = params_for(record, box)
+    params, policy = route_for(record, box)
     path = Path(record.processing_path)
-    parts, local = check_and_cut(path, params, box, parts_dir, catalog)
+    cut = check_and_cut(path, params, box, parts_dir, catalog, policy.columns)
     # Parts cut from a file still being written would import a truncated snapshot.
     if file_digest(path) != (record.size, record.sha256):
         raise Rejected(CHANGED)
-    return Prepared(params, parts, local)
+    return Prepared(params, cut.parts, cut.local_failures)
 
 
 class Submitter:

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from dropbox_importer import __version__
-from dropbox_importer.dropbox.results import FileResult, PartResult, Timings, file_digest
+from dropbox_importer.dropbox.results import (
+    ColumnResult,
+    DuplicateResult,
+    FileResult,
+    PartResult,
+    Timings,
+    file_digest,
+)
 from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportFormat, ImportParams
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.states import FileState
@@ -43,6 +50,11 @@ def sample() -> FileResult:
         size=1234,
         sha256="ab" * 32,
         rows_failed_locally=3,
+        columns=(
+            ColumnResult("Email Address", "email", "sent", "display name"),
+            ColumnResult("Internal notes", None, "ignored", "columns.ignore"),
+        ),
+        duplicates=DuplicateResult("email", 2, ((5, 2), (9, 2))),
     )
 
 
@@ -61,6 +73,8 @@ def test_document_has_the_documented_keys() -> None:
         "timings",
         "original",
         "version",
+        "columns",
+        "duplicates",
     ]
     assert doc["import"] == {
         "format": "csv",
