@@ -26,9 +26,15 @@ from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.observe.hub import Observers
 from dropbox_importer.pipeline.boxes import Box, open_box
 from dropbox_importer.pipeline.claim import Claimer
-from dropbox_importer.pipeline.engine import open_journal
+from dropbox_importer.pipeline.engine import leadership_for, open_journal
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.leadership import (
+    EXIT_STOOD_DOWN,
+    Leadership,
+    LeadershipLost,
+    NoLeadership,
+)
 from dropbox_importer.pipeline.lock import StateDirLock
 from dropbox_importer.pipeline.poll import PollBand, Poller
 from dropbox_importer.pipeline.preflight import Catalog
@@ -84,19 +90,29 @@ class Daemon:
             int, tuple[float, int, str | None]
         ] = {}  # file ids handed to the settler, never twice
         self._lock = threading.Lock()
+        self.leadership: Leadership = NoLeadership()
+        self._stood_down: str | None = None
+        self._told_ready = False
+        self._next_standby_note = 0.0
 
     # -- start and stop -------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run until SIGTERM or SIGINT; return the process exit code."""
+        """Run until SIGTERM or SIGINT; return the process exit code.
+
+        On a shared journal the daemon first stands by until it leads; a leader that loses
+        its leadership stops and returns EXIT_STOOD_DOWN.
+        """
         lock = StateDirLock(self.config.state_dir)
         lock.acquire()
         try:
             self.journal = open_journal(self.config)
-            self.journal.claim_leadership(self.config.state.host_name)
+            self.leadership = leadership_for(self.config, self.journal, on_lost=self._stand_down)
             self.observers = Observers(lambda: self.config, self.journal)
             self.observers.start()
             self._install_signals()
+            if not self.leadership.wait_to_lead(self.stop_event, self._standing_by):
+                return 0  # stopped while standing by
             self._start_instances()
             self.settler = Settler(
                 self.journal,
@@ -104,17 +120,41 @@ class Daemon:
                 boxes=self._box_config,
                 layouts=lambda name: self.boxes[name].layout,
                 clients=self._client_for,
+                guard=self.leadership.guard,
             )
-            self.claimer = Claimer(self.journal, self._enqueue)
+            self.claimer = Claimer(self.journal, self._enqueue, guard=self.leadership.guard)
             self._start_boxes()
             self._recover()
             log.info("daemon_ready", dropboxes=sorted(self.boxes), instances=sorted(self.instances))
             systemd.ready(self._status_line())
             self._loop()
+        except LeadershipLost:
+            pass  # lost during start-up or recovery: stood down below, like in the loop
         finally:
             self._shutdown()
             lock.release()
+        if self._stood_down is not None:
+            log.error(
+                "daemon_stood_down", host=self.config.state.host_name, reason=self._stood_down
+            )
+            return EXIT_STOOD_DOWN
         return 0
+
+    def _stand_down(self, reason: str) -> None:
+        """Leadership is lost: stop at once; nothing may move or reach Marketo any more."""
+        self._stood_down = reason
+        self.stop_event.set()
+
+    def _standing_by(self, line: str) -> None:
+        """Called at every poll while standing by: tell systemd, keep its watchdog fed."""
+        if not self._told_ready:
+            systemd.ready(line)
+            self._told_ready = True
+        now = time.monotonic()
+        if now >= self._next_standby_note:
+            systemd.status(line)
+            systemd.watchdog_ping()
+            self._next_standby_note = now + 2.0
 
     @property
     def parts_root(self) -> Path:
@@ -147,7 +187,7 @@ class Daemon:
                 log.info("embedded_sandbox_started", instance=name, base_url=sandbox.base_url)
             else:
                 settings = instance_config.settings()
-            client = MarketoClient(settings)
+            client = MarketoClient(settings, guard=self.leadership.guard)
             assert self.observers is not None
             self.observers.instance_started(name, client)
             queue: FairQueue[int] = FairQueue()
@@ -209,6 +249,8 @@ class Daemon:
                 instance.sandbox.__exit__(None, None, None)
         if self.observers is not None:
             self.observers.stop()
+        # Let leadership go only now that nothing runs: a standby may take over from here.
+        self.leadership.close()
         if self.journal is not None:
             self.journal.close()
         log.info("daemon_stopped")
@@ -221,6 +263,7 @@ class Daemon:
         next_ping = 0.0
         next_status = 0.0
         while not self.stop_event.is_set():
+            self.leadership.guard()  # a leader that was frozen past its lease stops here
             now = time.monotonic()
             for box in list(self.boxes.values()):
                 if now >= box.next_rescan:

@@ -26,13 +26,24 @@ log = structlog.get_logger(__name__)
 class Claimer:
     """Claims due files of any drop box and queues them with `enqueue(dropbox, file_id)`."""
 
-    def __init__(self, journal: Journal, enqueue: Callable[[str, int], None]) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        enqueue: Callable[[str, int], None],
+        guard: Callable[[], None] = lambda: None,
+    ) -> None:
         self._journal = journal
         self._enqueue = enqueue
+        # Runs right before the rename; raises once this daemon no longer leads (leadership.py).
+        self._guard = guard
 
     def take(self, box: Box, candidate: Candidate) -> None:
-        """Claim a settled file into processing/ and queue it for its instance."""
+        """Claim a settled file into processing/ and queue it for its instance.
+
+        Raises LeadershipLost (from the guard) when this daemon may no longer move files.
+        """
         bound = log.bind(dropbox=box.config.name, file=str(candidate.path))
+        self._guard()
         try:
             claimed = claim(box.layout, candidate.path)
         except NotARegularFile as exc:

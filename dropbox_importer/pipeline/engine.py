@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from dropbox_importer.config import Config
 from dropbox_importer.pipeline.journal import JOURNAL_NAME, Journal
+from dropbox_importer.pipeline.leadership import Leadership, SharedLeadership, SoleLeader
 
 if TYPE_CHECKING:  # psycopg is imported only for a shared journal
     from dropbox_importer.pipeline.postgres import Database
@@ -44,3 +45,15 @@ def database_of(config: Config) -> Database:
 
     state = config.state
     return Database(state.journal, state.password, state.lease_seconds)
+
+
+def leadership_for(
+    config: Config, journal: Journal, *, on_lost: Callable[[str], None] = lambda _reason: None
+) -> Leadership:
+    """Who leads `journal`: this daemon alone (SQLite), or the host holding PostgreSQL's lock.
+
+    `on_lost(reason)` is called once if this daemon loses leadership while it leads.
+    """
+    if not config.state.shared:
+        return SoleLeader(journal, config.state.host_name)
+    return SharedLeadership(journal, database_of(config), config.state.host_name, on_lost=on_lost)

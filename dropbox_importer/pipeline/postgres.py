@@ -108,15 +108,17 @@ def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
 class PostgresCursor:
     """The answer to one statement: rows, rows changed, the id an INSERT took."""
 
-    def __init__(self, cursor: psycopg.ClientCursor[Row], owner: PostgresConnection, sql: str):
-        self._cursor = cursor
+    def __init__(
+        self, cursor: psycopg.ClientCursor[Row] | None, owner: PostgresConnection, sql: str
+    ) -> None:
+        self._cursor = cursor  # None: a statement that had nothing to do
         self._owner = owner
         self._insert = sql.lstrip()[:6].upper() == "INSERT"
 
     @property
     def rowcount(self) -> int:
         """Rows the statement changed."""
-        return self._cursor.rowcount
+        return -1 if self._cursor is None else self._cursor.rowcount
 
     @property
     def lastrowid(self) -> int | None:
@@ -128,23 +130,36 @@ class PostgresCursor:
 
     def fetchone(self) -> Any:
         """The next row, or None (also for statements that return none)."""
-        if self._cursor.description is None:
+        if self._cursor is None or self._cursor.description is None:
             return None
         return self._cursor.fetchone()
 
     def fetchall(self) -> list[Any]:
         """Every row left ([] for statements that return none)."""
-        if self._cursor.description is None:
+        if self._cursor is None or self._cursor.description is None:
             return []
         return self._cursor.fetchall()
 
 
 class PostgresConnection:
-    """`sql.Connection` over one psycopg connection (see the module doc)."""
+    """`sql.Connection` over one psycopg session (see the module doc).
 
-    def __init__(self, conn: psycopg.Connection[Row], database: Database) -> None:
+    With `reopen`, a session the server ended (a restart, an administrator, a network fault) is
+    replaced at the next statement that begins a unit of work; never in the middle of a
+    transaction, which fails as a whole instead. The leader's lock session has no `reopen`: a new
+    session would not hold the lock.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Row],
+        database: Database,
+        reopen: Callable[[], psycopg.Connection[Row]] | None = None,
+    ) -> None:
         self._conn = conn
         self._database = database
+        self._reopen = reopen
+        self._in_transaction = False
         self._primary_keys: tuple[tuple[str, tuple[str, ...]], ...] | None = None
 
     @property
@@ -154,20 +169,43 @@ class PostgresConnection:
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> PostgresCursor:
         """Run one statement written with `?` placeholders."""
-        text = self._translate(sql)
-        cursor = self._conn.cursor()
+        verb = sql.lstrip()[:8].split(" ")[0].upper()
+        if self._conn.closed:
+            if verb == "ROLLBACK":  # the server ended the session and the transaction with it
+                self._in_transaction = False
+                return PostgresCursor(None, self, sql)
+            self._replace_session()
         try:
-            cursor.execute(text, tuple(parameters))
+            cursor = self._run(sql, parameters)
         except psycopg.Error as exc:
-            raise self._error(exc) from exc
-        return PostgresCursor(cursor, self, sql)  # type: ignore[arg-type]
+            # A session found dead by this statement: when nothing could have been half done
+            # (a BEGIN, a read outside a transaction), try once more on a new session.
+            retry = verb in ("BEGIN", "SELECT") and not self._in_transaction
+            if not (retry and self._conn.closed and self._reopen is not None):
+                raise self._error(exc) from exc
+            self._replace_session()
+            try:
+                cursor = self._run(sql, parameters)
+            except psycopg.Error as again:
+                raise self._error(again) from again
+        if verb == "BEGIN":
+            self._in_transaction = True
+        elif verb in ("COMMIT", "ROLLBACK"):
+            self._in_transaction = False
+        return PostgresCursor(cursor, self, sql)
+
+    def _run(self, sql: str, parameters: Sequence[Any]) -> psycopg.ClientCursor[Row]:
+        cursor = self._conn.cursor()
+        cursor.execute(self._translate(sql), tuple(parameters))
+        return cursor  # type: ignore[return-value]
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> PostgresCursor:
         """Run one statement once per parameter tuple."""
-        text = self._translate(sql)
-        cursor = self._conn.cursor()
+        if self._conn.closed:
+            self._replace_session()
         try:
-            cursor.executemany(text, [tuple(p) for p in parameters])
+            cursor = self._conn.cursor()
+            cursor.executemany(self._translate(sql), [tuple(p) for p in parameters])
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         return PostgresCursor(cursor, self, sql)  # type: ignore[arg-type]
@@ -175,11 +213,26 @@ class PostgresConnection:
     @property
     def in_transaction(self) -> bool:
         """True while a transaction is open (or failed and not yet rolled back)."""
+        if self._conn.closed:
+            return self._in_transaction
         return self._conn.info.transaction_status != TransactionStatus.IDLE
 
     def close(self) -> None:
         """Close the session; the server ends anything it held."""
         self._conn.close()
+
+    def _replace_session(self) -> None:
+        if self._in_transaction:
+            raise JournalError(
+                f"the session with the journal database {self._database.display} ended in the "
+                "middle of a transaction; none of it was committed"
+            )
+        if self._reopen is None:
+            raise JournalError(
+                f"the session with the journal database {self._database.display} has ended"
+            )
+        self._conn = self._reopen()
+        log.warning("journal_session_replaced", database=self._database.display)
 
     def _translate(self, sql: str) -> str:
         if " OR REPLACE " in sql.upper()[:40] and self._primary_keys is None:
@@ -252,20 +305,32 @@ def connect(
     purpose: str,
     read_only: bool = False,
     settings: dict[str, str] | None = None,
+    reopen: bool = True,
 ) -> PostgresConnection:
     """A new session on the journal's database; JournalError (password-free) when it fails.
 
     `purpose` names the session in `pg_stat_activity`; `settings` are server parameters for
-    the session (such as idle_session_timeout). TCP keepalives and a user timeout a little
-    shorter than the lease make a dead network fail calls instead of hanging them.
+    the session (such as idle_session_timeout); `reopen` lets the connection replace a session
+    the server ended. TCP keepalives and a user timeout as long as the lease make a dead
+    network fail calls instead of hanging them.
     """
+
+    def session() -> psycopg.Connection[Row]:
+        return _session(database, purpose, read_only, settings or {})
+
+    return PostgresConnection(session(), database, session if reopen else None)
+
+
+def _session(
+    database: Database, purpose: str, read_only: bool, settings: dict[str, str]
+) -> psycopg.Connection[Row]:
     lease = database.lease_seconds
     options = {
         # A commit has reached the server's disk when it returns, whatever the server's default:
         # the same guarantee as SQLite's synchronous=FULL.
         "synchronous_commit": "on",
         "idle_in_transaction_session_timeout": f"{int(lease * 1000)}ms",
-        **(settings or {}),
+        **settings,
     }
     if read_only:
         options["default_transaction_read_only"] = "on"
@@ -303,7 +368,7 @@ def connect(
             f"the journal database {database.display} runs PostgreSQL "
             f"{version or '?'}; 14 or later is needed"
         )
-    return PostgresConnection(conn, database)
+    return conn
 
 
 def open_postgres(

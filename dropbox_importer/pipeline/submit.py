@@ -30,7 +30,7 @@ from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, RequestRejected, Stopped
 from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.fairness import FairQueue
-from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.journal import Fenced, Journal
 from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
 from dropbox_importer.pipeline.prepared import save_prepared
 from dropbox_importer.pipeline.reasons import (
@@ -215,7 +215,7 @@ class Submitter:
                 continue
             try:
                 self.submit(file_id)
-            except Stopped:
+            except (Stopped, Fenced):  # stopping, or no longer the journal's leader
                 return
             except Exception:  # never let one file stop the instance's submissions
                 log.exception("submit_crashed", file_id=file_id, instance=self.name)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import structlog
 
 from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.pipeline.journal import (
@@ -28,7 +29,7 @@ from dropbox_importer.pipeline.journal import (
 )
 from dropbox_importer.pipeline.postgres import Database, open_postgres
 from dropbox_importer.pipeline.states import FileState, InvalidTransition
-from tests.postgres import PostgresDatabase
+from tests.postgres import PostgresDatabase, PostgresServer
 
 S = FileState
 
@@ -476,4 +477,23 @@ def test_a_postgresql_write_survives_kill_9_right_after_it_returns(
     journal = open_postgres(db)
     assert journal.get(file_id).state is S.SUBMITTING
     assert [r.id for r in journal.unfinished()] == [file_id]
+    journal.close()
+
+
+def test_a_postgresql_session_the_server_ended_is_replaced_at_the_next_call(
+    postgres_server: PostgresServer, postgres_database: PostgresDatabase
+) -> None:
+    journal = open_postgres(database(postgres_database))
+    file_id = claim(journal)
+    with postgres_server.admin() as admin:
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND application_name = 'dropbox-importer journal'",
+            (postgres_database.name,),
+        ).fetchall()
+    assert ended == [(True,)]
+    with structlog.testing.capture_logs() as logs:
+        journal.transition(file_id, S.SUBMITTING)
+    assert journal.get(file_id).state is S.SUBMITTING
+    assert [e["event"] for e in logs] == ["journal_session_replaced"]
     journal.close()
