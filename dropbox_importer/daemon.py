@@ -109,6 +109,11 @@ class Daemon:
             self.journal = open_journal(self.config)
             self.leadership = leadership_for(self.config, self.journal, on_lost=self._stand_down)
             self.observers = Observers(lambda: self.config, self.journal)
+            self.observers.leadership_started(
+                self.config.state.host_name,
+                lambda: self.leadership.leading,
+                self.config.state.lease_seconds,
+            )
             self.observers.start()
             self._install_signals()
             if not self.leadership.wait_to_lead(self.stop_event, self._standing_by):

@@ -70,11 +70,12 @@ def write_config(
     instance: dict[str, Any] | None = None,
     state: dict[str, Any] | None = None,
     name: str = "config.yaml",
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a daemon config for one sandbox instance and the given drop boxes.
 
     `state` is the config's `state` section (a shared journal); `name` the file's name, for
-    several daemons' configs in one folder.
+    several daemons' configs in one folder; `extra` more top-level sections (metrics, ...).
     """
     config: dict[str, Any] = {
         "state_dir": str(directory / "state"),
@@ -99,6 +100,7 @@ def write_config(
     }
     if state is not None:
         config["state"] = state
+    config.update(extra or {})
     path = directory / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

@@ -1,11 +1,15 @@
 """Show, per drop box, what waits in inbox/, what is in flight and what recently finished.
 
 Read-only and safe beside a running daemon: the journal is opened with SQLite's `mode=ro` (WAL
-lets it read while the daemon writes) and the state directory's lock is never taken. Exit
+lets it read while the daemon writes), or a shared PostgreSQL journal in a read-only session
+from any host, and the state directory's lock is never taken. It says which host leads, since
+when, and the standby hosts seen (observe/leadership.py). Exit
 codes: 0 when everything could be read, 1 when a journal or an inbox could not be read, 2 for a
 config error. `--json` prints one document whose keys are stable (added to, never renamed):
 
-    schema, generated_at, journal {path, found}, dropboxes [{name, root, instance,
+    schema, generated_at, journal {path, found, leadership {engine, epoch, leader, leader_pid,
+    since, leader_seen_at, leader_seen, hosts [{name, role, pid, since, seen_at,
+    seen_seconds_ago, seen}]}}, dropboxes [{name, root, instance,
     waiting [{route, file, size, modified, age_seconds}],
     in_flight [{id, route, file, state, batch_ids, parts, parts_final, claimed_at, age_seconds}],
     recent [{id, route, file, outcome, reason, finished_at, destination}], problems [text]}]
@@ -26,6 +30,8 @@ from typing import Any
 
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, load_config
 from dropbox_importer.dropbox.layout import DropboxLayout
+from dropbox_importer.observe.leadership import leadership_document, leadership_lines
+from dropbox_importer.pipeline.engine import journal_location, open_shared_read_only
 from dropbox_importer.pipeline.journal import JOURNAL_NAME, SCHEMA_VERSION, Journal, JournalError
 from dropbox_importer.pipeline.ready import is_ignored
 from dropbox_importer.pipeline.records import FileRecord
@@ -163,7 +169,7 @@ def recently_finished(journal: Journal, box: str, limit: int) -> list[dict[str, 
 def collect(config: Config, recent: int, now: datetime) -> tuple[dict[str, Any], list[BoxStatus]]:
     """Everything status reports: the journal's summary and one BoxStatus per drop box."""
     boxes = [BoxStatus(b.name, b.root, b.instance) for b in config.dropboxes.values()]
-    journal_info: dict[str, Any] = {"path": str(config.state_dir / JOURNAL_NAME), "found": False}
+    journal_info: dict[str, Any] = {"path": journal_location(config), "found": False}
     for status in boxes:
         layout = DropboxLayout(status.root)
         try:
@@ -172,9 +178,14 @@ def collect(config: Config, recent: int, now: datetime) -> tuple[dict[str, Any],
             status.problems.append(f"cannot read {layout.inbox}: {exc.strerror or exc}")
         if not layout.inbox.is_dir():
             status.problems.append(f"{layout.inbox} does not exist (the daemon creates it)")
+    shared = config.state.shared
+    opened = open_shared_read_only(config) if shared else open_read_only(config.state_dir)
     try:
-        with open_read_only(config.state_dir) as journal:
+        with opened as journal:
             journal_info["found"] = journal is not None
+            if journal is not None:
+                lease = config.state.lease_seconds
+                journal_info["leadership"] = leadership_document(journal, lease, now)
             for status in boxes:
                 if journal is not None:
                     status.in_flight = in_flight(journal, status.name, now)
@@ -239,6 +250,8 @@ def render(journal: dict[str, Any], boxes: list[BoxStatus]) -> str:
     out: list[str] = []
     if not journal["found"]:
         out.append(f"no journal at {journal['path']} yet: the daemon has not claimed any file")
+    elif "leadership" in journal:
+        out += [*leadership_lines(journal["leadership"]), ""]
     for b in boxes:
         out.append(f"{b.name}  ({b.root}, instance {b.instance})")
         for problem in b.problems:

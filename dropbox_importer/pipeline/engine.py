@@ -5,7 +5,8 @@ The one place that tells the two apart; everything past it speaks to a `Journal`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -57,3 +58,19 @@ def leadership_for(
     if not config.state.shared:
         return SoleLeader(journal, config.state.host_name)
     return SharedLeadership(journal, database_of(config), config.state.host_name, on_lost=on_lost)
+
+
+@contextmanager
+def open_shared_read_only(config: Config) -> Iterator[Journal | None]:
+    """A shared journal opened read-only (None while no daemon has created it yet).
+
+    JournalError when the database cannot be reached or its schema is newer than this version.
+    """
+    from dropbox_importer.pipeline.postgres import read_postgres
+
+    journal = read_postgres(database_of(config))
+    try:
+        yield journal
+    finally:
+        if journal is not None:
+            journal.close()

@@ -29,7 +29,7 @@ import structlog
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
-from dropbox_importer.pipeline.journal import Journal, JournalError, _now
+from dropbox_importer.pipeline.journal import SCHEMA_VERSION, Journal, JournalError, _now
 from dropbox_importer.pipeline.sql import Connection, Dialect, ddl_to_postgres, to_postgres
 
 log = structlog.get_logger(__name__)
@@ -371,14 +371,30 @@ def _session(
     return conn
 
 
-def open_postgres(
-    database: Database, *, clock: Callable[[], datetime] = _now, read_only: bool = False
-) -> Journal:
-    """The shared journal on PostgreSQL, migrated to this version's schema unless read-only.
+def open_postgres(database: Database, *, clock: Callable[[], datetime] = _now) -> Journal:
+    """The shared journal on PostgreSQL, created or migrated to this version's schema."""
+    conn = connect(database, purpose="journal")
+    return Journal.over(conn, database.display, POSTGRESQL, clock=clock)
 
-    Read-only (for `status` and `check`), nothing is created: a newer schema is still refused.
+
+def read_postgres(database: Database, *, clock: Callable[[], datetime] = _now) -> Journal | None:
+    """The shared journal opened read-only, for `status` and `check`; None if still empty.
+
+    Nothing is created or migrated; JournalError for a schema newer than this version knows.
     """
-    conn = connect(database, purpose="status" if read_only else "journal", read_only=read_only)
-    if not read_only:
-        return Journal.over(conn, database.display, POSTGRESQL, clock=clock)
+    conn = connect(database, purpose="status", read_only=True)
+    try:
+        version = POSTGRESQL.schema_version(conn)
+    except BaseException:
+        conn.close()
+        raise
+    if version == 0:
+        conn.close()
+        return None
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise JournalError(
+            f"the journal {database.display} has schema version {version}, newer than this "
+            f"version understands ({SCHEMA_VERSION}); run the newer dropbox-importer"
+        )
     return Journal(conn, database.display, clock, POSTGRESQL)

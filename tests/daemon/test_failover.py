@@ -7,7 +7,9 @@ takeovers fit the suite's time; what a takeover costs is printed (pytest -s), no
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +22,14 @@ import pytest
 import requests
 
 from dropbox_importer.pipeline.leadership import EXIT_STOOD_DOWN
-from tests.daemon.harness import DaemonProcess, files_under, originals_under, wait_for, write_config
+from tests.daemon.harness import (
+    DaemonProcess,
+    files_under,
+    free_port,
+    originals_under,
+    wait_for,
+    write_config,
+)
 from tests.postgres import PostgresDatabase
 
 pytestmark = pytest.mark.slow
@@ -61,7 +70,10 @@ class Pair:
         self.root = tmp_path / "box"
         self.db = db
         self.daemons: dict[str, DaemonProcess] = {}
+        self.metrics: dict[str, str] = {}
         for host in ("alpha", "beta"):
+            port = free_port()
+            self.metrics[host] = f"http://127.0.0.1:{port}/metrics"
             folder = tmp_path / host
             folder.mkdir()
             config = write_config(
@@ -72,6 +84,7 @@ class Pair:
                 dropboxes={"box": {"root": str(self.root), "watch": "events"}},
                 state=db.state(host_name=host, lease_seconds=LEASE),
                 instance=poll,
+                extra={"metrics": {"listen": f"127.0.0.1:{port}"}},
             )
             self.daemons[host] = DaemonProcess(config, folder / "daemon.log")
 
@@ -85,6 +98,26 @@ class Pair:
 
     def leader(self) -> str:
         return str(self.query("SELECT leader FROM leadership")[0][0])
+
+    def status(self, host: str, *options: str) -> str:
+        """`dropbox-importer status` run with `host`'s config, as an operator on that host."""
+        config = str(self.daemons[host].config)
+        done = subprocess.run(
+            [sys.executable, "-m", "dropbox_importer", "status", "--config", config, *options],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def leader_gauge(self, host: str) -> float | None:
+        """This host's `dropbox_importer_leader` gauge, as Prometheus would scrape it."""
+        text = requests.get(self.metrics[host], timeout=10).text
+        for line in text.splitlines():
+            if line.startswith(f'dropbox_importer_leader{{host="{host}"}}'):
+                return float(line.split()[-1])
+        return None
 
 
 @pytest.fixture
@@ -146,6 +179,23 @@ def test_kill_9_of_the_leader_hands_its_files_in_flight_to_the_standby(
     # create and the journal recording its id; the new leader says so each time.
     assert 0 <= len(batches) - len(texts) <= beta.count("batch_resubmitted_uncertain")
     assert hosts.leader() == "beta"
+
+    # alpha comes back (as systemd would restart it) and stands by; any host can tell.
+    alpha.start(ready=EITHER)
+    assert alpha.logged_since_start("leadership_standby")
+    wait_for(lambda: hosts.leader_gauge("alpha") == 0.0, timeout=10, what="alpha's gauge at 0")
+    assert hosts.leader_gauge("beta") == 1.0
+    leadership = json.loads(hosts.status("alpha", "--json"))["journal"]["leadership"]
+    assert (leadership["leader"], leadership["epoch"], leadership["leader_seen"]) == (
+        "beta",
+        2,
+        True,
+    )
+    roles = {h["name"]: (h["role"], h["seen"]) for h in leadership["hosts"]}
+    assert roles == {"alpha": ("standby", True), "beta": ("leader", True)}
+    text = hosts.status("alpha")
+    assert f"leader: beta since {leadership['since']} (epoch 2, seen" in text
+    assert "standby: alpha (seen" in text
 
 
 def journal_snapshot(hosts: Pair) -> list[Any]:
