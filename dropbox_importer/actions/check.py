@@ -8,6 +8,9 @@ warning when partners can pick any list or partition by naming a folder, and a p
 field name in its column rules that Marketo does not know. Instances with `base_url: embedded` are
 checked against an in-process sandbox, as the daemon would run them. Every call is read-only.
 
+The journal is checked too: a shared PostgreSQL journal is reached with the daemon's
+credentials, and its schema version compared with this version's.
+
 Exit codes: 0 all OK, 1 at least one problem (each printed on its row), 2 config error.
 """
 
@@ -33,6 +36,7 @@ from dropbox_importer.dropbox.routes import RouteError, RouteSpec, resolve_route
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, Stopped
 from dropbox_importer.marketo.models import ImportFormat, ImportParams
+from dropbox_importer.pipeline.engine import check_journal
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.ready import is_ignored
 
@@ -252,6 +256,8 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     # Only warnings and errors: retries would drown the table, which goes to stdout.
     logs.configure(json=config.log_format == "json", level="warning", stream=sys.stderr)
+    journal_line, journal_problem = check_journal(config)
+    print(journal_line)
     instances: dict[str, str | None] = {}
     rows: list[RouteRow] = []
     policies: dict[str, list[str]] = {}
@@ -266,7 +272,8 @@ def main(args: argparse.Namespace) -> int:
     ordered = [config.dropboxes[name] for name in sorted(config.dropboxes)]
     sys.stdout.write(render_policies(ordered, policies))
     problems = (
-        any(p is not None for p in instances.values())
+        journal_problem
+        or any(p is not None for p in instances.values())
         or any(r.problems for r in rows)
         or any(policies.values())
     )

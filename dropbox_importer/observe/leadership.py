@@ -92,8 +92,8 @@ def leadership_lines(doc: dict[str, Any] | None) -> list[str]:
     elif mine is not None and mine["role"] != "leader":
         state = f"{mine['role'].upper()} {_ago(mine['seen_seconds_ago'])}: no host leads now"
     else:
-        ago = _ago(mine["seen_seconds_ago"]) if mine else "never"
-        state = f"NOT SEEN since {ago}: frozen or down? a standby takes over within the lease"
+        ago = f"LAST SEEN {_ago(mine['seen_seconds_ago'])}" if mine else "NEVER SEEN"
+        state = f"{ago}: frozen or down? a standby takes over within the lease"
     out = [f"leader: {leader} since {doc['since']} (epoch {doc['epoch']}, {state})"]
     if doc["engine"] == "sqlite":
         return out  # one host: no standby can exist
@@ -102,7 +102,7 @@ def leadership_lines(doc: dict[str, Any] | None) -> list[str]:
         out.append("standby: NONE SEEN: nothing takes over if the leader stops")
     for h in standbys:
         when = _ago(h["seen_seconds_ago"])
-        out.append(f"standby: {h['name']} ({'seen' if h['seen'] else 'NOT SEEN since'} {when})")
+        out.append(f"standby: {h['name']} ({'seen' if h['seen'] else 'LAST SEEN'} {when})")
     return out
 
 

@@ -74,3 +74,52 @@ def open_shared_read_only(config: Config) -> Iterator[Journal | None]:
     finally:
         if journal is not None:
             journal.close()
+
+
+def check_journal(config: Config) -> tuple[str, bool]:
+    """One line for `check` about the config's journal, and whether it names a problem.
+
+    Read-only: a PostgreSQL journal is reached with the daemon's credentials, its server
+    version and schema version read; nothing is created or migrated.
+    """
+    if not config.state.shared:
+        path = config.state_dir / JOURNAL_NAME
+        if not path.exists():
+            return f"journal {path}: not created yet (the daemon creates it at start)", False
+        return f"journal {path}: SQLite, for this host alone", False
+    from dropbox_importer.pipeline.journal import SCHEMA_VERSION, JournalError
+    from dropbox_importer.pipeline.postgres import POSTGRESQL, connect
+
+    database = database_of(config)
+    try:
+        conn = connect(database, purpose="check", read_only=True, reopen=False)
+    except JournalError as exc:
+        return f"journal: PROBLEM: {exc}", True
+    try:
+        server = conn.raw.info.parameter_status("server_version") or "?"
+        version = POSTGRESQL.schema_version(conn)
+        may_create = conn.execute(
+            "SELECT has_schema_privilege(current_schema(), 'CREATE')"
+        ).fetchone()[0]
+    except JournalError as exc:
+        return f"journal {database.display}: PROBLEM: {exc}", True
+    finally:
+        conn.close()
+    where = f"journal {database.display} (PostgreSQL {server})"
+    if version > SCHEMA_VERSION:
+        return (
+            f"{where}: PROBLEM: schema version {version} is newer than this version's "
+            f"({SCHEMA_VERSION}); upgrade dropbox-importer on this host",
+            True,
+        )
+    if version < SCHEMA_VERSION and not may_create:
+        return (
+            f"{where}: PROBLEM: schema version {version} needs migrating to {SCHEMA_VERSION} "
+            "but this role may not create tables: GRANT CREATE ON SCHEMA to it, or make it "
+            "the database's owner",
+            True,
+        )
+    if version < SCHEMA_VERSION:
+        state = "empty" if version == 0 else f"schema version {version}"
+        return f"{where}: OK, {state}: the daemon migrates it to {SCHEMA_VERSION} at start", False
+    return f"{where}: OK, schema version {version}", False
