@@ -8,8 +8,8 @@ warning when partners can pick any list or partition by naming a folder, and a p
 field name in its column rules that Marketo does not know. Instances with `base_url: embedded` are
 checked against an in-process sandbox, as the daemon would run them. Every call is read-only.
 
-The journal is checked too: a shared PostgreSQL journal is reached with the daemon's
-credentials, and its schema version compared with this version's.
+A shared journal (PostgreSQL) is checked too: reached with the daemon's credentials, its
+schema version compared with this version's.
 
 Exit codes: 0 all OK, 1 at least one problem (each printed on its row), 2 config error.
 """
@@ -256,8 +256,10 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     # Only warnings and errors: retries would drown the table, which goes to stdout.
     logs.configure(json=config.log_format == "json", level="warning", stream=sys.stderr)
-    journal_line, journal_problem = check_journal(config)
-    print(journal_line)
+    journal = check_journal(config)
+    journal_problem = journal is not None and journal[1]
+    if journal is not None:
+        print(journal[0])
     instances: dict[str, str | None] = {}
     rows: list[RouteRow] = []
     policies: dict[str, list[str]] = {}

@@ -146,10 +146,11 @@ class LeadershipCollector(Collector):
         now = self._clock()
         by_role = GaugeMetricFamily(
             f"{PREFIX}_hosts_seen",
-            "hosts running a daemon on this journal, seen within two leases, by role",
-            labels=["role"],
+            "hosts running a daemon on this journal, seen within two leases, by role "
+            "(journal: sqlite or postgresql; only a postgresql one can have standbys)",
+            labels=["role", "journal"],
         )
         for role in ROLES:
             count = sum(1 for h in hosts if h.role == role and seen(h, now, self._lease))
-            by_role.add_metric([role], float(count))
+            by_role.add_metric([role, self._journal.engine], float(count))
         yield by_role

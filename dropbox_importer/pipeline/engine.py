@@ -76,17 +76,15 @@ def open_shared_read_only(config: Config) -> Iterator[Journal | None]:
             journal.close()
 
 
-def check_journal(config: Config) -> tuple[str, bool]:
-    """One line for `check` about the config's journal, and whether it names a problem.
+def check_journal(config: Config) -> tuple[str, bool] | None:
+    """A line for `check` about a shared journal, and whether it names a problem.
 
-    Read-only: a PostgreSQL journal is reached with the daemon's credentials, its server
-    version and schema version read; nothing is created or migrated.
+    Read-only: the database is reached with the daemon's credentials, its server version and
+    schema version read; nothing is created or migrated. None for a SQLite journal, which the
+    daemon creates in state_dir and has nothing to check beforehand.
     """
     if not config.state.shared:
-        path = config.state_dir / JOURNAL_NAME
-        if not path.exists():
-            return f"journal {path}: not created yet (the daemon creates it at start)", False
-        return f"journal {path}: SQLite, for this host alone", False
+        return None
     from dropbox_importer.pipeline.journal import SCHEMA_VERSION, JournalError
     from dropbox_importer.pipeline.postgres import POSTGRESQL, connect
 
