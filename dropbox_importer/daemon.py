@@ -39,7 +39,7 @@ from dropbox_importer.pipeline.lock import StateDirLock
 from dropbox_importer.pipeline.poll import PollBand, Poller
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
-from dropbox_importer.pipeline.recover import recover
+from dropbox_importer.pipeline.recover import adopt_strays, recover
 from dropbox_importer.pipeline.reload import boxes_to_restart, needs_restart
 from dropbox_importer.pipeline.settle import Settler
 from dropbox_importer.pipeline.states import FileState
@@ -263,7 +263,7 @@ class Daemon:
     # -- the loop -------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        assert self.claimer is not None
+        assert self.claimer is not None and self.journal is not None
         interval = systemd.watchdog_interval()
         next_ping = 0.0
         next_status = 0.0
@@ -274,6 +274,8 @@ class Daemon:
                 if now >= box.next_rescan:
                     box.tracker.note_all(scan_inbox(box.layout.inbox))
                     box.next_rescan = now + box.config.rescan_seconds
+                    if self.config.state.shared:
+                        adopt_strays(self.journal, box, self.claimer.register)
                 for candidate in box.tracker.due(now):
                     if self.stop_event.is_set():
                         break

@@ -88,6 +88,10 @@ class PostgresDatabase:
     password_file: Path
     name: str
 
+    def password(self) -> str:
+        """The daemon role's password, as its file holds it."""
+        return self.password_file.read_text().strip()
+
     def state(self, **extra: object) -> dict[str, object]:
         """The config's `state` section for a daemon on this database."""
         return {"journal": self.url, "password_file": str(self.password_file), **extra}

@@ -183,7 +183,7 @@ def collect(config: Config, recent: int, now: datetime) -> tuple[dict[str, Any],
     try:
         with opened as journal:
             journal_info["found"] = journal is not None
-            if journal is not None:
+            if journal is not None and shared:  # one host on SQLite: no leadership to tell
                 lease = config.state.lease_seconds
                 journal_info["leadership"] = leadership_document(journal, lease, now)
             for status in boxes:

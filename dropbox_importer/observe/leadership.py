@@ -1,7 +1,9 @@
 """What `status`, the status page and /metrics say about leadership, read from the journal.
 
 The journal records the latest leader (host, epoch, since when) and every host that runs a
-daemon on it with its role and when it was last seen (pipeline/leadership.py writes them). A
+daemon on it with its role and when it was last seen (pipeline/leadership.py writes them). Only
+a shared (PostgreSQL) journal has more than one host to tell about; on SQLite the state
+directory's lock says whether the one daemon runs. A
 host counts as seen while its last note is younger than two leases: a leader notes itself every
 quarter lease, a standby every fifth, so two leases without one means it stopped or froze.
 """
@@ -95,8 +97,6 @@ def leadership_lines(doc: dict[str, Any] | None) -> list[str]:
         ago = f"LAST SEEN {_ago(mine['seen_seconds_ago'])}" if mine else "NEVER SEEN"
         state = f"{ago}: frozen or down? a standby takes over within the lease"
     out = [f"leader: {leader} since {doc['since']} (epoch {doc['epoch']}, {state})"]
-    if doc["engine"] == "sqlite":
-        return out  # one host: no standby can exist
     standbys = [h for h in doc["hosts"] if h["role"] == "standby"]
     if not any(h["seen"] for h in standbys):
         out.append("standby: NONE SEEN: nothing takes over if the leader stops")
@@ -143,14 +143,15 @@ class LeadershipCollector(Collector):
         )
         epoch.add_metric([], float(current.epoch))
         yield epoch
+        if self._journal.engine == "sqlite":
+            return  # one host, which notes itself only at start: nothing to count
         now = self._clock()
         by_role = GaugeMetricFamily(
             f"{PREFIX}_hosts_seen",
-            "hosts running a daemon on this journal, seen within two leases, by role "
-            "(journal: sqlite or postgresql; only a postgresql one can have standbys)",
-            labels=["role", "journal"],
+            "hosts running a daemon on this shared journal, seen within two leases, by role",
+            labels=["role"],
         )
         for role in ROLES:
             count = sum(1 for h in hosts if h.role == role and seen(h, now, self._lease))
-            by_role.add_metric([role, self._journal.engine], float(count))
+            by_role.add_metric([role], float(count))
         yield by_role

@@ -130,7 +130,8 @@ class SoleLeader:
         """Claim the next epoch at once."""
         epoch = self._journal.claim_leadership(self._host)
         self._leading = True
-        log.info("leadership_acquired", host=self._host, epoch=epoch, engine="sqlite")
+        # At debug: on one host leading is no news (the state directory's lock said it all).
+        log.debug("leadership_acquired", host=self._host, epoch=epoch, engine="sqlite")
         return True
 
     def guard(self) -> None:
@@ -235,8 +236,12 @@ class SharedLeadership:
             row = self._conn.execute("SELECT pg_try_advisory_lock(?)", (LEADER_LOCK,)).fetchone()
             return bool(row[0])
         except JournalError as exc:
-            # The database is away: keep standing by, and connect again at the next poll.
-            log.warning("leadership_database_unreachable", host=self._host, error=str(exc))
+            if self._conn is not None:
+                # The session ended (a database restart, or this standby was frozen past the
+                # lease): a new one at the next poll.
+                log.info("leadership_session_ended", host=self._host, error=str(exc))
+            else:  # the database is away: keep standing by, connect again at the next poll
+                log.warning("leadership_database_unreachable", host=self._host, error=str(exc))
             self._drop_connection()
             return False
 

@@ -19,8 +19,9 @@ from dropbox_importer.marketo.models import ClientStats
 from dropbox_importer.marketo.settings import InstanceSettings
 from dropbox_importer.observe.leadership import LeadershipCollector
 from dropbox_importer.observe.metrics import Metrics, MetricsServer
-from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.postgres import Database, open_postgres
 from dropbox_importer.sandbox import Sandbox
+from tests.postgres import PostgresDatabase
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -164,7 +165,7 @@ def test_stopped_server_closes_its_port() -> None:
 
 
 def test_every_metric_the_alert_rules_use_is_exposed(
-    served: tuple[Metrics, MetricsServer], tmp_path: Path
+    served: tuple[Metrics, MetricsServer], postgres_database: PostgresDatabase
 ) -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text()
     rules_block = doc.split("```yaml\n# /etc/prometheus/rules/dropbox-importer.yml\n")[1]
@@ -184,7 +185,7 @@ def test_every_metric_the_alert_rules_use_is_exposed(
             return ClientStats({"create": 1}, {}, {"607": 1}, 0, 1, 0, 0.0, 0, 0.0, 0)
 
     metrics.watch_clients("main", Idle())
-    journal = Journal.open(tmp_path)
+    journal = open_postgres(Database(postgres_database.url, postgres_database.password()))
     journal.claim_leadership("alpha")
     metrics.registry.register(
         LeadershipCollector("alpha", lambda: True, journal, 15.0, lambda: datetime.now(UTC))
