@@ -155,7 +155,7 @@ class HostRecord:
     """A host that runs (or ran) a daemon on the journal: its role, since when, last seen."""
 
     name: str
-    role: str  # leader | standby | stopped | stood-down
+    role: str  # leader | standby | stopped
     pid: int
     since: datetime
     seen_at: datetime
