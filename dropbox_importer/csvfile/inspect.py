@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dropbox_importer.csvfile.emails import email_column, non_ascii_email_reason
 from dropbox_importer.csvfile.fields import suggest_fields
 from dropbox_importer.csvfile.source import FileRejected, Source, is_blank, iter_lines, open_source
 from dropbox_importer.marketo.models import ImportFormat
@@ -40,6 +41,9 @@ class Inspection:
     empty_lookup_lines: list[int] = field(default_factory=list)
     lookup_field: str = "email"
     duplicates: Duplicates = field(default_factory=lambda: Duplicates())
+    # Start line -> reason, for rows whose email Marketo would refuse (not ASCII): they fail
+    # locally too. A row with an empty lookup value is only in `empty_lookup_lines`.
+    bad_email_lines: dict[int, str] = field(default_factory=dict)
 
 
 # Lines listed in a Duplicates report; the count goes on past it.
@@ -223,9 +227,11 @@ def inspect_file(
     _check_header(header)
     mapped = names if names is not None and len(names) == len(header) else None
     key = _lookup_index(header, lookup, mapped)
+    email = email_column(header if mapped is None else mapped)
     width = len(header)
     rows = 0
     empty_lookup: list[int] = []
+    bad_email: dict[int, str] = {}
     blank_at: int | None = None
     first_seen: dict[str, int] = {}  # a lookup value, lower-cased -> the line it was first on
     repeated: list[tuple[int, int]] = []
@@ -241,6 +247,8 @@ def inspect_file(
                     repeated.append((start, earlier))
             elif len(first_seen) >= MAX_VALUES_TRACKED:
                 remember = first_seen.get  # full: values seen so far are still recognised
+            if email is not None and not fields[email].isascii():  # one C call per row
+                bad_email[start] = non_ascii_email_reason(fields[email])
         elif len(raw) == 1 and is_blank(raw[0]):
             blank_at = blank_at or start
             continue
@@ -268,6 +276,7 @@ def inspect_file(
         empty_lookup_lines=empty_lookup,
         lookup_field=(header if mapped is None else mapped)[key].strip(),
         duplicates=Duplicates(repeats, tuple(repeated), len(first_seen) < MAX_VALUES_TRACKED),
+        bad_email_lines=bad_email,
     )
 
 

@@ -12,8 +12,10 @@ Key names are stable (add keys, never rename them); times are ISO 8601 UTC with 
     counts              {leads_processed, rows_failed, rows_with_warning, rows_failed_locally}:
                         Marketo's counts summed over the parts, plus rows refused before sending
     parts               [{index, first_line, rows, batch_id, status, leads_processed,
-                        rows_failed, rows_with_warning, message}]: one per import batch;
-                        `first_line` is the original's line number of the part's first row
+                        rows_failed, rows_with_warning, message, lost_batch_ids}]: one per
+                        import batch; `first_line` is the original's line number of the
+                        part's first row; `lost_batch_ids` lists earlier batches of the part
+                        that Marketo no longer knew, so the part was sent again (empty: none)
     timings             {dropped, claimed, submitted, finished}; `submitted` is null when
                         nothing was sent
     original            {size, sha256}: the bytes as dropped (the file beside this one)
@@ -34,7 +36,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,7 @@ class PartResult:
     rows_failed: int = 0
     rows_with_warning: int = 0
     message: str = ""
+    lost_batch_ids: list[int] = field(default_factory=list)
 
     @classmethod
     def from_record(cls, part: PartRecord) -> PartResult:
@@ -101,6 +104,7 @@ class PartResult:
             part.rows_failed,
             part.rows_with_warning,
             part.message,
+            list(part.lost_batch_ids),
         )
 
 
@@ -250,7 +254,7 @@ class FileResult:
                 "lookup_field": self.params.lookup_field,
             },
             "counts": self.counts(),
-            "parts": [vars(p).copy() for p in self.parts],
+            "parts": [{**vars(p), "lost_batch_ids": list(p.lost_batch_ids)} for p in self.parts],
             "timings": {key: _iso(value) for key, value in vars(self.timings).items()},
             "original": {"size": self.size, "sha256": self.sha256},
             "version": self.version,

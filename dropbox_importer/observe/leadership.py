@@ -84,6 +84,17 @@ def _ago(seconds: float) -> str:
 
 def leadership_lines(doc: dict[str, Any] | None) -> list[str]:
     """The human lines: who leads since when, and the standby hosts seen."""
+    return [line for line, _ok in leadership_items(doc)]
+
+
+def leadership_items(doc: dict[str, Any] | None) -> list[tuple[str, bool]]:
+    """Each line with whether it is good news (False: someone should look), for the page."""
+    lines = _lines(doc)
+    alarms = ("NOT SEEN", "LAST SEEN", "NEVER SEEN", "NONE SEEN", "STOPPED", "STANDBY", "none yet")
+    return [(line, not any(alarm in line for alarm in alarms)) for line in lines]
+
+
+def _lines(doc: dict[str, Any] | None) -> list[str]:
     if doc is None or doc["leader"] is None:
         return ["leader: none yet (no daemon has led this journal)"]
     leader = doc["leader"]

@@ -66,8 +66,15 @@ def open_shared_read_only(config: Config) -> Iterator[Journal | None]:
 
     JournalError when the database cannot be reached or its schema is newer than this version.
     """
+    from dropbox_importer.pipeline.journal import JournalError
     from dropbox_importer.pipeline.postgres import read_postgres
 
+    if config.state.password is None and config.state.unreadable_password is not None:
+        raise JournalError(
+            f"the shared journal's password: {config.state.unreadable_password}; run this as "
+            "the daemon's user, or as root with CREDENTIALS_DIRECTORY=/etc/dropbox-importer/"
+            "credentials"
+        )
     journal = read_postgres(database_of(config))
     try:
         yield journal
@@ -94,7 +101,7 @@ def check_journal(config: Config) -> tuple[str, bool] | None:
     except JournalError as exc:
         return f"journal: PROBLEM: {exc}", True
     try:
-        server = conn.raw.info.parameter_status("server_version") or "?"
+        server = (conn.raw.info.parameter_status("server_version") or "?").split()[0]
         version = POSTGRESQL.schema_version(conn)
         may_create = conn.execute(
             "SELECT has_schema_privilege(current_schema(), 'CREATE')"

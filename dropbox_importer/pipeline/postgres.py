@@ -283,6 +283,10 @@ class PostgresDialect(Dialect):
             (version,),
         )
 
+    def has_table(self, conn: Connection, name: str) -> bool:
+        """True if the journal's schema has this table."""
+        return bool(conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0])
+
     def lock_migrations(self, conn: Connection) -> None:
         """Hosts starting at once migrate one after the other (until the transaction ends)."""
         conn.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))

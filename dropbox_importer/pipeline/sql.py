@@ -10,6 +10,8 @@ once (`to_postgres`, cached):
 - `INSERT OR IGNORE` becomes `INSERT ... ON CONFLICT DO NOTHING`;
 - `INSERT OR REPLACE` becomes an upsert on the table's primary key (every other column set);
 - `IFNULL(` becomes `COALESCE(`;
+- `x GLOB ?` becomes a regular-expression match of `x` against the pattern made a regex in SQL
+  (`*` any text, `?` one character, `[...]` a class; case-sensitive, as GLOB is);
 - `cursor.lastrowid` is the id the last INSERT took from its table's identity column.
 
 Migrations go through `ddl_to_postgres`: `INTEGER PRIMARY KEY` becomes an identity column and
@@ -115,12 +117,28 @@ class Dialect:
         """True for this engine's database errors."""
         return isinstance(exc, sqlite3.Error)
 
+    def has_table(self, conn: Connection, name: str) -> bool:
+        """True if the database has this table (a read-only reader may meet an older schema)."""
+        row = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
+
 
 SQLITE = Dialect()
 
 _QUOTED = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")")
 _INSERT_OR = re.compile(r"^\s*INSERT\s+OR\s+(IGNORE|REPLACE)\s+INTO\s+", re.I)
 _INSERT_COLUMNS = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)\s*\(([^)]*)\)", re.I)
+
+
+_GLOB = re.compile(r"\bGLOB\s+\?", re.I)
+# The glob parameter made an anchored regex in SQL: regex metacharacters other than the glob's
+# own escaped, then `*` -> `.*` and `?` -> `.` (the quoted '?' is a literal, not a placeholder).
+_GLOB_AS_REGEX = (
+    r"~ ('^' || replace(replace(regexp_replace(?, '([.+^$(){}|\\])', '\\\1', 'g'),"
+    r" '*', '.*'), '?', '.') || '$')"
+)
 
 
 @functools.lru_cache(maxsize=512)
@@ -138,6 +156,7 @@ def to_postgres(sql: str, primary_keys: tuple[tuple[str, tuple[str, ...]], ...] 
         conflict = " ON CONFLICT DO NOTHING"
         if verb == "REPLACE":
             conflict = _upsert(sql, dict(primary_keys))
+    sql = _GLOB.sub(lambda _match: _GLOB_AS_REGEX, sql)
     # psycopg reads every `%` as a placeholder's start, inside quotes too; `?` is one only outside.
     pieces = _QUOTED.split(sql.replace("%", "%%"))
     for n in range(0, len(pieces), 2):  # even pieces are outside quotes

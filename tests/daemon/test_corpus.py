@@ -15,7 +15,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,14 +104,19 @@ def _drop(source: Path, target: Path) -> None:
     staging.rename(target)
 
 
-@pytest.fixture(scope="module")
-def corpus_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusRun]:
-    """Drop the whole corpus into one daemon; wait until every file has settled."""
-    work = tmp_path_factory.mktemp("corpus_run")
+@pytest.fixture(scope="module", params=["kind", "strict"])
+def corpus_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CorpusRun]:
+    """Drop the whole corpus into one daemon; wait until every file has settled.
+
+    Once against the kind sandbox, once against the strict one (docs/sandbox.md).
+    """
+    work = tmp_path_factory.mktemp(f"corpus_run_{request.param}")
     source = _make.materialize(work / "source")
     roots = {box_name(spec): work / box_name(spec) for spec in MANIFEST.values()}
     encodings = {box_name(spec): spec.get("encoding", "utf-8") for spec in MANIFEST.values()}
-    with Sandbox(SETTINGS) as sandbox:
+    with Sandbox(replace(SETTINGS, profile=request.param)) as sandbox:
         config = write_config(
             work,
             base_url=sandbox.base_url,

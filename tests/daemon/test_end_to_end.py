@@ -42,6 +42,13 @@ def watch_mode(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     WATCH.update(watch="events", state=None)
 
 
+@pytest.fixture(params=["kind", "strict"])
+def sandbox_profile(request: pytest.FixtureRequest) -> str:
+    """And twice more: against the kind sandbox and the strict one (docs/sandbox.md)."""
+    profile: str = request.param
+    return profile
+
+
 def drop(root: Path, relative: str, text: str) -> Path:
     """Drop a file the way a careful client does: written aside, renamed into the inbox."""
     target = root / "inbox" / relative

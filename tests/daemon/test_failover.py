@@ -71,9 +71,11 @@ class Pair:
         self.db = db
         self.daemons: dict[str, DaemonProcess] = {}
         self.metrics: dict[str, str] = {}
+        self.pages: dict[str, str] = {}
         for host in ("alpha", "beta"):
-            port = free_port()
+            port, web = free_port(), free_port()
             self.metrics[host] = f"http://127.0.0.1:{port}/metrics"
+            self.pages[host] = f"http://127.0.0.1:{web}/"
             folder = tmp_path / host
             folder.mkdir()
             config = write_config(
@@ -84,7 +86,10 @@ class Pair:
                 dropboxes={"box": {"root": str(self.root), "watch": "events"}},
                 state=db.state(host_name=host, lease_seconds=LEASE),
                 instance=poll,
-                extra={"metrics": {"listen": f"127.0.0.1:{port}"}},
+                extra={
+                    "metrics": {"listen": f"127.0.0.1:{port}"},
+                    "web": {"listen": f"127.0.0.1:{web}"},
+                },
             )
             self.daemons[host] = DaemonProcess(config, folder / "daemon.log")
 
@@ -196,6 +201,10 @@ def test_kill_9_of_the_leader_hands_its_files_in_flight_to_the_standby(
     text = hosts.status("alpha")
     assert f"leader: beta since {leadership['since']} (epoch 2, seen" in text
     assert "standby: alpha (seen" in text
+    # The status page of the standby host says the same.
+    page = requests.get(hosts.pages["alpha"], timeout=10).text
+    assert f'<li class="ok">leader: beta since {leadership["since"]} (epoch 2, seen' in page
+    assert '<li class="ok">standby: alpha (seen' in page
 
 
 def journal_snapshot(hosts: Pair) -> list[Any]:

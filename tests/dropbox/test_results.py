@@ -98,6 +98,7 @@ def test_document_has_the_documented_keys() -> None:
         "rows_failed": 1,
         "rows_with_warning": 2,
         "message": "Import completed with errors",
+        "lost_batch_ids": [],
     }
     assert doc["timings"] == {
         "dropped": "2026-11-29T03:15:00.000000Z",

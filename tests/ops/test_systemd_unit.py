@@ -84,7 +84,7 @@ def test_unit_declares_the_service_contract() -> None:
         "Service.ConfigurationDirectory": ["dropbox-importer"],
         "Service.LoadCredential": ["main:/etc/dropbox-importer/credentials/main"],
         "Service.ProtectSystem": ["strict"],
-        "Service.ReadWritePaths": ["/srv/dropbox"],
+        "Service.ReadWritePaths": ["/srv/dropbox /srv/archive"],
         "Service.CapabilityBoundingSet": [""],
         "Service.RestrictAddressFamilies": ["AF_UNIX AF_INET AF_INET6"],
         "Service.SystemCallFilter": ["@system-service", "~@privileged @resources"],

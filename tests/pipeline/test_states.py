@@ -20,6 +20,7 @@ EXPECTED = {
     (S.CLAIMED, S.SETTLING),
     (S.SUBMITTING, S.POLLING),
     (S.SUBMITTING, S.SETTLING),
+    (S.POLLING, S.SUBMITTING),
     (S.POLLING, S.SETTLING),
     (S.SETTLING, S.DONE),
     (S.SETTLING, S.FAILED),
@@ -59,10 +60,16 @@ def test_every_state_reaches_a_terminal_state() -> None:
         assert seen & {S.DONE, S.FAILED}, start
 
 
-def test_no_state_goes_back() -> None:
+def test_no_state_goes_back_but_a_lost_batch_to_submitting() -> None:
     order = list(FileState)
-    for old, targets in ALLOWED.items():
-        assert all(order.index(new) > order.index(old) for new in targets)
+    backwards = {
+        (old, new)
+        for old, targets in ALLOWED.items()
+        for new in targets
+        if order.index(new) <= order.index(old)
+    }
+    # Marketo lost a batch: its part is sent once more. Nothing ever leaves SETTLING backwards.
+    assert backwards == {(S.POLLING, S.SUBMITTING)}
 
 
 def test_terminal_message_says_nothing_follows() -> None:
