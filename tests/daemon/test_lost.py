@@ -65,7 +65,7 @@ def test_batches_marketo_no_longer_knows_after_a_restart_are_sent_again_and_land
     try:
         wait_for(lambda: len(originals_under(root / "done")) == 3, timeout=30, what="3 in done/")
         for name in first:
-            [part] = result_of(root / "done" / "csv" / name)["parts"]
+            [part] = result_of(root / "done" / name)["parts"]  # `file`: relative to the box
             assert part["status"] == "Complete" and part["leads_processed"] == 200
             assert part["lost_batch_ids"] == [first[name]]  # result.json says it was sent again
         assert daemon.count("batch_lost_resubmitting") == 3
