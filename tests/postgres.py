@@ -14,6 +14,7 @@ they are missing and the tests run as root; otherwise it says why the tests must
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
 import pwd
@@ -52,8 +53,20 @@ def find_bindir() -> Path | None:
 
 
 def ensure_installed() -> tuple[Path | None, str]:
-    """(the server programs' folder, "") or (None, why PostgreSQL cannot be had here)."""
+    """(the server programs' folder, "") or (None, why PostgreSQL cannot be had here).
+
+    Test workers (pytest-xdist) ask at once: the first installs, the others wait on a lock.
+    """
     bindir = find_bindir()
+    if bindir is not None:
+        return bindir, ""
+    with Path(tempfile.gettempdir(), "dbi-postgres-install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install()
+
+
+def _install() -> tuple[Path | None, str]:
+    bindir = find_bindir()  # another worker may have installed it while this one waited
     if bindir is not None:
         return bindir, ""
     if os.geteuid() != 0:
