@@ -32,7 +32,7 @@ from dropbox_importer.pipeline.boxes import Box, open_box
 from dropbox_importer.pipeline.claim import Claimer
 from dropbox_importer.pipeline.engine import leadership_for, open_journal
 from dropbox_importer.pipeline.fairness import FairQueue
-from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.journal import Journal, JournalUnreachable
 from dropbox_importer.pipeline.leadership import (
     EXIT_STOOD_DOWN,
     Leadership,
@@ -62,6 +62,7 @@ TICK_SECONDS = 0.1
 STOP_DEADLINE_SECONDS = 8.0
 SETTLE_RETRY_FIRST_SECONDS = 1.0
 SETTLE_RETRY_MAX_SECONDS = 300.0
+JOURNAL_RETRY_MAX_SECONDS = 30.0
 
 
 @dataclass
@@ -119,7 +120,11 @@ class Daemon:
         lock = StateDirLock(self.config.state_dir)
         lock.acquire()
         try:
-            self.journal = open_journal(self.config)
+            self._install_signals()
+            journal = self._open_journal()
+            if journal is None:
+                return 0  # stopped while waiting for the journal's database
+            self.journal = journal
             self.leadership = leadership_for(self.config, self.journal, on_lost=self._stand_down)
             self.observers = Observers(lambda: self.config, self.journal)
             self.observers.leadership_started(
@@ -128,7 +133,6 @@ class Daemon:
                 self.config.state.lease_seconds,
             )
             self.observers.start()
-            self._install_signals()
             if not self.leadership.wait_to_lead(self.stop_event, self._standing_by):
                 return 0  # stopped while standing by
             # The run is recorded once this daemon leads: a standby's would replace the
@@ -164,6 +168,23 @@ class Daemon:
             )
             return EXIT_STOOD_DOWN
         return 0
+
+    def _open_journal(self) -> Journal | None:
+        """The journal; a shared one's database is waited for while it cannot be reached.
+
+        A host that boots while the database is down stays up and keeps trying, as a standby
+        would, rather than exhausting systemd's restarts. None when stopped meanwhile.
+        """
+        delay = 1.0
+        while True:
+            try:
+                return open_journal(self.config)
+            except JournalUnreachable as exc:
+                log.warning("journal_unreachable", error=str(exc), retry_in_seconds=delay)
+                self._standing_by("waiting for the journal's database")
+            if self.stop_event.wait(delay):
+                return None
+            delay = min(delay * 2, JOURNAL_RETRY_MAX_SECONDS)
 
     def _stand_down(self, reason: str) -> None:
         """Leadership is lost: stop at once; nothing may move or reach Marketo any more."""

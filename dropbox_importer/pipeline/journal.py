@@ -174,6 +174,10 @@ class JournalError(Exception):
     """The journal cannot be used as asked; the message says why and what to do."""
 
 
+class JournalUnreachable(JournalError):  # noqa: N818 - named for what the operator sees
+    """A shared journal's database cannot be reached now (down, refused, wrong password)."""
+
+
 # Named for what happened, like AlreadyRunning and InvalidTransition.
 class Fenced(JournalError):  # noqa: N818
     """A write refused because another leader took over since this one was granted its epoch."""

@@ -29,7 +29,13 @@ import structlog
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
-from dropbox_importer.pipeline.journal import SCHEMA_VERSION, Journal, JournalError, _now
+from dropbox_importer.pipeline.journal import (
+    SCHEMA_VERSION,
+    Journal,
+    JournalError,
+    JournalUnreachable,
+    _now,
+)
 from dropbox_importer.pipeline.sql import Connection, Dialect, ddl_to_postgres, to_postgres
 
 log = structlog.get_logger(__name__)
@@ -361,7 +367,7 @@ def _session(
         )
     except psycopg.Error as exc:
         message = scrub(str(exc).strip(), database.password)
-        raise JournalError(
+        raise JournalUnreachable(
             f"cannot connect to the journal database {database.display}: {message}; check "
             "state.journal, the password file and that the server accepts this host"
         ) from None

@@ -284,3 +284,29 @@ def test_a_leader_frozen_past_its_lease_wakes_fenced_and_stands_down_touching_no
         assert (done / relative).read_text() == text, relative
     print(f"alpha stood down: {lost['reason']}", file=sys.stderr)
     assert hosts.leader() == "beta"
+
+
+def test_a_host_that_starts_while_the_database_is_away_waits_for_it(
+    tmp_path: Path, make_sandbox: Callable[..., Any], postgres_database: PostgresDatabase
+) -> None:
+    sandbox = make_sandbox(**SLOW)
+    away = f"postgresql://importer@127.0.0.1:{free_port()}/journal"
+    config = write_config(
+        tmp_path,
+        base_url=sandbox.base_url,
+        client_id=sandbox.settings.client_id,
+        client_secret=sandbox.settings.client_secret,
+        dropboxes={"box": {"root": str(tmp_path / "box")}},
+        state={**postgres_database.state(host_name="alpha"), "journal": away},
+    )
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    daemon.start(ready=("journal_unreachable",))
+    try:
+        # It stays up and keeps trying (as systemd would otherwise give up restarting it).
+        wait_for(lambda: daemon.count("journal_unreachable") >= 2, timeout=20, what="a retry")
+        assert not daemon.proc_exited()
+        [first] = daemon.logged_since_start("journal_unreachable")[:1]
+        assert "cannot connect to the journal database" in first["error"]
+        assert postgres_database.password() not in daemon.log_path.read_text()
+    finally:
+        assert daemon.stop() == 0
