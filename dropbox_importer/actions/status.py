@@ -109,6 +109,8 @@ def render_daemon(doc: dict[str, Any], now: datetime) -> list[str]:
     out = []
     if daemon["running"]:
         pid = f"pid {daemon['pid']}" if daemon["pid"] else "pid unknown"
+        if daemon.get("host"):  # a shared journal: the leader's host
+            pid += f" on {daemon['host']}"
         since = daemon["since"]
         if since:
             up = _ago(since, now).removesuffix(" ago")

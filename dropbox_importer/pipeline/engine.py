@@ -72,8 +72,7 @@ def open_shared_read_only(config: Config) -> Iterator[Journal | None]:
     if config.state.password is None and config.state.unreadable_password is not None:
         raise JournalError(
             f"the shared journal's password: {config.state.unreadable_password}; run this as "
-            "the daemon's user, or as root with CREDENTIALS_DIRECTORY=/etc/dropbox-importer/"
-            "credentials"
+            "root with CREDENTIALS_DIRECTORY=/etc/dropbox-importer/credentials (docs/install.md)"
         )
     journal = read_postgres(database_of(config))
     try:

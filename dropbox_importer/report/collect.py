@@ -5,9 +5,11 @@ lets it read while the daemon writes), the state directory's lock is never taken
 lock table says who holds it), and no secret is read. The document's keys are only ever added
 to (`status --json` is its contract):
 
-    schema, generated_at, journal {path, found, error?}, config {path, sha256},
-    daemon {running, pid, since, heartbeat_at, stopped_at, ended, config {path, read_at,
-      matches_file, reload_rejected, pending [{dropbox, reason, since}]}, dropboxes},
+    schema, generated_at, journal {path, found, error?, leadership? (a shared journal:
+      observe/leadership.py)}, config {path, sha256},
+    daemon {running, pid, host? (a shared journal: the leader's), since, heartbeat_at,
+      stopped_at, ended, config {path, read_at, matches_file, reload_rejected,
+      pending [{dropbox, reason, since}]}, dropboxes},
     instances [{name, state, since, last_call_at, last_ok_at, last_error_at, last_error,
       failures, paused_until, operator_reason, waiting_for, waiting_since, queued_jobs,
       max_queued_jobs, recorded_at}],
@@ -369,6 +371,12 @@ def _from_journal(
     runlog = RunLog(journal)
     health = runlog.health()
     doc["daemon"] = daemon_view(config, runlog.last_run(), doc["config"]["sha256"], now)
+    if config.state.shared:
+        # Runs are the leaders'; the leader read the config file of its own host.
+        leader = doc["journal"]["leadership"]["leader"] if doc["journal"]["leadership"] else None
+        doc["daemon"]["host"] = leader
+        if leader != config.state.host_name and doc["daemon"]["config"] is not None:
+            doc["daemon"]["config"].update(same_path=True, matches_file=None)
     doc["instances"] = instance_views(config, health)
     blocked = runlog.blocked_folders()
     running = doc["daemon"]["running"]

@@ -201,6 +201,8 @@ def test_kill_9_of_the_leader_hands_its_files_in_flight_to_the_standby(
     text = hosts.status("alpha")
     assert f"leader: beta since {leadership['since']} (epoch 2, seen" in text
     assert "standby: alpha (seen" in text
+    # The run shown is the leader's, on its host; alpha's own config file is not compared.
+    assert " on beta, up " in text and "not on this file" not in text
     # The status page of the standby host says the same.
     page = requests.get(hosts.pages["alpha"], timeout=10).text
     assert f'<li class="ok">leader: beta since {leadership["since"]} (epoch 2, seen' in page
