@@ -45,7 +45,9 @@ from dropbox_importer.marketo.errors import MarketoError, Stopped
 from dropbox_importer.marketo.models import ImportFormat, ImportParams
 from dropbox_importer.pipeline.engine import check_journal
 from dropbox_importer.pipeline.preflight import Catalog
+from dropbox_importer.pipeline.problems import read_published
 from dropbox_importer.pipeline.ready import is_ignored
+from dropbox_importer.pipeline.watch import scan_inbox
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
 DEFAULT_TIMEOUT = 30.0
@@ -251,13 +253,34 @@ def _verdict(row: RouteRow) -> str:
 
 
 def check_folders(config: Config) -> dict[str, list[str]]:
-    """Per drop box, what keeps the current user from working in it (empty: nothing)."""
+    """Per drop box, what keeps the current user from working in it (empty: nothing).
+
+    Inbox folders it cannot read count too, and so does what the running daemon last reported
+    it cannot use (its `<state_dir>/problems.json`): the daemon may see less than `check`.
+    """
+    published = read_published(config.state_dir) or {}
+    reported = published.get("problems")
     out = {}
     for name, box in sorted(config.dropboxes.items()):
         layout = DropboxLayout(box.root)
         routes = [Path(f) for f in route_folders(layout, box) if f != PurePosixPath(".")]
-        out[name] = folder_problems(layout, routes)
+        problems = folder_problems(layout, routes)
+        if layout.inbox.is_dir():
+            for folder, exc in unreadable_folders(layout.inbox):
+                problems.append(f"cannot read {folder}: {exc.strerror or exc}")
+        for problem in reported if isinstance(reported, list) else []:
+            if isinstance(problem, dict) and problem.get("dropbox") == name:
+                problems.append(f"the daemon reports: {problem.get('reason')}")
+        out[name] = problems
     return out
+
+
+def unreadable_folders(inbox: Path) -> list[tuple[Path, OSError]]:
+    """The folders below `inbox` the current user cannot read or enter, with the error."""
+    found: list[tuple[Path, OSError]] = []
+    for _ in scan_inbox(inbox, lambda folder, exc: found.append((folder, exc))):
+        pass
+    return found
 
 
 def render_policies(boxes: list[DropboxConfig], problems: dict[str, list[str]]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,10 +24,13 @@ class Box:
     set_aside: set[tuple[Path, int]] = field(default_factory=set)
 
 
-def open_box(box_config: DropboxConfig) -> Box:
+def open_box(
+    box_config: DropboxConfig, on_error: Callable[[Path, OSError], None] | None = None
+) -> Box:
     """Create the drop box's four folders if missing and build its tracker and watcher.
 
-    The watcher is not started. Raises OSError when a folder cannot be created.
+    The watcher is not started. Raises OSError when a folder cannot be created or opened.
+    `on_error(folder, error)` hears of folders the tracker finds it cannot look into.
     """
     layout = DropboxLayout(box_config.root)
     layout.ensure()
@@ -34,6 +38,7 @@ def open_box(box_config: DropboxConfig) -> Box:
         box_config.settle_seconds,
         ignore=box_config.ignore,
         marker=None if box_config.ready_marker == "none" else box_config.ready_marker,
+        on_error=on_error,
     )
     mode = choose_mode(box_config.watch, box_config.root)
     watcher = InboxWatcher(

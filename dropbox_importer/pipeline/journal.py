@@ -29,11 +29,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -49,6 +49,9 @@ from dropbox_importer.pipeline.records import (
 )
 from dropbox_importer.pipeline.sql import SQLITE, Connection, Dialect
 from dropbox_importer.pipeline.states import TERMINAL, FileState, check_transition
+
+if TYPE_CHECKING:
+    from dropbox_importer.pipeline.cut import CutSettings
 
 log = structlog.get_logger(__name__)
 
@@ -146,6 +149,10 @@ MIGRATIONS: list[str] = [
         since TEXT NOT NULL,
         PRIMARY KEY (dropbox, folder)
     );
+    """,
+    # How each file was cut (pipeline.cut), so a restart cuts it the same way.
+    """
+    ALTER TABLE files ADD COLUMN cut TEXT;
     """,
     # Leadership. One row per journal: the fencing epoch and the host that leads under it;
     # one row per host that runs a daemon on this journal, leader or standby, and when last seen.
@@ -387,6 +394,34 @@ class Journal:
                 (str(destination), stamp(self._clock()), file_id),
             )
         return destination
+
+    def record_cut(
+        self,
+        file_id: int,
+        cut: CutSettings,
+        parts: Sequence[tuple[int, int, int, int, Path | None]],
+    ) -> None:
+        """Record how the file was cut and its parts `(index, first_line, rows, size, path)`.
+
+        Done before the first batch is created (it replaces the parts recorded before); every
+        later try reuses this cut.
+        """
+        with self._write() as conn:
+            self._row(conn, file_id)
+            conn.execute("UPDATE files SET cut = ? WHERE id = ?", (cut.to_json(), file_id))
+            conn.execute(
+                "DELETE FROM parts WHERE file_id = ? AND part_index >= ?", (file_id, len(parts))
+            )
+            conn.executemany(
+                "INSERT INTO parts (file_id, part_index, first_line, rows, size, path)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (file_id, part_index) DO UPDATE SET"
+                " first_line = excluded.first_line, rows = excluded.rows, size = excluded.size,"
+                " path = excluded.path",
+                [
+                    (file_id, i, line, rows, size, None if path is None else str(path))
+                    for i, line, rows, size, path in parts
+                ],
+            )
 
     def record_reason(self, file_id: int, reason: str) -> None:
         """Record the sentence that explains why the file failed."""

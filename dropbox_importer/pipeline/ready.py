@@ -54,11 +54,13 @@ class ReadinessTracker:
         ignore: Sequence[str] = DEFAULT_IGNORE,
         marker: str | None = None,
         lstat: Callable[[Path], os.stat_result] = os.lstat,
+        on_error: Callable[[Path, OSError], None] | None = None,
     ) -> None:
         self.settle_seconds = settle_seconds
         self.ignore = tuple(ignore)
         self.marker_suffix = MARKER_SUFFIXES[marker] if marker else None
         self._lstat = lstat
+        self._on_error = on_error
         self._lock = threading.Lock()
         self._pending: set[Path] = set()
         self._seen: dict[Path, _Seen] = {}
@@ -89,15 +91,21 @@ class ReadinessTracker:
             self._seen.pop(path, None)
             self._pending.discard(path)
 
-    def due(self, now: float) -> list[Candidate]:
-        """Re-stat every tracked path; return those that have settled, in order of arrival."""
+    def due(self, now: float, until: Callable[[], bool] | None = None) -> list[Candidate]:
+        """Re-stat every tracked path; return those that have settled, in order of arrival.
+
+        `until()` turning true stops the re-stat part-way (a stop must not wait for 100,000
+        paths); the paths not looked at are looked at next time.
+        """
         with self._lock:
             for path in self._pending:
                 self._seen.setdefault(path, _Seen(-1, -1, -1, now))
             self._pending.clear()
             tracked = list(self._seen.items())
         ready: list[tuple[int, Candidate]] = []
-        for path, seen in tracked:
+        for n, (path, seen) in enumerate(tracked):
+            if until is not None and n % 256 == 0 and until():
+                break
             candidate = self._check(path, seen, now)
             if candidate is not None:
                 # The last write ends an upload: mtime orders files by arrival (FIFO).
@@ -111,6 +119,13 @@ class ReadinessTracker:
         except FileNotFoundError:
             self.forget(path)
             return None
+        except OSError as exc:
+            # Its folder was made unreadable (chmod 000 by a partner): forgotten until a rescan
+            # finds it again; the folder is reported, never the daemon stopped.
+            self.forget(path)
+            if self._on_error is not None:
+                self._on_error(path.parent, exc)
+            return None
         if stat.S_ISDIR(st.st_mode):
             self.forget(path)
             return None
@@ -123,7 +138,16 @@ class ReadinessTracker:
             return None
         if self.marker_suffix:
             marker = path.with_name(path.name + self.marker_suffix)
-            return Candidate(path, regular=True, marker=marker) if marker.exists() else None
+            return Candidate(path, regular=True, marker=marker) if _exists(marker) else None
         if now - seen.still_since >= self.settle_seconds:
             return Candidate(path, regular=True)
         return None
+
+
+def _exists(path: Path) -> bool:
+    """Whether `path` exists; False too when it cannot be looked at."""
+    try:
+        os.lstat(path)
+    except OSError:
+        return False
+    return True

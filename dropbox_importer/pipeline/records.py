@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.pipeline.sql import Row
 from dropbox_importer.pipeline.states import FileState
+
+if TYPE_CHECKING:
+    from dropbox_importer.pipeline.cut import CutSettings
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -65,6 +68,8 @@ class FileRecord:
     # Why the file waits right now, when the daemon knows better than its state says (a settle
     # that failed and is retried, an instance that needs an operator); cleared at each move.
     note: str | None = None
+    # How the file was cut, once it was (see `pipeline.cut`); None before.
+    cut: CutSettings | None = None
 
     @property
     def relative(self) -> str:
@@ -74,7 +79,10 @@ class FileRecord:
     @classmethod
     def from_row(cls, row: Row) -> FileRecord:
         """Build a record from a `files` row."""
+        from dropbox_importer.pipeline.cut import CutSettings  # the cut imports records
+
         data: dict[str, Any] = dict(row)
+        data["cut"] = None if data.get("cut") is None else CutSettings.from_json(data["cut"])
         for key in ("inbox_path", "processing_path", "destination_path"):
             data[key] = _path(data[key])
         for key in ("claimed_at", "updated_at", "finished_at", "dropped_at"):

@@ -8,6 +8,7 @@ destination, and finishes the same move; it never picks a second place.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -23,11 +24,12 @@ from dropbox_importer.dropbox import layout as disk
 from dropbox_importer.dropbox.layout import DropboxLayout, FileVanished, Outcome
 from dropbox_importer.dropbox.results import DuplicateResult, FileResult, file_digest
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
+from dropbox_importer.marketo.models import BatchState, ImportFormat
+from dropbox_importer.pipeline.cut import CutSettings, recorded_cut
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.lost import RESUBMISSIONS
 from dropbox_importer.pipeline.prepared import load_prepared
-from dropbox_importer.pipeline.reasons import CHANGED, VANISHED, Rejected, params_for
+from dropbox_importer.pipeline.reasons import CHANGED, VANISHED, Rejected, unreadable_reason
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.states import FileState
 
@@ -140,10 +142,15 @@ class Settler:
 
     def _format(self, record: FileRecord) -> ImportFormat:
         """The format the result files are written in (csv when the route says none)."""
+        cut = self._cut(record)
+        return ImportFormat.CSV if cut is None else cut.params.format
+
+    def _cut(self, record: FileRecord) -> CutSettings | None:
+        """How the file was (or would be) cut; None when its route cannot be parsed."""
         try:
-            return params_for(record, self._boxes(record.dropbox)).format
+            return recorded_cut(record, self._boxes(record.dropbox))
         except Rejected:
-            return ImportFormat.CSV
+            return None
 
     def _stage(
         self, record: FileRecord, rejection: str | None, layout: DropboxLayout, staging: Path
@@ -158,19 +165,22 @@ class Settler:
         except FileNotFoundError:
             size, sha256, dropped = 0, "", None
             rejection = rejection or VANISHED
+        except OSError as exc:
+            # Unreadable to the daemon's user: failed with that reason, its bytes unknown.
+            st = record.processing_path.lstat()
+            size, sha256, dropped = st.st_size, "", datetime.fromtimestamp(st.st_mtime, UTC)
+            rejection = rejection or unreadable_reason(exc)
         changed = (size, sha256) != (record.size, record.sha256)
         outcome, reason = decide(parts, len(local), rejection, box.partial_failure, changed=changed)
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        try:
-            params: ImportParams | None = params_for(record, box)
-        except Rejected:
-            params = None
+        cut = self._cut(record)
+        params = None if cut is None else cut.params
         facts = load_prepared(self._parts_root / str(record.id))
         header = None if facts is None else facts.header
-        if params is not None and (parts or local):
-            self._stage_rows(record, params, parts, local, staging, header)
+        if cut is not None and (parts or local):
+            self._stage_rows(record, cut, parts, local, staging, header)
         result = FileResult.build(
             record,
             parts,
@@ -188,12 +198,15 @@ class Settler:
         # The bytes as they are kept beside this result, even if they changed after the claim.
         result = replace(result, size=size, sha256=sha256)
         result.write(staging / "result.json")
+        # On disk before the journal says SETTLING: a replay after a power cut moves these
+        # files as they are, and must never find them empty.
+        _fsync_staged(staging)
         return outcome, reason
 
     def _stage_rows(
         self,
         record: FileRecord,
-        params: ImportParams,
+        cut: CutSettings,
         parts: Sequence[PartRecord],
         local: dict[int, str],
         staging: Path,
@@ -201,7 +214,6 @@ class Settler:
     ) -> None:
         """Fetch Marketo's failures and warnings and merge them into the partner's files."""
         client = self._clients(record.dropbox)
-        box = self._boxes(record.dropbox)
         failures = [
             self._fetch(client.download_failures, p, p.rows_failed, staging / f"failures-{p.index}")
             for p in parts
@@ -222,12 +234,12 @@ class Settler:
                     fetched,
                     staging / name,
                     original=record.processing_path,
-                    fmt=params.format,
+                    fmt=cut.params.format,
                     reason_column=column,
-                    encoding=box.encoding,
+                    encoding=cut.encoding,
                     local_failures=extra,
                     sent=header.sent if header is not None and header.drops_columns else None,
-                    lookup=params.lookup_field or "email",
+                    lookup=cut.params.lookup_field or "email",
                 )
 
     @staticmethod
@@ -249,6 +261,22 @@ def _part(record: PartRecord) -> Part:
         rows=record.rows,
         bytes=record.size,
     )
+
+
+def _fsync_staged(staging: Path) -> None:
+    """fsync every staged result file, then the staging folder itself."""
+    for path in sorted(staging.iterdir()):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _inside(path: Path, folder: Path) -> bool:

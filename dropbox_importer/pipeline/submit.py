@@ -10,8 +10,10 @@ first.
 
 from __future__ import annotations
 
+import heapq
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from dropbox_importer.config import DropboxConfig
 from dropbox_importer.csvfile import Duplicates, FileRejected, Part, inspect_file, split_file
 from dropbox_importer.csvfile.header import (
     ColumnRules,
+    Fate,
     HeaderMap,
     map_header,
     read_header,
@@ -30,12 +33,14 @@ from dropbox_importer.csvfile.header import (
 from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import (
+    AuthenticationError,
     ImportInProgress,
     MarketoError,
     RequestRejected,
     Stopped,
 )
 from dropbox_importer.marketo.models import ImportParams
+from dropbox_importer.pipeline.cut import CutSettings, differences
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Fenced, Journal
 from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
@@ -47,6 +52,7 @@ from dropbox_importer.pipeline.reasons import (
     params_for,
     route_for,
     routed,
+    unreadable_reason,
 )
 from dropbox_importer.pipeline.records import FileRecord
 from dropbox_importer.pipeline.states import FileState
@@ -73,7 +79,7 @@ __all__ = [
 # The reason of a row failed locally because its lookup value is empty.
 EMPTY_LOOKUP = "lookup field is empty"
 
-# How long a file waits before another try when the instance refuses us (403-like errors).
+# How long a file waits before another try when the instance refuses our credentials.
 OPERATOR_RETRY_SECONDS = 60.0
 
 
@@ -95,6 +101,7 @@ class Prepared:
     params: ImportParams
     parts: list[Part]
     local_failures: dict[int, str]
+    settings: CutSettings  # how it was cut: recorded before its first part is sent
 
 
 def map_columns(
@@ -110,6 +117,11 @@ def map_columns(
         return None  # inspect_file says what is wrong with the file
     fields = None if catalog is None else catalog.fields()
     header = map_header(names, fields, rules, lookup=params.lookup_field or "email")
+    if catalog is not None and header.of(Fate.UNKNOWN):
+        # Perhaps created since describe was last asked: ask again if that was a while ago.
+        header = map_header(
+            names, catalog.fields(missing=True), rules, lookup=params.lookup_field or "email"
+        )
     refuse_unmappable(header, rules)
     return header
 
@@ -127,12 +139,25 @@ def check_and_cut(
     `rules` are the route's column rules. Returns the parts, the rows failed locally and the
     mapped header; Rejected says why not.
     """
+    settings = CutSettings(params, box.encoding, box.max_part_bytes)
+    return cut_file(path, settings, parts_dir, catalog, rules)
+
+
+def cut_file(
+    path: Path,
+    settings: CutSettings,
+    parts_dir: Path,
+    catalog: Catalog | None,
+    rules: ColumnRules,
+) -> Cut:
+    """`check_and_cut` with the settings' own parameters, encoding and size limit."""
+    params = settings.params
     try:
-        header = map_columns(path, params, rules, box.encoding, catalog)
+        header = map_columns(path, params, rules, settings.encoding, catalog)
         inspection = inspect_file(
             path,
             params.format,
-            encoding=box.encoding,
+            encoding=settings.encoding,
             lookup_field=params.lookup_field,
             names=None if header is None else header.lookup_names,
         )
@@ -166,8 +191,8 @@ def check_and_cut(
         path,
         params.format,
         parts_dir,
-        max_bytes=box.max_part_bytes,
-        encoding=box.encoding,
+        max_bytes=settings.max_part_bytes,
+        encoding=settings.encoding,
         skip_lines=frozenset(local),
         header=None if header is None else header.sent_names,
         keep=header.sent if header is not None and header.drops_columns else None,
@@ -179,14 +204,35 @@ def check_and_cut(
 def prepare(
     record: FileRecord, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
 ) -> Prepared:
-    """Check the claimed file and cut it into parts under Marketo's size limit."""
+    """Check the claimed file and cut it into parts under Marketo's size limit.
+
+    The cut recorded in the journal is used when there is one (a restart resumes the same
+    parts, whatever the config says now), else the one the drop box's config gives now.
+    """
     params, policy = route_for(record, box)
+    settings = record.cut or CutSettings(params, box.encoding, box.max_part_bytes)
     path = Path(record.processing_path)
-    cut = check_and_cut(path, params, box, parts_dir, catalog, policy.columns)
-    # Parts cut from a file still being written would import a truncated snapshot.
-    if file_digest(path) != (record.size, record.sha256):
+    try:
+        cut = cut_file(path, settings, parts_dir, catalog, policy.columns)
+        # Parts cut from a file still being written would import a truncated snapshot.
+        same = file_digest(path) == (record.size, record.sha256)
+    except FileNotFoundError as exc:
+        raise Rejected(VANISHED) from exc
+    except OSError as exc:
+        raise Rejected(unreadable_reason(exc)) from exc
+    if not same:
         raise Rejected(CHANGED)
-    return Prepared(params, cut.parts, cut.local_failures)
+    return Prepared(settings.params, cut.parts, cut.local_failures, settings)
+
+
+def refused(exc: MarketoError) -> str:
+    """What the partner reads when Marketo refuses the file's import for good."""
+    hint = {
+        "603": "the importer's API user may not import here (its role, a workspace or an IP "
+        "allow-list); the operator was told",
+    }.get(exc.code or "", "the operator was told")
+    code = f"error {exc.code}" if exc.code else "an error"
+    return f"Marketo refused the import with {code}: {exc.message} ({hint})"
 
 
 class Submitter:
@@ -196,6 +242,10 @@ class Submitter:
     a 1019) waits without holding anything up: the submitter passes over it to the next file in
     turn and comes back when the list frees. So a file split into parts sends one part per
     batch of its list's turn, and never two jobs of one list are in Marketo's queue at once.
+
+    A file refused for good (Marketo's 1003/1006/1008, 603 access denied, a code this client
+    does not know) fails alone; refused credentials, which would refuse every file, park the
+    file for a retry a minute later. Neither ever holds the thread: the next file goes at once.
     """
 
     def __init__(
@@ -212,6 +262,7 @@ class Submitter:
         on_rejected: Callable[[int, str], None],
         on_all_submitted: Callable[[int], None],
         stop: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self._client = client
@@ -227,6 +278,9 @@ class Submitter:
         # Files taken before, waiting for their list: prepared once, not again each turn.
         self._prepared: dict[int, Prepared] = {}
         self._lists: dict[int, int | None] = {}  # file id -> the listId its route sets
+        self._clock = clock
+        # (when to try again, dropbox, file id) of files parked until an operator acts.
+        self._parked: list[tuple[float, str, int]] = []
         client.on_list_freed(queue.wake)
         self._thread = threading.Thread(target=self._run, name=f"submit-{name}", daemon=True)
 
@@ -238,9 +292,19 @@ class Submitter:
         """Wait for the thread to finish the create in hand."""
         self._thread.join(timeout)
 
+    @property
+    def parked(self) -> int:
+        """Files waiting for an operator to fix the instance's credentials."""
+        return len(self._parked)
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            file_id = self._queue.get(timeout=0.5, hold=self._hold, key=self._list_key)
+            now = self._clock()
+            while self._parked and self._parked[0][0] <= now:
+                _, dropbox, parked = heapq.heappop(self._parked)
+                self._queue.put(dropbox, parked)
+            wait = 0.5 if not self._parked else min(0.5, max(self._parked[0][0] - now, 0.0))
+            file_id = self._queue.get(timeout=wait, hold=self._hold, key=self._list_key)
             if file_id is None:
                 continue
             try:
@@ -272,9 +336,10 @@ class Submitter:
         self._lists.pop(file_id, None)
 
     def _operator_must_act(self, file_id: int, dropbox: str, exc: MarketoError) -> None:
-        """Access denied, bad credentials, a client bug: not the partner's fault.
+        """Credentials refused: not the partner's fault, and every file would meet it.
 
-        The file waits in processing/ and is tried again; the log says an operator must act.
+        The file waits in processing/ and is tried again a minute later; the thread goes on
+        with the next file. The log says an operator must act.
         """
         # The client logged instance_needs_operator once; the file says why it waits.
         record = self._journal.get(file_id)
@@ -292,11 +357,36 @@ class Submitter:
             f"instance {self.name} needs an operator ({exc.code or 'no code'}: {exc.message}); "
             f"tried again every {OPERATOR_RETRY_SECONDS:g} s",
         )
-        if not self._stop.wait(OPERATOR_RETRY_SECONDS):
-            self._queue.put(dropbox, file_id)
+        self._forget(file_id)
+        heapq.heappush(self._parked, (self._clock() + OPERATOR_RETRY_SECONDS, dropbox, file_id))
+
+    def _refuse(self, file_id: int, exc: MarketoError) -> None:
+        """Marketo refused this file for good: it fails alone, with Marketo's code and message."""
+        log.warning(
+            "import_refused", instance=self.name, file_id=file_id, code=exc.code,
+            message=exc.message,
+        )  # fmt: skip
+        if isinstance(exc, RequestRejected):
+            self._reject(file_id, f"Marketo refused the import: {exc}")
+        else:  # 603, a code nobody documents
+            self._reject(file_id, refused(exc))
 
     def _reject(self, file_id: int, reason: str) -> None:
+        """Fail the file; when batches of it exist already, once they have finished."""
         self._forget(file_id)
+        parts = self._journal.parts(file_id)
+        created = [p.batch_id for p in parts if p.batch_id is not None]
+        if created:
+            # Those parts import whatever we do: the file settles with them, failed.
+            self._journal.record_reason(file_id, reason)
+            record = self._journal.get(file_id)
+            if record.state is not FileState.POLLING:
+                self._journal.transition(file_id, FileState.POLLING, "refused part way")
+            log.info("file_rejected_part_way", dropbox=record.dropbox, route=record.route,
+                     file=record.relative, file_id=file_id, reason=reason,
+                     waiting_for=created)  # fmt: skip
+            self._on_all_submitted(file_id)
+            return
         self._on_rejected(file_id, reason)
 
     def _prepare(self, record: FileRecord, box: DropboxConfig) -> Prepared:
@@ -305,15 +395,24 @@ class Submitter:
         if prepared is not None:
             return prepared
         parts_dir = self._parts_root / str(record.id)
-        try:
-            prepared = prepare(record, box, parts_dir, self._catalog if box.preflight else None)
-        except FileNotFoundError as exc:
-            raise Rejected(VANISHED) from exc
-        if record.state is FileState.CLAIMED:
-            self._journal.transition(record.id, FileState.SUBMITTING)
-        known = {part.index for part in self._journal.parts(record.id)}
-        for part in prepared.parts:
-            if part.index not in known:
+        prepared = prepare(record, box, parts_dir, self._catalog if box.preflight else None)
+        recorded = self._journal.parts(record.id)
+        # Once a create may have reached Marketo, the parts are fixed: a different cut would
+        # send rows twice or never.
+        started = any(p.batch_id is not None or p.submission_uncertain for p in recorded)
+        if started and (changed := differences(recorded, prepared.parts)) is not None:
+            raise Rejected(
+                f"the file can no longer be cut as it was when it was first sent ({changed}); "
+                "the parts already sent are listed in this result; drop the rest again"
+            )
+        if record.cut is None or not started:
+            self._journal.record_cut(
+                record.id,
+                prepared.settings,
+                [(p.index, p.first_line, p.rows, p.bytes, p.path) for p in prepared.parts],
+            )
+        else:
+            for part in prepared.parts:  # the same cut again: the new parts' files
                 self._journal.record_part(
                     record.id,
                     part.index,
@@ -322,6 +421,8 @@ class Submitter:
                     size=part.bytes,
                     path=part.path,
                 )
+        if record.state is FileState.CLAIMED:
+            self._journal.transition(record.id, FileState.SUBMITTING)
         self._journal.record_local_failures(record.id, prepared.local_failures)
         self._prepared[record.id] = prepared
         return prepared
@@ -345,6 +446,10 @@ class Submitter:
         bound = log.bind(
             dropbox=record.dropbox, route=record.route, file=record.relative, file_id=file_id
         )
+        if record.reason is not None and record.state is not FileState.CLAIMED:
+            # Refused part way already (a lost batch brought it back): no part is sent again.
+            self._reject(file_id, record.reason)
+            return
         try:
             prepared = self._prepare(record, box)
         except Rejected as exc:
@@ -352,8 +457,11 @@ class Submitter:
             bound.debug("file_rejected", reason=exc.reason)
             self._reject(file_id, exc.reason)
             return
-        except MarketoError as exc:
+        except AuthenticationError as exc:
             self._operator_must_act(file_id, record.dropbox, exc)
+            return
+        except MarketoError as exc:
+            self._refuse(file_id, exc)
             return
         known = {part.index: part for part in self._journal.parts(file_id)}
         for part in prepared.parts:
@@ -382,12 +490,14 @@ class Submitter:
                 )
                 self._queue.put_front(record.dropbox, file_id)
                 return
-            except RequestRejected as exc:
-                bound.warning("import_refused", code=exc.code, message=exc.message)
-                self._reject(file_id, f"Marketo refused the import: {exc}")
+            except AuthenticationError as exc:
+                self._journal.mark_submission_uncertain(file_id, part.index, False)
+                self._operator_must_act(file_id, record.dropbox, exc)
                 return
             except MarketoError as exc:
-                self._operator_must_act(file_id, record.dropbox, exc)
+                # Refused: this attempt created nothing.
+                self._journal.mark_submission_uncertain(file_id, part.index, False)
+                self._refuse(file_id, exc)
                 return
             self._journal.record_batch(file_id, part.index, batch_id)
             bound.info("batch_created", batch_id=batch_id, part=part.index, rows=part.rows)

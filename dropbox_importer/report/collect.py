@@ -15,10 +15,14 @@ to (`status --json` is its contract):
       max_queued_jobs, recorded_at}],
     filters {dropbox, route, file, since, outcome},
     dropboxes [{name, root, instance, live, waiting [...], ignored [...], in_flight [...],
-      recent [...], more_recent, blocked_folders [{folder, reason, since}], problems [text]}],
+      recent [...], more_recent, blocked_folders [{folder, reason, since}], problems [text],
+      reported [{route, folder, stage, reason, since}]}],
     history [{id, dropbox, route, file, state, reason, ..., events [{at, what, detail}]}]
 
-Waiting and ignored entries are described in `inbox.py`, in-flight ones in `flight.py`, history
+`reported` is what the running daemon last said it cannot use (its `<state_dir>/problems.json`,
+see pipeline/problems.py): inbox folders (also in `blocked_folders`), a `done/` or `failed/`
+folder a file cannot be settled into, a root it cannot create; the last two are in `problems`
+too. Waiting and ignored entries are described in `inbox.py`, in-flight ones in `flight.py`, history
 in `history.py`.
 """
 
@@ -42,6 +46,7 @@ from dropbox_importer.observe.leadership import leadership_document
 from dropbox_importer.pipeline.engine import journal_location, open_shared_read_only
 from dropbox_importer.pipeline.journal import JOURNAL_NAME, SCHEMA_VERSION, Journal, JournalError
 from dropbox_importer.pipeline.lock import holder
+from dropbox_importer.pipeline.problems import read_published
 from dropbox_importer.pipeline.records import FileRecord
 from dropbox_importer.pipeline.runlog import HEARTBEAT_SECONDS, RunLog, RunRecord
 from dropbox_importer.pipeline.states import FileState
@@ -331,9 +336,11 @@ def collect(
             "more_recent": False,
             "blocked_folders": [],
             "problems": [],
+            "reported": [],
         }
         for name in names
     }
+    _reported(boxes, config.state_dir)
     doc["dropboxes"] = list(boxes.values())
     try:
         with open_config_journal(config) as journal:
@@ -351,6 +358,20 @@ def collect(
             status["live"] = name in live
         _from_folders(status, config, name, filters, running, now)
     return doc
+
+
+def _reported(boxes: dict[str, dict[str, Any]], state_dir: Path) -> None:
+    """What the daemon last published it cannot use; roots and settle folders as problems."""
+    published = read_published(state_dir) or {}
+    problems = published.get("problems")
+    for problem in problems if isinstance(problems, list) else []:
+        status = boxes.get(str(problem.get("dropbox"))) if isinstance(problem, dict) else None
+        if status is None:
+            continue
+        keys = ("route", "folder", "stage", "reason", "since")
+        status["reported"].append({key: problem.get(key) for key in keys})
+        if problem.get("stage") in ("dropbox", "settle"):
+            status["problems"].append(f"the daemon reports: {problem.get('reason')}")
 
 
 def _from_journal(

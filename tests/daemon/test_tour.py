@@ -45,7 +45,11 @@ def test_the_tour_prints_the_status_the_readme_shows(tmp_path: Path) -> None:
     )
     root = demo / "dropbox"
     try:
-        wait_for(lambda: b"daemon_ready" in (tmp_path / "demo.log").read_bytes(), what="ready")
+        wait_for(
+            lambda: b"daemon_ready" in (tmp_path / "demo.log").read_bytes(),
+            timeout=90,  # a first start on a busy machine (the suite runs on four workers)
+            what="ready",
+        )
         newsletter = root / "inbox" / "newsletter"
         shutil.copy(demo / "sample-leads.csv", newsletter)  # 2. drop a file
         wait_for((root / "done" / "newsletter" / "sample-leads.csv").exists, what="3. watch")
