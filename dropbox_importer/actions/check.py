@@ -13,6 +13,9 @@ any list, partition, program or custom object by naming a folder, and a problem 
 name in its column rules that Marketo does not know. Instances with `base_url: embedded` are
 checked against an in-process sandbox, as the daemon would run them. Every call is read-only.
 
+A shared journal (PostgreSQL) is checked too: reached with the daemon's credentials, its
+schema version compared with this version's.
+
 Exit codes: 0 all OK, 1 at least one problem or route not checked (each printed on its row),
 2 config error.
 """
@@ -47,6 +50,7 @@ from dropbox_importer.dropbox.routes import (
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, Stopped
 from dropbox_importer.marketo.models import ImportKind, LeadField
+from dropbox_importer.pipeline.engine import check_journal
 from dropbox_importer.pipeline.preflight import (
     Catalog,
     PreflightError,
@@ -426,6 +430,10 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     # Only errors: retries would drown the table, which goes to stdout and says it all.
     logs.configure(json=config.log_format == "json", level="error", stream=sys.stderr)
+    journal = check_journal(config)
+    journal_problem = journal is not None and journal[1]
+    if journal is not None:
+        print(journal[0])
     instances: dict[str, str | None] = {}
     rows: list[RouteRow] = []
     policies: dict[str, list[str]] = {}
@@ -442,7 +450,8 @@ def main(args: argparse.Namespace) -> int:
     ordered = [config.dropboxes[name] for name in sorted(config.dropboxes)]
     sys.stdout.write(render_policies(ordered, policies))
     problems = (
-        any(p is not None for p in instances.values())
+        journal_problem
+        or any(p is not None for p in instances.values())
         or any(r.problems or r.unchecked for r in rows)
         or any(folders.values())
         or state_problem is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from dropbox_importer.config.model import (
     NotifyConfig,
     RetentionConfig,
     SandboxOptions,
+    StateConfig,
     Timeouts,
 )
 from dropbox_importer.config.smtp import build_smtp
@@ -96,6 +98,7 @@ def build(checked: Checked, environ: Mapping[str, str], *, secrets: bool = True)
         instances=instances,
         dropboxes=dropboxes,
         metrics=build_metrics(checked, values.get("metrics")),
+        state=build_state(checked, values.get("state") or {}, environ, secrets=secrets),
         web=build_metrics(checked, values.get("web"), key="web", port=9465),
         smtp=smtp,
     )
@@ -463,6 +466,47 @@ def check_state_outside_roots(
                 f"{state_dir} is inside drop box '{name}' ({root}), where partners could read "
                 "or delete the journal: move it out, e.g. /var/lib/dropbox-importer",
             )
+
+
+def build_state(
+    checked: Checked, raw: dict[str, Any], environ: Mapping[str, str], *, secrets: bool = True
+) -> StateConfig:
+    """The journal's place; a PostgreSQL password is read now, from its file.
+
+    With `secrets=False` (status, retry) the password is still read when it can be, since
+    reading a shared journal needs it, but a file this user cannot read is no config problem:
+    `unreadable_password` says why, for the command to tell when it connects.
+    """
+    journal = raw.get("journal") or "sqlite"
+    password_file = raw.get("password_file")
+    password, unreadable = None, None
+    if password_file and journal == "sqlite":
+        checked.problem("state.password_file", "only used with a postgresql:// journal: remove it")
+    elif password_file:
+        path = Path(password_file)
+        credentials = environ.get("CREDENTIALS_DIRECTORY")
+        if _credential_name(password_file, environ) and not path.is_absolute() and credentials:
+            path = Path(credentials) / path
+        elif not path.is_absolute():
+            path = checked.path.parent / path
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            unreadable = f"cannot read {path}: {exc.strerror}"
+            if secrets:
+                checked.problem(
+                    "state.password_file", f"{unreadable}; {SECRET_FIXES['client_secret_file']}"
+                )
+        else:
+            if not password:
+                checked.problem("state.password_file", f"{path} is empty: write the password in it")
+    return StateConfig(
+        journal=journal,
+        password=password,
+        unreadable_password=unreadable,
+        host_name=raw.get("host_name") or socket.gethostname(),
+        lease_seconds=raw.get("lease_seconds") or 15.0,
+    )
 
 
 def build_metrics(

@@ -133,6 +133,32 @@ def web_url(value: Any) -> str:
     return value.strip()
 
 
+def journal_location(value: Any) -> str:
+    """sqlite, or a postgresql:// URL with no password in it."""
+    message = "sqlite, or a URL such as postgresql://importer@db.example.com:5432/dropbox_importer"
+    if not isinstance(value, str) or not value.strip():
+        raise WrongValueError(message)
+    url = str(value).strip()
+    if url.lower() == "sqlite":
+        return "sqlite"
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise WrongValueError(message)
+    # Imported here: only a shared journal needs psycopg.
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise WrongValueError(message + " (this one does not parse)") from None
+    if params.get("password"):
+        raise WrongValueError(
+            "a URL without a password: put the password in a file and name it in "
+            "state.password_file (a bare name is read in $CREDENTIALS_DIRECTORY)"
+        )
+    return url
+
+
 def email_address(value: Any) -> str:
     """One e-mail address, local@domain, with nothing that could forge a header."""
     if not isinstance(value, str) or any(c in value for c in '\r\n,<>"; \t'):
@@ -403,6 +429,28 @@ COLUMNS = Section(
     }
 )
 
+# Absent: SQLite in state_dir, for one host. A postgresql:// journal is shared by every host
+# whose config names it; one leads, the others stand by (pipeline/leadership.py).
+STATE = Section(
+    {
+        "journal": Option(
+            journal_location,
+            "sqlite",
+            "sqlite (a file in state_dir) or a postgresql:// URL hosts share",
+            secret=True,
+        ),
+        "password_file": Option(
+            text,
+            None,
+            "file holding the database password; a bare name is read in $CREDENTIALS_DIRECTORY",
+        ),
+        "host_name": Option(text, None, "this host's name in status and the journal"),
+        "lease_seconds": Option(
+            number(1.0, 600.0), 15.0, "how soon a standby replaces a leader that went silent"
+        ),
+    }
+)
+
 # A route named in the config: its parameters, and rules of its own over the drop box's.
 NAMED_ROUTE = Section(
     {
@@ -457,6 +505,7 @@ TOP = Section(
         "instances": Option(Named(INSTANCE), REQUIRED, "Marketo instances, by name"),
         "dropboxes": Option(Named(DROPBOX), REQUIRED, "drop boxes, by name"),
         "metrics": Option(METRICS, None, "Prometheus endpoint (absent: off)"),
+        "state": Option(STATE, None, "where the journal lives; a shared one for several hosts"),
         "web": Option(WEB, None, "the read-only status page (absent: off)"),
         "smtp": Option(SMTP, None, "server notify.email sends through (absent: no e-mail)"),
     }

@@ -30,7 +30,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -98,15 +98,41 @@ _ASSET_PAGE = 200
 LEADS = ImportTarget()
 
 
+class _GuardedAdapter(HTTPAdapter):
+    """Asks the guard once more as the request leaves, after every wait and all preparation."""
+
+    def __init__(self, guard: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._guard = guard
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Send the request unless the guard refuses."""
+        self._guard()
+        return super().send(request, stream, timeout, verify, cert, proxies)
+
+
 class MarketoClient:
     """Thread-safe client of one Marketo instance's bulk import and lookup calls."""
 
-    def __init__(self, settings: InstanceSettings) -> None:
+    def __init__(
+        self, settings: InstanceSettings, *, guard: Callable[[], None] | None = None
+    ) -> None:
+        # `guard()` runs before every request and may raise to refuse it: a daemon that no
+        # longer leads its journal must not reach Marketo (pipeline/leadership.py).
+        self._guard = guard or (lambda: None)
         self._settings = settings
         limits = settings.limits
         self._session = requests.Session()
         # Retries are ours (policy.py): urllib3's own would hide faults and double-submit creates.
-        adapter = HTTPAdapter(pool_maxsize=limits.max_in_flight + 2, max_retries=0)
+        adapter = _GuardedAdapter(self._guard, pool_maxsize=limits.max_in_flight + 2, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._headers = {"User-Agent": f"dropbox-importer/{__version__}"}
@@ -481,6 +507,7 @@ class MarketoClient:
         while True:
             if stop.is_set():
                 raise Stopped(f"stopped before {endpoint}")
+            self._guard()
             token = self._token(stop)
             with self._limiter.admit(stop) as ticket:
                 self._count(self._calls, endpoint)
@@ -641,6 +668,7 @@ class MarketoClient:
         """The current token; identity faults back off like any transient fault."""
         backoff = Backoff(self._settings.base_backoff_seconds, self._settings.max_backoff_seconds)
         while True:
+            self._guard()
             try:
                 return self._tokens.get()
             except MarketoError as exc:  # credentials refused, or an identity answer we can't use

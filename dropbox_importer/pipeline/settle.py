@@ -77,12 +77,15 @@ class Settler:
         boxes: Callable[[str], DropboxConfig],
         layouts: Callable[[str], DropboxLayout],
         clients: Callable[[str], MarketoClient],
+        guard: Callable[[], None] = lambda: None,
     ) -> None:
         self._journal = journal
         self._parts_root = parts_root
         self._boxes = boxes
         self._layouts = layouts
         self._clients = clients
+        # Runs before every move; raises once this daemon no longer leads (leadership.py).
+        self._guard = guard
 
     def settle(self, file_id: int, rejection: str | None) -> None:
         """Bring the file to its final place; safe to call again after a crash."""
@@ -102,6 +105,10 @@ class Settler:
             destination = record.destination_path
             outcome = "done" if _inside(destination, layout.done) else "failed"
             reason = record.reason
+            if not (staging / "result.json").exists() and record.processing_path.exists():
+                # Staged on another host, whose leadership this one took over (or in a state
+                # dir that was lost): stage again, to the outcome and place already recorded.
+                self._stage(record, reason if outcome == "failed" else None, layout, staging)
         finals = disk.result_paths(destination, self._format(record))
         # result.json is always written; the row files only when there were rows to report.
         moves = {staging / "result.json": finals.result_json}
@@ -109,7 +116,7 @@ class Settler:
             if (staging / name).exists():
                 moves[staging / name] = final
         try:
-            disk.settle(record.processing_path, destination, moves)
+            disk.settle(record.processing_path, destination, moves, before_move=self._guard)
         except FileVanished:
             # Removed by someone else while in flight: its result files still tell the
             # partner what happened; there is no original left to move.

@@ -49,7 +49,7 @@ from dropbox_importer.marketo.errors import (
 from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.cut import CutSettings, differences
 from dropbox_importer.pipeline.fairness import FairQueue
-from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.journal import Fenced, Journal
 from dropbox_importer.pipeline.preflight import (
     EMPTY_KEY_REASONS,
     EMPTY_LOOKUP,
@@ -331,7 +331,7 @@ class Submitter:
                 continue
             try:
                 self.submit(file_id)
-            except Stopped:
+            except (Stopped, Fenced):  # stopping, or no longer the journal's leader
                 return
             except Exception:  # never let one file stop the instance's submissions
                 log.exception("submit_crashed", file_id=file_id, instance=self.name)

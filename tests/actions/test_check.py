@@ -9,10 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+import yaml
 
+from dropbox_importer.pipeline.journal import SCHEMA_VERSION
+from dropbox_importer.pipeline.postgres import Database, open_postgres
 from dropbox_importer.sandbox import Sandbox
 from tests.actions.cli_harness import Run, WriteConfig, run_subprocess
+from tests.postgres import PostgresDatabase
 
 
 def _instance(sandbox: Sandbox, **overrides: Any) -> dict[str, Any]:
@@ -328,3 +333,56 @@ def test_program_member_and_custom_object_routes_are_looked_up(
     assert _row(out, "inbox/object=car_c,csv/").split()[-2:] == ["vin", "OK"]
     assert "PROBLEM: custom object 'boat_c' does not exist" in _row(out, "inbox/object=boat_c/")
     assert "mixes a program member import" in _row(out, "inbox/program=1001,status=Invited,list=5/")
+
+
+def _with_state(config: Path, state: dict[str, Any]) -> Path:
+    document = yaml.safe_load(config.read_text())
+    document["state"] = state
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    return config
+
+
+def test_a_shared_journal_is_reached_and_its_schema_version_told(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, postgres_database: PostgresDatabase
+) -> None:
+    (tmp_path / "acme").mkdir()
+    config = _with_state(write_config(), postgres_database.state())
+    display = postgres_database.url
+
+    code, out, _ = run_cli("check", "--config", config)
+    assert code == 0, out
+    assert f"journal {display} (PostgreSQL " in out
+    assert f"OK, empty: the daemon migrates it to {SCHEMA_VERSION} at start" in out
+
+    password = postgres_database.password_file.read_text().strip()
+    open_postgres(Database(postgres_database.url, password)).close()
+    code, out, _ = run_cli("check", "--config", config)
+    assert code == 0 and f"OK, schema version {SCHEMA_VERSION}\n" in out
+
+
+def test_a_shared_journal_that_refuses_the_password_is_a_problem_that_shows_no_password(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, postgres_database: PostgresDatabase
+) -> None:
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-it-4412\n")
+    config = _with_state(
+        write_config(), {"journal": postgres_database.url, "password_file": str(wrong)}
+    )
+    code, out, err = run_cli("check", "--config", config)
+    assert code == 1
+    (line,) = [line for line in out.splitlines() if line.startswith("journal")]
+    assert "PROBLEM" in line and "password authentication failed" in line
+    assert "not-it-4412" not in out + err
+
+
+def test_a_shared_journal_newer_than_this_version_is_a_problem(
+    write_config: WriteConfig, run_cli: Run, postgres_database: PostgresDatabase
+) -> None:
+    password = postgres_database.password_file.read_text().strip()
+    open_postgres(Database(postgres_database.url, password)).close()
+    with psycopg.connect(postgres_database.url, password=password, autocommit=True) as conn:
+        conn.execute("UPDATE journal_schema SET version = version + 1")
+    config = _with_state(write_config(), postgres_database.state())
+    code, out, _ = run_cli("check", "--config", config)
+    assert code == 1
+    assert f"schema version {SCHEMA_VERSION + 1} is newer than this version's" in out

@@ -81,9 +81,12 @@ def test_example_names_exactly_the_schema_keys() -> None:
 
 def test_example_loads_with_its_credentials_present(tmp_path: Path) -> None:
     (tmp_path / "main").write_text(SECRET + "\n")
+    (tmp_path / "journal").write_text("database-password\n")
     (tmp_path / "smtp").write_text("notifier:mail-pass-77\n")
     environ = {"CREDENTIALS_DIRECTORY": str(tmp_path), "MARKETO_STAGING_SECRET": "other"}
     config = load_config(EXAMPLE, environ=environ)
+    assert config.state.password == "database-password"
+    assert config.state.shared and "database-password" not in repr(config)
     assert config.instances["main"].secret == SECRET
     assert config.smtp is not None
     assert (config.smtp.username, config.smtp.password) == ("notifier", "mail-pass-77")
