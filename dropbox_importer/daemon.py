@@ -34,20 +34,28 @@ from dropbox_importer.config import Config, ConfigError, DropboxConfig, Instance
 from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.health import HealthSnapshot
-from dropbox_importer.marketo.models import BatchStatus
+from dropbox_importer.marketo.models import BatchStatus, ImportParams
 from dropbox_importer.observe.hub import Observers
 from dropbox_importer.pipeline.boxes import Box, open_box
 from dropbox_importer.pipeline.claim import Claimer
+from dropbox_importer.pipeline.cut import recorded_cut
+from dropbox_importer.pipeline.engine import leadership_for, open_journal
 from dropbox_importer.pipeline.fairness import FairQueue
-from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.journal import Journal, JournalUnreachable
+from dropbox_importer.pipeline.leadership import (
+    EXIT_STOOD_DOWN,
+    Leadership,
+    LeadershipLost,
+    NoLeadership,
+)
 from dropbox_importer.pipeline.lock import StateDirLock
 from dropbox_importer.pipeline.lost import handle_lost_batch
 from dropbox_importer.pipeline.poll import PollBand, Poller
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.problems import Problem, Problems, explain
-from dropbox_importer.pipeline.reasons import Rejected, params_for
+from dropbox_importer.pipeline.reasons import Rejected
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
-from dropbox_importer.pipeline.recover import recover
+from dropbox_importer.pipeline.recover import adopt_strays, recover
 from dropbox_importer.pipeline.reload import ReloadPlan, plan_reload
 from dropbox_importer.pipeline.runlog import Pending, RunLog
 from dropbox_importer.pipeline.settle import Settler
@@ -65,6 +73,7 @@ __all__ = ["Box", "Daemon", "Instance", "embedded_sandbox_settings", "run"]
 TICK_SECONDS = 0.1
 STOP_DEADLINE_SECONDS = 8.0
 EXIT_THREAD_CRASHED = 1
+JOURNAL_RETRY_MAX_SECONDS = 30.0
 
 
 @dataclass
@@ -116,22 +125,43 @@ class Daemon:
         self._target: Config | None = None
         self._held: dict[str, Pending] = {}
         self._next_held_check = 0.0
+        self.leadership: Leadership = NoLeadership()
+        self._stood_down: str | None = None
+        self._told_ready = False
+        self._next_standby_note = 0.0
 
     # -- start and stop -------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run until SIGTERM or SIGINT; return the process exit code."""
+        """Run until SIGTERM or SIGINT; return the process exit code.
+
+        On a shared journal the daemon first stands by until it leads; a leader that loses
+        its leadership stops and returns EXIT_STOOD_DOWN.
+        """
         lock = StateDirLock(self.config.state_dir)
         lock.acquire()
         try:
             self._install_signals()
             log_thread_crashes(self._thread_crashed)
-            self.journal = Journal.open(self.config.state_dir)
+            journal = self._open_journal()
+            if journal is None:
+                return 0  # stopped while waiting for the journal's database
+            self.journal = journal
+            self.leadership = leadership_for(self.config, journal, on_lost=self._stand_down)
+            self.observers = Observers(lambda: self.config, self.journal)
+            self.observers.leadership_started(
+                self.config.state.host_name,
+                lambda: self.leadership.leading,
+                self.config.state.lease_seconds,
+            )
+            self.observers.start()
+            if not self.leadership.wait_to_lead(self.stop_event, self._standing_by):
+                return 0  # stopped while standing by
+            # The run is recorded once this daemon leads: a standby's would replace the
+            # leader's in the shared journal.
             self.runlog = RunLog(self.journal)
             self.runlog.started(str(self.config.path), _config_sha256(self.config))
             self.problems.publish()
-            self.observers = Observers(lambda: self.config, self.journal)
-            self.observers.start()
             self._start_instances()
             settler = Settler(
                 self.journal,
@@ -139,6 +169,7 @@ class Daemon:
                 boxes=self._box_config,
                 layouts=lambda name: DropboxLayout(self.config.dropboxes[name].root),
                 clients=self._client_for,
+                guard=self.leadership.guard,
             )
             self.settling = SettleQueue(
                 settler,
@@ -153,6 +184,7 @@ class Daemon:
                 reject=self._on_rejected,
                 problems=self.problems,
                 workers=self._register_workers,
+                guard=self.leadership.guard,
             )
             now = time.monotonic()
             for box_config in self.config.dropboxes.values():
@@ -162,10 +194,61 @@ class Daemon:
             log.info("daemon_ready", dropboxes=sorted(self.boxes), instances=sorted(self.instances))
             systemd.ready(self._status_line())
             self._loop()
+        except LeadershipLost:
+            pass  # lost during start-up or recovery: stood down below, as in the loop
         finally:
             self._shutdown()
             lock.release()
+        if self._stood_down is not None:
+            log.error(
+                "daemon_stood_down", host=self.config.state.host_name, reason=self._stood_down
+            )
+            return EXIT_STOOD_DOWN
         return EXIT_THREAD_CRASHED if self._crashed is not None else 0
+
+    def _open_journal(self) -> Journal | None:
+        """The journal; a shared one's database is waited for while it cannot be reached.
+
+        A host that boots while the database is down stays up and keeps trying, as a standby
+        would, rather than exhausting systemd's restarts. None when stopped meanwhile.
+        """
+        delay = 1.0
+        while True:
+            try:
+                return open_journal(self.config)
+            except JournalUnreachable as exc:
+                log.warning("journal_unreachable", error=str(exc), retry_in_seconds=delay)
+                self._standing_by("waiting for the journal's database")
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline:
+                if self._stopping_now() or self.stop_event.wait(TICK_SECONDS):
+                    return None
+            delay = min(delay * 2, JOURNAL_RETRY_MAX_SECONDS)
+
+    def _stand_down(self, reason: str) -> None:
+        """Leadership is lost: stop at once; nothing may move or reach Marketo any more."""
+        self._stood_down = reason
+        self.stop_event.set()
+
+    def _stopping_now(self) -> bool:
+        """Before leading: a stop signal ends the waits (the loop is not running to see it)."""
+        if self._stop_signal is not None and not self.stop_event.is_set():
+            log.info("daemon_stopping", signal=signal.Signals(self._stop_signal).name)
+            self.stop_event.set()
+        return self.stop_event.is_set()
+
+    def _standing_by(self, line: str) -> None:
+        """Called at every poll while standing by: tell systemd, keep its watchdog fed."""
+        if self._stopping_now():
+            return
+        if not self._told_ready:
+            systemd.ready(line)
+            self._told_ready = True
+        now = time.monotonic()
+        if now >= self._next_standby_note:
+            systemd.status(line)
+            systemd.watchdog_ping()
+            self._next_standby_note = now + 2.0
 
     @property
     def parts_root(self) -> Path:
@@ -208,7 +291,7 @@ class Daemon:
                 log.info("embedded_sandbox_started", instance=name, base_url=sandbox.base_url)
             else:
                 settings = instance_config.settings()
-            client = MarketoClient(settings)
+            client = MarketoClient(settings, guard=self.leadership.guard)
             assert self.observers is not None
             self.observers.instance_started(name, client)
             queue: FairQueue[int] = FairQueue()
@@ -305,6 +388,8 @@ class Daemon:
             with contextlib.suppress(Exception):  # a full disk must not hide the real error
                 self.runlog.write_health(self._health(), force=True)
                 self.runlog.stopped()
+        # Let leadership go only now that nothing runs: a standby may take over from here.
+        self.leadership.close()
         if self.journal is not None:
             self.journal.close()
         log.info("daemon_stopped")
@@ -320,6 +405,7 @@ class Daemon:
             if self._stop_signal is not None:
                 log.info("daemon_stopping", signal=signal.Signals(self._stop_signal).name)
                 break
+            self.leadership.guard()  # a leader that was frozen past its lease stops here
             now = time.monotonic()
             for box in list(self.boxes.values()):
                 if now >= box.next_rescan:
@@ -370,6 +456,14 @@ class Daemon:
         waiting = {str(path.parent) for path in found}
         self.problems.resolve(name, stage="claim", keep=lambda p: p.folder in waiting)
         Claimer.prune(box)
+        if self.config.state.shared and self.journal is not None and self.claimer is not None:
+            claimer = self.claimer
+            adopt_strays(
+                self.journal,
+                box,
+                functools.partial(claimer.register_later, adopted=True),
+                skip=claimer.registering(),
+            )
 
     def _unreadable(self, dropbox: str, folder: Path, exc: OSError) -> None:
         """A folder of the drop box's inbox cannot be read: reported once, skipped."""
@@ -552,10 +646,15 @@ class Daemon:
         box = self.config.dropboxes[record.dropbox]
         instance = self.instances[box.instance]
         try:
-            list_id = params_for(record, box).list_id
+            # The parameters the batch was created with, as recorded with the file's cut.
+            params: ImportParams | None = recorded_cut(record, box).params
         except Rejected:
-            list_id = None
-        instance.client.adopt_batch(part.batch_id, list_id)
+            params = None  # nothing recorded and the route no longer parses: followed as leads
+        instance.client.adopt_batch(
+            part.batch_id,
+            None if params is None else params.list_id,
+            target=None if params is None else params.target,
+        )
         if self.observers is not None:
             self.observers.batch_created(instance.config.name)
         with self._lock:

@@ -405,17 +405,27 @@ def _move_original(processing_file: Path, destination: Path) -> None:
     processing_file.rename(destination)
 
 
-def settle(processing_file: Path, destination: Path, results: Mapping[Path, Path]) -> None:
+def settle(
+    processing_file: Path,
+    destination: Path,
+    results: Mapping[Path, Path],
+    *,
+    before_move: Callable[[], None] = lambda: None,
+) -> None:
     """Move staged result files (staged -> final) and then the original into place.
 
     Idempotent: replaying it after a crash at any point finishes the same move. The original
     moves last, so a file in done/ or failed/ always has its results beside it.
+    `before_move()` runs before each move and may raise to stop it (a daemon that lost its
+    leadership moves nothing more).
     """
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
         for staged, final in results.items():
+            before_move()
             _move_result(staged, final)
         _fsync_dir(destination.parent)
+        before_move()
         _move_original(processing_file, destination)
         _fsync_dir(destination.parent)
         _fsync_dir(processing_file.parent)

@@ -18,6 +18,7 @@ import structlog
 from dropbox_importer.config import Config
 from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.marketo.client import MarketoClient
+from dropbox_importer.observe.leadership import LeadershipCollector
 from dropbox_importer.observe.metrics import Metrics, MetricsServer
 from dropbox_importer.observe.notify import Notifier, settled_event
 from dropbox_importer.observe.retention import RetentionSchedule, journal_horizon, sweep
@@ -94,6 +95,16 @@ class Observers:
     def instance_started(self, name: str, client: MarketoClient) -> None:
         """Expose an instance's client counters (calls, errors, limiter waits)."""
         self.metrics.watch_clients(name, client)
+
+    def leadership_started(
+        self, host: str, leading: Callable[[], bool], lease_seconds: float
+    ) -> None:
+        """Expose leadership: whether this daemon leads, the journal's epoch, the hosts seen."""
+        self.metrics.registry.register(
+            LeadershipCollector(
+                host, leading, self._journal, lease_seconds, lambda: datetime.now(UTC)
+            )
+        )
 
     def dropbox_started(self, name: str, waiting: Callable[[], int]) -> None:
         """Expose how many files wait in a drop box's inbox."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -55,6 +56,7 @@ class Claimer:
         problems: Problems,
         workers: Workers,
         checks: Sequence[ClaimCheck] = (),
+        guard: Callable[[], None] = lambda: None,
     ) -> None:
         self._journal = journal
         self._enqueue = enqueue
@@ -62,9 +64,18 @@ class Claimer:
         self._problems = problems
         self._workers = workers
         self._checks = tuple(checks)
+        # Runs right before the rename; raises once this daemon no longer leads (leadership.py).
+        self._guard = guard
+        # Files in processing/ whose record a worker has yet to write (see `registering`).
+        self._registering: set[Path] = set()
+        self._registering_lock = threading.Lock()
 
     def take(self, box: Box, candidate: Candidate) -> None:
-        """Claim a settled file into processing/ and have it recorded and queued."""
+        """Claim a settled file into processing/ and have it recorded and queued.
+
+        Raises LeadershipLost (from the guard) when this daemon may no longer move files.
+        """
+        self._guard()
         path = candidate.path
         name = box.config.name
         route = _route_of(box.layout.inbox, path)
@@ -106,12 +117,26 @@ class Claimer:
 
     def register_later(self, box: Box, claimed: Path, *, adopted: bool = False) -> None:
         """Record and queue a file now in processing/, on a worker (the digest reads it all)."""
-        self._workers.submit(
-            "register",
-            lambda: self.register(box, claimed, adopted=adopted),
-            dropbox=box.config.name,
-            file=claimed.name,
-        )
+        with self._registering_lock:
+            self._registering.add(claimed)
+
+        def register() -> None:
+            try:
+                self.register(box, claimed, adopted=adopted)
+            finally:
+                with self._registering_lock:
+                    self._registering.discard(claimed)
+
+        if not self._workers.submit(
+            "register", register, dropbox=box.config.name, file=claimed.name
+        ):  # stopping: the next start adopts it from processing/
+            with self._registering_lock:
+                self._registering.discard(claimed)
+
+    def registering(self) -> frozenset[Path]:
+        """Files in processing/ handed to a worker whose journal record is not written yet."""
+        with self._registering_lock:
+            return frozenset(self._registering)
 
     def register(self, box: Box, claimed: Path, *, adopted: bool = False) -> int:
         """Record a file now in processing/ in the journal and queue it; return its id.

@@ -45,6 +45,9 @@ class CutSettings:
                 "list_id": p.list_id,
                 "partition_name": p.partition_name,
                 "lookup_field": p.lookup_field,
+                "program_id": p.program_id,
+                "program_member_status": p.program_member_status,
+                "object_name": p.object_name,
                 "encoding": self.encoding,
                 "max_part_bytes": self.max_part_bytes,
             },
@@ -60,6 +63,10 @@ class CutSettings:
             list_id=data["list_id"],
             partition_name=data["partition_name"],
             lookup_field=data["lookup_field"],
+            # Absent from cuts recorded before program members and custom objects.
+            program_id=data.get("program_id"),
+            program_member_status=data.get("program_member_status"),
+            object_name=data.get("object_name"),
         )
         return cls(params, str(data["encoding"]), int(data["max_part_bytes"]))
 

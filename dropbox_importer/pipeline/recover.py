@@ -73,3 +73,30 @@ def recover(
                 # Claimed by a run that died before the journal recorded it: file_claimed
                 # (adopted=True) says so.
                 adopt(box, path)
+
+
+def adopt_strays(
+    journal: Journal,
+    box: Box,
+    adopt: Callable[[Box, Path], object],
+    *,
+    skip: Collection[Path] = (),
+) -> int:
+    """Adopt files in the box's processing/ that the journal does not know; return how many.
+
+    Run now and then by the leader of a shared journal: a leader that froze just past its last
+    check before a claim's rename, and woke after a standby took over, may have renamed one
+    file into processing/ that its fenced journal could not record. `skip` names this daemon's
+    own claims whose record a worker has yet to write (`Claimer.registering`), read before the
+    journal so that a record written meanwhile is found there.
+    """
+    pending = set(skip)
+    known = {Path(record.processing_path) for record in journal.unfinished(box.config.name)}
+    known |= pending
+    adopted = 0
+    for path in scan_inbox(box.layout.processing):
+        if path not in known and path.is_file() and not path.is_symlink():
+            log.warning("file_adopted", dropbox=box.config.name, file=path.name, late=True)
+            adopt(box, path)
+            adopted += 1
+    return adopted

@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -76,12 +77,15 @@ class Settler:
         boxes: Callable[[str], DropboxConfig],
         layouts: Callable[[str], DropboxLayout],
         clients: Callable[[str], MarketoClient],
+        guard: Callable[[], None] = lambda: None,
     ) -> None:
         self._journal = journal
         self._parts_root = parts_root
         self._boxes = boxes
         self._layouts = layouts
         self._clients = clients
+        # Runs before every move; raises once this daemon no longer leads (leadership.py).
+        self._guard = guard
 
     def settle(self, file_id: int, rejection: str | None) -> None:
         """Bring the file to its final place; safe to call again after a crash."""
@@ -101,6 +105,10 @@ class Settler:
             destination = record.destination_path
             outcome = "done" if _inside(destination, layout.done) else "failed"
             reason = record.reason
+            if not (staging / "result.json").exists() and record.processing_path.exists():
+                # Staged on another host, whose leadership this one took over (or in a state
+                # dir that was lost): stage again, to the outcome and place already recorded.
+                self._stage(record, reason if outcome == "failed" else None, layout, staging)
         finals = disk.result_paths(destination, self._format(record))
         # result.json is always written; the row files only when there were rows to report.
         moves = {staging / "result.json": finals.result_json}
@@ -108,7 +116,7 @@ class Settler:
             if (staging / name).exists():
                 moves[staging / name] = final
         try:
-            disk.settle(record.processing_path, destination, moves)
+            disk.settle(record.processing_path, destination, moves, before_move=self._guard)
         except FileVanished:
             # Removed by someone else while in flight: its result files still tell the
             # partner what happened; there is no original left to move.
@@ -173,7 +181,9 @@ class Settler:
         facts = load_prepared(self._parts_root / str(record.id))
         header = None if facts is None else facts.header
         if cut is not None and (parts or local):
-            self._stage_rows(record, cut, parts, local, staging, header)
+            # The key column as sent: the lookup field, email, or a custom object's dedupe field.
+            key = facts.lookup_field if facts is not None and facts.lookup_field else ""
+            self._stage_rows(record, cut, parts, local, staging, header, key)
         result = FileResult.build(
             record,
             parts,
@@ -204,16 +214,29 @@ class Settler:
         local: dict[int, str],
         staging: Path,
         header: HeaderMap | None,
+        key: str = "",
     ) -> None:
-        """Fetch Marketo's failures and warnings and merge them into the partner's files."""
+        """Fetch Marketo's failures and warnings and merge them into the partner's files.
+
+        `key` is the column Marketo's rows are first matched by (the lookup field when empty).
+        """
         client = self._clients(record.dropbox)
+        target = cut.params.target
         failures = [
-            self._fetch(client.download_failures, p, p.rows_failed, staging / f"failures-{p.index}")
+            self._fetch(
+                partial(client.download_failures, target=target),
+                p,
+                p.rows_failed,
+                staging / f"failures-{p.index}",
+            )
             for p in parts
         ]
         warnings = [
             self._fetch(
-                client.download_warnings, p, p.rows_with_warning, staging / f"warnings-{p.index}"
+                partial(client.download_warnings, target=target),
+                p,
+                p.rows_with_warning,
+                staging / f"warnings-{p.index}",
             )
             for p in parts
         ]
@@ -232,7 +255,7 @@ class Settler:
                     encoding=cut.encoding,
                     local_failures=extra,
                     sent=header.sent if header is not None and header.drops_columns else None,
-                    lookup=cut.params.lookup_field or "email",
+                    lookup=key or cut.params.lookup_field or "email",
                 )
 
     @staticmethod

@@ -15,13 +15,20 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
 
 from dropbox_importer.config import DropboxConfig
-from dropbox_importer.csvfile import Duplicates, FileRejected, Part, inspect_file, split_file
+from dropbox_importer.csvfile import (
+    Duplicates,
+    FileRejected,
+    KeyColumns,
+    Part,
+    inspect_file,
+    split_file,
+)
 from dropbox_importer.csvfile.header import (
     ColumnRules,
     Fate,
@@ -42,8 +49,17 @@ from dropbox_importer.marketo.errors import (
 from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.cut import CutSettings, differences
 from dropbox_importer.pipeline.fairness import FairQueue
-from dropbox_importer.pipeline.journal import Journal
-from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
+from dropbox_importer.pipeline.journal import Fenced, Journal
+from dropbox_importer.pipeline.preflight import (
+    EMPTY_KEY_REASONS,
+    EMPTY_LOOKUP,
+    Catalog,
+    PreflightError,
+    check_header,
+    check_targets,
+    key_columns,
+    mapping_fields,
+)
 from dropbox_importer.pipeline.prepared import save_prepared
 from dropbox_importer.pipeline.reasons import (
     CHANGED,
@@ -62,6 +78,7 @@ log = structlog.get_logger(__name__)
 # Kept importable from here: the one-shot import and older callers use these names.
 __all__ = [
     "CHANGED",
+    "EMPTY_KEY_REASONS",
     "EMPTY_LOOKUP",
     "OPERATOR_RETRY_SECONDS",
     "VANISHED",
@@ -76,9 +93,6 @@ __all__ = [
     "routed",
 ]
 
-# The reason of a row failed locally because its lookup value is empty.
-EMPTY_LOOKUP = "lookup field is empty"
-
 # How long a file waits before another try when the instance refuses our credentials.
 OPERATOR_RETRY_SECONDS = 60.0
 
@@ -87,6 +101,7 @@ OPERATOR_RETRY_SECONDS = 60.0
 class Cut:
     """A checked file cut into parts: the parts, rows failed locally, its mapped header."""
 
+    params: ImportParams  # what to send: the route's, a status in Marketo's spelling
     parts: list[Part]
     local_failures: dict[int, str]  # original line -> reason
     header: HeaderMap | None  # None when the file had no readable header to map
@@ -105,22 +120,29 @@ class Prepared:
 
 
 def map_columns(
-    path: Path, params: ImportParams, rules: ColumnRules, encoding: str, catalog: Catalog | None
+    path: Path,
+    params: ImportParams,
+    rules: ColumnRules,
+    encoding: str,
+    catalog: Catalog | None,
+    keys: KeyColumns,
 ) -> HeaderMap | None:
-    """The file's header mapped to lead fields (describe's, with a catalog); None if no header.
+    """The file's header mapped to the import kind's fields (its describe's, with a catalog).
 
-    Raises FileRejected for a header that can't be mapped (ambiguous, duplicate or denied
-    columns); RequestRejected when Marketo refuses describe.
+    None if the file has no header. Raises FileRejected for a header that can't be mapped
+    (ambiguous, duplicate or denied columns); RequestRejected when Marketo refuses describe.
     """
     names = read_header(path, params.format, encoding)
     if names is None:
         return None  # inspect_file says what is wrong with the file
-    fields = None if catalog is None else catalog.fields()
-    header = map_header(names, fields, rules, lookup=params.lookup_field or "email")
+    fields = None if catalog is None else mapping_fields(params, catalog)
+    # A key column (the lookup field, email, a dedupe field) is always allowed.
+    lookup = keys.names[0] if keys.names else ""
+    header = map_header(names, fields, rules, lookup=lookup)
     if catalog is not None and header.of(Fate.UNKNOWN):
         # Perhaps created since describe was last asked: ask again if that was a while ago.
         header = map_header(
-            names, catalog.fields(missing=True), rules, lookup=params.lookup_field or "email"
+            names, mapping_fields(params, catalog, missing=True), rules, lookup=lookup
         )
     refuse_unmappable(header, rules)
     return header
@@ -136,8 +158,9 @@ def check_and_cut(
 ) -> Cut:
     """Check a file (with a catalog, against Marketo too); cut it into parts in `parts_dir`.
 
-    `rules` are the route's column rules. Returns the parts, the rows failed locally and the
-    mapped header; Rejected says why not.
+    `rules` are the route's column rules. Returns the parameters to send (a program member
+    status in Marketo's spelling), the parts, the rows failed locally and the mapped header;
+    Rejected says why not.
     """
     settings = CutSettings(params, box.encoding, box.max_part_bytes)
     return cut_file(path, settings, parts_dir, catalog, rules)
@@ -153,28 +176,26 @@ def cut_file(
     """`check_and_cut` with the settings' own parameters, encoding and size limit."""
     params = settings.params
     try:
-        header = map_columns(path, params, rules, settings.encoding, catalog)
+        keys = key_columns(params, catalog)
+        header = map_columns(path, params, rules, settings.encoding, catalog, keys)
         inspection = inspect_file(
             path,
             params.format,
             encoding=settings.encoding,
-            lookup_field=params.lookup_field,
             names=None if header is None else header.lookup_names,
+            keys=keys,
         )
         if catalog is not None and header is not None:
             check_header(header, params, catalog)
         if catalog is not None:
-            check_targets(params, catalog)
+            params = check_targets(params, catalog)
     except (FileRejected, PreflightError) as exc:
         raise Rejected(str(exc)) from exc
     except RequestRejected as exc:
         raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
-    local = {line: EMPTY_LOOKUP for line in inspection.empty_lookup_lines}
+    local = dict.fromkeys(inspection.empty_lookup_lines, keys.empty)
     if local and len(local) >= inspection.rows:
-        raise Rejected(
-            f"every row has an empty '{params.lookup_field or 'email'}' (the lookup field); "
-            "fill it in and drop the file again"
-        )
+        raise Rejected(f"every row has an empty {keys.every}; fill it in and drop the file again")
     local.update(inspection.bad_email_lines)
     if len(local) >= inspection.rows:
         line, reason = min(inspection.bad_email_lines.items())
@@ -198,7 +219,7 @@ def cut_file(
         keep=header.sent if header is not None and header.drops_columns else None,
     )
     save_prepared(parts_dir, header, inspection.duplicates, inspection.lookup_field)
-    return Cut(parts, local, header, inspection.duplicates, inspection.lookup_field)
+    return Cut(params, parts, local, header, inspection.duplicates, inspection.lookup_field)
 
 
 def prepare(
@@ -222,7 +243,8 @@ def prepare(
         raise Rejected(unreadable_reason(exc)) from exc
     if not same:
         raise Rejected(CHANGED)
-    return Prepared(settings.params, cut.parts, cut.local_failures, settings)
+    # What is sent, and recorded with the cut, has Marketo's spelling of a status.
+    return Prepared(cut.params, cut.parts, cut.local_failures, replace(settings, params=cut.params))
 
 
 def refused(exc: MarketoError) -> str:
@@ -309,7 +331,7 @@ class Submitter:
                 continue
             try:
                 self.submit(file_id)
-            except Stopped:
+            except (Stopped, Fenced):  # stopping, or no longer the journal's leader
                 return
             except Exception:  # never let one file stop the instance's submissions
                 log.exception("submit_crashed", file_id=file_id, instance=self.name)
@@ -500,7 +522,13 @@ class Submitter:
                 self._refuse(file_id, exc)
                 return
             self._journal.record_batch(file_id, part.index, batch_id)
-            bound.info("batch_created", batch_id=batch_id, part=part.index, rows=part.rows)
+            bound.info(
+                "batch_created",
+                batch_id=batch_id,
+                part=part.index,
+                rows=part.rows,
+                kind=prepared.params.kind.value,
+            )
             self._on_submitted(file_id, batch_id, part.rows, self.name)
         # Atomic with the check that every part has a batch: one lost meanwhile is sent again.
         if not self._journal.finish_submitting(file_id):

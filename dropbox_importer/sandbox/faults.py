@@ -87,9 +87,9 @@ class FaultInjector:
         """The codes a coded fault is drawn from."""
         return self._settings.codes or self._default_codes
 
-    def batch_fails(self) -> bool:
-        """Whether a newly created batch is doomed to end `Failed`."""
-        if not self.applies("create"):
+    def batch_fails(self, endpoint: str = "create") -> bool:
+        """Whether a batch newly created on this endpoint is doomed to end `Failed`."""
+        if not self.applies(endpoint):
             return False
         with self._lock:
             rate = self._settings.failed_batch_rate
