@@ -203,6 +203,7 @@ class Daemon:
             box_config.settle_seconds,
             ignore=box_config.ignore,
             marker=None if box_config.ready_marker == "none" else box_config.ready_marker,
+            dropbox=box_config.name,
         )
         mode = choose_mode(box_config.watch, box_config.root)
         watcher = InboxWatcher(

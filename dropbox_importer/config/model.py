@@ -113,7 +113,7 @@ class DropboxConfig:
     rescan_seconds: float = 60.0
     settle_seconds: float = 5.0
     ready_marker: str = "none"  # none | done | ok
-    ignore: tuple[str, ...] = ("*.part", "*.filepart", "*.tmp", "~*")
+    ignore: tuple[str, ...] = ()  # added to ready.BUILTIN_IGNORE
     encoding: str = "utf-8"
     partial_failure: str = "done"  # done | failed
     max_part_bytes: int = 9_500_000

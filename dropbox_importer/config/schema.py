@@ -257,7 +257,7 @@ DROPBOX = Section(
             choice("none", "done", "ok"), "none", "wait for <file>.done / <file>.ok instead"
         ),
         "ignore": Option(
-            text_list, ("*.part", "*.filepart", "*.tmp", "~*"), "name patterns never imported"
+            text_list, (), "name patterns never imported, besides the built-in temporary names"
         ),
         "encoding": Option(encoding_name, "utf-8", "encoding of partner files"),
         "partial_failure": Option(

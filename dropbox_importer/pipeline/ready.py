@@ -3,7 +3,9 @@
 An SFTP or SMB upload gives no reliable "done" signal: clients write in place, write under a
 temporary name and rename, or pause mid-way. So a file is ready only once its size and mtime
 have not moved for `settle_seconds` (or, where partners agreed to it, once `<file>.done` or
-`<file>.ok` exists). Pure bookkeeping over stat results; the caller supplies the clock.
+`<file>.ok` exists). Temporary and system names (uploads in progress, lock files, desktop
+files) are never tracked: they are logged once and left where they are. Bookkeeping over stat
+results; the caller supplies the clock.
 """
 
 from __future__ import annotations
@@ -16,15 +18,58 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_IGNORE = ("*.part", "*.filepart", "*.tmp", "~*")
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# Names that are never a partner's finished lead file, always ignored (the drop box's `ignore`
+# setting adds to them). Each comes with what it is, for the one log line an ignored file gets.
+# Matched without regard to case: Windows and macOS clients write these names in any case.
+BUILTIN_IGNORE: tuple[tuple[str, str], ...] = (
+    (
+        ".*",
+        "a hidden file (dotfile): system files and upload temporaries such as .DS_Store, "
+        "._leads.csv, .~lock.leads.csv#",
+    ),
+    ("*.part", "an upload in progress (*.part)"),
+    ("*.filepart", "an upload in progress (WinSCP's *.filepart)"),
+    ("*.partial", "an upload in progress (rclone's *.partial)"),
+    ("*.crdownload", "a download in progress (Chrome's *.crdownload)"),
+    ("*.download", "a download in progress (Safari's *.download)"),
+    ("*.tmp", "a temporary file (*.tmp)"),
+    ("*.temp", "a temporary file (*.temp)"),
+    ("~*", "an Office lock or temporary file (~$leads.xlsx, ~*)"),
+    ("*~", "an editor's backup copy (*~)"),
+    ("#*#", "an editor's autosave file (#*#)"),
+    ("*.swp", "a vim swap file (*.swp)"),
+    ("*.swo", "a vim swap file (*.swo)"),
+    ("*.swx", "a vim swap file (*.swx)"),
+    ("desktop.ini", "a Windows folder settings file (desktop.ini)"),
+    ("thumbs.db", "a Windows thumbnail cache (Thumbs.db)"),
+    ("ehthumbs.db", "a Windows thumbnail cache (ehthumbs.db)"),
+    ("icon\r", "a macOS folder icon file (Icon)"),
+)
+DEFAULT_IGNORE = tuple(pattern for pattern, _ in BUILTIN_IGNORE)
+# How many ignored paths are remembered so that each is logged once.
+IGNORED_REMEMBERED = 10_000
 MARKER_SUFFIXES = {"done": ".done", "ok": ".ok"}
 
 
-def is_ignored(name: str, patterns: Sequence[str]) -> bool:
-    """True for dotfiles and names that match an upload-in-progress pattern."""
-    if name.startswith("."):
-        return True
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+def ignored_because(name: str, patterns: Sequence[str] = ()) -> str | None:
+    """Why `name` is never imported (a built-in or configured pattern), or None if it may be."""
+    folded = name.lower()
+    for pattern, what in BUILTIN_IGNORE:
+        if fnmatch.fnmatchcase(folded, pattern):
+            return what
+    for pattern in patterns:
+        if fnmatch.fnmatchcase(name, pattern):
+            return f"its name matches the drop box's ignore pattern {pattern!r}"
+    return None
+
+
+def is_ignored(name: str, patterns: Sequence[str] = ()) -> bool:
+    """True for the built-in temporary and system names and names matching `patterns`."""
+    return ignored_because(name, patterns) is not None
 
 
 @dataclass
@@ -51,12 +96,16 @@ class ReadinessTracker:
         self,
         settle_seconds: float,
         *,
-        ignore: Sequence[str] = DEFAULT_IGNORE,
+        ignore: Sequence[str] = (),
         marker: str | None = None,
         lstat: Callable[[Path], os.stat_result] = os.lstat,
+        dropbox: str = "",
     ) -> None:
         self.settle_seconds = settle_seconds
         self.ignore = tuple(ignore)
+        self._log = log.bind(dropbox=dropbox) if dropbox else log
+        # Paths already logged as ignored, oldest first; bounded, as temporary names are unique.
+        self._ignored: dict[Path, None] = {}
         self.marker_suffix = MARKER_SUFFIXES[marker] if marker else None
         self._lstat = lstat
         self._lock = threading.Lock()
@@ -67,10 +116,22 @@ class ReadinessTracker:
         """Record that `path` may have changed (thread-safe; called by watcher threads)."""
         if self.marker_suffix and path.name.endswith(self.marker_suffix):
             path = path.with_name(path.name[: -len(self.marker_suffix)])
-        if is_ignored(path.name, self.ignore):
+        reason = ignored_because(path.name, self.ignore)
+        if reason is not None:
+            self._ignored_once(path, reason)
             return
         with self._lock:
             self._pending.add(path)
+
+    def _ignored_once(self, path: Path, reason: str) -> None:
+        """Log an ignored name the first time it is seen; it is left where it is."""
+        with self._lock:
+            if path in self._ignored:
+                return
+            self._ignored[path] = None
+            if len(self._ignored) > IGNORED_REMEMBERED:
+                del self._ignored[next(iter(self._ignored))]
+        self._log.info("file_ignored", file=str(path), reason=reason)
 
     def note_all(self, paths: Iterable[Path]) -> None:
         """Record many paths at once (a rescan)."""

@@ -261,6 +261,35 @@ def slow_preflight() -> dict[str, Any]:
     return {"faults": FaultSettings(latency_seconds=2.0, latency_rate=1.0, endpoints=("describe",))}
 
 
+def test_temporary_and_system_files_are_left_in_place_and_logged_once(
+    tmp_path: Path, start_box: Callable[..., Box]
+) -> None:
+    box = start_box()
+    leftovers = {
+        "desktop.ini": "[.ShellClassInfo]\nIconResource=C:\\icon.ico\n",
+        "Thumbs.db": "\0\0binary",
+        "~$leads.xlsx": "owner",
+        "leads.csv.a1b2c3.partial": "email\npartial@example.com\n",  # rclone, mid-upload
+    }
+    for name, text in leftovers.items():
+        (box.inbox / name).write_text(text)
+    wait_for(
+        lambda: len(box.events("file_ignored")) >= len(leftovers), what="every leftover logged"
+    )
+    # rclone's final rename of the same upload is imported, once.
+    (box.inbox / "leads.csv.a1b2c3.partial").rename(box.inbox / "leads.csv")
+    wait_for((box.root / "done" / "csv" / "leads.csv").exists, what="leads.csv in done/")
+    box.assert_still_imports()  # and a rescan (every 0.5 s here) has passed meanwhile
+    for name, text in leftovers.items():
+        if name.endswith(".partial"):
+            continue
+        assert (box.inbox / name).read_text() == text, name  # left in place, untouched
+    logged = [Path(e["file"]).name for e in box.events("file_ignored")]
+    assert sorted(n for n in logged if not n.startswith(".")) == sorted(leftovers)
+    assert not originals_under(box.root / "failed")
+    assert "partial@example.com" in box.leads()
+
+
 def test_a_file_deleted_before_it_settles_is_forgotten(
     tmp_path: Path, start_box: Callable[..., Box]
 ) -> None:

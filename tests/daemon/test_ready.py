@@ -3,14 +3,60 @@
 import os
 from pathlib import Path
 
-from dropbox_importer.pipeline.ready import ReadinessTracker, is_ignored
+import pytest
+import structlog
+
+from dropbox_importer.pipeline.ready import ReadinessTracker, ignored_because, is_ignored
+
+BUILT_IN_IGNORED = (
+    ".leads.csv",
+    "leads.csv.part",
+    "leads.csv.filepart",
+    "leads.csv.a1b2c3.partial",  # rclone
+    "x.tmp",
+    "~$leads.xlsx",  # Office lock file
+    ".~lock.leads.csv#",  # LibreOffice lock file
+    "._leads.csv",  # macOS resource fork on a foreign filesystem
+    ".DS_Store",
+    ".leads.csv.swp",
+    "leads.csv.swp",
+    "leads.csv~",
+    "desktop.ini",
+    "Desktop.INI",  # Windows writes these in any case
+    "Thumbs.db",
+    "leads.csv.crdownload",
+)
 
 
-def test_temporary_upload_names_and_dotfiles_are_ignored() -> None:
-    patterns = ("*.part", "*.filepart", "*.tmp", "~*")
-    for name in (".leads.csv", "leads.csv.part", "leads.csv.filepart", "x.tmp", "~lock.csv"):
-        assert is_ignored(name, patterns), name
-    assert not is_ignored("leads.csv", patterns)
+@pytest.mark.parametrize("name", BUILT_IN_IGNORED)
+def test_temporary_and_system_names_are_ignored_without_any_setting(name: str) -> None:
+    assert is_ignored(name), name
+    assert ignored_because(name)
+
+
+@pytest.mark.parametrize("name", ["leads.csv", "LEADS.CSV", "leads.tsv", "partial.csv", "db.csv"])
+def test_ordinary_lead_file_names_are_not_ignored(name: str) -> None:
+    assert not is_ignored(name, ("*.bak",))
+
+
+def test_configured_patterns_add_to_the_built_in_ones() -> None:
+    assert is_ignored("leads.csv.bak", ("*.bak",))
+    assert "'*.bak'" in (ignored_because("leads.csv.bak", ("*.bak",)) or "")
+    assert is_ignored("leads.csv.partial", ("*.bak",))  # the built-ins still apply
+
+
+def test_an_ignored_file_is_logged_once_and_never_tracked(tmp_path: Path) -> None:
+    tracker = ReadinessTracker(settle_seconds=0, dropbox="acme")
+    partial = tmp_path / "leads.csv.a1b2c3.partial"
+    partial.write_text("email\n")
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):  # events and rescans see it again and again
+            tracker.note(partial)
+    assert tracker.due(now=10.0) == []
+    assert tracker.waiting == 0
+    assert partial.exists()
+    [event] = [e for e in logs if e["event"] == "file_ignored"]
+    assert event["dropbox"] == "acme" and "rclone" in event["reason"]
 
 
 def test_file_is_ready_only_after_staying_still_for_the_settle_time(tmp_path: Path) -> None:
