@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from types import FrameType
 
@@ -30,6 +31,7 @@ from dropbox_importer.dropbox.layout import (
 )
 from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.dropbox.routes import route_label
+from dropbox_importer.dropbox.writers import StillOpen, WriterCheck, lease_support
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.observe.hub import Observers
@@ -39,10 +41,17 @@ from dropbox_importer.pipeline.lock import StateDirLock
 from dropbox_importer.pipeline.poll import PollBand, Poller
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.ready import Candidate, ReadinessTracker
+from dropbox_importer.pipeline.rounds import Rounds
 from dropbox_importer.pipeline.settle import Settler
 from dropbox_importer.pipeline.states import FileState
-from dropbox_importer.pipeline.submit import Submitter
-from dropbox_importer.pipeline.watch import InboxWatcher, choose_mode, scan_inbox
+from dropbox_importer.pipeline.submit import FileChanged, Submitter
+from dropbox_importer.pipeline.watch import (
+    NETWORK_FILESYSTEMS,
+    InboxWatcher,
+    choose_mode,
+    filesystem_type,
+    scan_inbox,
+)
 from dropbox_importer.sandbox import Sandbox, SandboxSettings
 
 log = structlog.get_logger(__name__)
@@ -73,8 +82,10 @@ class Box:
     layout: DropboxLayout
     tracker: ReadinessTracker
     watcher: InboxWatcher
+    writers: WriterCheck
     next_rescan: float = 0.0
     set_aside: set[tuple[Path, int]] = field(default_factory=set)
+    still_open: set[tuple[Path, int]] = field(default_factory=set)
 
 
 class Daemon:
@@ -88,6 +99,7 @@ class Daemon:
         self.boxes: dict[str, Box] = {}
         self.journal: Journal | None = None
         self.settler: Settler | None = None
+        self.rounds: Rounds | None = None
         self._settle_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="settle")
         self._batch_files: dict[int, int] = {}  # batch id -> file id, for the poller's callbacks
         self._settling: set[int] = set()
@@ -116,6 +128,12 @@ class Daemon:
                 boxes=self._box_config,
                 layouts=lambda name: self.boxes[name].layout,
                 clients=self._client_for,
+            )
+            self.rounds = Rounds(
+                self.journal,
+                boxes=self.boxes.get,
+                requeue=self._requeue,
+                settle=self._hand_to_settler,
             )
             self._start_boxes()
             self._recover()
@@ -182,6 +200,7 @@ class Daemon:
                 on_rejected=self._on_rejected,
                 on_all_submitted=self._settle_if_finished,
                 stop=self.stop_event,
+                on_changed=self._on_changed,
             )
             self.instances[name] = Instance(
                 instance_config, client, queue, poller, submitter, sandbox
@@ -199,11 +218,16 @@ class Daemon:
     def _make_box(self, box_config: DropboxConfig) -> Box:
         layout = DropboxLayout(box_config.root)
         layout.ensure()
+        writers = writer_check(box_config, layout)
         tracker = ReadinessTracker(
             box_config.settle_seconds,
             ignore=box_config.ignore,
             marker=None if box_config.ready_marker == "none" else box_config.ready_marker,
             dropbox=box_config.name,
+            close_quiet_seconds=box_config.close_quiet_seconds,
+            empty_seconds=box_config.empty_file_seconds,
+            unterminated_seconds=box_config.unterminated_settle_seconds,
+            writers_visible=writers.visible,
         )
         mode = choose_mode(box_config.watch, box_config.root)
         watcher = InboxWatcher(
@@ -212,7 +236,7 @@ class Daemon:
             tracker.note,
             polling_interval=box_config.polling_interval_seconds,
         )
-        return Box(box_config, layout, tracker, watcher)
+        return Box(box_config, layout, tracker, watcher, writers)
 
     def _shutdown(self) -> None:
         systemd.stopping()
@@ -262,6 +286,8 @@ class Daemon:
                 self.reload_requested.clear()
                 self._reload()
             self._retry_settles(now)
+            if self.rounds is not None:
+                self.rounds.tick(now)
             if self.observers is not None:
                 self.observers.tick(now, {n: b.layout for n, b in self.boxes.items()})
             if interval is not None and now >= next_ping:
@@ -300,7 +326,14 @@ class Daemon:
         assert self.journal is not None
         bound = log.bind(dropbox=box.config.name, file=str(candidate.path))
         try:
-            claimed = claim(box.layout, candidate.path)
+            claimed = claim(box.layout, candidate.path, check_writers=box.writers.on)
+        except StillOpen:
+            box.tracker.defer(candidate.path, time.monotonic())
+            key = (candidate.path, _inode(candidate.path))
+            if key not in box.still_open:
+                box.still_open.add(key)
+                bound.info("file_open_for_writing", reason="a process still writes it: waiting")
+            return
         except NotARegularFile as exc:
             box.tracker.forget(candidate.path)
             key = (candidate.path, _inode(candidate.path))
@@ -315,15 +348,17 @@ class Daemon:
             bound.error("claim_failed", error=str(exc))
             return
         box.tracker.forget(candidate.path)
+        box.still_open.discard((candidate.path, _inode(claimed)))
         if candidate.marker is not None:
             with contextlib.suppress(OSError):
                 candidate.marker.unlink()
-        self._register(box, claimed)
+        self._register(box, claimed, candidate.seen_at)
 
-    def _register(self, box: Box, claimed: Path) -> int:
+    def _register(self, box: Box, claimed: Path, seen_at: datetime | None = None) -> int:
         assert self.journal is not None
         route = route_label(PurePosixPath(claimed.parent.relative_to(box.layout.processing)))
         size, sha256 = file_digest(claimed)
+        modified = datetime.fromtimestamp(claimed.stat().st_mtime, UTC)
         inbox_path = box.layout.inbox / route / claimed.name
         file_id = self.journal.record_claim(
             box.config.name,
@@ -333,6 +368,8 @@ class Daemon:
             claimed,
             size,
             sha256,
+            seen_at=seen_at,
+            modified_at=modified,
         )
         log.info(
             "file_claimed",
@@ -355,6 +392,14 @@ class Daemon:
 
     def _on_rejected(self, file_id: int, reason: str) -> None:
         self._hand_to_settler(file_id, reason)
+
+    def _on_changed(self, file_id: int, where: str) -> None:
+        assert self.rounds is not None
+        self.rounds.changed(file_id, where)
+
+    def _requeue(self, dropbox: str, file_id: int) -> None:
+        """A file's next round: back into its instance's queue."""
+        self.instances[self.config.dropboxes[dropbox].instance].queue.put(dropbox, file_id)
 
     def _hand_to_settler(self, file_id: int, rejection: str | None) -> None:
         with self._lock:
@@ -414,6 +459,12 @@ class Daemon:
         assert self.settler is not None and self.journal is not None
         try:
             self.settler.settle(file_id, rejection)
+        except FileChanged:
+            with self._lock:
+                self._settling.discard(file_id)
+                self._settle_retries.pop(file_id, None)
+            self._on_changed(file_id, "in processing/ before it settled")
+            return
         except Exception as exc:
             # A read-only or full done/, a download that failed: the file waits in
             # processing/ (or SETTLING, its destination recorded) and is tried again.
@@ -432,8 +483,13 @@ class Daemon:
             return
         with self._lock:
             self._settle_retries.pop(file_id, None)
+            # Settled, it may be reopened (a late write) and settle again in a later round.
+            self._settling.discard(file_id)
+        record = self.journal.get(file_id)
+        if self.rounds is not None:
+            self.rounds.settled(record)
         if self.observers is not None:
-            self.observers.file_settled(self.journal.get(file_id))
+            self.observers.file_settled(record)
 
     # -- recovery and reload --------------------------------------------------------------
 
@@ -463,6 +519,8 @@ class Daemon:
                 instance.poller.follow(part.batch_id, part.rows, first_delay=0)
             if record.state in (FileState.CLAIMED, FileState.SUBMITTING):
                 instance.queue.put(record.dropbox, record.id)
+            elif record.state is FileState.CHANGED:
+                pass  # waits for its writer again: rounds.recover()
             elif not pending_batches:
                 self._settle_if_finished(record.id)
         for box in self.boxes.values():
@@ -471,6 +529,9 @@ class Daemon:
                     # Claimed by a run that died before the journal recorded it.
                     log.info("file_adopted", dropbox=box.config.name, file=path.name)
                     self._register(box, path)
+        if self.rounds is not None:
+            watch = max((b.config.settled_watch_seconds for b in self.boxes.values()), default=0)
+            self.rounds.recover(watch)
 
     def _reload(self) -> None:
         """Apply a changed config for drop boxes; keep the old one when the new is invalid."""
@@ -536,8 +597,37 @@ def _changes_files_in_flight(old: DropboxConfig, new: DropboxConfig | None) -> b
     """True if `new` would handle the files `old` has in flight differently (or drop them)."""
     if new is None:
         return True
-    keys = ("instance", "root", "routes", "defaults", "encoding", "max_part_bytes")
+    keys = (
+        "instance",
+        "root",
+        "routes",
+        "defaults",
+        "encoding",
+        "encoding_candidates",
+        "max_part_bytes",
+    )
     return any(getattr(old, key) != getattr(new, key) for key in keys)
+
+
+def writer_check(box: DropboxConfig, layout: DropboxLayout) -> WriterCheck:
+    """Whether claims in this drop box prove, with a lease, that no process still writes a file.
+
+    Off when configured so, on network shares (their writers are on other hosts, unseen by a
+    lease here), and where the filesystem has no leases; logged once either way.
+    """
+    fs = filesystem_type(box.root)
+    if box.writer_check == "off":
+        why: str | None = "writer_check: off"
+    elif fs in NETWORK_FILESYSTEMS:
+        why = f"a network share ({fs}): writers on other hosts cannot be seen"
+    else:
+        why = lease_support(layout.processing)
+    check = WriterCheck(box.name, why)
+    if why is None:
+        log.info("writer_check", dropbox=box.name, check="lease")
+    else:
+        log.warning("writer_check", dropbox=box.name, check="settle time only", reason=why)
+    return check
 
 
 def _inode(path: Path) -> int:

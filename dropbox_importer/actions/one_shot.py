@@ -25,7 +25,7 @@ from typing import TextIO
 from dropbox_importer import logs
 from dropbox_importer.actions.check import open_client
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, load_config
-from dropbox_importer.csvfile import Part, write_results
+from dropbox_importer.csvfile import Inspection, Part, write_results
 from dropbox_importer.dropbox.layout import result_paths, unique_path
 from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
 from dropbox_importer.marketo.client import MarketoClient
@@ -33,7 +33,7 @@ from dropbox_importer.marketo.errors import MarketoError
 from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportParams
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.settle import FAILURE_REASON, WARNING_REASON
-from dropbox_importer.pipeline.submit import Rejected, check_and_cut
+from dropbox_importer.pipeline.submit import Cut, Rejected, check_and_cut
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -81,12 +81,30 @@ def resolve_params(box: DropboxConfig, route: str, file: Path) -> ImportParams:
 
 def prepare_parts(
     file: Path, params: ImportParams, box: DropboxConfig, catalog: Catalog | None, out: Path
-) -> tuple[list[Part], dict[int, str]]:
+) -> Cut:
     """Check the file (and, with a catalog, its header and targets); cut it into parts."""
     try:
         return check_and_cut(file, params, box, out, catalog)
     except Rejected as exc:
         raise Refused(exc.reason) from exc
+
+
+def describe_reading(inspection: Inspection) -> list[str]:
+    """What was changed on the way to Marketo, one line each: encoding, blank rows, columns."""
+    lines = []
+    if inspection.converted or inspection.encoding_by != "utf-8":
+        how = {"bom": "its byte-order mark", "declared": "the drop box's encoding"}
+        by = how.get(inspection.encoding_by, "detection among the drop box's candidates")
+        lines.append(
+            f"read as {inspection.encoding} (by {by})"
+            + (", sent as UTF-8" if inspection.converted else "")
+        )
+    if inspection.blank_lines:
+        lines.append(f"{len(inspection.blank_lines)} blank row(s) skipped")
+    if inspection.ignored_columns:
+        columns = ", ".join(str(c) for c in inspection.ignored_columns)
+        lines.append(f"unnamed empty column(s) {columns} left out")
+    return lines
 
 
 class Progress:
@@ -153,7 +171,7 @@ def write_row_files(
     client: MarketoClient,
     file: Path,
     params: ImportParams,
-    box: DropboxConfig,
+    encoding: str,
     parts: list[Part],
     statuses: list[BatchStatus],
     local: dict[int, str],
@@ -181,7 +199,7 @@ def write_row_files(
         destination = unique_path(final, os.path.lexists)
         rows = write_results(
             parts, fetched, destination, original=file, fmt=params.format,
-            reason_column=column, encoding=box.encoding, local_failures=extra,
+            reason_column=column, encoding=encoding, local_failures=extra,
         )  # fmt: skip
         if rows:
             written.append(destination)
@@ -196,14 +214,19 @@ def import_file(
     with open_client(instance) as client, tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         catalog = Catalog(client) if box.preflight else None
-        parts, local = prepare_parts(file, params, box, catalog, scratch / "parts")
+        cut = prepare_parts(file, params, box, catalog, scratch / "parts")
+        parts, local = cut.parts, cut.local_failures
         rows = sum(p.rows for p in parts)
         shown = " ".join(f"{key}={value}" for key, value in params.query().items())
         out.write(f"{file.name}: {rows} row(s) in {len(parts)} part(s), {shown}\n")
+        for line in describe_reading(cut.inspection):
+            out.write(line + "\n")
         if local:
             out.write(f"{len(local)} row(s) left out: their lookup field is empty\n")
         statuses = run_batches(client, parts, params, instance.poll_min_seconds, out)
-        written = write_row_files(client, file, params, box, parts, statuses, local, scratch)
+        written = write_row_files(
+            client, file, params, cut.inspection.encoding, parts, statuses, local, scratch
+        )
     for status in statuses:
         if status.status is BatchState.FAILED or status.message:
             out.write(f"batch {status.batch_id} {status.status.value}: {status.message}\n")

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from dropbox_importer.csvfile.source import Source, is_blank, iter_lines, open_source
+from dropbox_importer.csvfile.source import Source, iter_lines, open_source
 from dropbox_importer.csvfile.split import Part
 from dropbox_importer.marketo.models import ImportFormat
 
@@ -36,8 +36,8 @@ def original_rows(src: Source, fmt: ImportFormat) -> Iterator[Row]:
         start, previous = previous + 1, reader.line_num
         if start == 1:
             continue
-        if previous == start and is_blank(fmt.delimiter.join(fields)):
-            continue  # the splitter never sends blank lines
+        if not any(value.strip() for value in fields):
+            continue  # blank rows (delimiters alone too) are never sent
         yield start, fields
 
 

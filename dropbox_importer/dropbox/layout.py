@@ -28,6 +28,7 @@ from typing import Literal
 
 import structlog
 
+from dropbox_importer.dropbox import writers
 from dropbox_importer.marketo.models import ImportFormat
 
 log = structlog.get_logger(__name__)
@@ -212,8 +213,12 @@ def _check_inside(layout: DropboxLayout, path: Path) -> None:
         folder = folder.parent
 
 
-def claim(layout: DropboxLayout, inbox_file: Path) -> Path:
-    """Move a ready inbox file into processing/ under the same route path; return its new path."""
+def claim(layout: DropboxLayout, inbox_file: Path, *, check_writers: bool = True) -> Path:
+    """Move a ready inbox file into processing/ under the same route path; return its new path.
+
+    With `check_writers`, a read lease held across the rename proves no process has the file
+    open for writing (StillOpen otherwise: the file stays in inbox/); see dropbox.writers.
+    """
     route = inbox_file.parent.relative_to(layout.inbox)
     _check_inside(layout, inbox_file)
     before = _check_regular(inbox_file)
@@ -224,9 +229,15 @@ def claim(layout: DropboxLayout, inbox_file: Path) -> Path:
     # cannot race another claimer.
     target = unique_path(folder / inbox_file.name, os.path.lexists)
     try:
-        inbox_file.rename(target)
+        with writers.lease(inbox_file) if check_writers else contextlib.nullcontext() as held:
+            inbox_file.rename(target)
+            writer_came = held is not None and held.broken()
     except FileNotFoundError:
         raise FileVanished(f"{inbox_file} disappeared before it could be claimed") from None
+    if writer_came:
+        # A writer opened it while we held the lease: its open went through once we let go.
+        target.rename(unique_path(inbox_file, os.path.lexists))
+        raise writers.StillOpen(f"{inbox_file} was opened for writing while being claimed")
     after = os.lstat(target)
     if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
         # The writer swapped the entry between our check and the rename: hand it back untouched.

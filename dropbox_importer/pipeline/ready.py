@@ -16,6 +16,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -72,25 +73,65 @@ def is_ignored(name: str, patterns: Sequence[str] = ()) -> bool:
     return ignored_because(name, patterns) is not None
 
 
+# Line ends a finished file's last line may close with (UTF-16: a line feed and its NUL).
+_LINE_ENDS = (b"\n", b"\r", b"\n\x00", b"\r\x00", b"\x00\n", b"\x00\r")
+
+
+def ends_with_line_end(path: Path) -> bool:
+    """True if the file's last bytes are a line end (False for an empty or unreadable file)."""
+    try:
+        with path.open("rb") as stream:
+            stream.seek(0, os.SEEK_END)
+            size = stream.tell()
+            stream.seek(max(size - 2, 0))
+            tail = stream.read(2)
+    except OSError:
+        return False
+    return tail.endswith(_LINE_ENDS)
+
+
 @dataclass
 class _Seen:
     size: int
     mtime_ns: int
     inode: int
-    still_since: float
+    still_since: float  # monotonic time of the last change seen
+    first_seen: float  # monotonic
+    seen_at: datetime  # wall clock, for the result's `dropped`
+    closed_at: float | None = None  # when its writer closed it, if it has not changed since
+    close_pending: bool = False  # a close (or rename into place) noted, not yet applied
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A path that is ready to be claimed, or that is no regular file and must be set aside."""
+    """A path that is ready to be claimed, or that is no regular file and must be set aside.
+
+    `closed`: its local writer was seen closing it (or renaming it into place) after its last
+    change; `seen_at`: when the daemon first saw it.
+    """
 
     path: Path
     regular: bool
     marker: Path | None = None
+    seen_at: datetime | None = None
+    closed: bool = False
+
+
+def _always(_st: os.stat_result) -> bool:
+    return True
 
 
 class ReadinessTracker:
-    """Tracks candidate paths of one inbox until they have settled."""
+    """Tracks candidate paths of one inbox until they have settled.
+
+    A file counts as written when it has not changed for `settle_seconds`, or, sooner, for
+    `close_quiet_seconds` after its local writer closed it (inotify's close-write, or a rename
+    into place). A zero-byte file must also be `empty_seconds` old (export tools create one and
+    fill it later). A file whose last line has no line end, and whose writers the kernel cannot
+    show (`writers_visible` False: a network share, no CAP_LEASE), must be still for
+    `unterminated_seconds` unless its writer was seen closing it. Whether a process still has it
+    open for writing is asked at the claim (dropbox.writers).
+    """
 
     def __init__(
         self,
@@ -100,28 +141,42 @@ class ReadinessTracker:
         marker: str | None = None,
         lstat: Callable[[Path], os.stat_result] = os.lstat,
         dropbox: str = "",
+        close_quiet_seconds: float = 1.0,
+        empty_seconds: float = 60.0,
+        unterminated_seconds: float = 60.0,
+        writers_visible: Callable[[os.stat_result], bool] = _always,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settle_seconds = settle_seconds
+        self.close_quiet_seconds = close_quiet_seconds
+        self.empty_seconds = empty_seconds
+        self.unterminated_seconds = unterminated_seconds
         self.ignore = tuple(ignore)
         self._log = log.bind(dropbox=dropbox) if dropbox else log
         # Paths already logged as ignored, oldest first; bounded, as temporary names are unique.
         self._ignored: dict[Path, None] = {}
         self.marker_suffix = MARKER_SUFFIXES[marker] if marker else None
         self._lstat = lstat
+        self._writers_visible = writers_visible
+        self._wall_clock = wall_clock
         self._lock = threading.Lock()
-        self._pending: set[Path] = set()
+        self._pending: dict[Path, bool] = {}  # path -> a close was noted
         self._seen: dict[Path, _Seen] = {}
 
-    def note(self, path: Path) -> None:
-        """Record that `path` may have changed (thread-safe; called by watcher threads)."""
+    def note(self, path: Path, closed: bool = False) -> None:
+        """Record that `path` may have changed (thread-safe; called by watcher threads).
+
+        `closed`: its writer just closed it after writing, or renamed it into place.
+        """
         if self.marker_suffix and path.name.endswith(self.marker_suffix):
             path = path.with_name(path.name[: -len(self.marker_suffix)])
+            closed = False
         reason = ignored_because(path.name, self.ignore)
         if reason is not None:
             self._ignored_once(path, reason)
             return
         with self._lock:
-            self._pending.add(path)
+            self._pending[path] = self._pending.get(path, False) or closed
 
     def _ignored_once(self, path: Path, reason: str) -> None:
         """Log an ignored name the first time it is seen; it is left where it is."""
@@ -142,19 +197,31 @@ class ReadinessTracker:
     def waiting(self) -> int:
         """How many paths are being watched until they settle."""
         with self._lock:
-            return len(self._seen) + len(self._pending - self._seen.keys())
+            return len(self._seen) + len(self._pending.keys() - self._seen.keys())
 
     def forget(self, path: Path) -> None:
         """Stop tracking `path` (claimed, or handled otherwise)."""
         with self._lock:
             self._seen.pop(path, None)
-            self._pending.discard(path)
+            self._pending.pop(path, None)
+
+    def defer(self, path: Path, now: float) -> None:
+        """A writer still holds `path` open: wait a full quiet time again before the next try."""
+        with self._lock:
+            seen = self._seen.get(path)
+            if seen is not None:
+                seen.still_since = now
+                seen.closed_at = None
 
     def due(self, now: float) -> list[Candidate]:
         """Re-stat every tracked path; return those that have settled, in order of arrival."""
         with self._lock:
-            for path in self._pending:
-                self._seen.setdefault(path, _Seen(-1, -1, -1, now))
+            for path, closed in self._pending.items():
+                seen = self._seen.get(path)
+                if seen is None:
+                    seen = _Seen(-1, -1, -1, now, now, self._wall_clock())
+                    self._seen[path] = seen
+                seen.close_pending = seen.close_pending or closed
             self._pending.clear()
             tracked = list(self._seen.items())
         ready: list[tuple[int, Candidate]] = []
@@ -178,13 +245,36 @@ class ReadinessTracker:
         if not stat.S_ISREG(st.st_mode):
             # Never opened, never followed: handed over at once to be set aside.
             return Candidate(path, regular=False)
+        with self._lock:
+            closed, seen.close_pending = seen.close_pending, False
         if (st.st_size, st.st_mtime_ns, st.st_ino) != (seen.size, seen.mtime_ns, seen.inode):
             seen.size, seen.mtime_ns, seen.inode = st.st_size, st.st_mtime_ns, st.st_ino
             seen.still_since = now
+            seen.closed_at = now if closed else None
             return None
+        if closed and seen.closed_at is None:
+            seen.closed_at = now
         if self.marker_suffix:
             marker = path.with_name(path.name + self.marker_suffix)
-            return Candidate(path, regular=True, marker=marker) if marker.exists() else None
-        if now - seen.still_since >= self.settle_seconds:
-            return Candidate(path, regular=True)
-        return None
+            if not marker.exists():
+                return None
+            return Candidate(path, regular=True, marker=marker, seen_at=seen.seen_at)
+        return self._ready(path, seen, st, now)
+
+    def _ready(self, path: Path, seen: _Seen, st: os.stat_result, now: float) -> Candidate | None:
+        """The candidate, if the file has been quiet long enough by every rule that applies."""
+        quiet = now - seen.still_since
+        closed = seen.closed_at is not None and now - seen.closed_at >= self.close_quiet_seconds
+        if not closed and quiet < self.settle_seconds:
+            return None
+        if st.st_size == 0 and now - seen.first_seen < self.empty_seconds:
+            return None
+        if (
+            not closed
+            and quiet < self.unterminated_seconds
+            and st.st_size > 0
+            and not self._writers_visible(st)
+            and not ends_with_line_end(path)
+        ):
+            return None  # maybe stalled mid-line, by a writer no check can see
+        return Candidate(path, regular=True, seen_at=seen.seen_at, closed=closed)

@@ -6,8 +6,9 @@ shapes without the SQL around them.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,10 @@ class FileRecord:
     claimed_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    seen_at: datetime | None = None  # first seen in inbox/ (None: claimed before it was kept)
+    modified_at: datetime | None = None  # the file's mtime when its round began
+    round: int = 1  # 2 and on: imported again, whole, after it changed
+    details: dict[str, Any] = field(default_factory=dict)  # what the round's checks learned
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> FileRecord:
@@ -56,9 +61,10 @@ class FileRecord:
         data: dict[str, Any] = dict(row)
         for key in ("inbox_path", "processing_path", "destination_path"):
             data[key] = _path(data[key])
-        for key in ("claimed_at", "updated_at", "finished_at"):
+        for key in ("claimed_at", "updated_at", "finished_at", "seen_at", "modified_at"):
             data[key] = _time(data[key])
         data["state"] = FileState(data["state"])
+        data["details"] = json.loads(data["details"]) if data["details"] else {}
         return cls(**data)
 
 
@@ -81,6 +87,7 @@ class PartRecord:
     submission_uncertain: bool
     created_at: datetime | None
     finished_at: datetime | None
+    round: int = 1
 
     @property
     def final(self) -> bool:

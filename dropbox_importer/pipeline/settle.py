@@ -25,8 +25,9 @@ from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
+from dropbox_importer.pipeline.rounds import vanished_reason
 from dropbox_importer.pipeline.states import FileState
-from dropbox_importer.pipeline.submit import CHANGED, VANISHED, Rejected, params_for
+from dropbox_importer.pipeline.submit import FileChanged, Rejected, params_for
 
 log = structlog.get_logger(__name__)
 
@@ -39,14 +40,13 @@ def decide(
     local_failures: int,
     rejection: str | None,
     partial_failure: str,
-    *,
-    changed: bool = False,
 ) -> tuple[Outcome, str | None]:
-    """The file's outcome and, for a failure, the sentence that explains it."""
+    """The file's outcome and, for a failure, the sentence that explains it.
+
+    `parts` are those of the file's last round: earlier rounds read older bytes.
+    """
     if rejection is not None:
         return "failed", rejection
-    if changed:
-        return "failed", CHANGED
     failed = [p for p in parts if p.status is BatchState.FAILED]
     if failed:
         messages = "; ".join(sorted({p.message or "no reason given" for p in failed}))
@@ -76,7 +76,11 @@ class Settler:
         self._clients = clients
 
     def settle(self, file_id: int, rejection: str | None) -> None:
-        """Bring the file to its final place; safe to call again after a crash."""
+        """Bring the file to its final place; safe to call again after a crash.
+
+        FileChanged (nothing written, nothing moved) when the file is not the one its round
+        began with: it is imported again in a new round instead.
+        """
         record = self._journal.get(file_id)
         if record.state.terminal:
             return
@@ -129,16 +133,19 @@ class Settler:
     ) -> tuple[Outcome, str | None]:
         """Fetch Marketo's row files, write ours and result.json into `staging`."""
         box = self._boxes(record.dropbox)
-        parts = self._journal.parts(record.id)
+        every = self._journal.parts(record.id)
+        parts = [p for p in every if p.round == record.round]
         local = self._journal.local_failures(record.id)
         try:
             size, sha256 = file_digest(record.processing_path)
-            dropped = datetime.fromtimestamp(record.processing_path.stat().st_mtime, UTC)
+            modified = datetime.fromtimestamp(record.processing_path.stat().st_mtime, UTC)
         except FileNotFoundError:
-            size, sha256, dropped = 0, "", None
-            rejection = rejection or VANISHED
-        changed = (size, sha256) != (record.size, record.sha256)
-        outcome, reason = decide(parts, len(local), rejection, box.partial_failure, changed=changed)
+            size, sha256, modified = 0, "", None
+            rejection = rejection or vanished_reason(record, every)
+        else:
+            if (size, sha256) != (record.size, record.sha256):
+                raise FileChanged(str(record.processing_path))
+        outcome, reason = decide(parts, len(local), rejection, box.partial_failure)
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
@@ -150,12 +157,14 @@ class Settler:
             self._stage_rows(record, params, parts, local, staging)
         result = FileResult.build(
             record,
-            parts,
+            every,
             params,
             outcome,
             reason=reason,
-            # A rename keeps the mtime: the moment the partner's upload last wrote the file.
-            dropped=dropped,
+            # When the daemon first saw it: an upload keeping the partner's mtime (`sftp put
+            # -p`) would otherwise date it days back. The mtime is kept as `modified`.
+            dropped=record.seen_at or record.claimed_at,
+            modified=modified,
             rows_failed_locally=len(local),
         )
         # The bytes as they are kept beside this result, even if they changed after the claim.
@@ -196,7 +205,8 @@ class Settler:
                     original=record.processing_path,
                     fmt=params.format,
                     reason_column=column,
-                    encoding=box.encoding,
+                    # As the checks decided (a BOM, valid UTF-8, declared or detected).
+                    encoding=str(record.details.get("encoding", box.encoding)),
                     local_failures=extra,
                 )
 

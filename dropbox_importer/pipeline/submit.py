@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 import structlog
 
 from dropbox_importer.config import DropboxConfig
-from dropbox_importer.csvfile import FileRejected, Part, inspect_file, split_file
+from dropbox_importer.csvfile import FileRejected, Inspection, Part, inspect_file, split_file
 from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
 from dropbox_importer.marketo.client import MarketoClient
@@ -31,16 +31,15 @@ from dropbox_importer.pipeline.states import FileState
 
 log = structlog.get_logger(__name__)
 
-# What the partner reads when the claimed file was still being written, or removed.
-CHANGED = (
-    "the file changed after it was claimed (it was still being written); rows written after "
-    "the claim were not imported: upload the complete file again, ideally under a temporary "
-    "name renamed when complete"
-)
+# What the partner reads when the claimed file was removed before anything was known of it.
 VANISHED = "the file disappeared from processing/ before it could be settled; drop it again"
 
 # How long a file waits before another try when the instance refuses us (403-like errors).
 OPERATOR_RETRY_SECONDS = 60.0
+
+
+class FileChanged(Exception):  # noqa: N818 - what happened to the file
+    """The claimed file is not the one the round began with: its writer was still at work."""
 
 
 class Rejected(Exception):  # noqa: N818 - what happens to the file, not an error of ours
@@ -58,6 +57,18 @@ class Prepared:
     params: ImportParams
     parts: list[Part]
     local_failures: dict[int, str]
+    inspection: Inspection | None = None
+
+
+def details_of(inspection: Inspection) -> dict[str, object]:
+    """What a round's checks learned, as the journal keeps it for result.json."""
+    return {
+        "encoding": inspection.encoding,
+        "encoding_by": inspection.encoding_by,
+        "blank_rows": len(inspection.blank_lines),
+        "ignored_columns": list(inspection.ignored_columns),
+        "last_line": inspection.last_line,
+    }
 
 
 def params_for(record: FileRecord, box: DropboxConfig) -> ImportParams:
@@ -69,22 +80,37 @@ def params_for(record: FileRecord, box: DropboxConfig) -> ImportParams:
         raise Rejected(str(exc)) from exc
 
 
+@dataclass(frozen=True)
+class Cut:
+    """A checked file cut into parts: the parts, rows failed locally, what the checks learned."""
+
+    parts: list[Part]
+    local_failures: dict[int, str]
+    inspection: Inspection
+
+
 def check_and_cut(
     path: Path, params: ImportParams, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
-) -> tuple[list[Part], dict[int, str]]:
+) -> Cut:
     """Check a file (with a catalog, against Marketo too); cut it into parts in `parts_dir`.
 
-    Returns the parts and the rows failed locally (line -> reason); Rejected says why not.
+    Returns the parts, the rows failed locally (line -> reason) and the inspection; Rejected
+    says why not.
     """
     try:
         inspection = inspect_file(
-            path, params.format, encoding=box.encoding, lookup_field=params.lookup_field
+            path,
+            params.format,
+            encoding=box.encoding,
+            lookup_field=params.lookup_field,
+            candidates=box.encoding_candidates,
         )
     except FileRejected as exc:
         raise Rejected(str(exc)) from exc
+    header = inspection.header[: inspection.named_columns]
     if catalog is not None:
         try:
-            check_header(inspection.header, params, catalog)
+            check_header(header, params, catalog)
             check_targets(params, catalog)
         except PreflightError as exc:
             raise Rejected(str(exc)) from exc
@@ -99,28 +125,41 @@ def check_and_cut(
     if parts_dir.exists():
         shutil.rmtree(parts_dir)  # a previous attempt's parts: cut again, deterministically
     parts_dir.mkdir(parents=True)
-    parts = split_file(
-        path,
-        params.format,
-        parts_dir,
-        max_bytes=box.max_part_bytes,
-        encoding=box.encoding,
-        skip_lines=frozenset(local),
-    )
-    return parts, local
+    try:
+        parts = split_file(
+            path,
+            params.format,
+            parts_dir,
+            max_bytes=box.max_part_bytes,
+            # The encoding the checks decided on, so that auto detection runs once.
+            encoding=inspection.encoding,
+            skip_lines=inspection.skip_lines(),
+            keep_columns=inspection.named_columns if inspection.ignored_columns else None,
+        )
+    except FileRejected as exc:
+        raise Rejected(str(exc)) from exc
+    return Cut(parts, local, inspection)
 
 
 def prepare(
     record: FileRecord, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
 ) -> Prepared:
-    """Check the claimed file and cut it into parts under Marketo's size limit."""
+    """Check the claimed file and cut it into parts under Marketo's size limit.
+
+    FileChanged when the file is not the one the round began with (before or after the cut:
+    parts cut from a file still being written would import a snapshot of it, maybe a cut row).
+    """
     params = params_for(record, box)
     path = Path(record.processing_path)
-    parts, local = check_and_cut(path, params, box, parts_dir, catalog)
-    # Parts cut from a file still being written would import a truncated snapshot.
+    try:
+        cut = check_and_cut(path, params, box, parts_dir, catalog)
+    except Rejected:
+        if file_digest(path) != (record.size, record.sha256):
+            raise FileChanged(str(path)) from None  # the verdict was on other bytes
+        raise
     if file_digest(path) != (record.size, record.sha256):
-        raise Rejected(CHANGED)
-    return Prepared(params, parts, local)
+        raise FileChanged(str(path))
+    return Prepared(params, cut.parts, cut.local_failures, cut.inspection)
 
 
 class Submitter:
@@ -140,6 +179,7 @@ class Submitter:
         on_rejected: Callable[[int, str], None],
         on_all_submitted: Callable[[int], None],
         stop: threading.Event,
+        on_changed: Callable[[int, str], None] | None = None,
     ) -> None:
         self.name = name
         self._client = client
@@ -151,6 +191,7 @@ class Submitter:
         self._on_submitted = on_submitted
         self._on_rejected = on_rejected
         self._on_all_submitted = on_all_submitted
+        self._on_changed = on_changed
         self._stop = stop
         self._thread = threading.Thread(target=self._run, name=f"submit-{name}", daemon=True)
 
@@ -195,11 +236,19 @@ class Submitter:
         box = self._boxes(record.dropbox)
         bound = log.bind(dropbox=record.dropbox, route=record.route, file=record.name)
         parts_dir = self._parts_root / str(file_id)
+        if record.round > 1:
+            parts_dir = parts_dir / f"round-{record.round}"
         try:
             try:
                 prepared = prepare(record, box, parts_dir, self._catalog if box.preflight else None)
             except FileNotFoundError as exc:
                 raise Rejected(VANISHED) from exc
+        except FileChanged:
+            if self._on_changed is None:
+                self._on_rejected(file_id, "the file changed after it was claimed")
+            else:
+                self._on_changed(file_id, "in processing/ while it was checked and cut")
+            return
         except Rejected as exc:
             bound.info("file_rejected", reason=exc.reason)
             self._on_rejected(file_id, exc.reason)
@@ -209,15 +258,21 @@ class Submitter:
             return
         if record.state is FileState.CLAIMED:
             self._journal.transition(file_id, FileState.SUBMITTING)
-        known = {part.index: part for part in self._journal.parts(file_id)}
+        if prepared.inspection is not None:
+            self._journal.record_details(file_id, details_of(prepared.inspection))
+        # Part indices run on across rounds; this round's parts follow the earlier rounds'.
+        every = self._journal.parts(file_id)
+        base = sum(1 for p in every if p.round < record.round)
+        known = {p.index - base: p for p in every if p.round == record.round}
         for part in prepared.parts:
             if part.index not in known:
                 self._journal.record_part(
                     file_id,
-                    part.index,
+                    base + part.index,
                     first_line=part.first_line,
                     rows=part.rows,
                     size=part.bytes,
+                    round_number=record.round,
                 )
         self._journal.record_local_failures(file_id, prepared.local_failures)
         for part in prepared.parts:
@@ -231,7 +286,7 @@ class Submitter:
                 bound.warning("batch_resubmitted_uncertain", part=part.index)
             # Marked before the create: if the answer is lost to a crash, recovery knows this
             # part may have reached Marketo and counts a resubmission as such.
-            self._journal.mark_submission_uncertain(file_id, part.index)
+            self._journal.mark_submission_uncertain(file_id, base + part.index)
             try:
                 batch_id = self._client.create_import(part.path, prepared.params, stop=self._stop)
             except RequestRejected as exc:
@@ -241,8 +296,14 @@ class Submitter:
             except MarketoError as exc:
                 self._operator_must_act(file_id, record.dropbox, exc)
                 return
-            self._journal.record_batch(file_id, part.index, batch_id)
-            bound.info("batch_created", batch_id=batch_id, part=part.index, rows=part.rows)
+            self._journal.record_batch(file_id, base + part.index, batch_id)
+            bound.info(
+                "batch_created",
+                batch_id=batch_id,
+                part=base + part.index,
+                rows=part.rows,
+                round=record.round,
+            )
             self._on_submitted(file_id, batch_id, part.rows, self.name)
         self._journal.transition(file_id, FileState.POLLING)
         # A part may have finished while later parts were still being created.
