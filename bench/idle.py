@@ -19,7 +19,7 @@ from typing import Any
 
 from dropbox_importer.logs import configure
 from dropbox_importer.sandbox import Sandbox, SandboxSettings
-from tests.daemon.harness import DaemonProcess, write_config
+from dropbox_importer.testing import DaemonProcess, write_config
 
 TARGET_CPU_PERCENT = 1.0
 TARGET_RSS_MB = 60.0

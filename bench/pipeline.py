@@ -37,7 +37,7 @@ import requests
 from bench.client import write_leads
 from dropbox_importer.logs import configure
 from dropbox_importer.sandbox import Sandbox, SandboxSettings
-from tests.daemon.harness import DaemonProcess, originals_under, wait_for, write_config
+from dropbox_importer.testing import DaemonProcess, originals_under, wait_for, write_config
 
 TERMINAL = ("Complete", "Failed")
 DOWNLOADS = ("failures", "warnings")

@@ -8,53 +8,43 @@ continues where the last run stopped.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import structlog
 
 from dropbox_importer import systemd
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, InstanceConfig, load_config
-from dropbox_importer.dropbox.layout import (
-    DropboxLayout,
-    FileVanished,
-    NotARegularFile,
-    claim,
-)
-from dropbox_importer.dropbox.results import file_digest
-from dropbox_importer.dropbox.routes import route_label
-from dropbox_importer.dropbox.writers import StillOpen, WriterCheck, lease_support
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.observe.hub import Observers
+from dropbox_importer.pipeline.boxes import Box, open_box
+from dropbox_importer.pipeline.claim import Claimer
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.lock import StateDirLock
 from dropbox_importer.pipeline.poll import PollBand, Poller
 from dropbox_importer.pipeline.preflight import Catalog
-from dropbox_importer.pipeline.ready import Candidate, ReadinessTracker
+from dropbox_importer.pipeline.reasons import FileChanged
+from dropbox_importer.pipeline.records import FileRecord, PartRecord
+from dropbox_importer.pipeline.recover import recover
+from dropbox_importer.pipeline.reload import boxes_to_restart, needs_restart
 from dropbox_importer.pipeline.rounds import Rounds
 from dropbox_importer.pipeline.settle import Settler
 from dropbox_importer.pipeline.states import FileState
-from dropbox_importer.pipeline.submit import FileChanged, Submitter
-from dropbox_importer.pipeline.watch import (
-    NETWORK_FILESYSTEMS,
-    InboxWatcher,
-    choose_mode,
-    filesystem_type,
-    scan_inbox,
-)
+from dropbox_importer.pipeline.submit import Submitter
+from dropbox_importer.pipeline.watch import scan_inbox
 from dropbox_importer.sandbox import Sandbox, SandboxSettings
 
 log = structlog.get_logger(__name__)
+
+__all__ = ["Box", "Daemon", "Instance", "embedded_sandbox_settings", "run"]
 
 TICK_SECONDS = 0.1
 STOP_DEADLINE_SECONDS = 8.0
@@ -74,20 +64,6 @@ class Instance:
     sandbox: Sandbox | None = None
 
 
-@dataclass
-class Box:
-    """One drop box at run time: its layout, readiness tracker and watcher."""
-
-    config: DropboxConfig
-    layout: DropboxLayout
-    tracker: ReadinessTracker
-    watcher: InboxWatcher
-    writers: WriterCheck
-    next_rescan: float = 0.0
-    set_aside: set[tuple[Path, int]] = field(default_factory=set)
-    still_open: set[tuple[Path, int]] = field(default_factory=set)
-
-
 class Daemon:
     """Runs every drop box of a config until SIGTERM."""
 
@@ -99,6 +75,7 @@ class Daemon:
         self.boxes: dict[str, Box] = {}
         self.journal: Journal | None = None
         self.settler: Settler | None = None
+        self.claimer: Claimer | None = None
         self.rounds: Rounds | None = None
         self._settle_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="settle")
         self._batch_files: dict[int, int] = {}  # batch id -> file id, for the poller's callbacks
@@ -129,10 +106,11 @@ class Daemon:
                 layouts=lambda name: self.boxes[name].layout,
                 clients=self._client_for,
             )
+            self.claimer = Claimer(self.journal, self._enqueue)
             self.rounds = Rounds(
                 self.journal,
                 boxes=self.boxes.get,
-                requeue=self._requeue,
+                requeue=self._enqueue,
                 settle=self._hand_to_settler,
             )
             self._start_boxes()
@@ -211,32 +189,9 @@ class Daemon:
     def _start_boxes(self) -> None:
         assert self.observers is not None
         for name, box_config in self.config.dropboxes.items():
-            self.boxes[name] = self._make_box(box_config)
+            self.boxes[name] = open_box(box_config)
             self.boxes[name].watcher.start()
             self.observers.dropbox_started(name, functools.partial(self._waiting, name))
-
-    def _make_box(self, box_config: DropboxConfig) -> Box:
-        layout = DropboxLayout(box_config.root)
-        layout.ensure()
-        writers = writer_check(box_config, layout)
-        tracker = ReadinessTracker(
-            box_config.settle_seconds,
-            ignore=box_config.ignore,
-            marker=None if box_config.ready_marker == "none" else box_config.ready_marker,
-            dropbox=box_config.name,
-            close_quiet_seconds=box_config.close_quiet_seconds,
-            empty_seconds=box_config.empty_file_seconds,
-            unterminated_seconds=box_config.unterminated_settle_seconds,
-            writers_visible=writers.visible,
-        )
-        mode = choose_mode(box_config.watch, box_config.root)
-        watcher = InboxWatcher(
-            layout.inbox,
-            mode,
-            tracker.note,
-            polling_interval=box_config.polling_interval_seconds,
-        )
-        return Box(box_config, layout, tracker, watcher, writers)
 
     def _shutdown(self) -> None:
         systemd.stopping()
@@ -269,6 +224,7 @@ class Daemon:
     # -- the loop -------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        assert self.claimer is not None
         interval = systemd.watchdog_interval()
         next_ping = 0.0
         next_status = 0.0
@@ -281,7 +237,7 @@ class Daemon:
                 for candidate in box.tracker.due(now):
                     if self.stop_event.is_set():
                         break
-                    self._take(box, candidate)
+                    self.claimer.take(box, candidate)
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self._reload()
@@ -321,65 +277,9 @@ class Daemon:
 
     # -- claim ----------------------------------------------------------------------------
 
-    def _take(self, box: Box, candidate: Candidate) -> None:
-        """Claim a settled file into processing/ and queue it for its instance."""
-        assert self.journal is not None
-        bound = log.bind(dropbox=box.config.name, file=str(candidate.path))
-        try:
-            claimed = claim(box.layout, candidate.path, check_writers=box.writers.on)
-        except StillOpen:
-            box.tracker.defer(candidate.path, time.monotonic())
-            key = (candidate.path, _inode(candidate.path))
-            if key not in box.still_open:
-                box.still_open.add(key)
-                bound.info("file_open_for_writing", reason="a process still writes it: waiting")
-            return
-        except NotARegularFile as exc:
-            box.tracker.forget(candidate.path)
-            key = (candidate.path, _inode(candidate.path))
-            if key not in box.set_aside:
-                box.set_aside.add(key)
-                bound.warning("not_a_regular_file", reason=str(exc))
-            return
-        except FileVanished:
-            box.tracker.forget(candidate.path)
-            return
-        except OSError as exc:
-            bound.error("claim_failed", error=str(exc))
-            return
-        box.tracker.forget(candidate.path)
-        box.still_open.discard((candidate.path, _inode(claimed)))
-        if candidate.marker is not None:
-            with contextlib.suppress(OSError):
-                candidate.marker.unlink()
-        self._register(box, claimed, candidate.seen_at)
-
-    def _register(self, box: Box, claimed: Path, seen_at: datetime | None = None) -> int:
-        assert self.journal is not None
-        route = route_label(PurePosixPath(claimed.parent.relative_to(box.layout.processing)))
-        size, sha256 = file_digest(claimed)
-        modified = datetime.fromtimestamp(claimed.stat().st_mtime, UTC)
-        inbox_path = box.layout.inbox / route / claimed.name
-        file_id = self.journal.record_claim(
-            box.config.name,
-            route,
-            claimed.name,
-            inbox_path,
-            claimed,
-            size,
-            sha256,
-            seen_at=seen_at,
-            modified_at=modified,
-        )
-        log.info(
-            "file_claimed",
-            dropbox=box.config.name,
-            route=route,
-            file=claimed.name,
-            size=size,
-        )
-        self.instances[box.config.instance].queue.put(box.config.name, file_id)
-        return file_id
+    def _enqueue(self, dropbox: str, file_id: int) -> None:
+        """Queue a claimed file for the submitter of its drop box's instance."""
+        self.instances[self.config.dropboxes[dropbox].instance].queue.put(dropbox, file_id)
 
     # -- callbacks from the submitter and the poller -------------------------------------
 
@@ -394,12 +294,9 @@ class Daemon:
         self._hand_to_settler(file_id, reason)
 
     def _on_changed(self, file_id: int, where: str) -> None:
+        """The file was written to after its claim: wait for its writer, then a new round."""
         assert self.rounds is not None
         self.rounds.changed(file_id, where)
-
-    def _requeue(self, dropbox: str, file_id: int) -> None:
-        """A file's next round: back into its instance's queue."""
-        self.instances[self.config.dropboxes[dropbox].instance].queue.put(dropbox, file_id)
 
     def _hand_to_settler(self, file_id: int, rejection: str | None) -> None:
         with self._lock:
@@ -483,7 +380,7 @@ class Daemon:
             return
         with self._lock:
             self._settle_retries.pop(file_id, None)
-            # Settled, it may be reopened (a late write) and settle again in a later round.
+            # Settled, it may be reopened by a late write and settle again in a later round.
             self._settling.discard(file_id)
         record = self.journal.get(file_id)
         if self.rounds is not None:
@@ -495,43 +392,30 @@ class Daemon:
 
     def _recover(self) -> None:
         """Resume every file the journal says is unfinished; adopt files it never saw."""
-        assert self.journal is not None
-        known: set[Path] = set()
-        for record in self.journal.unfinished():
-            known.add(Path(record.processing_path))
-            if record.dropbox not in self.boxes:
-                log.warning("recovery_unknown_dropbox", dropbox=record.dropbox, file=record.name)
-                continue
-            instance = self.instances[self.boxes[record.dropbox].config.instance]
-            log.info("file_recovered", file=record.name, state=record.state.value)
-            if record.state is FileState.SETTLING:
-                self._hand_to_settler(record.id, None)
-                continue
-            parts = self.journal.parts(record.id)
-            pending_batches = [p for p in parts if p.batch_id is not None and not p.final]
-            for part in pending_batches:
-                assert part.batch_id is not None
-                instance.client.adopt_batch(part.batch_id)
-                if self.observers is not None:
-                    self.observers.batch_created(instance.config.name)
-                with self._lock:
-                    self._batch_files[part.batch_id] = record.id
-                instance.poller.follow(part.batch_id, part.rows, first_delay=0)
-            if record.state in (FileState.CLAIMED, FileState.SUBMITTING):
-                instance.queue.put(record.dropbox, record.id)
-            elif record.state is FileState.CHANGED:
-                pass  # waits for its writer again: rounds.recover()
-            elif not pending_batches:
-                self._settle_if_finished(record.id)
-        for box in self.boxes.values():
-            for path in scan_inbox(box.layout.processing):
-                if path not in known and path.is_file() and not path.is_symlink():
-                    # Claimed by a run that died before the journal recorded it.
-                    log.info("file_adopted", dropbox=box.config.name, file=path.name)
-                    self._register(box, path)
+        assert self.journal is not None and self.claimer is not None
+        recover(
+            self.journal,
+            self.boxes,
+            follow=self._follow_again,
+            enqueue=self._enqueue,
+            settle=lambda file_id: self._hand_to_settler(file_id, None),
+            settle_if_finished=self._settle_if_finished,
+            adopt=self.claimer.register,
+        )
         if self.rounds is not None:
             watch = max((b.config.settled_watch_seconds for b in self.boxes.values()), default=0)
             self.rounds.recover(watch)
+
+    def _follow_again(self, record: FileRecord, part: PartRecord) -> None:
+        """Poll a batch created by an earlier run (its status is asked for at once)."""
+        assert part.batch_id is not None
+        instance = self.instances[self.boxes[record.dropbox].config.instance]
+        instance.client.adopt_batch(part.batch_id)
+        if self.observers is not None:
+            self.observers.batch_created(instance.config.name)
+        with self._lock:
+            self._batch_files[part.batch_id] = record.id
+        instance.poller.follow(part.batch_id, part.rows, first_delay=0)
 
     def _reload(self) -> None:
         """Apply a changed config for drop boxes; keep the old one when the new is invalid."""
@@ -546,32 +430,16 @@ class Daemon:
     def _apply(self, new: Config) -> None:
         """Swap drop boxes in place; what would strand files in flight needs a restart."""
         assert self.journal is not None
-        if new.instances != self.config.instances or new.state_dir != self.config.state_dir:
-            log.warning("config_reload_needs_restart", reason="instances or state_dir changed")
+        journal = self.journal
+        reason = needs_restart(self.config, new, lambda name: bool(journal.unfinished(name)))
+        if reason is not None:
+            log.warning("config_reload_needs_restart", reason=reason)
             return
-        # Files in flight were cut and routed under the old settings; changing how they are
-        # cut, routed or where they go half-way through would mix two imports of one file.
-        busy = sorted(
-            name
-            for name, box in self.boxes.items()
-            if _changes_files_in_flight(box.config, new.dropboxes.get(name))
-            and self.journal.unfinished(name)
-        )
-        if busy:
-            log.warning(
-                "config_reload_needs_restart",
-                reason=f"drop boxes with files in flight would change: {', '.join(busy)}",
-            )
-            return
-        for name in set(self.boxes) - set(new.dropboxes):
+        stop, start = boxes_to_restart(self.config, new)
+        for name in stop:
             self.boxes.pop(name).watcher.stop()
-        for name, box_config in new.dropboxes.items():
-            old = self.boxes.get(name)
-            if old is not None and old.config == box_config:
-                continue
-            if old is not None:
-                old.watcher.stop()
-            self.boxes[name] = self._make_box(box_config)
+        for name in start:
+            self.boxes[name] = open_box(new.dropboxes[name])
             self.boxes[name].watcher.start()
         self.config = new
         log.info("config_reloaded", dropboxes=sorted(self.boxes))
@@ -591,50 +459,6 @@ class Daemon:
     def _record_instance(self, file_id: int) -> str:
         assert self.journal is not None
         return self.config.dropboxes[self.journal.get(file_id).dropbox].instance
-
-
-def _changes_files_in_flight(old: DropboxConfig, new: DropboxConfig | None) -> bool:
-    """True if `new` would handle the files `old` has in flight differently (or drop them)."""
-    if new is None:
-        return True
-    keys = (
-        "instance",
-        "root",
-        "routes",
-        "defaults",
-        "encoding",
-        "encoding_candidates",
-        "max_part_bytes",
-    )
-    return any(getattr(old, key) != getattr(new, key) for key in keys)
-
-
-def writer_check(box: DropboxConfig, layout: DropboxLayout) -> WriterCheck:
-    """Whether claims in this drop box prove, with a lease, that no process still writes a file.
-
-    Off when configured so, on network shares (their writers are on other hosts, unseen by a
-    lease here), and where the filesystem has no leases; logged once either way.
-    """
-    fs = filesystem_type(box.root)
-    if box.writer_check == "off":
-        why: str | None = "writer_check: off"
-    elif fs in NETWORK_FILESYSTEMS:
-        why = f"a network share ({fs}): writers on other hosts cannot be seen"
-    else:
-        why = lease_support(layout.processing)
-    check = WriterCheck(box.name, why)
-    if why is None:
-        log.info("writer_check", dropbox=box.name, check="lease")
-    else:
-        log.warning("writer_check", dropbox=box.name, check="settle time only", reason=why)
-    return check
-
-
-def _inode(path: Path) -> int:
-    try:
-        return path.lstat().st_ino
-    except OSError:
-        return -1
 
 
 def embedded_sandbox_settings(instance: InstanceConfig) -> SandboxSettings:

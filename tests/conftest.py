@@ -10,6 +10,7 @@ import pytest
 import structlog
 
 from dropbox_importer.sandbox import Sandbox, SandboxSettings
+from tests import unprivileged
 
 # Import speed for tests: a 1,000-row file takes 0.25 s, an empty job 0.05 s.
 FAST = SandboxSettings(rows_per_second=5000.0, job_overhead_seconds=0.05)
@@ -46,3 +47,14 @@ def make_sandbox() -> Iterator[MakeSandbox]:
 def sandbox(make_sandbox: MakeSandbox) -> Sandbox:
     """A running sandbox with fast import speed and Marketo's default limits."""
     return make_sandbox()
+
+
+def pytest_report_header() -> str:
+    """Say who the daemon under test runs as (root's CI: an unprivileged service account)."""
+    return unprivileged.report_header()
+
+
+@pytest.fixture(scope="session")
+def service_account() -> Iterator[unprivileged.ServiceAccount | None]:
+    """When root: a system user the daemon runs as in tests/daemon and tests/stress."""
+    yield from unprivileged.session_account()

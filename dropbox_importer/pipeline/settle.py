@@ -24,10 +24,10 @@ from dropbox_importer.dropbox.results import FileResult, file_digest
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
 from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.reasons import FileChanged, Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.rounds import vanished_reason
 from dropbox_importer.pipeline.states import FileState
-from dropbox_importer.pipeline.submit import FileChanged, Rejected, params_for
 
 log = structlog.get_logger(__name__)
 

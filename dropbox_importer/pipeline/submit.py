@@ -12,42 +12,41 @@ import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import structlog
 
 from dropbox_importer.config import DropboxConfig
 from dropbox_importer.csvfile import FileRejected, Inspection, Part, inspect_file, split_file
 from dropbox_importer.dropbox.results import file_digest
-from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, RequestRejected, Stopped
 from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
+from dropbox_importer.pipeline.reasons import VANISHED, FileChanged, Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord
 from dropbox_importer.pipeline.states import FileState
 
 log = structlog.get_logger(__name__)
 
-# What the partner reads when the claimed file was removed before anything was known of it.
-VANISHED = "the file disappeared from processing/ before it could be settled; drop it again"
+# Kept importable from here: the one-shot import and older callers use these names.
+__all__ = [
+    "OPERATOR_RETRY_SECONDS",
+    "VANISHED",
+    "Cut",
+    "FileChanged",
+    "Prepared",
+    "Rejected",
+    "Submitter",
+    "check_and_cut",
+    "params_for",
+    "prepare",
+]
 
 # How long a file waits before another try when the instance refuses us (403-like errors).
 OPERATOR_RETRY_SECONDS = 60.0
-
-
-class FileChanged(Exception):  # noqa: N818 - what happened to the file
-    """The claimed file is not the one the round began with: its writer was still at work."""
-
-
-class Rejected(Exception):  # noqa: N818 - what happens to the file, not an error of ours
-    """The file cannot be imported; `reason` is the sentence the partner reads."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -69,15 +68,6 @@ def details_of(inspection: Inspection) -> dict[str, object]:
         "ignored_columns": list(inspection.ignored_columns),
         "last_line": inspection.last_line,
     }
-
-
-def params_for(record: FileRecord, box: DropboxConfig) -> ImportParams:
-    """The import parameters the file's route folder sets (Rejected if it can't be parsed)."""
-    try:
-        spec = resolve_route(PurePosixPath(record.route or "."), box.routes, box.defaults)
-        return import_params(spec, record.name)
-    except RouteError as exc:
-        raise Rejected(str(exc)) from exc
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,23 @@
-"""Real parts for end-to-end tests: a config on disk, the daemon as a subprocess, deadlines."""
+"""The daemon harness end-to-end tests use; it lives in the package, shared with bench/.
+
+`DaemonProcess` here starts the daemon as the test session's service account when there is one
+(tests/unprivileged.py): unprivileged and without capabilities, as the systemd unit runs it.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-import yaml
-
-from tests.waiting import free_port, wait_for
+from dropbox_importer import testing
+from dropbox_importer.testing import (
+    SANDBOX_WINDOW_SECONDS,
+    files_under,
+    free_port,
+    originals_under,
+    wait_for,
+    write_config,
+)
+from tests.unprivileged import UMASK, Current
 
 __all__ = [
     "SANDBOX_WINDOW_SECONDS",
@@ -27,128 +30,11 @@ __all__ = [
 ]
 
 
-# Tests run the sandbox's rolling call window at 2 s instead of Marketo's 20 s.
-SANDBOX_WINDOW_SECONDS = 2.0
-
-
-def write_config(
-    directory: Path,
-    *,
-    base_url: str,
-    client_id: str,
-    client_secret: str,
-    dropboxes: dict[str, dict[str, Any]],
-    instance: dict[str, Any] | None = None,
-) -> Path:
-    """Write a daemon config for one sandbox instance and the given drop boxes."""
-    config = {
-        "state_dir": str(directory / "state"),
-        "log_level": "debug",
-        "log_format": "json",
-        "instances": {
-            "main": {
-                "base_url": base_url,
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "poll_min_seconds": 0.1,
-                "poll_max_seconds": 1.0,
-                # Time scaled down like the sandbox's: the same 80-of-100 share, per 2 s.
-                "window_seconds": SANDBOX_WINDOW_SECONDS,
-                **(instance or {}),
-            }
-        },
-        "dropboxes": {
-            name: {"instance": "main", "settle_seconds": 0.3, "rescan_seconds": 2, **box}
-            for name, box in dropboxes.items()
-        },
-    }
-    path = directory / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 @dataclass
-class DaemonProcess:
-    """`dropbox-importer run` in a subprocess, its JSON log captured to a file."""
+class DaemonProcess(testing.DaemonProcess):
+    """`dropbox-importer run` in a subprocess, as the service account when the session has one."""
 
-    config: Path
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    runs: int = field(default=0)
-    env: dict[str, str] = field(default_factory=dict)
-
-    def start(self) -> DaemonProcess:
-        """Start the daemon; return once it has reported ready."""
-        self.runs += 1
-        log = self.log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("NOTIFY_SOCKET", None)
-        env.update(self.env)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dropbox_importer", "run", "--config", str(self.config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-        log.close()
-        start_run = self.runs
-        wait_for(
-            lambda: self.count("daemon_ready") >= start_run or self.proc_exited(),
-            timeout=30,
-            what="daemon_ready",
-        )
-        if self.proc_exited():
-            raise AssertionError(f"daemon exited at start:\n{self.log_path.read_text()}")
-        return self
-
-    def proc_exited(self) -> bool:
-        """True once the process has ended."""
-        return self.proc is not None and self.proc.poll() is not None
-
-    def signal(self, signum: int) -> None:
-        """Send a signal to the daemon."""
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-
-    def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM and wait; return the exit code."""
-        if self.proc is None or self.proc_exited():
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        """SIGKILL and reap."""
-        if self.proc is not None and not self.proc_exited():
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def events(self) -> Iterator[dict[str, Any]]:
-        """Every JSON log event written so far (non-JSON lines are skipped)."""
-        if not self.log_path.exists():
-            return
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                yield event
-
-    def count(self, name: str) -> int:
-        """How many events named `name` were logged."""
-        return sum(1 for event in self.events() if event.get("event") == name)
-
-
-def files_under(folder: Path) -> list[Path]:
-    """Every regular file below `folder`, sorted."""
-    if not folder.exists():
-        return []
-    return sorted(p for p in folder.rglob("*") if p.is_file())
-
-
-def originals_under(folder: Path) -> list[Path]:
-    """The dropped files below `folder`, without the result files written beside them."""
-    suffixes = (".result.json", ".failures.csv", ".warnings.csv", ".failures.tsv", ".warnings.tsv")
-    return [p for p in files_under(folder) if not p.name.endswith(suffixes)]
+    def __post_init__(self) -> None:
+        if not self.run_as and Current.account is not None:
+            self.run_as = Current.account.command()
+            self.umask = UMASK

@@ -414,6 +414,9 @@ def test_a_full_disk_keeps_the_file_in_processing_and_the_daemon_running(
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    # The mount hides the folder's owner and mode: give them back, for the daemon's user.
+    os.chown(disk, tmp_path.stat().st_uid, tmp_path.stat().st_gid)
+    disk.chmod(tmp_path.stat().st_mode & 0o7777)
     try:
         box = start_box(root=disk / "box", sandbox=slow_preflight())
         (box.inbox / "full.csv").write_text("email\nfull@example.com\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from tests.daemon.harness import (
     write_config,
 )
 from tests.ops.sftp_server import SftpServer, sftp_server
+from tests.unprivileged import UMASK, existing_account, remove_folders
 
 __all__ = ["sftp_server"]  # the fixture, imported so pytest finds it
 
@@ -35,15 +37,22 @@ def test_sftp_uploads_plain_and_renamed_are_each_imported_once(
     sandbox = make_sandbox(
         rows_per_second=2000.0, job_overhead_seconds=0.05, window_seconds=SANDBOX_WINDOW_SECONDS
     )
+    # The daemon runs as the drop box's daemon user, in the partner's group, as the unit runs
+    # it (docs/sftp.md); its config and state live where that user may go.
+    account = existing_account(sftp_server.daemon_user)
+    work = account.base / "work"
+    work.mkdir()
+    shutil.chown(work, sftp_server.daemon_user, sftp_server.daemon_user)
     config = write_config(
-        tmp_path,
+        work,
         base_url=sandbox.base_url,
         client_id=sandbox.settings.client_id,
         client_secret=sandbox.settings.client_secret,
         dropboxes={"partner": {"root": str(sftp_server.root), "settle_seconds": 1.0}},
     )
-    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", run_as=account.command(), umask=UMASK)
     try:
+        daemon.start()
         plain = leads_file(tmp_path / "plain.csv", "plain", 2000)
         renamed = leads_file(tmp_path / "renamed.csv", "renamed", 2000)
         # Throttled to about 2 s on the wire: the daemon must wait for the end of the upload.
@@ -65,3 +74,4 @@ def test_sftp_uploads_plain_and_renamed_are_each_imported_once(
         assert '"outcome": "done"' in (tmp_path / "result.json").read_text()
     finally:
         assert daemon.stop() == 0
+        remove_folders(account)

@@ -7,6 +7,10 @@ import os
 import pytest
 
 from dropbox_importer.logs import configure
+from tests.unprivileged import daemon_runs_unprivileged, tmp_path
+
+# Fixtures, imported so pytest finds them: the daemon runs unprivileged, as the unit runs it.
+__all__ = ["daemon_runs_unprivileged", "tmp_path"]
 
 ENABLED = os.environ.get("DROPBOX_IMPORTER_STRESS") == "1"
 
