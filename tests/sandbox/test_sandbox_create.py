@@ -35,6 +35,15 @@ def test_create_answers_a_queued_batch(sandbox: Sandbox) -> None:
     assert result["importId"] == str(result["batchId"])
 
 
+def test_the_uploaded_file_can_be_read_back_byte_for_byte(sandbox: Sandbox) -> None:
+    data = "email,firstName\r\nzoé@example.com,Zoë\r\n"
+    batch_id = Client(sandbox).create(data).json()["result"][0]["batchId"]
+    got = requests.get(f"{sandbox.base_url}/sandbox/batches/{batch_id}/file", timeout=10)
+    assert got.status_code == 200 and got.content == data.encode()
+    missing = requests.get(f"{sandbox.base_url}/sandbox/batches/999999/file", timeout=10)
+    assert missing.status_code == 404
+
+
 def test_format_may_come_from_a_form_field(sandbox: Sandbox) -> None:
     client = Client(sandbox)
     response = client.session.post(
