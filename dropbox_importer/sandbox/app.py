@@ -258,6 +258,8 @@ class SandboxApp:
         batch = self.queue.find(int(batch_id)) if batch_id.isdigit() else None
         if batch is None:
             return json_response({"error": f"no batch {batch_id}"}, status=404)
+        if batch.status in ("Complete", "Failed") and not self.settings.keep_uploads:
+            return json_response({"error": "uploads are kept only with keep_uploads"}, status=410)
         return Response(batch.payload, mimetype="application/octet-stream")
 
     def change_speed(self, request: Request) -> Response:
