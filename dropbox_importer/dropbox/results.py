@@ -248,8 +248,20 @@ class FileResult:
             "timings": {key: _iso(value) for key, value in vars(self.timings).items()},
             "original": {"size": self.size, "sha256": self.sha256},
             "rounds": self.rounds,
-            "imported": None if self.imported is None else vars(self.imported).copy(),
-            "encoding": None if self.encoding is None else vars(self.encoding).copy(),
+            "imported": None
+            if self.imported is None
+            else {
+                "size": self.imported.size,
+                "sha256": self.imported.sha256,
+                "last_line": self.imported.last_line,
+            },
+            "encoding": None
+            if self.encoding is None
+            else {
+                "name": self.encoding.name,
+                "decided_by": self.encoding.decided_by,
+                "converted_to": self.encoding.converted_to,
+            },
             "ignored_columns": list(self.ignored_columns),
             "version": self.version,
         }
