@@ -79,7 +79,9 @@ class Daemon:
         self.rounds: Rounds | None = None
         self._settle_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="settle")
         self._batch_files: dict[int, int] = {}  # batch id -> file id, for the poller's callbacks
-        self._settling: set[int] = set()
+        # file id -> the round handed to the settler: each round settles once (a file written
+        # to after it settled is imported, and settles, again in a later round).
+        self._settling: dict[int, int] = {}
         self.observers: Observers | None = None
         # file id -> (when to try settling again, how many tries failed, the rejection)
         self._settle_retries: dict[
@@ -299,10 +301,12 @@ class Daemon:
         self.rounds.changed(file_id, where)
 
     def _hand_to_settler(self, file_id: int, rejection: str | None) -> None:
+        assert self.journal is not None
+        current = self.journal.get(file_id).round
         with self._lock:
-            if file_id in self._settling:
+            if self._settling.get(file_id) == current:
                 return
-            self._settling.add(file_id)
+            self._settling[file_id] = current
         self._settle_pool.submit(self._settle, file_id, rejection)
 
     def _on_batch_final(self, status: BatchStatus) -> None:
@@ -358,7 +362,7 @@ class Daemon:
             self.settler.settle(file_id, rejection)
         except FileChanged:
             with self._lock:
-                self._settling.discard(file_id)
+                self._settling.pop(file_id, None)
                 self._settle_retries.pop(file_id, None)
             self._on_changed(file_id, "in processing/ before it settled")
             return
@@ -366,7 +370,7 @@ class Daemon:
             # A read-only or full done/, a download that failed: the file waits in
             # processing/ (or SETTLING, its destination recorded) and is tried again.
             with self._lock:
-                self._settling.discard(file_id)
+                self._settling.pop(file_id, None)
                 tries = self._settle_retries.get(file_id, (0.0, 0, None))[1] + 1
                 delay = min(SETTLE_RETRY_FIRST_SECONDS * 2 ** (tries - 1), SETTLE_RETRY_MAX_SECONDS)
                 self._settle_retries[file_id] = (time.monotonic() + delay, tries, rejection)
@@ -380,8 +384,6 @@ class Daemon:
             return
         with self._lock:
             self._settle_retries.pop(file_id, None)
-            # Settled, it may be reopened by a late write and settle again in a later round.
-            self._settling.discard(file_id)
         record = self.journal.get(file_id)
         if self.rounds is not None:
             self.rounds.settled(record)
