@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "validate the config, credentials, lists and partitions",
     ),
     "import": ("dropbox_importer.actions.one_shot", "import one file in the foreground"),
+    "preview": (
+        "dropbox_importer.actions.preview",
+        "what would happen to a file, without sending it",
+    ),
 }
 
 

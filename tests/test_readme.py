@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from dropbox_importer.cli import COMMANDS
-from dropbox_importer.config.schema import REQUIRED, ROUTE, TOP, Named, Option, Section, key_paths
+from dropbox_importer.config.schema import (
+    NAMED_ROUTE,
+    REQUIRED,
+    ROUTE,
+    TOP,
+    Named,
+    Option,
+    Section,
+    key_paths,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -63,7 +72,7 @@ def schema_options(section: Section = TOP, prefix: str = "") -> dict[str, Option
         check = option.check
         if isinstance(check, Section) and check is not ROUTE:
             options |= schema_options(check, f"{path}.")
-        elif isinstance(check, Named) and check.section is not ROUTE:
+        elif isinstance(check, Named) and check.section not in (ROUTE, NAMED_ROUTE):
             options |= schema_options(check.section, f"{path}.*.")
     return options
 
@@ -82,6 +91,16 @@ def test_route_parameter_table_covers_defaults_and_named_routes() -> None:
     assert names == set(ROUTE.options)
     documented = {f"dropboxes.*.defaults.{n}" for n in names}
     documented |= {f"dropboxes.*.routes.*.{n}" for n in names}
+    # A named route's own rules: each key, and the sub-keys its row names.
+    rules = {row[0].strip("`"): row[1] for row in table_rows(marked_block("route-rules"))}
+    assert set(rules) == set(NAMED_ROUTE.options) - set(ROUTE.options)
+    for rule, meaning in rules.items():
+        documented.add(f"dropboxes.*.routes.*.{rule}")
+        check = NAMED_ROUTE.options[rule].check
+        assert isinstance(check, Section)
+        for key in check.options:
+            assert f"`{key}`" in meaning, f"the {rule} row does not name {key}"
+            documented.add(f"dropboxes.*.routes.*.{rule}.{key}")
     table = {schema_key(row[0]) for row in table_rows(marked_block("config-reference"))}
     assert documented | table == key_paths()
 
@@ -154,3 +173,28 @@ def test_every_event_and_key_named_in_the_readme_exists() -> None:
 def test_every_doc_the_readme_links_exists() -> None:
     for target in re.findall(r"\]\(([^)#]+)\)", README):
         assert (ROOT / target).exists(), f"README links to a missing file: {target}"
+
+
+def shown_output(command: str) -> str:
+    """What the README shows a command printing: the fenced block after its `$` line."""
+    match = re.search(
+        rf"^\$ \.venv/bin/dropbox-importer {command}[^\n]*\n(.*?)^```", README, re.M | re.S
+    )
+    assert match, f"README shows no output of {command}"
+    return match.group(1)
+
+
+def test_check_and_preview_print_what_the_readme_shows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dropbox_importer.actions.demo import write_demo
+    from dropbox_importer.cli import main
+
+    config = write_demo(tmp_path / "demo")
+    (tmp_path / "demo" / "dropbox" / "inbox" / "csv,list=abc").mkdir()  # as after the tour
+    capsys.readouterr()
+    assert main(["check", "--config", str(config)]) == 1
+    assert capsys.readouterr().out == shown_output("check --config demo/config.yaml")
+    partner = str(tmp_path / "demo" / "partner-leads.csv")
+    assert main(["preview", "--config", str(config), "--route", "newsletter", partner]) == 0
+    assert capsys.readouterr().out == shown_output("preview --config demo/config.yaml")

@@ -1,8 +1,11 @@
 """Prove a config works before partners drop files: credentials, routes, lists and partitions.
 
 For every instance a drop box uses, a token is fetched; for every route (each named route of a
-drop box, and each folder present under its inbox/), the folder path is parsed and its list,
-partition and lookup field are looked up in Marketo. Instances with `base_url: embedded` are
+drop box, and each folder present under its inbox/), the folder path is parsed, held against
+the drop box's policy, and its list, partition and lookup field are looked up in Marketo. Then
+each drop box's effective policy is printed (who can import where, which columns), with a
+warning when partners can pick any list or partition by naming a folder, and a problem for any
+field name in its column rules that Marketo does not know. Instances with `base_url: embedded` are
 checked against an in-process sandbox, as the daemon would run them. Every call is read-only.
 
 Exit codes: 0 all OK, 1 at least one problem (each printed on its row), 2 config error.
@@ -22,11 +25,14 @@ from pathlib import Path, PurePosixPath
 import requests
 
 from dropbox_importer import logs
+from dropbox_importer.actions.policy_view import field_problems, render_policy
 from dropbox_importer.config import ConfigError, DropboxConfig, InstanceConfig, load_config
 from dropbox_importer.dropbox.layout import DropboxLayout
+from dropbox_importer.dropbox.policy import RouteRefused, check_folder, check_params, policy_for
 from dropbox_importer.dropbox.routes import RouteError, RouteSpec, resolve_route, route_label
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, Stopped
+from dropbox_importer.marketo.models import ImportFormat, ImportParams
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.ready import is_ignored
 
@@ -105,10 +111,18 @@ def route_folders(layout: DropboxLayout, box: DropboxConfig) -> list[PurePosixPa
 def check_route(
     box: DropboxConfig, route: PurePosixPath, catalog: Catalog | None, label: str
 ) -> RouteRow:
-    """Parse one route and, when the instance answered, look up its list, partition and lookup."""
+    """Parse one route and, when the instance answered, look up its list, partition and lookup.
+
+    A folder the drop box's policy refuses is a problem too: a file dropped there would fail.
+    """
     try:
+        check_folder(route, box.allow, box.routes)
         spec = resolve_route(route, box.routes, box.defaults)
-    except RouteError as exc:
+        params = ImportParams(
+            ImportFormat.CSV, spec.list_id, spec.partition_name, spec.lookup_field
+        )
+        check_params(params, policy_for(route, box.policy, box.route_policies).allow)
+    except (RouteError, RouteRefused) as exc:
         return RouteRow(box.name, label, "-", "-", "-", "-", (exc.reason,))
     problems = [] if catalog is None else _lookup_problems(spec, catalog)
     return RouteRow(
@@ -153,11 +167,29 @@ def check_instance(instance: InstanceConfig, client: MarketoClient, timeout: flo
     return None
 
 
+def policy_problems(box: DropboxConfig, catalog: Catalog | None) -> list[str]:
+    """Names in the drop box's column rules (and its routes') that are no lead field."""
+    if catalog is None:
+        return []
+    try:
+        fields = catalog.fields()
+    except Stopped:
+        return ["Marketo did not answer describe before the timeout"]
+    except LOOKUP_ERRORS as exc:
+        return [f"Marketo describe failed: {exc}"]
+    problems = field_problems(box.policy, fields, "")
+    for name, policy in sorted(box.route_policies.items()):
+        problems += field_problems(policy, fields, f"routes.{name}.")
+    return sorted(set(problems), key=problems.index)
+
+
 def check_dropboxes(
     boxes: list[DropboxConfig], instance: InstanceConfig, timeout: float
-) -> tuple[str | None, list[RouteRow]]:
-    """The instance's credential problem (or None) and one row per route of its drop boxes."""
+) -> tuple[str | None, list[RouteRow], dict[str, list[str]]]:
+    """The instance's credential problem (or None), one row per route of its drop boxes, and
+    each drop box's problems with its column rules."""
     rows: list[RouteRow] = []
+    policies: dict[str, list[str]] = {}
     with open_client(instance) as client:
         # The client retries transient faults without end; closing it ends every wait, so a
         # dead or unreachable instance costs `timeout` seconds, not forever.
@@ -172,13 +204,23 @@ def check_dropboxes(
                 folders = route_folders(DropboxLayout(box.root), box)
                 found = [(f, f"inbox/{route_label(f)}".rstrip("/") + "/") for f in folders]
                 rows += [check_route(box, route, catalog, label) for route, label in named + found]
+                policies[box.name] = policy_problems(box, catalog)
         finally:
             deadline.cancel()
-    return problem, rows
+    return problem, rows, policies
 
 
 def _verdict(row: RouteRow) -> str:
     return "OK" if not row.problems else "PROBLEM: " + "; ".join(row.problems)
+
+
+def render_policies(boxes: list[DropboxConfig], problems: dict[str, list[str]]) -> str:
+    """Each drop box's effective policy, its warnings and its problems."""
+    out = []
+    for box in boxes:
+        out += ["", *render_policy(box)]
+        out += [f"  PROBLEM: {problem}" for problem in problems.get(box.name, [])]
+    return "\n".join(out) + "\n"
 
 
 def render(instances: dict[str, str | None], rows: list[RouteRow]) -> str:
@@ -212,10 +254,20 @@ def main(args: argparse.Namespace) -> int:
     logs.configure(json=config.log_format == "json", level="warning", stream=sys.stderr)
     instances: dict[str, str | None] = {}
     rows: list[RouteRow] = []
+    policies: dict[str, list[str]] = {}
     for name in sorted(config.instances):
         boxes = [b for b in config.dropboxes.values() if b.instance == name]
-        instances[name], found = check_dropboxes(boxes, config.instances[name], args.timeout)
+        instances[name], found, box_problems = check_dropboxes(
+            boxes, config.instances[name], args.timeout
+        )
         rows += found
+        policies |= box_problems
     sys.stdout.write(render(instances, rows))
-    problems = any(p is not None for p in instances.values()) or any(r.problems for r in rows)
+    ordered = [config.dropboxes[name] for name in sorted(config.dropboxes)]
+    sys.stdout.write(render_policies(ordered, policies))
+    problems = (
+        any(p is not None for p in instances.values())
+        or any(r.problems for r in rows)
+        or any(policies.values())
+    )
     return EXIT_PROBLEMS if problems else EXIT_OK

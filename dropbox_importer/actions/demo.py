@@ -23,6 +23,15 @@ not-an-email,Broken,Row,Nowhere
 ,No,Email,Anywhere
 """
 
+# A partner's own export: Marketo's display names, a row without email, a repeated email.
+PARTNER_SAMPLE = """\
+Email Address,First Name,Last Name,Company Name
+ada@example.com,Ada,Lovelace,Analytical Engines
+grace@example.com,Grace,Hopper,Compilers Inc
+,No,Email,Anywhere
+ADA@example.com,Ada,King,Analytical Engines
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `demo`'s options."""
@@ -30,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_demo(directory: Path) -> Path:
-    """Create the demo config, drop box and sample file if missing; return the config path."""
+    """Create the demo config, drop box and sample files if missing; return the config path."""
     directory = directory.resolve()
     config_path = directory / "config.yaml"
     root = directory / "dropbox"
@@ -59,9 +68,9 @@ def write_demo(directory: Path) -> Path:
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     for folder in ("inbox/newsletter", "inbox/csv", "done", "failed", "processing"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    sample = directory / "sample-leads.csv"
-    if not sample.exists():
-        sample.write_text(SAMPLE)
+    for name, text in (("sample-leads.csv", SAMPLE), ("partner-leads.csv", PARTNER_SAMPLE)):
+        if not (directory / name).exists():
+            (directory / name).write_text(text)
     return config_path
 
 

@@ -19,21 +19,24 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import TextIO
 
 from dropbox_importer import logs
 from dropbox_importer.actions.check import open_client
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, load_config
-from dropbox_importer.csvfile import Inspection, Part, write_results
+from dropbox_importer.csvfile import Duplicates, Inspection, Part, write_results
+from dropbox_importer.csvfile.header import ColumnRules
 from dropbox_importer.dropbox.layout import result_paths, unique_path
-from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
+from dropbox_importer.dropbox.policy import Policy, RouteRefused
+from dropbox_importer.dropbox.routes import RouteError
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError
 from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportParams
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.settle import FAILURE_REASON, WARNING_REASON
-from dropbox_importer.pipeline.submit import Cut, Rejected, check_and_cut
+from dropbox_importer.pipeline.submit import Cut, Rejected, check_and_cut, routed
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -70,21 +73,26 @@ def choose_dropbox(config: Config, name: str | None) -> DropboxConfig:
     return config.dropboxes[name]
 
 
-def resolve_params(box: DropboxConfig, route: str, file: Path) -> ImportParams:
-    """The import parameters `route` gives `file` in this drop box; UsageError if it won't parse."""
+def resolve_params(box: DropboxConfig, route: str, file: Path) -> tuple[ImportParams, Policy]:
+    """The import parameters and rules `route` gives `file` in this drop box, as for a file
+    dropped in that folder; UsageError if the folder won't parse or the policy refuses it."""
     try:
-        spec = resolve_route(PurePosixPath(route.strip("/")), box.routes, box.defaults)
-        return import_params(spec, file.name)
-    except RouteError as exc:
+        return routed(PurePosixPath(route.strip("/") or "."), file.name, box)
+    except (RouteError, RouteRefused) as exc:
         raise UsageError(f"route '{route}': {exc.reason}") from exc
 
 
 def prepare_parts(
-    file: Path, params: ImportParams, box: DropboxConfig, catalog: Catalog | None, out: Path
+    file: Path,
+    params: ImportParams,
+    box: DropboxConfig,
+    catalog: Catalog | None,
+    out: Path,
+    rules: ColumnRules,
 ) -> Cut:
     """Check the file (and, with a catalog, its header and targets); cut it into parts."""
     try:
-        return check_and_cut(file, params, box, out, catalog)
+        return check_and_cut(file, params, box, out, catalog, rules)
     except Rejected as exc:
         raise Refused(exc.reason) from exc
 
@@ -105,6 +113,16 @@ def describe_reading(inspection: Inspection) -> list[str]:
         columns = ", ".join(str(c) for c in inspection.ignored_columns)
         lines.append(f"unnamed empty column(s) {columns} left out")
     return lines
+
+
+def duplicates_line(found: Duplicates, lookup_field: str, shown: int = 5) -> str:
+    """One line saying which rows repeat an earlier row's lookup value."""
+    pairs = ", ".join(f"{line} (same as {first})" for line, first in found.lines[:shown])
+    more = ", …" if found.rows > shown else ""
+    return (
+        f"{found.rows} row(s) repeat an earlier row's {lookup_field}, so Marketo keeps the "
+        f"last: line {pairs}{more}"
+    )
 
 
 class Progress:
@@ -176,6 +194,7 @@ def write_row_files(
     statuses: list[BatchStatus],
     local: dict[int, str],
     scratch: Path,
+    sent: Sequence[int] | None = None,
 ) -> list[Path]:
     """Fetch Marketo's failed and warned rows; write them, merged, beside `file`."""
     finals = result_paths(file, params.format)
@@ -199,7 +218,7 @@ def write_row_files(
         destination = unique_path(final, os.path.lexists)
         rows = write_results(
             parts, fetched, destination, original=file, fmt=params.format,
-            reason_column=column, encoding=encoding, local_failures=extra,
+            reason_column=column, encoding=encoding, local_failures=extra, sent=sent,
         )  # fmt: skip
         if rows:
             written.append(destination)
@@ -207,25 +226,36 @@ def write_row_files(
 
 
 def import_file(
-    config: Config, box: DropboxConfig, file: Path, params: ImportParams, out: TextIO
+    config: Config,
+    box: DropboxConfig,
+    file: Path,
+    route: tuple[ImportParams, Policy],
+    out: TextIO,
 ) -> int:
     """Check, send and follow one file; write its row files; return the exit code."""
     instance = config.instances[box.instance]
     with open_client(instance) as client, tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         catalog = Catalog(client) if box.preflight else None
-        cut = prepare_parts(file, params, box, catalog, scratch / "parts")
+        params, policy = route
+        cut = prepare_parts(file, params, box, catalog, scratch / "parts", policy.columns)
         parts, local = cut.parts, cut.local_failures
+        sent = cut.header.sent if cut.header is not None and cut.header.drops_columns else None
         rows = sum(p.rows for p in parts)
         shown = " ".join(f"{key}={value}" for key, value in params.query().items())
         out.write(f"{file.name}: {rows} row(s) in {len(parts)} part(s), {shown}\n")
-        for line in describe_reading(cut.inspection):
-            out.write(line + "\n")
+        encoding = box.encoding
+        if cut.inspection is not None:
+            encoding = cut.inspection.encoding  # as the checks decided
+            for line in describe_reading(cut.inspection):
+                out.write(line + "\n")
         if local:
             out.write(f"{len(local)} row(s) left out: their lookup field is empty\n")
+        if cut.duplicates.rows:
+            out.write(duplicates_line(cut.duplicates, cut.lookup_field) + "\n")
         statuses = run_batches(client, parts, params, instance.poll_min_seconds, out)
         written = write_row_files(
-            client, file, params, cut.inspection.encoding, parts, statuses, local, scratch
+            client, file, params, encoding, parts, statuses, local, scratch, sent
         )
     for status in statuses:
         if status.status is BatchState.FAILED or status.message:
@@ -245,14 +275,14 @@ def main(args: argparse.Namespace) -> int:
         box = choose_dropbox(config, args.dropbox)
         if not args.file.is_file():
             raise UsageError(f"{args.file} is not a file")
-        params = resolve_params(box, args.route, args.file)
+        route = resolve_params(box, args.route, args.file)
     except (ConfigError, UsageError) as exc:
         print(f"dropbox-importer: {exc}", file=sys.stderr)
         return EXIT_USAGE
     # Warnings only, on stderr: progress and results own stdout.
     logs.configure(json=config.log_format == "json", level="warning", stream=sys.stderr)
     try:
-        return import_file(config, box, args.file, params, sys.stdout)
+        return import_file(config, box, args.file, route, sys.stdout)
     except Refused as exc:
         print(f"refused: {exc}", file=sys.stdout)
     except MarketoError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,11 @@ from dropbox_importer.config.model import (
     SandboxOptions,
     Timeouts,
 )
+from dropbox_importer.csvfile.header import ColumnRules
+from dropbox_importer.dropbox.policy import AllowRules, Policy, RouteRefused, check_params
 from dropbox_importer.dropbox.routes import KEY_ALIASES, RouteError, RouteSpec, parse_value
 from dropbox_importer.marketo.credentials import SecretError, resolve_secret
-from dropbox_importer.marketo.models import ImportFormat
+from dropbox_importer.marketo.models import ImportFormat, ImportParams
 from dropbox_importer.marketo.settings import LimitSettings, munchkin_base_url
 
 SECRET_KEYS = ("client_secret", "client_secret_env", "client_secret_file")
@@ -180,6 +183,11 @@ def build_dropbox(checked: Checked, name: str, raw: dict[str, Any], base: Path) 
     """One drop box with its routes; its instance and root are checked against the others."""
     key = f"dropboxes.{name}"
     routes: dict[str, RouteSpec] = {}
+    box_policy = Policy(
+        build_allow(checked, f"{key}.allow", raw.get("allow"), AllowRules()),
+        build_columns(checked, f"{key}.columns", raw.get("columns"), ColumnRules()),
+    )
+    route_policies: dict[str, Policy] = {}
     for route, spec in (raw.get("routes") or {}).items():
         route_key = f"{key}.routes.{route}"
         if not ROUTE_NAME.fullmatch(route) or route.lower() in ImportFormat.__members__.values():
@@ -189,15 +197,29 @@ def build_dropbox(checked: Checked, name: str, raw: dict[str, Any], base: Path) 
                 "spaces, not starting with a dot, and not csv, tsv or ssv",
             )
         routes[route] = route_spec(checked, route_key, spec)
-    leave_out = ("root", "instance", "defaults", "routes", "notify", "retention")
+        if spec.get("allow") is not None or spec.get("columns") is not None:
+            route_policies[route] = Policy(
+                build_allow(checked, f"{route_key}.allow", spec.get("allow"), box_policy.allow),
+                build_columns(
+                    checked, f"{route_key}.columns", spec.get("columns"), box_policy.columns
+                ),
+            )
+    defaults = route_spec(checked, f"{key}.defaults", raw.get("defaults") or {})
+    check_routes_allowed(checked, key, defaults, routes, box_policy, route_policies)
+    leave_out = (
+        "root", "instance", "defaults", "routes", "allow", "columns", "notify", "retention",
+    )  # fmt: skip
     root = base / (raw.get("root") or ".")
     return DropboxConfig(
         **_given(raw, leave_out=leave_out),
         name=name,
         root=root,
         instance=raw.get("instance") or "",
-        defaults=route_spec(checked, f"{key}.defaults", raw.get("defaults") or {}),
+        defaults=defaults,
         routes=routes,
+        allow=box_policy.allow,
+        columns=box_policy.columns,
+        route_policies=route_policies,
         notify=build_notify(checked, f"{key}.notify", raw.get("notify")),
         retention=build_retention(checked, f"{key}.retention", raw.get("retention"), base, root),
     )
@@ -212,8 +234,8 @@ def route_spec(checked: Checked, key: str, raw: dict[str, Any]) -> RouteSpec:
     """A route's parameters from a mapping that may use long or short key names."""
     spec = RouteSpec()
     for name, value in raw.items():
-        if value is None:
-            continue
+        if value is None or name in ("allow", "columns"):
+            continue  # a named route's own rules, not a parameter
         field_name = KEY_ALIASES[name.lower()]
         try:
             spec = spec.merged(parse_value(field_name, str(value), key), where=key)
@@ -223,6 +245,116 @@ def route_spec(checked: Checked, key: str, raw: dict[str, Any]) -> RouteSpec:
                 f"sets the same parameter as another key here, to {value!r}: keep one of them",
             )
     return spec
+
+
+def build_allow(
+    checked: Checked, key: str, raw: dict[str, Any] | None, base: AllowRules
+) -> AllowRules:
+    """Allow rules: `base` (the drop box's, for a route) with the keys `raw` sets replaced."""
+    if raw is None:
+        return base
+    given = _set_in_file(checked, key, raw)
+    if given.get("lookup_fields") == frozenset():
+        checked.problem(
+            f"{key}.lookup_fields",
+            "is empty, so every file would be refused: name the lookup fields files may use "
+            "(Marketo's default is email), or remove the key",
+        )
+    return replace(base, **given)
+
+
+def _set_in_file(checked: Checked, key: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a section the file itself sets (not defaults filled in), with good values."""
+    return {
+        name: value
+        for name, value in raw.items()
+        if value is not None and f"{key}.{name}" in checked.lines
+    }
+
+
+def build_columns(
+    checked: Checked, key: str, raw: dict[str, Any] | None, base: ColumnRules
+) -> ColumnRules:
+    """Column rules: `base` with the keys `raw` sets replaced; one name with two meanings is a
+    problem."""
+    if raw is None:
+        return base
+    given = _set_in_file(checked, key, raw)
+    rules = ColumnRules(
+        aliases=given.get("aliases", base.aliases),
+        ignore=tuple(given.get("ignore", base.ignore)),
+        allow=tuple(given["allow"]) if "allow" in given else base.allow,
+        deny=tuple(given.get("deny", base.deny)),
+        on_denied=given.get("on_denied", base.on_denied),
+    )
+    aliases, ignore = rules.aliases, rules.ignore
+    seen: dict[str, str] = {}
+    for name in aliases:
+        if name.casefold() in seen:
+            checked.problem(
+                f"{key}.aliases",
+                f"'{seen[name.casefold()]}' and '{name}' differ only in case, and column names "
+                "are matched in any case: keep one",
+            )
+        seen[name.casefold()] = name
+    both = sorted(n for n in ignore if n.casefold() in seen)
+    if both:
+        checked.problem(
+            f"{key}.ignore",
+            f"{', '.join(repr(n) for n in both)} also has an alias: ignore it or map it, not both",
+        )
+    denied = {name.casefold() for name in rules.deny}
+    twice = sorted(name for name in rules.allow or () if name.casefold() in denied)
+    if twice:
+        checked.problem(
+            f"{key}.allow" if "allow" in given else f"{key}.deny",
+            f"{', '.join(repr(n) for n in twice)} is both allowed and denied: keep one",
+        )
+    return rules
+
+
+def check_routes_allowed(
+    checked: Checked,
+    key: str,
+    defaults: RouteSpec,
+    routes: dict[str, RouteSpec],
+    box_policy: Policy,
+    route_policies: dict[str, Policy],
+) -> None:
+    """The operator's own routes obey the rules they are under: a named route, or the defaults
+    a file directly in inbox/ gets, outside allow would refuse every file dropped there."""
+    if box_policy.allow.folders == "named" and not routes:
+        checked.problem(
+            f"{key}.allow.folders",
+            "is named, but the drop box names no routes, so every file would be refused: add "
+            "routes, or set folders: any",
+        )
+    if any(problem.startswith(f"{key}.allow") for problem in checked.reported):
+        return  # the rules themselves are wrong: checking routes against them adds only noise
+    where = {
+        f"{key}.defaults": (defaults, box_policy),
+        **{
+            f"{key}.routes.{name}": (
+                spec.filled_from(defaults),
+                route_policies.get(name, box_policy),
+            )
+            for name, spec in routes.items()
+        },
+    }
+    for at, (spec, policy) in where.items():
+        if at.endswith(".defaults") and policy.allow.folders == "named":
+            continue  # no file gets the defaults alone
+        params = ImportParams(
+            ImportFormat.CSV, spec.list_id, spec.partition_name, spec.lookup_field
+        )
+        try:
+            check_params(params, policy.allow)
+        except RouteRefused as exc:
+            checked.problem(
+                at,
+                f"{exc.value} is outside {exc.rule}, so every file there would be refused: add "
+                f"it to {exc.rule} or change the route",
+            )
 
 
 def check_instances_named(

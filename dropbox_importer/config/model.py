@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dropbox_importer.csvfile.header import ColumnRules
+from dropbox_importer.dropbox.policy import AllowRules, Policy
 from dropbox_importer.dropbox.routes import RouteSpec
 from dropbox_importer.marketo.settings import InstanceSettings, LimitSettings
 
@@ -126,8 +128,17 @@ class DropboxConfig:
     preflight: bool = True
     defaults: RouteSpec = field(default_factory=RouteSpec)
     routes: dict[str, RouteSpec] = field(default_factory=dict)
+    allow: AllowRules = field(default_factory=AllowRules)
+    columns: ColumnRules = field(default_factory=ColumnRules)
+    # Named routes with rules of their own: the drop box's, overridden key by key.
+    route_policies: dict[str, Policy] = field(default_factory=dict)
     notify: NotifyConfig | None = None
     retention: RetentionConfig | None = None
+
+    @property
+    def policy(self) -> Policy:
+        """The drop box's own rules, before any named route's overrides."""
+        return Policy(self.allow, self.columns)
 
 
 @dataclass(frozen=True)

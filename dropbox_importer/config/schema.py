@@ -84,6 +84,17 @@ def text_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def name_map(value: Any) -> dict[str, str]:
+    """A mapping of non-empty names to non-empty names."""
+    wrong = not isinstance(value, dict) or not all(
+        isinstance(k, str) and k.strip() and isinstance(v, str) and v.strip()
+        for k, v in value.items()
+    )
+    if wrong:
+        raise WrongValueError('a mapping of column names to field names, e.g. {"E-Mail": email}')
+    return {k.strip(): v.strip() for k, v in value.items()}
+
+
 def choice(*allowed: str) -> Check:
     """One of the given words."""
 
@@ -265,6 +276,66 @@ RETENTION = Section(
     }
 )
 
+
+def list_ids(value: Any) -> frozenset[int]:
+    """A list of static list ids (whole numbers above 0), maybe empty."""
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        raise WrongValueError("a list of static list ids, e.g. [1234, 1235]")
+    return frozenset(value)
+
+
+def name_set(value: Any) -> frozenset[str]:
+    """A list of names, maybe empty."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise WrongValueError('a list of names, e.g. ["EMEA"] (quote names YAML reads as numbers)')
+    return frozenset(v.strip() for v in value)
+
+
+# Where a file may be imported; an absent key sets no limit. A named route may narrow or widen
+# lists, partitions and lookup fields for itself; which folders count is the drop box's alone.
+_ALLOW_TARGETS = {
+    "lists": Option(list_ids, None, "listIds a file may be imported into (absent: any)"),
+    "partitions": Option(name_set, None, "partitionNames a file may go to (absent: any)"),
+    "lookup_fields": Option(
+        name_set, None, "lookup fields a file may use, email included (absent: any)"
+    ),
+}
+ALLOW = Section(
+    {
+        "folders": Option(
+            choice("any", "named"), "any", "named: only route folders named in the config"
+        ),
+        **_ALLOW_TARGETS,
+    }
+)
+ROUTE_ALLOW = Section(dict(_ALLOW_TARGETS))
+
+# What a partner's columns become; names are matched case-insensitively, trimmed.
+COLUMNS = Section(
+    {
+        "aliases": Option(name_map, None, "partner's column name -> REST field name"),
+        "ignore": Option(text_list, (), "partners' column names never sent (kept in the original)"),
+        "allow": Option(
+            text_list, None, "fields a file may set (absent: any but the protected ones)"
+        ),
+        "deny": Option(text_list, (), "fields never sent"),
+        "on_denied": Option(
+            choice("reject", "drop"), "reject", "reject: fail the file; drop: send without them"
+        ),
+    }
+)
+
+# A route named in the config: its parameters, and rules of its own over the drop box's.
+NAMED_ROUTE = Section(
+    {
+        **ROUTE.options,
+        "allow": Option(ROUTE_ALLOW, None, "the drop box's allow, key by key, for this route"),
+        "columns": Option(COLUMNS, None, "the drop box's columns, key by key, for this route"),
+    }
+)
+
 DROPBOX = Section(
     {
         "root": Option(text, REQUIRED, "folder holding inbox/, processing/, done/, failed/"),
@@ -308,7 +379,9 @@ DROPBOX = Section(
         ),
         "preflight": Option(boolean, True, "check header, lists and partitions first"),
         "defaults": Option(ROUTE, None, "parameters a route folder leaves out"),
-        "routes": Option(Named(ROUTE), None, "route folders named in the config"),
+        "routes": Option(Named(NAMED_ROUTE), None, "route folders named in the config"),
+        "allow": Option(ALLOW, None, "which folders, lists, partitions, lookup fields"),
+        "columns": Option(COLUMNS, None, "what the columns of partners' files become"),
         "notify": Option(NOTIFY, None, "webhook or command told when a file settles"),
         "retention": Option(RETENTION, None, "when done/ and failed/ files expire"),
     }

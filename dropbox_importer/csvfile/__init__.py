@@ -12,13 +12,14 @@ line it starts on (a quoted line break makes a row span several lines).
 
 from dropbox_importer.csvfile.annotate import LINE_COLUMN, write_results
 from dropbox_importer.csvfile.fields import suggest_fields
-from dropbox_importer.csvfile.inspect import Inspection, inspect_file
+from dropbox_importer.csvfile.inspect import Duplicates, Inspection, inspect_file
 from dropbox_importer.csvfile.source import FileRejected
 from dropbox_importer.csvfile.split import DEFAULT_MAX_PART_BYTES, Part, count_records, split_file
 
 __all__ = [
     "DEFAULT_MAX_PART_BYTES",
     "LINE_COLUMN",
+    "Duplicates",
     "FileRejected",
     "Inspection",
     "Part",

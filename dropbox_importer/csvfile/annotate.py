@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from dropbox_importer.csvfile.header import sent_values, to_partner_columns
 from dropbox_importer.csvfile.source import Source, iter_lines, open_source
 from dropbox_importer.csvfile.split import Part
 from dropbox_importer.marketo.models import ImportFormat
@@ -73,8 +74,16 @@ class _Merger:
     """Walks the original's rows once, writing local failures as they pass by."""
 
     def __init__(
-        self, rows: Iterator[Row], local: Mapping[int, str], writer: Any, quote_all: Any
+        self,
+        rows: Iterator[Row],
+        local: Mapping[int, str],
+        writer: Any,
+        quote_all: Any,
+        sent: Sequence[int] | None = None,
+        width: int = 0,
     ) -> None:
+        self._sent = sent  # the original's columns Marketo received; None: all of them
+        self._width = width  # columns of the original's header
         self._rows = rows
         self._local = local
         self._writer = writer
@@ -98,24 +107,32 @@ class _Merger:
             return line, fields
         return None
 
+    def _matches(self, original: Row, data: list[str]) -> bool:
+        fields = original[1] if self._sent is None else sent_values(original[1], self._sent)
+        return matches(fields, data)
+
+    def _partner(self, data: list[str]) -> list[str]:
+        """Marketo's row under the partner's own columns."""
+        return data if self._sent is None else to_partner_columns(data, self._sent, self._width)
+
     def part(self, part: Part, rows: Iterator[list[str]], width: int, at: int | None) -> None:
         """Match Marketo's rows of one part to the original's, in order, and write them."""
         taken = 0
         pending: list[Row] = []  # taken from the original, not yet matched
         for number, row in enumerate(rows, start=2):
             data, reason = split_reason(row, width, at)
-            found = next((i for i, r in enumerate(pending) if matches(r[1], data)), None)
+            found = next((i for i, r in enumerate(pending) if self._matches(r, data)), None)
             while found is None and taken < part.rows:
                 nxt = self.take()
                 taken += 1
                 if nxt is None:
                     break
                 pending.append(nxt)
-                if matches(nxt[1], data):
+                if self._matches(nxt, data):
                     found = len(pending) - 1
             if found is None:
                 log.warning("result_row_unmatched", part=part.index, marketo_row=number)
-                self.emit("", data, reason)
+                self.emit("", self._partner(data), reason)
                 continue
             line, fields = pending[found]
             self.emit(line, fields, reason)
@@ -145,11 +162,13 @@ def write_results(
     reason_column: str,
     encoding: str = "utf-8",
     local_failures: Mapping[int, str] | None = None,
+    sent: Sequence[int] | None = None,
 ) -> int:
     """Merge Marketo's per-part files and local failures into one file in the original's order.
 
     Writes `Line`, the original's columns and `reason_column`, in the original's delimiter,
     encoding, BOM and line ends; returns the rows written (no file is written for 0 rows).
+    `sent` lists the original's columns the parts carried (see csvfile.header), when not all.
     """
     src = open_source(original, encoding)
     local = local_failures or {}
@@ -165,7 +184,7 @@ def write_results(
             stream, delimiter=fmt.delimiter, lineterminator=end, quoting=csv.QUOTE_ALL
         )
         writer.writerow([LINE_COLUMN, *header, reason_column])
-        merger = _Merger(original_rows(src, fmt), local, writer, quote_all)
+        merger = _Merger(original_rows(src, fmt), local, writer, quote_all, sent, len(header))
         for part, failures in zip(parts, marketo_files, strict=True):
             if failures is None:
                 merger.part(part, iter(()), 0, None)

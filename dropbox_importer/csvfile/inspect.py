@@ -51,6 +51,7 @@ class Inspection:
     blank_tail: list[int] = field(default_factory=list)
     # The line the last row ends on: lines after it hold no row.
     last_line: int = 0
+    duplicates: Duplicates = field(default_factory=lambda: Duplicates())
 
     @property
     def converted(self) -> bool:
@@ -82,6 +83,29 @@ def column_label(column: int) -> str:
 def is_blank_row(fields: list[str]) -> bool:
     """True for a row with nothing in it: no fields, or only empty and white-space values."""
     return not any(value.strip() for value in fields)
+
+
+# Lines listed in a Duplicates report; the count goes on past it.
+MAX_DUPLICATES_LISTED = 1000
+# Distinct lookup values remembered, about 130 MB; a value first seen past it is not tracked.
+MAX_VALUES_TRACKED = 1_000_000
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """Rows whose lookup value an earlier row of the file already has.
+
+    Within one import Marketo writes the rows in order, so a later row updates the lead the
+    earlier one wrote: the last row's values are what Marketo keeps (an empty cell leaves a value
+    as it was). Values are compared trimmed and case-insensitively, as Marketo's dedupe on
+    email does. Each distinct value is held while the file is checked, about 130 bytes each,
+    up to MAX_VALUES_TRACKED; `complete` is False when a file had more (values first seen past
+    that point are not compared).
+    """
+
+    rows: int = 0  # rows sharing their lookup value with an earlier row
+    lines: tuple[tuple[int, int], ...] = ()  # (line, the earlier line with that value), capped
+    complete: bool = True
 
 
 def _captured(lines: Iterator[str], taken: list[str]) -> Iterator[str]:
@@ -195,10 +219,16 @@ def _unnamed_with_data(fields: list[str], named: int, start: int) -> FileRejecte
     )
 
 
-def _lookup_index(header: list[str], lookup: str) -> int:
-    names = [name.strip().lower() for name in header]
+def _lookup_index(header: list[str], lookup: str, mapped: Sequence[str] | None) -> int:
+    names = [name.strip().lower() for name in (header if mapped is None else mapped)]
     if lookup.lower() in names:
         return names.index(lookup.lower())
+    if mapped is not None and lookup.lower() in [name.strip().lower() for name in header]:
+        raise FileRejected(
+            f"line 1: the column '{lookup}' is the lookup field, but this drop box does not send "
+            "it (columns.ignore or columns.deny) — ask the operator to change that rule",
+            1,
+        )
     hint = suggest_fields(header, [lookup])
     near = [name for name, match in hint.items() if match]
     meant = f" (is '{near[0].strip()}' meant to be '{lookup}'?)" if near else ""
@@ -236,11 +266,14 @@ def inspect_file(
     *,
     encoding: str = "utf-8",
     lookup_field: str | None = None,
+    names: Sequence[str] | None = None,
     candidates: Sequence[str] = DEFAULT_CANDIDATES,
 ) -> Inspection:
     """Check the file in one pass; raise FileRejected naming the line and the fix.
 
-    `encoding` is the drop box's (a codec, or "auto" choosing among `candidates`).
+    `encoding` is the drop box's (a codec, or "auto" choosing among `candidates`). `names`, one
+    per header column, are the field names the columns are sent as ("" for a column not sent:
+    see csvfile.header); the lookup column is found among them.
     """
     src: Source = open_source(path, encoding, candidates)
     lookup = lookup_field or "email"  # Marketo's default lookup field
@@ -259,16 +292,21 @@ def inspect_file(
     _, header, raw_header = first
     _check_delimiter("".join(raw_header), fmt)
     named = _check_header(header)
-    key = _lookup_index(header[:named], lookup)
+    mapped = names if names is not None and len(names) == len(header) else None
+    key = _lookup_index(header[:named], lookup, None if mapped is None else mapped[:named])
     width = len(header)
     rows = 0
     empty_lookup: list[int] = []
     blank: list[int] = []
     tail: list[int] = []  # blank lines of spaces and tabs since the last row
     last_line = 1
+    first_seen: dict[str, int] = {}  # a lookup value, lower-cased -> the line it was first on
+    repeated: list[tuple[int, int]] = []
+    repeats = 0
+    remember = first_seen.setdefault
     for start, fields, raw in records:
-        if len(fields) == width and fields[key].strip() and named == width:
-            pass  # the common case: a full row with a lookup value
+        if len(fields) == width and named == width:
+            pass  # the common case: a full row, no padding to check
         elif is_blank_row(fields):
             # Excel writes an empty row as delimiters alone (",,"); blank lines are the same.
             blank.append(start)
@@ -285,7 +323,22 @@ def inspect_file(
             )
         elif any(value.strip() for value in fields[named:]):
             raise _unnamed_with_data(fields, named, start)
-        elif not fields[key].strip():
+        if value := fields[key].strip():
+            earlier = remember(value.lower(), start)
+            if earlier != start:
+                repeats += 1
+                if len(repeated) < MAX_DUPLICATES_LISTED:
+                    repeated.append((start, earlier))
+            elif len(first_seen) >= MAX_VALUES_TRACKED:
+                remember = first_seen.get  # full: values seen so far are still recognised
+        elif is_blank_row(fields):
+            blank.append(start)  # a full row of empty values: Excel's empty row
+            if len(raw) == 1 and is_blank(raw[0]):
+                tail.append(start)
+            else:
+                tail.clear()
+            continue
+        else:
             empty_lookup.append(start)
         tail.clear()
         rows += 1
@@ -299,7 +352,8 @@ def inspect_file(
         encoding=src.encoding,
         newline=src.newline,
         empty_lookup_lines=empty_lookup,
-        lookup_field=header[key].strip(),
+        lookup_field=(header if mapped is None else mapped)[key].strip(),
+        duplicates=Duplicates(repeats, tuple(repeated), len(first_seen) < MAX_VALUES_TRACKED),
         encoding_by=src.decided_by,
         blank_lines=blank,
         ignored_columns=list(range(named + 1, width + 1)),

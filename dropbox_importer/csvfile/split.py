@@ -4,8 +4,7 @@ Two paths. A UTF-8 file with LF or CRLF line ends and no rows to leave out is cu
 block is read, the cut goes at its last line end with an even count of double quotes before it
 (a line end inside a quoted value always has an odd count), and rows are counted with bytes
 methods only, so no Python code runs per row. Anything else (a declared encoding, old Mac
-line ends, rows failed locally, blank rows, Excel's unnamed empty columns) is rewritten record
-by record.
+line ends, rows failed locally) is rewritten record by record.
 
 Every part, even a lone one, is a new file in `out_dir`: the original is never sent as is, so
 the BOM never reaches Marketo and the original stays untouched for the partner.
@@ -15,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -155,14 +155,25 @@ def _read_header(stream: BinaryIO, buf: bytearray) -> bytes:
         buf += chunk
 
 
-def _split_bytes(src: Source, fmt: ImportFormat, out_dir: Path, max_bytes: int) -> list[Part]:
+def _header_row(names: Sequence[str], fmt: ImportFormat, src: Source) -> bytes:
+    """A header row of these names, in the format's delimiter and the original's line end."""
+    out = io.StringIO()
+    end = "\r\n" if src.newline == "crlf" else "\n"
+    csv.writer(out, delimiter=fmt.delimiter, lineterminator=end).writerow(names)
+    return out.getvalue().encode("utf-8")
+
+
+def _split_bytes(
+    src: Source, fmt: ImportFormat, out_dir: Path, max_bytes: int, new_header: bytes | None
+) -> list[Part]:
     parts: list[Part] = []
     buf = bytearray()
     with src.path.open("rb") as stream:
         stream.seek(src.skip)
         header = _read_header(stream, buf)
-        budget = max_bytes - len(header)
         line = 1 + header.count(b"\n")
+        header = header if new_header is None else new_header
+        budget = max_bytes - len(header)
         eof = False
         while True:
             while not eof and len(buf) <= budget:
@@ -186,11 +197,15 @@ def _split_bytes(src: Source, fmt: ImportFormat, out_dir: Path, max_bytes: int) 
     return parts
 
 
-def _first_columns(text: str, keep: int, delimiter: str, end: str) -> str:
-    """The record `text` with only its first `keep` fields, written anew with line end `end`."""
-    fields = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
+def _projected(text: str, fmt: ImportFormat, keep: Sequence[int]) -> str:
+    """One record with only the columns in `keep`, its line end kept."""
+    body = text.rstrip("\r\n")
+    end = text[len(body) :]
+    row = next(csv.reader(io.StringIO(body, newline=""), delimiter=fmt.delimiter), [])
     out = io.StringIO()
-    csv.writer(out, delimiter=delimiter, lineterminator=end).writerow(fields[:keep])
+    csv.writer(out, delimiter=fmt.delimiter, lineterminator=end).writerow(
+        [row[i] if i < len(row) else "" for i in keep]
+    )
     return out.getvalue()
 
 
@@ -200,20 +215,15 @@ def _split_records(
     out_dir: Path,
     max_bytes: int,
     skip_lines: frozenset[int],
-    keep_columns: int | None,
+    new_header: bytes | None,
+    keep: Sequence[int] | None,
 ) -> list[Part]:
     records = iter_raw_records(iter_lines(src))
     # Old Mac files get Unix line ends: Marketo documents only LF and CRLF.
     convert = src.newline == "cr"
-    end = "\r\n" if src.newline == "crlf" else "\n"
-
-    def text_of(record: str) -> str:
-        if keep_columns is not None:
-            return _first_columns(record, keep_columns, fmt.delimiter, end)
-        return record.replace("\r", "\n") if convert else record
-
     _, header_text = next(records, (1, ""))
-    header = text_of(header_text).encode("utf-8")
+    header = (header_text.replace("\r", "\n") if convert else header_text).encode("utf-8")
+    header = header if new_header is None else new_header
     budget = max_bytes - len(header)
     parts: list[Part] = []
     pending: list[bytes] = []
@@ -230,7 +240,9 @@ def _split_records(
     for start, text in records:
         if start in skip_lines or is_blank(text):
             continue
-        data = text_of(text).encode("utf-8")
+        if keep is not None:
+            text = _projected(text, fmt, keep)
+        data = (text.replace("\r", "\n") if convert else text).encode("utf-8")
         if len(data) > budget:
             raise _too_big(start, max_bytes)
         if pending and size + len(data) > budget:
@@ -253,14 +265,16 @@ def split_file(
     max_bytes: int = DEFAULT_MAX_PART_BYTES,
     encoding: str = "utf-8",
     skip_lines: frozenset[int] = frozenset(),
-    keep_columns: int | None = None,
+    header: Sequence[str] | None = None,
+    keep: Sequence[int] | None = None,
 ) -> list[Part]:
     """Write the file's rows as UTF-8 parts of at most `max_bytes`, each with the header.
 
-    `skip_lines` are start lines of records left out (rows failed locally, blank rows);
-    `keep_columns`, when given, keeps only that many leading columns (Excel's padding dropped).
+    `header` replaces the original's header row in every part (the mapped names Marketo
+    receives); `keep`, 0-based column indices, leaves every other column out of every row.
     """
     src = open_source(path, encoding)
-    if src.is_utf8 and src.newline != "cr" and not skip_lines and keep_columns is None:
-        return _split_bytes(src, fmt, out_dir, max_bytes)
-    return _split_records(src, fmt, out_dir, max_bytes, skip_lines, keep_columns)
+    new_header = None if header is None else _header_row(header, fmt, src)
+    if src.is_utf8 and src.newline != "cr" and not skip_lines and keep is None:
+        return _split_bytes(src, fmt, out_dir, max_bytes, new_header)
+    return _split_records(src, fmt, out_dir, max_bytes, skip_lines, new_header, keep)

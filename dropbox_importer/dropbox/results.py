@@ -33,6 +33,14 @@ Key names are stable (add keys, never rename them); times are ISO 8601 UTC with 
                         when the rows were converted for Marketo, else null
     ignored_columns     1-based numbers of trailing header columns with no name and no value
                         (Excel's padding), left out of what was sent
+    columns             [{column, field, fate, how}]: each column of the header as written,
+                        the field it was sent as, its fate (sent, ignored, denied, unknown,
+                        ambiguous) and how it was mapped or why it was not sent; null when
+                        the file was refused before its header was read
+    duplicates          {lookup_field, rows, lines: [{line, same_as_line}], complete, note}:
+                        the rows whose lookup value an earlier row of the file has (the first
+                        1000 listed), which update the same lead, so Marketo keeps the last;
+                        null when the file was refused before its rows were read
     version             the dropbox-importer version that wrote this file
 """
 
@@ -48,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from dropbox_importer import __version__
+from dropbox_importer.csvfile import Duplicates
+from dropbox_importer.csvfile.header import HeaderMap
 from dropbox_importer.dropbox.layout import Outcome, write_atomic
 from dropbox_importer.marketo.models import ImportFormat, ImportParams
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
@@ -113,6 +123,60 @@ class PartResult:
 
 
 @dataclass(frozen=True)
+class ColumnResult:
+    """One column of the partner's header and what became of it."""
+
+    column: str  # the name as the partner wrote it
+    field: str | None  # the lead field it was sent as
+    fate: str  # sent | ignored | denied | unknown | ambiguous
+    how: str  # how it was mapped, or why it was not sent
+
+    @classmethod
+    def of(cls, header: HeaderMap | None) -> tuple[ColumnResult, ...] | None:
+        """The results of a mapped header (None stays None)."""
+        if header is None:
+            return None
+        return tuple(cls(c.original, c.field, c.fate.value, c.how) for c in header.columns)
+
+
+DUPLICATES_NOTE = (
+    "rows with the same lookup value update the same lead, one after the other: Marketo keeps "
+    "the last row's values (an empty cell leaves a value as it was)"
+)
+
+
+@dataclass(frozen=True)
+class DuplicateResult:
+    """Rows of the file that repeat an earlier row's lookup value."""
+
+    lookup_field: str
+    rows: int
+    lines: tuple[tuple[int, int], ...]  # (line, the earlier line with the same value)
+    complete: bool = True
+
+    @classmethod
+    def of(cls, lookup_field: str, found: Duplicates) -> DuplicateResult:
+        """The report of the repeats found in the lookup column `lookup_field`."""
+        return cls(lookup_field, found.rows, found.lines, found.complete)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object result.json holds."""
+        return {
+            "lookup_field": self.lookup_field,
+            "rows": self.rows,
+            "lines": [{"line": line, "same_as_line": first} for line, first in self.lines],
+            "complete": self.complete,
+            "note": DUPLICATES_NOTE,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> DuplicateResult:
+        """Read what `to_dict` wrote."""
+        lines = tuple((int(x["line"]), int(x["same_as_line"])) for x in doc["lines"])
+        return cls(doc["lookup_field"], int(doc["rows"]), lines, bool(doc["complete"]))
+
+
+@dataclass(frozen=True)
 class Timings:
     """When the file was first seen, claimed, first sent and settled; and its mtime."""
 
@@ -162,6 +226,8 @@ class FileResult:
     imported: Imported | None = None
     encoding: Encoding | None = None
     ignored_columns: tuple[int, ...] = ()
+    columns: tuple[ColumnResult, ...] | None = None
+    duplicates: DuplicateResult | None = None
 
     @classmethod
     def build(
@@ -176,8 +242,11 @@ class FileResult:
         finished: datetime | None = None,
         rows_failed_locally: int = 0,
         modified: datetime | None = None,
+        header: HeaderMap | None = None,
+        duplicates: DuplicateResult | None = None,
     ) -> FileResult:
-        """The result of a journal file and its parts (of every round)."""
+        """The result of a journal file and its parts (of every round; its mapped header, if
+        read)."""
         created = [p.created_at for p in parts if p.created_at is not None]
         timings = Timings(
             dropped,
@@ -213,6 +282,8 @@ class FileResult:
             imported=imported,
             encoding=encoding,
             ignored_columns=tuple(int(c) for c in details.get("ignored_columns", ())),
+            columns=ColumnResult.of(header),
+            duplicates=duplicates,
         )
 
     def counts(self) -> dict[str, int]:
@@ -264,6 +335,8 @@ class FileResult:
             },
             "ignored_columns": list(self.ignored_columns),
             "version": self.version,
+            "columns": None if self.columns is None else [vars(c).copy() for c in self.columns],
+            "duplicates": None if self.duplicates is None else self.duplicates.to_dict(),
         }
 
     def to_json(self) -> bytes:
@@ -302,6 +375,12 @@ class FileResult:
             imported=None if imported is None else Imported(**imported),
             encoding=None if encoding is None else Encoding(**encoding),
             ignored_columns=tuple(doc.get("ignored_columns", ())),
+            columns=None
+            if doc.get("columns") is None
+            else tuple(ColumnResult(**c) for c in doc["columns"]),
+            duplicates=None
+            if doc.get("duplicates") is None
+            else DuplicateResult.from_dict(doc["duplicates"]),
         )
 
     def write(self, path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Why a file cannot be imported (`Rejected`, its fixed sentences, the route's parameters), or
-not yet (`FileChanged`).
+"""Why a file cannot be imported (`Rejected`, its fixed sentences, the route's parameters and
+rules), or not yet (`FileChanged`).
 
 Shared by the submitter (which rejects files) and the settler (which writes the reason into
 result.json), so that neither imports the other.
@@ -10,6 +10,13 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from dropbox_importer.config import DropboxConfig
+from dropbox_importer.dropbox.policy import (
+    Policy,
+    RouteRefused,
+    check_folder,
+    check_params,
+    policy_for,
+)
 from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_route
 from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.records import FileRecord
@@ -33,10 +40,28 @@ class Rejected(Exception):  # noqa: N818 - what happens to the file, not an erro
         self.reason = reason
 
 
-def params_for(record: FileRecord, box: DropboxConfig) -> ImportParams:
-    """The import parameters the file's route folder sets (Rejected if it can't be parsed)."""
+def routed(route: PurePosixPath, filename: str, box: DropboxConfig) -> tuple[ImportParams, Policy]:
+    """The import parameters and rules of a file in this route folder of the drop box.
+
+    The drop box's policy is applied before anything else: with `allow.folders: named` a folder
+    the config does not name is refused unparsed. Raises RouteError (the folder does not parse)
+    or RouteRefused (the policy refuses it); both say what to change.
+    """
+    check_folder(route, box.allow, box.routes)
+    policy = policy_for(route, box.policy, box.route_policies)
+    params = import_params(resolve_route(route, box.routes, box.defaults), filename)
+    check_params(params, policy.allow)
+    return params, policy
+
+
+def route_for(record: FileRecord, box: DropboxConfig) -> tuple[ImportParams, Policy]:
+    """The file's import parameters and rules (Rejected if its route folder is refused)."""
     try:
-        spec = resolve_route(PurePosixPath(record.route or "."), box.routes, box.defaults)
-        return import_params(spec, record.name)
-    except RouteError as exc:
-        raise Rejected(str(exc)) from exc
+        return routed(PurePosixPath(record.route or "."), record.name, box)
+    except (RouteError, RouteRefused) as exc:
+        raise Rejected(exc.reason) from exc
+
+
+def params_for(record: FileRecord, box: DropboxConfig) -> ImportParams:
+    """The import parameters the file's route folder sets (Rejected if it can't be used)."""
+    return route_for(record, box)[0]

@@ -12,15 +12,12 @@ from collections.abc import Callable
 from dropbox_importer.config import Config, DropboxConfig
 
 # The keys of a drop box that decide how a file already claimed is cut, routed and sent.
+# `columns` and a route's own rules (its allow with them) decide which columns a file's parts
+# carry; the drop box's `allow` does not: a file in flight already passed it.
 IN_FLIGHT_KEYS = (
-    "instance",
-    "root",
-    "routes",
-    "defaults",
-    "encoding",
-    "encoding_candidates",
-    "max_part_bytes",
-)
+    "instance", "root", "routes", "defaults", "columns", "route_policies", "encoding",
+    "encoding_candidates", "max_part_bytes",
+)  # fmt: skip
 
 
 def changes_files_in_flight(old: DropboxConfig, new: DropboxConfig | None) -> bool:

@@ -286,6 +286,12 @@ class Rounds:
         self.changed(record.id, where)
 
 
+def round_parts_dir(parts_root: Path, record: FileRecord) -> Path:
+    """Where the file's current round is cut into parts (and its prepared facts kept)."""
+    folder = parts_root / str(record.id)
+    return folder if record.round == 1 else folder / f"round-{record.round}"
+
+
 def _remove_results(original: Path) -> None:
     """Remove the result files beside a settled original: they describe bytes now gone."""
     for suffix in RESULT_SUFFIXES:

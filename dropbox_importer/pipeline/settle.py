@@ -18,15 +18,17 @@ import structlog
 
 from dropbox_importer.config import DropboxConfig
 from dropbox_importer.csvfile import Part, write_results
+from dropbox_importer.csvfile.header import HeaderMap
 from dropbox_importer.dropbox import layout as disk
 from dropbox_importer.dropbox.layout import DropboxLayout, FileVanished, Outcome
-from dropbox_importer.dropbox.results import FileResult, file_digest
+from dropbox_importer.dropbox.results import DuplicateResult, FileResult, file_digest
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
 from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.prepared import load_prepared
 from dropbox_importer.pipeline.reasons import FileChanged, Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
-from dropbox_importer.pipeline.rounds import vanished_reason
+from dropbox_importer.pipeline.rounds import round_parts_dir, vanished_reason
 from dropbox_importer.pipeline.states import FileState
 
 log = structlog.get_logger(__name__)
@@ -153,8 +155,10 @@ class Settler:
             params: ImportParams | None = params_for(record, box)
         except Rejected:
             params = None
+        facts = load_prepared(round_parts_dir(self._parts_root, record))
+        header = None if facts is None else facts.header
         if params is not None and (parts or local):
-            self._stage_rows(record, params, parts, local, staging)
+            self._stage_rows(record, params, parts, local, staging, header)
         result = FileResult.build(
             record,
             every,
@@ -166,6 +170,10 @@ class Settler:
             dropped=record.seen_at or record.claimed_at,
             modified=modified,
             rows_failed_locally=len(local),
+            header=header,
+            duplicates=None
+            if facts is None
+            else DuplicateResult.of(facts.lookup_field, facts.duplicates),
         )
         # The bytes as they are kept beside this result, even if they changed after the claim.
         result = replace(result, size=size, sha256=sha256)
@@ -179,6 +187,7 @@ class Settler:
         parts: Sequence[PartRecord],
         local: dict[int, str],
         staging: Path,
+        header: HeaderMap | None,
     ) -> None:
         """Fetch Marketo's failures and warnings and merge them into the partner's files."""
         client = self._clients(record.dropbox)
@@ -208,6 +217,7 @@ class Settler:
                     # As the checks decided (a BOM, valid UTF-8, declared or detected).
                     encoding=str(record.details.get("encoding", box.encoding)),
                     local_failures=extra,
+                    sent=header.sent if header is not None and header.drops_columns else None,
                 )
 
     @staticmethod

@@ -11,13 +11,28 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
 
 from dropbox_importer.config import DropboxConfig
-from dropbox_importer.csvfile import FileRejected, Inspection, Part, inspect_file, split_file
+from dropbox_importer.csvfile import (
+    Duplicates,
+    FileRejected,
+    Inspection,
+    Part,
+    inspect_file,
+    split_file,
+)
+from dropbox_importer.csvfile.header import (
+    ColumnRules,
+    Fate,
+    HeaderMap,
+    map_header,
+    read_header,
+    refuse_unmappable,
+)
 from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, RequestRejected, Stopped
@@ -25,8 +40,17 @@ from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.preflight import Catalog, PreflightError, check_header, check_targets
-from dropbox_importer.pipeline.reasons import VANISHED, FileChanged, Rejected, params_for
+from dropbox_importer.pipeline.prepared import save_prepared
+from dropbox_importer.pipeline.reasons import (
+    VANISHED,
+    FileChanged,
+    Rejected,
+    params_for,
+    route_for,
+    routed,
+)
 from dropbox_importer.pipeline.records import FileRecord
+from dropbox_importer.pipeline.rounds import round_parts_dir
 from dropbox_importer.pipeline.states import FileState
 
 log = structlog.get_logger(__name__)
@@ -43,10 +67,24 @@ __all__ = [
     "check_and_cut",
     "params_for",
     "prepare",
+    "route_for",
+    "routed",
 ]
 
 # How long a file waits before another try when the instance refuses us (403-like errors).
 OPERATOR_RETRY_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A checked file cut into parts: the parts, rows failed locally, its mapped header."""
+
+    parts: list[Part]
+    local_failures: dict[int, str]  # original line -> reason
+    header: HeaderMap | None  # None when the file had no readable header to map
+    duplicates: Duplicates = field(default_factory=Duplicates)
+    lookup_field: str = "email"  # the lookup column as the file names it, once mapped
+    inspection: Inspection | None = None
 
 
 @dataclass(frozen=True)
@@ -70,42 +108,69 @@ def details_of(inspection: Inspection) -> dict[str, object]:
     }
 
 
-@dataclass(frozen=True)
-class Cut:
-    """A checked file cut into parts: the parts, rows failed locally, what the checks learned."""
+def without_padding(header: HeaderMap, columns: list[int]) -> HeaderMap:
+    """The map with Excel's padding (trailing unnamed, empty columns, 1-based) not sent."""
+    padding = {column - 1 for column in columns}
+    return HeaderMap(
+        tuple(
+            replace(c, field=None, fate=Fate.IGNORED, how="no name and no value (Excel's padding)")
+            if c.index in padding
+            else c
+            for c in header.columns
+        )
+    )
 
-    parts: list[Part]
-    local_failures: dict[int, str]
-    inspection: Inspection
+
+def map_columns(
+    path: Path, params: ImportParams, rules: ColumnRules, encoding: str, catalog: Catalog | None
+) -> HeaderMap | None:
+    """The file's header mapped to lead fields (describe's, with a catalog); None if no header.
+
+    Raises FileRejected for a header that can't be mapped (ambiguous, duplicate or denied
+    columns); RequestRejected when Marketo refuses describe.
+    """
+    names = read_header(path, params.format, encoding)
+    if names is None:
+        return None  # inspect_file says what is wrong with the file
+    fields = None if catalog is None else catalog.fields()
+    header = map_header(names, fields, rules, lookup=params.lookup_field or "email")
+    refuse_unmappable(header, rules)
+    return header
 
 
 def check_and_cut(
-    path: Path, params: ImportParams, box: DropboxConfig, parts_dir: Path, catalog: Catalog | None
+    path: Path,
+    params: ImportParams,
+    box: DropboxConfig,
+    parts_dir: Path,
+    catalog: Catalog | None,
+    rules: ColumnRules,
 ) -> Cut:
     """Check a file (with a catalog, against Marketo too); cut it into parts in `parts_dir`.
 
-    Returns the parts, the rows failed locally (line -> reason) and the inspection; Rejected
-    says why not.
+    `rules` are the route's column rules. Returns the parts, the rows failed locally and the
+    mapped header; Rejected says why not.
     """
     try:
+        header = map_columns(path, params, rules, box.encoding, catalog)
         inspection = inspect_file(
             path,
             params.format,
             encoding=box.encoding,
             lookup_field=params.lookup_field,
+            names=None if header is None else header.lookup_names,
             candidates=box.encoding_candidates,
         )
-    except FileRejected as exc:
-        raise Rejected(str(exc)) from exc
-    header = inspection.header[: inspection.named_columns]
-    if catalog is not None:
-        try:
+        if header is not None and inspection.ignored_columns:
+            header = without_padding(header, inspection.ignored_columns)
+        if catalog is not None and header is not None:
             check_header(header, params, catalog)
+        if catalog is not None:
             check_targets(params, catalog)
-        except PreflightError as exc:
-            raise Rejected(str(exc)) from exc
-        except RequestRejected as exc:
-            raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
+    except (FileRejected, PreflightError) as exc:
+        raise Rejected(str(exc)) from exc
+    except RequestRejected as exc:
+        raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
     local = {line: "lookup field is empty" for line in inspection.empty_lookup_lines}
     if local and len(local) >= inspection.rows:
         raise Rejected(
@@ -115,6 +180,13 @@ def check_and_cut(
     if parts_dir.exists():
         shutil.rmtree(parts_dir)  # a previous attempt's parts: cut again, deterministically
     parts_dir.mkdir(parents=True)
+    names: list[str] | None = None if header is None else header.sent_names
+    keep: tuple[int, ...] | None = None
+    if header is not None and header.drops_columns:
+        keep = header.sent
+    elif header is None and inspection.ignored_columns:
+        keep = tuple(range(inspection.named_columns))  # Excel's padding left out
+        names = inspection.header[: inspection.named_columns]
     try:
         parts = split_file(
             path,
@@ -124,11 +196,13 @@ def check_and_cut(
             # The encoding the checks decided on, so that auto detection runs once.
             encoding=inspection.encoding,
             skip_lines=inspection.skip_lines(),
-            keep_columns=inspection.named_columns if inspection.ignored_columns else None,
+            header=names,
+            keep=keep,
         )
     except FileRejected as exc:
         raise Rejected(str(exc)) from exc
-    return Cut(parts, local, inspection)
+    save_prepared(parts_dir, header, inspection.duplicates, inspection.lookup_field)
+    return Cut(parts, local, header, inspection.duplicates, inspection.lookup_field, inspection)
 
 
 def prepare(
@@ -139,10 +213,10 @@ def prepare(
     FileChanged when the file is not the one the round began with (before or after the cut:
     parts cut from a file still being written would import a snapshot of it, maybe a cut row).
     """
-    params = params_for(record, box)
+    params, policy = route_for(record, box)
     path = Path(record.processing_path)
     try:
-        cut = check_and_cut(path, params, box, parts_dir, catalog)
+        cut = check_and_cut(path, params, box, parts_dir, catalog, policy.columns)
     except Rejected:
         if file_digest(path) != (record.size, record.sha256):
             raise FileChanged(str(path)) from None  # the verdict was on other bytes
@@ -225,12 +299,10 @@ class Submitter:
         record = self._journal.get(file_id)
         box = self._boxes(record.dropbox)
         bound = log.bind(dropbox=record.dropbox, route=record.route, file=record.name)
-        parts_dir = self._parts_root / str(file_id)
-        if record.round > 1:
-            parts_dir = parts_dir / f"round-{record.round}"
+        cut_into = round_parts_dir(self._parts_root, record)
         try:
             try:
-                prepared = prepare(record, box, parts_dir, self._catalog if box.preflight else None)
+                prepared = prepare(record, box, cut_into, self._catalog if box.preflight else None)
             except FileNotFoundError as exc:
                 raise Rejected(VANISHED) from exc
         except FileChanged:

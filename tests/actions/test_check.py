@@ -150,3 +150,74 @@ def test_a_config_error_is_printed_as_the_loader_words_it(tmp_path: Path, run_cl
 
     assert code == 2 and out == ""
     assert f"{config}:4: dropboxes.a.instance: missing" in err
+
+
+def _section(out: str, box: str) -> list[str]:
+    """The lines of a drop box's policy section."""
+    lines = out.splitlines()
+    start = lines.index(f"drop box {box}: who can import where, which columns")
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("  ")), None)
+    return lines[start + 1 : end]
+
+
+def test_check_prints_each_drop_boxs_policy_and_warns_about_an_open_one(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
+) -> None:
+    strict = {
+        "routes": {
+            "emea": {"format": "csv", "listId": 1001, "partitionName": "Europe"},
+            "consent": {"list": 1002, "columns": {"allow": ["email", "unsubscribed"]}},
+        },
+        "allow": {"folders": "named", "lists": [1001, 1002], "partitions": ["Europe"]},
+        "columns": {"aliases": {"Firma": "company"}, "ignore": ["Notes"], "deny": ["leadScore"]},
+    }
+    config = write_config(instance=_instance(sandbox), dropboxes={"open": {}, "strict": strict})
+    _folders(tmp_path / "strict", "list=9999")
+
+    code, out, err = run_cli("check", "--config", config)
+
+    assert code == 1, out + err  # the partner-made folder
+    assert _row(out, "inbox/list=9999/").endswith(
+        "PROBLEM: the file is in folder 'list=9999', but this drop box takes files only in its "
+        "route folders (allow.folders: named): move it to inbox/consent/ or inbox/emea/, or ask "
+        "the operator to add a route"
+    )
+    opened = _section(out, "open")
+    assert [line.split()[:2] for line in opened[:4]] == [
+        ["folders", "any:"], ["lists", "any"], ["partitions", "any"], ["lookup", "fields"],
+    ]  # fmt: skip
+    assert opened[-1] == (
+        "  WARNING: partners can import into any list and any partition by naming a folder "
+        "(inbox/list=…/): set allow.folders: named, or allow.lists and allow.partitions"
+    )
+    shown = "\n".join(_section(out, "strict"))
+    assert "WARNING" not in shown
+    assert "folders              named routes only" in shown
+    assert "lists                1001, 1002" in shown
+    assert "aliases              Firma -> company" in shown
+    assert "columns denied       leadScore" in shown
+    assert (
+        "  route consent, its own rules:\n"
+        "    columns sent         only email, unsubscribed (and the route's lookup field)\n"
+        "    protected, not sent  unsubscribedReason," in shown
+    )
+
+
+def test_check_reports_column_rules_naming_no_lead_field(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
+) -> None:
+    box = {
+        "allow": {"lookup_fields": ["email", "emial"]},
+        "columns": {"aliases": {"Firma": "compnay"}, "deny": ["leadscore", "shoeSize"]},
+    }
+    config = write_config(instance=_instance(sandbox), dropboxes={"acme": box})
+
+    code, out, _ = run_cli("check", "--config", config)
+
+    assert code == 1
+    problems = [line.strip() for line in _section(out, "acme") if "PROBLEM" in line]
+    assert problems == [
+        "PROBLEM: columns.aliases maps 'Firma' to 'compnay', which is no lead field",
+        "PROBLEM: columns.deny names 'shoeSize', which is no lead field",
+        "PROBLEM: allow.lookup_fields names 'emial', which is no lead field",
+    ]

@@ -194,7 +194,8 @@ def test_excel_padding_is_not_sent_and_failures_keep_their_original_lines(tmp_pa
         ImportFormat.CSV,
         tmp_path,
         skip_lines=inspection.skip_lines(),
-        keep_columns=inspection.named_columns,
+        header=inspection.header[: inspection.named_columns],
+        keep=tuple(range(inspection.named_columns)),
     )
     assert part.path.read_text() == "Email,Name\na@x.com,Ann\nbad-email,Bob\n"
     assert part.rows == 2

@@ -138,3 +138,31 @@ def test_a_header_of_delimiters_alone_is_no_header(tmp_path: Path) -> None:
     with pytest.raises(FileRejected) as caught:
         inspect_file(path, ImportFormat.CSV)
     assert "no column names" in caught.value.reason
+
+
+def test_rows_repeating_an_earlier_lookup_value_are_reported_with_the_first_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dupes.csv"
+    path.write_text(
+        "id,email\n1,a@example.com\n2,b@example.com\n3, A@Example.com \n4,\n5,b@example.com\n"
+        "6,a@example.com\n"
+    )
+    found = inspect_file(path, ImportFormat.CSV).duplicates
+    assert (found.rows, found.lines, found.complete) == (3, ((4, 2), (6, 3), (7, 2)), True)
+    assert inspect_file(path, ImportFormat.CSV, lookup_field="id").duplicates.rows == 0
+
+
+def test_duplicates_listed_are_capped_but_all_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dropbox_importer.csvfile import inspect as module
+
+    monkeypatch.setattr(module, "MAX_DUPLICATES_LISTED", 2)
+    monkeypatch.setattr(module, "MAX_VALUES_TRACKED", 3)
+    path = tmp_path / "many.csv"
+    values = ["a", "b", "a", "c", "d", "a", "d", "b"]
+    path.write_text("email\n" + "".join(f"{v}@example.com\n" for v in values))
+    found = inspect_file(path, ImportFormat.CSV).duplicates
+    # d is first seen past the 3 values tracked: its repeat goes unnoticed, and says so.
+    assert (found.rows, found.lines, found.complete) == (3, ((4, 2), (7, 2)), False)

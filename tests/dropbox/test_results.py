@@ -13,6 +13,8 @@ import pytest
 
 from dropbox_importer import __version__
 from dropbox_importer.dropbox.results import (
+    ColumnResult,
+    DuplicateResult,
     Encoding,
     FileResult,
     Imported,
@@ -51,6 +53,11 @@ def sample() -> FileResult:
         size=1234,
         sha256="ab" * 32,
         rows_failed_locally=3,
+        columns=(
+            ColumnResult("Email Address", "email", "sent", "display name"),
+            ColumnResult("Internal notes", None, "ignored", "columns.ignore"),
+        ),
+        duplicates=DuplicateResult("email", 2, ((5, 2), (9, 2))),
     )
 
 
@@ -73,6 +80,8 @@ def test_document_has_the_documented_keys() -> None:
         "encoding",
         "ignored_columns",
         "version",
+        "columns",
+        "duplicates",
     ]
     assert doc["import"] == {
         "format": "csv",
