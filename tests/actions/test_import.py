@@ -236,3 +236,25 @@ def test_progress_on_a_terminal_rewrites_one_line_in_place() -> None:
     assert lines[2].rstrip() == "2 batch(es): 2 complete | processed 12, failed 0, warnings 0"
     assert len(lines[2]) == len(lines[1]) + 1 and lines[2].endswith("\n")
     assert len(lines) == 3
+
+
+def test_import_maps_a_partners_header_applies_the_policy_and_names_repeated_rows(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
+) -> None:
+    config = _config(write_config, sandbox, allow={"lists": [1001]}, columns={"ignore": ["Notes"]})
+    leads = _file(
+        tmp_path,
+        "Email Address,Notes,Company Name\na@example.com,hi,Acme\nA@example.com,,Acme Ltd\n",
+    )
+
+    refused = run_cli("import", "--config", config, leads, "--route", "csv,list=1002")
+    assert refused[0] == 2 and "listId 1002 is not open to this drop box" in refused[2]
+    code, out, err = run_cli("import", "--config", config, leads, "--route", "csv,list=1001")
+
+    assert code == 0, out + err
+    assert (
+        "1 row(s) repeat an earlier row's email, so Marketo keeps the last: line 3 (same as 2)"
+        in out
+    )
+    [lead] = sandbox.app.db.snapshot()
+    assert lead["fields"] == {"email": "a@example.com", "company": "Acme Ltd"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,26 @@ def test_preview_usage_errors_exit_2(tmp_path: Path, write_config: WriteConfig) 
     done = run_subprocess("preview", "--config", str(config), "--route", "csv", "nowhere.csv")
     assert done.returncode == 2
     assert "nowhere.csv is not a file" in done.stderr
+
+
+def test_a_partition_that_does_not_exist_names_no_other_partition_but_the_log_does(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
+) -> None:
+    config = write_config(instance=_instance(sandbox), dropboxes={"acme": {}})
+    file = _file(tmp_path, "email\nada@example.com\n")
+
+    code, out, err = run_cli("preview", "--config", config, "--route", "csv,partition=Mars", file)
+
+    assert code == 1
+    assert out.endswith(
+        "would be refused: lead partition 'Mars' does not exist in Marketo; ask the operator to "
+        "fix the route\n"
+    )
+    assert not any(name in out for name in ("Default", "Europe", "Americas"))
+    # The operator's log (stderr here, the journal under systemd) names them.
+    [event] = [
+        json.loads(line) for line in err.splitlines() if "preflight_partition_unknown" in line
+    ]
+    assert event["partitionName"] == "Mars"
+    assert event["known"] == ["Americas", "Default", "Europe"]
+    _nothing_sent(sandbox)
