@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import signal
 import tempfile
@@ -139,8 +140,12 @@ def can_lease(owner_uid: int) -> bool:
     return _has_cap_lease()
 
 
+@functools.cache
 def _has_cap_lease() -> bool:
-    """CAP_LEASE in effect, and in the initial user namespace (where the kernel checks it)."""
+    """CAP_LEASE in effect, and in the initial user namespace (where the kernel checks it).
+
+    Read once: a process's capabilities do not change while the daemon runs.
+    """
     try:
         status = Path("/proc/self/status").read_text()
         uid_map = Path("/proc/self/uid_map").read_text().split()

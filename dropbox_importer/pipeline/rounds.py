@@ -46,6 +46,8 @@ log = structlog.get_logger(__name__)
 # How often files waiting in processing/ and watched settled files are looked at.
 WAITING_CHECK_SECONDS = 0.2
 WATCH_CHECK_SECONDS = 1.0
+# After an unexpected error, a waiting file is looked at again this much later.
+RETRY_SECONDS = 30.0
 
 Stamp = tuple[int, int, int]  # size, mtime_ns, inode
 
@@ -68,6 +70,7 @@ class _Waiting:
     dropbox: str
     stamp: Stamp | None
     still_since: float
+    retry_at: float = 0.0  # after a failed look, not before this
 
 
 @dataclass
@@ -152,10 +155,13 @@ class Rounds:
             with self._lock:
                 waiting = list(self._waiting.items())
             for file_id, wait in waiting:
+                if now < wait.retry_at:
+                    continue
                 try:
                     self._look_at_waiting(file_id, wait, now)
                 except Exception:  # one file's problem never stops the others
-                    log.exception("round_check_failed", file_id=file_id)
+                    wait.retry_at = now + RETRY_SECONDS
+                    log.exception("round_check_failed", file_id=file_id, retry_in=RETRY_SECONDS)
         if now >= self._next_watch:
             self._next_watch = now + WATCH_CHECK_SECONDS
             with self._lock:
@@ -163,7 +169,8 @@ class Rounds:
             for file_id, watch in watched:
                 try:
                     self._look_at_watched(file_id, watch, now)
-                except Exception:
+                except Exception:  # a watch is a courtesy: given up, never a crash loop
+                    self._forget_watch(file_id)
                     log.exception("settled_watch_failed", file_id=file_id)
 
     def recover(self, watch_seconds: float) -> None:
@@ -195,7 +202,7 @@ class Rounds:
         try:
             st = os.lstat(path)
         except FileNotFoundError:
-            if self._move_back(record, box):
+            if self._move_back(record):
                 return
             self._forget_waiting(file_id)
             self._settle(file_id, vanished_reason(record, self._journal.parts(file_id)))
@@ -230,8 +237,9 @@ class Rounds:
         )
         self._requeue(record.dropbox, file_id)
 
-    def _move_back(self, record: FileRecord, box: BoxView) -> bool:
-        """Finish a reopen a crash interrupted: the file still in done/ or failed/."""
+    def _move_back(self, record: FileRecord) -> bool:
+        """Move a reopened file from done/ or failed/ back to processing/, its old results
+        removed (again, when an error or a crash interrupted it); False when it is not there."""
         destination = record.destination_path
         if destination is None or not os.path.lexists(destination):
             return False
@@ -271,11 +279,9 @@ class Rounds:
         route = settled.parent.relative_to(outcome)
         target = unique_path(box.layout.processing / route / settled.name, os.path.lexists)
         where = f"in {outcome.name}/ after it settled"
-        # Recorded before the move, like every move: a crash in between is finished by recovery.
+        # Recorded before the move, like every move: if the move fails (or a crash comes in
+        # between), the wait for the writer finds the file still there and moves it then.
         self._journal.reopen(record.id, target, f"changed {where}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        settled.rename(target)
-        _remove_results(settled)
         log.warning(
             "file_reopened",
             dropbox=record.dropbox,
@@ -284,6 +290,7 @@ class Rounds:
             was=str(settled),
         )
         self.changed(record.id, where)
+        self._move_back(self._journal.get(record.id))
 
 
 def round_parts_dir(parts_root: Path, record: FileRecord) -> Path:
