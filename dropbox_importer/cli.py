@@ -36,11 +36,13 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     import importlib
 
     parser = argparse.ArgumentParser(prog="dropbox-importer", description=__doc__)
+    # Module docstrings are the sub-commands' descriptions: keep their line breaks and tables.
+    raw = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        command = sub.add_parser(name, help=help_text, description=help_text, formatter_class=raw)
         if name != chosen:
             continue
         module = importlib.import_module(module_name)

@@ -8,34 +8,40 @@ continues where the last run stopped.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
 import structlog
 
-from dropbox_importer import systemd
+from dropbox_importer import logs, systemd
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, InstanceConfig, load_config
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.models import BatchState, BatchStatus
+from dropbox_importer.marketo.health import HealthSnapshot
+from dropbox_importer.marketo.models import BatchStatus
 from dropbox_importer.observe.hub import Observers
 from dropbox_importer.pipeline.boxes import Box, open_box
 from dropbox_importer.pipeline.claim import Claimer
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.lock import StateDirLock
+from dropbox_importer.pipeline.lost import handle_lost_batch
 from dropbox_importer.pipeline.poll import PollBand, Poller
 from dropbox_importer.pipeline.preflight import Catalog
-from dropbox_importer.pipeline.reasons import FileChanged
+from dropbox_importer.pipeline.reasons import FileChanged, Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.recover import recover
-from dropbox_importer.pipeline.reload import boxes_to_restart, needs_restart
+from dropbox_importer.pipeline.reload import ReloadPlan, plan_reload
 from dropbox_importer.pipeline.rounds import Rounds
+from dropbox_importer.pipeline.runlog import Pending, RunLog
 from dropbox_importer.pipeline.settle import Settler
 from dropbox_importer.pipeline.states import FileState
 from dropbox_importer.pipeline.submit import Submitter
@@ -88,6 +94,12 @@ class Daemon:
             int, tuple[float, int, str | None]
         ] = {}  # file ids handed to the settler, never twice
         self._lock = threading.Lock()
+        self.runlog: RunLog | None = None
+        # A reload's drop box changes held back until the box is idle: the file's config they
+        # come from, and per drop box why it waits and since when (UTC, for status).
+        self._target: Config | None = None
+        self._held: dict[str, Pending] = {}
+        self._next_held_check = 0.0
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -97,6 +109,8 @@ class Daemon:
         lock.acquire()
         try:
             self.journal = Journal.open(self.config.state_dir)
+            self.runlog = RunLog(self.journal)
+            self.runlog.started(str(self.config.path), _config_sha256(self.config))
             self.observers = Observers(lambda: self.config, self.journal)
             self.observers.start()
             self._install_signals()
@@ -108,7 +122,7 @@ class Daemon:
                 layouts=lambda name: self.boxes[name].layout,
                 clients=self._client_for,
             )
-            self.claimer = Claimer(self.journal, self._enqueue)
+            self.claimer = Claimer(self.journal, self._enqueue, self.runlog)
             self.rounds = Rounds(
                 self.journal,
                 boxes=self.boxes.get,
@@ -116,6 +130,7 @@ class Daemon:
                 settle=self._hand_to_settler,
             )
             self._start_boxes()
+            self.runlog.running_dropboxes(list(self.boxes))
             self._recover()
             log.info("daemon_ready", dropboxes=sorted(self.boxes), instances=sorted(self.instances))
             systemd.ready(self._status_line())
@@ -147,7 +162,11 @@ class Daemon:
         for name, instance_config in self.config.instances.items():
             sandbox = None
             if instance_config.base_url == "embedded":
-                sandbox = Sandbox(embedded_sandbox_settings(instance_config)).__enter__()
+                # Its leads and batches live in state_dir, as Marketo's outlive a restart.
+                state_file = self.config.state_dir / "sandbox" / f"{name}.json"
+                sandbox = Sandbox(
+                    embedded_sandbox_settings(instance_config), state_file=state_file
+                ).__enter__()
                 settings = instance_config.settings(
                     base_url=sandbox.base_url,
                     client_id=sandbox.settings.client_id,
@@ -163,10 +182,11 @@ class Daemon:
             band = PollBand(instance_config.poll_min_seconds, instance_config.poll_max_seconds)
             poller = Poller(
                 name,
-                functools.partial(client.batch_status, stop=self.stop_event),
+                functools.partial(self._batch_status, client),
                 self._on_batch_final,
                 band=band,
                 on_error=self._on_poll_error,
+                on_progress=self._on_batch_progress,
             )
             submitter = Submitter(
                 name,
@@ -219,6 +239,10 @@ class Daemon:
                 instance.sandbox.__exit__(None, None, None)
         if self.observers is not None:
             self.observers.stop()
+        if self.runlog is not None:
+            with contextlib.suppress(Exception):  # a full disk must not hide the real error
+                self.runlog.write_health(self._health(), force=True)
+                self.runlog.stopped()
         if self.journal is not None:
             self.journal.close()
         log.info("daemon_stopped")
@@ -243,9 +267,11 @@ class Daemon:
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self._reload()
+            self._apply_held(now)
             self._retry_settles(now)
             if self.rounds is not None:
                 self.rounds.tick(now)
+            self._keep_runlog(now)
             if self.observers is not None:
                 self.observers.tick(now, {n: b.layout for n, b in self.boxes.items()})
             if interval is not None and now >= next_ping:
@@ -265,6 +291,18 @@ class Daemon:
                 self._settle_retries[file_id] = (float("inf"), tries, rejection)
         for file_id, rejection in due:
             self._hand_to_settler(file_id, rejection)
+
+    def _keep_runlog(self, now: float) -> None:
+        """Heartbeat and instance health into the journal, for `status` and the status page."""
+        if self.runlog is None:
+            return
+        try:
+            self.runlog.keep(now, self._health)
+        except Exception as exc:  # the journal's own errors show where files move
+            log.warning("runlog_write_failed", error=str(exc))
+
+    def _health(self) -> list[HealthSnapshot]:
+        return [instance.client.health_snapshot() for instance in self.instances.values()]
 
     def _status_line(self) -> str:
         counts = self.journal.counts() if self.journal else {}
@@ -315,6 +353,7 @@ class Daemon:
             file_id = self._batch_files.get(status.batch_id)
         if file_id is None:
             return
+        context = self._file_context(status.batch_id)
         # Forgotten only once recorded: if recording fails, the poller asks again later.
         self.journal.record_batch_status(file_id, status)
         with self._lock:
@@ -323,7 +362,7 @@ class Daemon:
             self.observers.batch_finished(self._record_instance(file_id), status.status.value)
         log.info(
             "batch_finished",
-            batch_id=status.batch_id,
+            **context,
             status=status.status.value,
             leads=status.leads_processed,
             failed=status.rows_failed,
@@ -331,28 +370,64 @@ class Daemon:
         )
         self._settle_if_finished(file_id)
 
-    def _on_poll_error(self, batch_id: int, exc: Exception) -> None:
-        """Marketo no longer knows the batch (expired, or an embedded sandbox restarted)."""
+    def _batch_status(self, client: MarketoClient, batch_id: int) -> BatchStatus:
+        """Ask Marketo about a batch; the client's events name the batch's file."""
+        with structlog.contextvars.bound_contextvars(**self._file_context(batch_id)):
+            return client.batch_status(batch_id, stop=self.stop_event)
+
+    def _file_context(self, batch_id: int) -> dict[str, object]:
+        """dropbox, route, file, file_id and batch_id of a batch, for its log events."""
         assert self.journal is not None
         with self._lock:
             file_id = self._batch_files.get(batch_id)
-        log.error("batch_lost", batch_id=batch_id, error=str(exc))
+        if file_id is None:
+            return {"batch_id": batch_id}
+        try:
+            record = self.journal.get(file_id)
+        except Exception:  # a log line must not fail for want of its context
+            return {"batch_id": batch_id, "file_id": file_id}
+        return {
+            "dropbox": record.dropbox,
+            "route": record.route,
+            "file": record.relative,
+            "file_id": file_id,
+            "batch_id": batch_id,
+        }
+
+    def _on_batch_progress(self, status: BatchStatus) -> None:
+        """Marketo's answer about a batch still queued or importing: rows so far, for status."""
+        assert self.journal is not None
+        with self._lock:
+            file_id = self._batch_files.get(status.batch_id)
+        if file_id is not None:
+            self.journal.record_batch_status(file_id, status)
+
+    def _on_poll_error(self, batch_id: int, exc: Exception) -> None:
+        """Marketo no longer knows the batch (expired, lost, or an embedded sandbox restarted),
+        as a second status call confirmed: its part is sent once more, or, lost twice, fails."""
+        assert self.journal is not None
+        with self._lock:
+            file_id = self._batch_files.get(batch_id)
+        log.error("batch_lost", **self._file_context(batch_id), error=str(exc))
         if file_id is None:
             return
-        # A failed part like any other: the file settles once every part is final, never
-        # while its submitter may still be working on it.
-        lost = BatchStatus(batch_id, BatchState.FAILED, message=f"Marketo lost batch {batch_id}")
-        self.journal.record_batch_status(file_id, lost)
+        requeue = handle_lost_batch(self.journal, file_id, batch_id)
         with self._lock:
             self._batch_files.pop(batch_id, None)
         if self.observers is not None:
             self.observers.batch_finished(self._record_instance(file_id), "Lost")
-        self._settle_if_finished(file_id)
+        if requeue:
+            self._enqueue(self.journal.get(file_id).dropbox, file_id)
+        else:
+            # A failed part like any other: the file settles once every part is final, never
+            # while its submitter may still be working on it.
+            self._settle_if_finished(file_id)
 
     def _settle_if_finished(self, file_id: int) -> None:
         assert self.journal is not None
         record = self.journal.get(file_id)
-        parts = self.journal.parts(file_id)
+        # This round's parts: an earlier round's were all final (or never sent) when it began.
+        parts = [p for p in self.journal.parts(file_id) if p.round == record.round]
         if record.state is FileState.POLLING and all(p.final for p in parts):
             self._hand_to_settler(file_id, None)
 
@@ -374,13 +449,24 @@ class Daemon:
                 tries = self._settle_retries.get(file_id, (0.0, 0, None))[1] + 1
                 delay = min(SETTLE_RETRY_FIRST_SECONDS * 2 ** (tries - 1), SETTLE_RETRY_MAX_SECONDS)
                 self._settle_retries[file_id] = (time.monotonic() + delay, tries, rejection)
+            try:
+                record = self.journal.get(file_id)
+                where = {"dropbox": record.dropbox, "route": record.route, "file": record.relative}
+            except Exception:  # the journal itself may be what fails (a full disk)
+                where = {}
             log.error(
                 "settle_failed",
+                **where,
                 file_id=file_id,
                 error=str(exc),
                 retry_in_seconds=delay,
                 tries=tries,
             )
+            with contextlib.suppress(Exception):  # a journal that fails too is logged above
+                self.journal.set_note(
+                    file_id,
+                    f"cannot be settled yet ({exc}); tried {tries} time(s), next in {delay:g} s",
+                )
             return
         with self._lock:
             self._settle_retries.pop(file_id, None)
@@ -402,7 +488,7 @@ class Daemon:
             enqueue=self._enqueue,
             settle=lambda file_id: self._hand_to_settler(file_id, None),
             settle_if_finished=self._settle_if_finished,
-            adopt=self.claimer.register,
+            adopt=functools.partial(self.claimer.register, adopted=True),
         )
         if self.rounds is not None:
             watch = max((b.config.settled_watch_seconds for b in self.boxes.values()), default=0)
@@ -411,8 +497,13 @@ class Daemon:
     def _follow_again(self, record: FileRecord, part: PartRecord) -> None:
         """Poll a batch created by an earlier run (its status is asked for at once)."""
         assert part.batch_id is not None
-        instance = self.instances[self.boxes[record.dropbox].config.instance]
-        instance.client.adopt_batch(part.batch_id)
+        box = self.boxes[record.dropbox].config
+        instance = self.instances[box.instance]
+        try:
+            list_id = params_for(record, box).list_id
+        except Rejected:
+            list_id = None
+        instance.client.adopt_batch(part.batch_id, list_id)
         if self.observers is not None:
             self.observers.batch_created(instance.config.name)
         with self._lock:
@@ -426,25 +517,93 @@ class Daemon:
             self._apply(load_config(self.config.path))
         except ConfigError as exc:
             log.error("config_reload_rejected", reason=str(exc))
+            if self.runlog is not None:
+                self.runlog.reload_refused(str(exc))
         finally:
             systemd.ready(self._status_line())
 
     def _apply(self, new: Config) -> None:
-        """Swap drop boxes in place; what would strand files in flight needs a restart."""
+        """Apply every change at once but a busy drop box's (later) and restart-only keys."""
         assert self.journal is not None
         journal = self.journal
-        reason = needs_restart(self.config, new, lambda name: bool(journal.unfinished(name)))
-        if reason is not None:
-            log.warning("config_reload_needs_restart", reason=reason)
-            return
-        stop, start = boxes_to_restart(self.config, new)
+        previous = self.config
+        plan = plan_reload(previous, new, lambda name: bool(journal.unfinished(name)))
+        self._switch(plan.config, plan.stop, plan.start)
+        if self.observers is not None:
+            self.observers.reconfigure(previous)
+        if plan.config.log_level != previous.log_level:
+            json = {"json": True, "console": False}.get(plan.config.log_format)
+            logs.configure(json=json, level=plan.config.log_level)
+        self._target = new if plan.held else None
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._held = {
+            name: self._held.get(name, Pending(name, reason, stamp))
+            for name, reason in plan.held.items()
+        }
+        self._record_reload(new, plan)
+
+    def _switch(self, config: Config, stop: list[str], start: list[str]) -> None:
+        """Run on `config`: stop and (re)start the drop boxes named."""
         for name in stop:
             self.boxes.pop(name).watcher.stop()
+        self.config = config
         for name in start:
-            self.boxes[name] = open_box(new.dropboxes[name])
+            self.boxes[name] = open_box(config.dropboxes[name])
             self.boxes[name].watcher.start()
-        self.config = new
-        log.info("config_reloaded", dropboxes=sorted(self.boxes))
+            if self.observers is not None:
+                self.observers.dropbox_started(name, functools.partial(self._waiting, name))
+
+    def _record_reload(self, new: Config, plan: ReloadPlan) -> None:
+        """Log what the reload did, and tell the journal (for status)."""
+        log.info(
+            "config_reloaded",
+            dropboxes=sorted(self.boxes),
+            started=plan.start,
+            stopped=sorted(set(plan.stop) - set(plan.start)),
+            held=sorted(plan.held),
+        )
+        for name, reason in sorted(plan.held.items()):
+            log.warning("config_change_held", dropbox=name, reason=reason)
+        if plan.refused:
+            log.warning(
+                "config_reload_needs_restart",
+                keys=plan.refused,
+                reason="these keys keep their running value until a restart",
+            )
+        if self.runlog is not None:
+            self.runlog.config_applied(_config_sha256(new))
+            if plan.refused:
+                self.runlog.reload_refused(
+                    f"{', '.join(plan.refused)} need a restart (everything else was applied)"
+                )
+            self.runlog.set_pending(list(self._held.values()))
+            self.runlog.running_dropboxes(list(self.boxes))
+
+    def _apply_held(self, now: float) -> None:
+        """Apply a held drop box change once the box has no file in flight any more."""
+        if not self._held or now < self._next_held_check or self._target is None:
+            return
+        assert self.journal is not None
+        self._next_held_check = now + 1.0
+        target = self._target
+        for name in sorted(self._held):
+            if self.journal.unfinished(name):
+                continue
+            pending = self._held.pop(name)
+            boxes = dict(self.config.dropboxes)
+            wanted = target.dropboxes.get(name)
+            if wanted is None:
+                boxes.pop(name, None)
+            else:
+                boxes[name] = wanted
+            start = [] if wanted is None else [name]
+            self._switch(replace(self.config, dropboxes=boxes), [name], start)
+            log.info("config_change_applied", dropbox=name, held_since=pending.since)
+            if self.runlog is not None:
+                self.runlog.set_pending(list(self._held.values()))
+                self.runlog.running_dropboxes(list(self.boxes))
+        if not self._held:
+            self._target = None
 
     # -- look-ups -------------------------------------------------------------------------
 
@@ -463,6 +622,14 @@ class Daemon:
         return self.config.dropboxes[self.journal.get(file_id).dropbox].instance
 
 
+def _config_sha256(config: Config) -> str:
+    """The SHA-256 of the config file's bytes: `status` compares it with the file now."""
+    try:
+        return hashlib.sha256(config.path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
 def embedded_sandbox_settings(instance: InstanceConfig) -> SandboxSettings:
     """Settings of the in-process sandbox that `base_url: embedded` runs."""
     options = instance.sandbox
@@ -471,6 +638,7 @@ def embedded_sandbox_settings(instance: InstanceConfig) -> SandboxSettings:
     return SandboxSettings(
         rows_per_second=options.rows_per_second,
         job_overhead_seconds=options.job_overhead_seconds,
+        profile="strict" if options.profile == "strict" else "kind",
     )
 
 

@@ -26,15 +26,22 @@ def fresh_logging() -> Iterator[None]:
 
 
 @pytest.fixture
-def make_sandbox() -> Iterator[MakeSandbox]:
+def sandbox_profile() -> str:
+    """The sandbox profile `make_sandbox` uses; a module overrides it to run under both."""
+    return "kind"
+
+
+@pytest.fixture
+def make_sandbox(sandbox_profile: str) -> Iterator[MakeSandbox]:
     """A factory: `make_sandbox(**overrides)` starts a sandbox with FAST settings overridden.
 
-    Every sandbox it starts is stopped at the end of the test.
+    Its profile is the `sandbox_profile` fixture's unless an override names one. Every
+    sandbox it starts is stopped at the end of the test.
     """
     started: list[Sandbox] = []
 
     def make(**overrides: Any) -> Sandbox:
-        sandbox = Sandbox(replace(FAST, **overrides)).start()
+        sandbox = Sandbox(replace(FAST, **{"profile": sandbox_profile, **overrides})).start()
         started.append(sandbox)
         return sandbox
 

@@ -1,14 +1,19 @@
-"""Prove a config works before partners drop files: credentials, routes, lists and partitions.
+"""Prove a config works before partners drop files: credentials, folders, routes, lists.
 
-For every instance a drop box uses, a token is fetched; for every route (each named route of a
-drop box, and each folder present under its inbox/), the folder path is parsed, held against
-the drop box's policy, and its list, partition and lookup field are looked up in Marketo. Then
-each drop box's effective policy is printed (who can import where, which columns), with a
-warning when partners can pick any list or partition by naming a folder, and a problem for any
-field name in its column rules that Marketo does not know. Instances with `base_url: embedded` are
-checked against an in-process sandbox, as the daemon would run them. Every call is read-only.
+For every instance a drop box uses, a token is fetched; for every drop box, its root must exist
+and its folders be writable by the user `check` runs as (run it as the daemon's user); for
+every route (each named route of a drop box, and each folder present under its inbox/), the
+folder path is parsed, held against the drop box's policy, and its list, partition and lookup
+field are looked up in Marketo. A route of an instance that could not be reached is NOT
+CHECKED, with the instance's problem (connection refused, a DNS failure, no answer in time,
+credentials refused). Then each drop box's effective policy is printed (who can import where,
+which columns), with a warning when partners can pick any list or partition by naming a folder,
+and a problem for any field name in its column rules that Marketo does not know. Instances with
+`base_url: embedded` are checked against an in-process sandbox, as the daemon would run them.
+Every call is read-only.
 
-Exit codes: 0 all OK, 1 at least one problem (each printed on its row), 2 config error.
+Exit codes: 0 all OK, 1 at least one problem or route not checked (each printed on its row),
+2 config error.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from pathlib import Path, PurePosixPath
 import requests
 
 from dropbox_importer import logs
+from dropbox_importer.actions.options import add_config_option, load
 from dropbox_importer.actions.policy_view import field_problems, render_policy
-from dropbox_importer.config import ConfigError, DropboxConfig, InstanceConfig, load_config
+from dropbox_importer.config import Config, ConfigError, DropboxConfig, InstanceConfig
+from dropbox_importer.dropbox.access import current_user, folder_problems, state_dir_problem
 from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.dropbox.policy import RouteRefused, check_folder, check_params, policy_for
 from dropbox_importer.dropbox.routes import RouteError, RouteSpec, resolve_route, route_label
@@ -44,7 +51,7 @@ LOOKUP_ERRORS = (MarketoError, Stopped, requests.RequestException)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `check`'s options."""
-    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    add_config_option(parser)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -93,6 +100,7 @@ class RouteRow:
     partition: str
     lookup: str
     problems: tuple[str, ...]
+    unchecked: str | None = None  # why Marketo was not asked about it
 
 
 def route_folders(layout: DropboxLayout, box: DropboxConfig) -> list[PurePosixPath]:
@@ -109,11 +117,16 @@ def route_folders(layout: DropboxLayout, box: DropboxConfig) -> list[PurePosixPa
 
 
 def check_route(
-    box: DropboxConfig, route: PurePosixPath, catalog: Catalog | None, label: str
+    box: DropboxConfig,
+    route: PurePosixPath,
+    catalog: Catalog | None,
+    label: str,
+    unchecked: str | None = None,
 ) -> RouteRow:
     """Parse one route and, when the instance answered, look up its list, partition and lookup.
 
     A folder the drop box's policy refuses is a problem too: a file dropped there would fail.
+    Without a catalog the row is not checked against Marketo; `unchecked` says why.
     """
     try:
         check_folder(route, box.allow, box.routes)
@@ -133,6 +146,7 @@ def check_route(
         spec.partition_name or "-",
         spec.lookup_field or "email",
         tuple(problems),
+        None if catalog is not None else unchecked or "the instance was not reached",
     )
 
 
@@ -157,14 +171,26 @@ def _lookup_problems(spec: RouteSpec, catalog: Catalog) -> list[str]:
 
 
 def check_instance(instance: InstanceConfig, client: MarketoClient, timeout: float) -> str | None:
-    """Fetch a token; None when it worked, else the problem."""
+    """Fetch a token; None when it worked, else the problem (refused, DNS, silence, ...)."""
     try:
         client.check_credentials()
     except Stopped:
-        return f"no answer within {timeout:g} s from {instance.base_url}"
+        health = client.health_snapshot()
+        url = client_url(instance, client)
+        if health.last_error is None:
+            return f"no answer within {timeout:g} s from {url}"
+        tries = f"{health.failures} tr{'y' if health.failures == 1 else 'ies'}"
+        return f"cannot reach {url}: {health.last_error} ({tries} in {timeout:g} s)"
+    except MarketoError as exc:
+        return f"Marketo error {exc.code}: {exc.message}" if exc.code else exc.message
     except LOOKUP_ERRORS as exc:
         return str(exc)
     return None
+
+
+def client_url(instance: InstanceConfig, client: MarketoClient) -> str:
+    """The base URL the client talks to (an embedded sandbox's own)."""
+    return instance.base_url if not instance.embedded else client.base_url
 
 
 def policy_problems(box: DropboxConfig, catalog: Catalog | None) -> list[str]:
@@ -199,11 +225,15 @@ def check_dropboxes(
         try:
             problem = check_instance(instance, client, timeout)
             catalog = None if problem is not None else Catalog(client)
+            unchecked = None if problem is None else f"instance {instance.name}: {problem}"
             for box in boxes:
                 named = [(PurePosixPath(name), f"{name} (named)") for name in sorted(box.routes)]
                 folders = route_folders(DropboxLayout(box.root), box)
                 found = [(f, f"inbox/{route_label(f)}".rstrip("/") + "/") for f in folders]
-                rows += [check_route(box, route, catalog, label) for route, label in named + found]
+                rows += [
+                    check_route(box, route, catalog, label, unchecked)
+                    for route, label in named + found
+                ]
                 policies[box.name] = policy_problems(box, catalog)
         finally:
             deadline.cancel()
@@ -211,7 +241,19 @@ def check_dropboxes(
 
 
 def _verdict(row: RouteRow) -> str:
-    return "OK" if not row.problems else "PROBLEM: " + "; ".join(row.problems)
+    if row.problems:
+        return "PROBLEM: " + "; ".join(row.problems)
+    return "OK" if row.unchecked is None else f"NOT CHECKED: {row.unchecked}"
+
+
+def check_folders(config: Config) -> dict[str, list[str]]:
+    """Per drop box, what keeps the current user from working in it (empty: nothing)."""
+    out = {}
+    for name, box in sorted(config.dropboxes.items()):
+        layout = DropboxLayout(box.root)
+        routes = [Path(f) for f in route_folders(layout, box) if f != PurePosixPath(".")]
+        out[name] = folder_problems(layout, routes)
+    return out
 
 
 def render_policies(boxes: list[DropboxConfig], problems: dict[str, list[str]]) -> str:
@@ -223,12 +265,28 @@ def render_policies(boxes: list[DropboxConfig], problems: dict[str, list[str]]) 
     return "\n".join(out) + "\n"
 
 
-def render(instances: dict[str, str | None], rows: list[RouteRow]) -> str:
-    """The report: one line per instance, then the route table."""
+def render(
+    instances: dict[str, str | None],
+    rows: list[RouteRow],
+    folders: dict[str, list[str]] | None = None,
+    state_problem: str | None = None,
+) -> str:
+    """The report: one line per instance and per drop box's folders, then the route table."""
     out = [
         f"instance {name}: " + ("credentials OK" if problem is None else f"PROBLEM: {problem}")
         for name, problem in instances.items()
     ]
+    user = current_user()
+    if state_problem is not None:
+        out.append(f"PROBLEM: {state_problem}")
+    for name, problems in (folders or {}).items():
+        verdict = f"PROBLEM: {'; '.join(problems)}" if problems else "folders OK"
+        out.append(f"drop box {name}: {verdict}")
+    if folders and os.geteuid() == 0:
+        out.append(
+            f"  (run as {user}, who may write where the daemon's user cannot; to check as the "
+            "daemon: sudo -u dropbox-importer dropbox-importer check)"
+        )
     headers = ["DROP BOX", "ROUTE", "FORMAT", "LIST", "PARTITION", "LOOKUP", "STATUS"]
     table = [
         [r.dropbox, r.route, r.format, r.list_id, r.partition, r.lookup, _verdict(r)] for r in rows
@@ -246,12 +304,12 @@ def render(instances: dict[str, str | None], rows: list[RouteRow]) -> str:
 def main(args: argparse.Namespace) -> int:
     """Check every instance and route of the config; 1 if anything is wrong."""
     try:
-        config = load_config(args.config)
+        config = load(args)
     except ConfigError as exc:
         print(f"dropbox-importer: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    # Only warnings and errors: retries would drown the table, which goes to stdout.
-    logs.configure(json=config.log_format == "json", level="warning", stream=sys.stderr)
+    # Only errors: retries would drown the table, which goes to stdout and says it all.
+    logs.configure(json=config.log_format == "json", level="error", stream=sys.stderr)
     instances: dict[str, str | None] = {}
     rows: list[RouteRow] = []
     policies: dict[str, list[str]] = {}
@@ -262,12 +320,16 @@ def main(args: argparse.Namespace) -> int:
         )
         rows += found
         policies |= box_problems
-    sys.stdout.write(render(instances, rows))
+    folders = check_folders(config)
+    state_problem = state_dir_problem(config.state_dir)
+    sys.stdout.write(render(instances, rows, folders, state_problem))
     ordered = [config.dropboxes[name] for name in sorted(config.dropboxes)]
     sys.stdout.write(render_policies(ordered, policies))
     problems = (
         any(p is not None for p in instances.values())
-        or any(r.problems for r in rows)
+        or any(r.problems or r.unchecked for r in rows)
+        or any(folders.values())
+        or state_problem is not None
         or any(policies.values())
     )
     return EXIT_PROBLEMS if problems else EXIT_OK

@@ -48,6 +48,7 @@ def write_demo(directory: Path) -> Path:
         config = {
             "state_dir": str(directory / "state"),
             "log_format": "console",
+            "web": {"listen": "127.0.0.1:9465"},
             "instances": {
                 "demo": {
                     "base_url": "embedded",
@@ -83,6 +84,7 @@ def main(args: argparse.Namespace) -> int:
 dropbox-importer demo: the daemon runs on a built-in Marketo sandbox.
   drop a file:   cp {config_path.parent / "sample-leads.csv"} {root / "inbox/newsletter/"}
   then look in:  {root / "done/newsletter/"}  (the file, its .result.json and .failures.csv)
+  status page:   http://127.0.0.1:9465/  (or: dropbox-importer status --config {config_path})
   config:        {config_path}
 Stop with Ctrl-C.
 """,

@@ -25,18 +25,19 @@ from typing import TextIO
 
 from dropbox_importer import logs
 from dropbox_importer.actions.check import open_client
-from dropbox_importer.config import Config, ConfigError, DropboxConfig, load_config
+from dropbox_importer.actions.options import add_config_option, load
+from dropbox_importer.config import Config, ConfigError, DropboxConfig
 from dropbox_importer.csvfile import Duplicates, Inspection, Part, write_results
 from dropbox_importer.csvfile.header import ColumnRules
-from dropbox_importer.dropbox.layout import result_paths, unique_path
+from dropbox_importer.dropbox.layout import DropboxLayout, result_paths, unique_path
 from dropbox_importer.dropbox.policy import Policy, RouteRefused
 from dropbox_importer.dropbox.routes import RouteError
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.errors import MarketoError
+from dropbox_importer.marketo.errors import ImportInProgress, MarketoError
 from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportParams
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.settle import FAILURE_REASON, WARNING_REASON
-from dropbox_importer.pipeline.submit import Cut, Rejected, check_and_cut, routed
+from dropbox_importer.pipeline.submit import EMPTY_LOOKUP, Cut, Rejected, check_and_cut, routed
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -51,26 +52,52 @@ class Refused(Exception):  # noqa: N818 - what happens to the file
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `import`'s options."""
-    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    add_config_option(parser)
     parser.add_argument("file", type=Path, help="the lead file to import")
     parser.add_argument(
         "--route",
         required=True,
         help='the route folder path that sets the parameters, e.g. "csv,list=1234" ("" for none)',
     )
-    parser.add_argument("--dropbox", help="whose defaults, named routes and instance to use")
+    parser.add_argument(
+        "--dropbox",
+        help="whose defaults, named routes and instance to use (default: the one drop box, or "
+        "the only one where the route is named or its folder exists)",
+    )
 
 
-def choose_dropbox(config: Config, name: str | None) -> DropboxConfig:
-    """The named drop box, or the only one; UsageError when that is ambiguous or unknown."""
+def choose_dropbox(config: Config, name: str | None, route: str = "") -> DropboxConfig:
+    """The named drop box; else the only one, or the only one where `route` exists.
+
+    A route exists in a drop box when its first folder is a route named in that box's config,
+    or when the folder inbox/ROUTE is there. UsageError when that is ambiguous or unknown.
+    """
     names = ", ".join(sorted(config.dropboxes))
-    if name is None:
-        if len(config.dropboxes) != 1:
-            raise UsageError(f"the config has several drop boxes ({names}): choose one --dropbox")
+    if name is not None:
+        if name not in config.dropboxes:
+            raise UsageError(f"no drop box named '{name}' in the config (known: {names})")
+        return config.dropboxes[name]
+    if len(config.dropboxes) == 1:
         return next(iter(config.dropboxes.values()))
-    if name not in config.dropboxes:
-        raise UsageError(f"no drop box named '{name}' in the config (known: {names})")
-    return config.dropboxes[name]
+    path = PurePosixPath(route.strip("/") or ".")
+    first = path.parts[0] if path.parts else ""
+    having = [
+        box
+        for box in config.dropboxes.values()
+        if (first and first in box.routes)
+        or (path.parts and (DropboxLayout(box.root).inbox / path).is_dir())
+    ]
+    if len(having) == 1:
+        return having[0]
+    if having:
+        found = ", ".join(sorted(box.name for box in having))
+        raise UsageError(
+            f"route '{route}' exists in several drop boxes ({found}): choose --dropbox"
+        )
+    raise UsageError(
+        f"the config has several drop boxes ({names}) and none names a route '{route}' nor has "
+        "it under inbox/: choose --dropbox"
+    )
 
 
 def resolve_params(box: DropboxConfig, route: str, file: Path) -> tuple[ImportParams, Policy]:
@@ -165,21 +192,31 @@ class Progress:
 def run_batches(
     client: MarketoClient, parts: list[Part], params: ImportParams, interval: float, out: TextIO
 ) -> list[BatchStatus]:
-    """Create one batch per part, then poll them all until each is Complete or Failed."""
-    batch_ids = []
-    for part in parts:
-        batch_ids.append(client.create_import(part.path, params))
-        out.write(f"part {part.index + 1}/{len(parts)}: batch {batch_ids[-1]} created\n")
+    """Create one batch per part and poll them all until each is Complete or Failed.
+
+    A part whose static list is being imported to (by the previous part's batch, or by another
+    integration: 1019) is created once the list frees, between two rounds of polling.
+    """
+    waiting = list(parts)
+    batch_ids: list[int] = []
+    statuses: list[BatchStatus | None] = []
     progress = Progress(out)
-    statuses: list[BatchStatus | None] = [None] * len(batch_ids)
     while True:
+        while waiting:
+            try:
+                batch_ids.append(client.create_import(waiting[0].path, params))
+            except ImportInProgress:
+                break  # the list frees when a batch ends: poll, then try again
+            statuses.append(None)
+            part = waiting.pop(0)
+            out.write(f"part {part.index + 1}/{len(parts)}: batch {batch_ids[-1]} created\n")
         for i, batch_id in enumerate(batch_ids):
             current = statuses[i]
             if current is None or not current.status.terminal:
                 statuses[i] = client.batch_status(batch_id)
         progress.show(statuses)
         done = [s for s in statuses if s is not None and s.status.terminal]
-        if len(done) == len(statuses):
+        if not waiting and len(done) == len(parts):
             progress.end()
             return done
         time.sleep(interval)  # Marketo's recommended polling pace, not synchronisation
@@ -219,6 +256,7 @@ def write_row_files(
         rows = write_results(
             parts, fetched, destination, original=file, fmt=params.format,
             reason_column=column, encoding=encoding, local_failures=extra, sent=sent,
+            lookup=params.lookup_field or "email",
         )  # fmt: skip
         if rows:
             written.append(destination)
@@ -249,8 +287,11 @@ def import_file(
             encoding = cut.inspection.encoding  # as the checks decided
             for line in describe_reading(cut.inspection):
                 out.write(line + "\n")
-        if local:
-            out.write(f"{len(local)} row(s) left out: their lookup field is empty\n")
+        empty = sum(1 for reason in local.values() if reason == EMPTY_LOOKUP)
+        if empty:
+            out.write(f"{empty} row(s) left out: their lookup field is empty\n")
+        if len(local) > empty:
+            out.write(f"{len(local) - empty} row(s) left out: Marketo refuses their email\n")
         if cut.duplicates.rows:
             out.write(duplicates_line(cut.duplicates, cut.lookup_field) + "\n")
         statuses = run_batches(client, parts, params, instance.poll_min_seconds, out)
@@ -271,8 +312,8 @@ def import_file(
 def main(args: argparse.Namespace) -> int:
     """Import FILE through ROUTE's parameters; 0 only if every row went in."""
     try:
-        config = load_config(args.config)
-        box = choose_dropbox(config, args.dropbox)
+        config = load(args)
+        box = choose_dropbox(config, args.dropbox, args.route)
         if not args.file.is_file():
             raise UsageError(f"{args.file} is not a file")
         route = resolve_params(box, args.route, args.file)

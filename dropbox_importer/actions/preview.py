@@ -21,7 +21,8 @@ from typing import TextIO
 from dropbox_importer import logs
 from dropbox_importer.actions.check import LOOKUP_ERRORS, open_client
 from dropbox_importer.actions.one_shot import UsageError, choose_dropbox, duplicates_line
-from dropbox_importer.config import ConfigError, DropboxConfig, load_config
+from dropbox_importer.actions.options import add_config_option, load
+from dropbox_importer.config import ConfigError, DropboxConfig
 from dropbox_importer.csvfile import FileRejected
 from dropbox_importer.csvfile.header import Fate, HeaderMap, map_header, read_header
 from dropbox_importer.dropbox.policy import Policy, RouteRefused
@@ -38,7 +39,7 @@ SHOWN = 10
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `preview`'s options."""
-    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    add_config_option(parser)
     parser.add_argument("file", type=Path, help="the lead file to look at")
     parser.add_argument(
         "--route",
@@ -115,8 +116,8 @@ def preview(
 def main(args: argparse.Namespace) -> int:
     """Preview FILE in ROUTE; 0 if it would be sent, 1 if refused."""
     try:
-        config = load_config(args.config)
-        box = choose_dropbox(config, args.dropbox)
+        config = load(args)
+        box = choose_dropbox(config, args.dropbox, args.route)
         if not args.file.is_file():
             raise UsageError(f"{args.file} is not a file")
     except (ConfigError, UsageError) as exc:

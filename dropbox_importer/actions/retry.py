@@ -1,12 +1,16 @@
-"""Give a failed file another go: move it from failed/<route>/ back to inbox/<route>/.
+"""Give failed files another go: move them from failed/<route>/ back to inbox/<route>/.
 
-Its result files (`.result.json`, `.failures.*`, `.warnings.*`) are not deleted: they move into
-a folder beside it, `failed/<route>/<file>.retried-<UTC>/`, so the reason of the first failure
-stays at hand and the next failure's results land under the original names. Nothing in inbox/
-is ever overwritten, and a path outside a configured drop box's failed/ is refused.
+Name the files, or let `--dropbox`, `--route` and `--since` pick every failed file that
+matches ("everything that failed since 02:00"); `--to ROUTE` puts them into another route
+folder, for a route that was wrong; `--dry-run` shows what would move. Their result files
+(`.result.json`, `.failures.*`, `.warnings.*`) are not deleted: they move into a folder beside
+them, `failed/<route>/<file>.retried-<UTC>/`, so the reason of the first failure stays at hand
+and the next failure's results land under the original names. Nothing in inbox/ is ever
+overwritten, and a path outside a configured drop box's failed/ is refused. No secret is read.
 
-Exit codes: 0 moved, 1 refused (the inbox already holds that name, or a move failed), 2 for a
-config error or a path that is not a failed file.
+Exit codes: 0 every file moved (or none matched), 1 some refused (the inbox already holds that
+name, or a move failed; the others moved), 2 for a config error, a bad option or a path that is
+not a failed file (then nothing moves).
 """
 
 from __future__ import annotations
@@ -17,14 +21,18 @@ import os
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import structlog
 
 from dropbox_importer import logs
-from dropbox_importer.config import ConfigError, DropboxConfig, load_config
+from dropbox_importer.actions.options import add_config_option, load
+from dropbox_importer.config import ConfigError, DropboxConfig
+from dropbox_importer.dropbox.failed import failed_files
 from dropbox_importer.dropbox.layout import RESULT_SUFFIXES, DropboxLayout
+from dropbox_importer.dropbox.routes import RouteError, resolve_route
 from dropbox_importer.pipeline.ready import MARKER_SUFFIXES
+from dropbox_importer.report.times import SINCE_FORMS, parse_since
 
 log = structlog.get_logger(__name__)
 
@@ -50,8 +58,19 @@ class RetryDone:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `retry`'s options."""
-    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
-    parser.add_argument("path", type=Path, help="the file in failed/<route>/ to import again")
+    add_config_option(parser)
+    parser.add_argument(
+        "paths", type=Path, nargs="*", metavar="PATH", help="files in failed/<route>/ to retry"
+    )
+    parser.add_argument("--dropbox", metavar="NAME", help="without PATH: failed files of this box")
+    parser.add_argument("--route", metavar="ROUTE", help="without PATH: of this route folder")
+    parser.add_argument(
+        "--since", metavar="WHEN", help=f"without PATH: failed since then ({SINCE_FORMS})"
+    )
+    parser.add_argument(
+        "--to", metavar="ROUTE", help="put them into inbox/ROUTE/ instead of their own route"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="show what would move, move nothing")
 
 
 def locate(path: Path, boxes: list[DropboxConfig]) -> tuple[DropboxConfig, Path]:
@@ -122,13 +141,40 @@ def _put_results_aside(failed_file: Path, now: datetime) -> tuple[Path | None, t
     return aside, tuple(aside / r.name for r in results)
 
 
-def retry(path: Path, boxes: list[DropboxConfig], now: datetime | None = None) -> RetryDone:
-    """Move a failed file back to its inbox route, its result files put aside beside it."""
+def target_route(box: DropboxConfig, to: str) -> Path:
+    """`--to ROUTE` as a folder under inbox/; RetryRefused (usage) unless it parses in `box`."""
+    route = PurePosixPath(to.strip().strip("/") or ".")
+    if route.is_absolute() or any(
+        part in ("..", "") or part.startswith(".") for part in route.parts
+    ):
+        raise RetryRefused(f"--to '{to}' must be a route folder path inside inbox/", usage=True)
+    try:
+        resolve_route(route, box.routes, box.defaults)
+    except RouteError as exc:
+        raise RetryRefused(
+            f"--to '{to}' is no route of drop box '{box.name}': {exc.reason}", usage=True
+        ) from None
+    return Path(route)
+
+
+def plan(
+    path: Path, boxes: list[DropboxConfig], to: str | None = None
+) -> tuple[DropboxConfig, Path, Path]:
+    """The drop box, the failed file and its inbox target; RetryRefused (usage) if not a failed
+    file or not a route `--to` may name."""
     box, route = locate(path, boxes)
     layout = DropboxLayout(box.root)
     failed_file = layout.failed / route / path.name
     _check_original(failed_file)
-    inbox_file = layout.inbox / route / path.name
+    into = route if to is None else target_route(box, to)
+    return box, failed_file, layout.inbox / into / path.name
+
+
+def retry(
+    path: Path, boxes: list[DropboxConfig], now: datetime | None = None, *, to: str | None = None
+) -> RetryDone:
+    """Move a failed file back to its inbox route (or `to`), its result files put aside."""
+    box, failed_file, inbox_file = plan(path, boxes, to)
     if os.path.lexists(inbox_file):
         raise RetryRefused(
             f"{inbox_file} already exists; nothing was moved. Wait until the daemon has taken "
@@ -151,30 +197,81 @@ def retry(path: Path, boxes: list[DropboxConfig], now: datetime | None = None) -
     if box.ready_marker != "none":
         # The daemon waits for the marker in that mode; the file is complete, so say so.
         inbox_file.with_name(inbox_file.name + MARKER_SUFFIXES[box.ready_marker]).touch()
+    layout = DropboxLayout(box.root)
+    route = inbox_file.parent.relative_to(layout.inbox).as_posix()
     log.info(
         "file_retried",
-        file=path.name,
-        inbox=str(inbox_file),
+        dropbox=box.name,
+        route="" if route == "." else route,
+        file=inbox_file.relative_to(layout.inbox).as_posix(),
+        was=failed_file.relative_to(layout.root).as_posix(),
         results_aside=None if aside is None else str(aside),
     )
     return RetryDone(inbox_file, aside, kept)
 
 
-def main(args: argparse.Namespace) -> int:
-    """Move the failed file back to its inbox; print where everything went."""
+def select(args: argparse.Namespace, boxes: list[DropboxConfig]) -> list[Path]:
+    """The files to retry: the paths given, or every failed file the selectors match."""
+    selectors = [args.dropbox, args.route, args.since]
+    if args.paths:
+        if any(value is not None for value in selectors):
+            raise RetryRefused("give PATHs or --dropbox/--route/--since, not both", usage=True)
+        return list(args.paths)
+    if all(value is None for value in selectors):
+        raise RetryRefused(
+            "name the failed files (PATH ...) or pick them with --dropbox, --route or --since",
+            usage=True,
+        )
+    names = [b.name for b in boxes]
+    if args.dropbox is not None and args.dropbox not in names:
+        known = ", ".join(names)
+        raise RetryRefused(f"no drop box named '{args.dropbox}' (known: {known})", usage=True)
     try:
-        config = load_config(args.config)
+        since = None if args.since is None else parse_since(args.since, datetime.now(UTC))
+    except ValueError as exc:
+        raise RetryRefused(str(exc), usage=True) from None
+    found: list[Path] = []
+    for box in boxes:
+        if args.dropbox in (None, box.name):
+            layout = DropboxLayout(box.root)
+            found += [f.path for f in failed_files(layout, route=args.route, since=since)]
+    return found
+
+
+def main(args: argparse.Namespace) -> int:
+    """Move failed files back to their inbox; print where everything went."""
+    try:
+        config = load(args, secrets=False)
     except ConfigError as exc:
         print(f"dropbox-importer: {exc}", file=sys.stderr)
         return EXIT_USAGE
     json = {"json": True, "console": False}.get(config.log_format)
     logs.configure(json=json, level=config.log_level, stream=sys.stderr)
+    boxes = list(config.dropboxes.values())
     try:
-        done = retry(args.path, list(config.dropboxes.values()))
-    except RetryRefused as exc:
+        paths = select(args, boxes)
+        # Every path checked before anything moves: a typo in the fifth leaves the first four.
+        plans = [plan(path, boxes, args.to) for path in paths]
+    except (RetryRefused, OSError) as exc:
         print(f"dropbox-importer: retry refused: {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.usage else EXIT_REFUSED
-    print(f"moved back to the inbox: {done.inbox_file}")
-    if done.aside is not None:
-        print(f"earlier result files kept in: {done.aside}")
-    return EXIT_OK
+        return EXIT_USAGE
+    if not plans:
+        print("no failed file matches: nothing moved", file=sys.stderr)
+        return EXIT_OK
+    refused = 0
+    for path, (_, failed_file, inbox_file) in zip(paths, plans, strict=True):
+        if args.dry_run:
+            print(f"would move {failed_file} -> {inbox_file}")
+            continue
+        try:
+            done = retry(path, boxes, to=args.to)
+        except RetryRefused as exc:
+            refused += 1
+            print(f"dropbox-importer: retry refused: {exc}", file=sys.stderr)
+            continue
+        print(f"moved back to the inbox: {done.inbox_file}")
+        if done.aside is not None:
+            print(f"  earlier result files kept in: {done.aside}")
+    if len(plans) > 1 and not args.dry_run:
+        print(f"{len(plans) - refused} of {len(plans)} file(s) moved back")
+    return EXIT_REFUSED if refused else EXIT_OK

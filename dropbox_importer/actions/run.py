@@ -1,15 +1,34 @@
-"""Run the daemon in the foreground (systemd's way): watch every drop box until SIGTERM."""
+"""Run the daemon in the foreground (systemd's way): watch every drop box until SIGTERM.
+
+Signals:
+  SIGTERM, SIGINT  stop: the create on the wire finishes, the rest resumes from the journal
+                   at the next start (systemctl stop)
+  SIGHUP           reload the config (systemctl reload): every change applies at once, drop box
+                   by drop box, except a drop box's change that would treat its files in flight
+                   differently, which waits until they have settled (config_change_held, then
+                   config_change_applied); instances, state_dir and log_format need a restart
+                   and are named in config_reload_needs_restart; a config that does not load
+                   is refused whole (config_reload_rejected) and the running one stays
+
+Exit codes:
+  0  stopped by a signal
+  2  the config does not load (FILE:LINE: key: what is wrong)
+  3  another daemon holds the state directory's lock
+
+`dropbox-importer status` shows whether it runs, since when, and whether on the config as the
+file is now.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import structlog
 
 from dropbox_importer import logs
-from dropbox_importer.config import ConfigError, load_config
+from dropbox_importer.actions.options import add_config_option, load
+from dropbox_importer.config import ConfigError
 from dropbox_importer.daemon import Daemon
 from dropbox_importer.pipeline.lock import AlreadyRunning
 
@@ -19,13 +38,13 @@ EXIT_ALREADY_RUNNING = 3
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `run`'s options."""
-    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    add_config_option(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     """Load the config, set up logging and run the daemon."""
     try:
-        config = load_config(args.config)
+        config = load(args)
     except ConfigError as exc:
         print(f"dropbox-importer: {exc}", file=sys.stderr)
         return EXIT_CONFIG

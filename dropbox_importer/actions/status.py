@@ -1,222 +1,75 @@
-"""Show, per drop box, what waits in inbox/, what is in flight and what recently finished.
+"""Is the daemon running, are the Marketo instances well, and where is every file and why.
 
-Read-only and safe beside a running daemon: the journal is opened with SQLite's `mode=ro` (WAL
-lets it read while the daemon writes) and the state directory's lock is never taken. Exit
-codes: 0 when everything could be read, 1 when a journal or an inbox could not be read, 2 for a
-config error. `--json` prints one document whose keys are stable (added to, never renamed):
+Per drop box: what waits in inbox/ and why (settling, waiting for its marker, a blocked
+folder, an ignored name), what is in flight (its state, rows processed so far, and what holds
+it: a full import queue, a failing instance, a stopped daemon), and what finished, with its
+reason and where it is now. `--dropbox`, `--route`, `--file`, `--since` and `--outcome` narrow
+it down; `--file NAME` prints each matching file's whole history.
 
-    schema, generated_at, journal {path, found}, dropboxes [{name, root, instance,
-    waiting [{route, file, size, modified, age_seconds}],
-    in_flight [{id, route, file, state, batch_ids, parts, parts_final, claimed_at, age_seconds}],
-    recent [{id, route, file, outcome, reason, finished_at, destination}], problems [text]}]
+Reads only the journal and the folders, never a secret, so it works as any user who can read
+them, beside a running daemon or without one. Exit codes: 0 when everything could be read, 1
+when a journal or an inbox could not be read, 2 for a config error or a bad option. `--json`
+prints one document whose keys are only ever added to (see report/collect.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from dropbox_importer.config import Config, ConfigError, DropboxConfig, load_config
-from dropbox_importer.dropbox.layout import DropboxLayout
-from dropbox_importer.pipeline.journal import JOURNAL_NAME, SCHEMA_VERSION, Journal, JournalError
-from dropbox_importer.pipeline.ready import is_ignored
-from dropbox_importer.pipeline.records import FileRecord
-from dropbox_importer.pipeline.watch import scan_inbox
+from dropbox_importer.actions.options import add_config_option, load
+from dropbox_importer.config import ConfigError
+from dropbox_importer.report.collect import OUTCOMES, Filters, collect
+from dropbox_importer.report.times import SINCE_FORMS, age, parse_since
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
-SCHEMA = 1
 DEFAULT_RECENT = 10
+# With a search filter the finished files shown are the matches, up to this many per drop box.
+DEFAULT_SEARCH_LIMIT = 100
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `status`'s options."""
-    parser.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    add_config_option(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument(
         "--recent",
         type=int,
-        default=DEFAULT_RECENT,
+        default=None,
         metavar="N",
-        help=f"how many finished files to show per drop box (default {DEFAULT_RECENT})",
+        help=f"finished files shown per drop box (default {DEFAULT_RECENT}, "
+        f"{DEFAULT_SEARCH_LIMIT} with a filter)",
+    )
+    parser.add_argument("--dropbox", metavar="NAME", help="only this drop box")
+    parser.add_argument("--route", metavar="ROUTE", help="only files of this route folder")
+    parser.add_argument(
+        "--file",
+        metavar="NAME",
+        help="only files with this name (a glob such as 'leads*.csv'), with each one's history",
+    )
+    parser.add_argument(
+        "--since", metavar="WHEN", help=f"only files seen, claimed or finished since: {SINCE_FORMS}"
+    )
+    parser.add_argument(
+        "--outcome",
+        choices=[*OUTCOMES, "in-flight"],
+        help="only finished files of this outcome, or only those in flight or waiting",
     )
 
 
-@dataclass
-class BoxStatus:
-    """What `status` knows about one drop box."""
-
-    name: str
-    root: Path
-    instance: str
-    waiting: list[dict[str, Any]] = field(default_factory=list)
-    in_flight: list[dict[str, Any]] = field(default_factory=list)
-    recent: list[dict[str, Any]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+def _filters(args: argparse.Namespace, known: list[str], now: datetime) -> Filters:
+    """The options as Filters; ValueError says what is wrong with one."""
+    if args.dropbox is not None and args.dropbox not in known:
+        raise ValueError(f"no drop box named '{args.dropbox}' (known: {', '.join(known)})")
+    since = None if args.since is None else parse_since(args.since, now)
+    outcome = None if args.outcome is None else args.outcome.replace("-", "_")
+    return Filters(args.dropbox, args.route, args.file, since, outcome)
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@contextmanager
-def open_read_only(state_dir: Path) -> Iterator[Journal | None]:
-    """The journal opened read-only (None when the daemon never ran); JournalError if unusable."""
-    path = state_dir / JOURNAL_NAME
-    if not path.exists():
-        yield None
-        return
-    try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-        conn.row_factory = sqlite3.Row
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    except sqlite3.Error as exc:
-        raise JournalError(
-            f"cannot read the journal {path}: {exc}; run status as the daemon's user"
-        ) from exc
-    if version > SCHEMA_VERSION:
-        conn.close()
-        raise JournalError(
-            f"the journal {path} has schema version {version}, newer than this version "
-            f"understands ({SCHEMA_VERSION}); run the newer dropbox-importer"
-        )
-    journal = Journal(conn, path, lambda: datetime.now(UTC))
-    try:
-        yield journal
-    finally:
-        conn.close()
-
-
-def waiting_files(layout: DropboxLayout, box: DropboxConfig, now: datetime) -> list[dict[str, Any]]:
-    """Files in inbox/ not yet claimed, oldest first (upload leftovers and dotfiles skipped)."""
-    out = []
-    for path in scan_inbox(layout.inbox):
-        if is_ignored(path.name, box.ignore):
-            continue
-        try:
-            st = path.lstat()
-        except FileNotFoundError:
-            continue  # claimed while we looked
-        modified = datetime.fromtimestamp(st.st_mtime, UTC)
-        route = path.parent.relative_to(layout.inbox).as_posix()
-        out.append(
-            {
-                "route": "" if route == "." else route,
-                "file": path.name,
-                "size": st.st_size,
-                "modified": _iso(modified),
-                "age_seconds": round((now - modified).total_seconds(), 1),
-            }
-        )
-    return sorted(out, key=lambda item: (item["modified"], item["route"], item["file"]))
-
-
-def in_flight(journal: Journal, box: str, now: datetime) -> list[dict[str, Any]]:
-    """Files claimed and not yet settled, oldest first, with their batch ids."""
-    out = []
-    for record in journal.unfinished(box):
-        parts = journal.parts(record.id)
-        out.append(
-            {
-                "id": record.id,
-                "route": record.route,
-                "file": record.name,
-                "state": record.state.value,
-                "batch_ids": [p.batch_id for p in parts if p.batch_id is not None],
-                "parts": len(parts),
-                "parts_final": sum(1 for p in parts if p.final),
-                "claimed_at": _iso(record.claimed_at),
-                "age_seconds": round((now - record.claimed_at).total_seconds(), 1),
-            }
-        )
-    return out
-
-
-def recently_finished(journal: Journal, box: str, limit: int) -> list[dict[str, Any]]:
-    """The last `limit` files that reached done/ or failed/, newest first."""
-    # recent() mixes in unfinished files; asking for that many more still yields `limit` done.
-    unfinished = len(journal.unfinished(box))
-    records: list[FileRecord] = [
-        r for r in journal.recent(limit + unfinished, box) if r.state.terminal
-    ][:limit]
-    return [
-        {
-            "id": r.id,
-            "route": r.route,
-            "file": r.name,
-            "outcome": r.state.value,
-            "reason": r.reason,
-            "finished_at": _iso(r.finished_at),
-            "destination": None if r.destination_path is None else str(r.destination_path),
-        }
-        for r in records
-    ]
-
-
-def collect(config: Config, recent: int, now: datetime) -> tuple[dict[str, Any], list[BoxStatus]]:
-    """Everything status reports: the journal's summary and one BoxStatus per drop box."""
-    boxes = [BoxStatus(b.name, b.root, b.instance) for b in config.dropboxes.values()]
-    journal_info: dict[str, Any] = {"path": str(config.state_dir / JOURNAL_NAME), "found": False}
-    for status in boxes:
-        layout = DropboxLayout(status.root)
-        try:
-            status.waiting = waiting_files(layout, config.dropboxes[status.name], now)
-        except OSError as exc:
-            status.problems.append(f"cannot read {layout.inbox}: {exc.strerror or exc}")
-        if not layout.inbox.is_dir():
-            status.problems.append(f"{layout.inbox} does not exist (the daemon creates it)")
-    try:
-        with open_read_only(config.state_dir) as journal:
-            journal_info["found"] = journal is not None
-            for status in boxes:
-                if journal is not None:
-                    status.in_flight = in_flight(journal, status.name, now)
-                    status.recent = recently_finished(journal, status.name, recent)
-    except (JournalError, sqlite3.Error) as exc:
-        journal_info["error"] = str(exc)
-        for status in boxes:
-            status.problems.append(str(exc))
-    return journal_info, boxes
-
-
-def to_document(journal: dict[str, Any], boxes: list[BoxStatus], now: datetime) -> dict[str, Any]:
-    """The `--json` document."""
-    return {
-        "schema": SCHEMA,
-        "generated_at": _iso(now),
-        "journal": journal,
-        "dropboxes": [
-            {
-                "name": b.name,
-                "root": str(b.root),
-                "instance": b.instance,
-                "waiting": b.waiting,
-                "in_flight": b.in_flight,
-                "recent": b.recent,
-                "problems": b.problems,
-            }
-            for b in boxes
-        ],
-    }
-
-
-def _age(seconds: float) -> str:
-    """A duration the way people read it at a glance: 45s, 12m, 3h05m, 2d04h."""
-    whole = max(int(seconds), 0)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+# -- text ---------------------------------------------------------------------------------------
 
 
 def _size(n: int) -> str:
@@ -227,74 +80,241 @@ def _size(n: int) -> str:
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-    lines = [headers, *rows]
     return [
         "    " + "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in lines
+        for line in [headers, *rows]
     ]
 
 
-def render(journal: dict[str, Any], boxes: list[BoxStatus]) -> str:
-    """The human report: one block per drop box, one small table per section."""
+def _ago(stamp: str | None, now: datetime) -> str:
+    if stamp is None:
+        return "never"
+    moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return f"{age((now - moment).total_seconds())} ago"
+
+
+def _since(stamp: str | None, now: datetime) -> str:
+    """A stamp and how long ago it was: 2026-11-29T04:26:35Z (3m12s)."""
+    if stamp is None:
+        return "?"
+    return f"{stamp} ({_ago(stamp, now).removesuffix(' ago')})"
+
+
+def render_daemon(doc: dict[str, Any], now: datetime) -> list[str]:
+    """The daemon line and the config lines."""
+    daemon = doc["daemon"]
+    out = []
+    if daemon["running"]:
+        pid = f"pid {daemon['pid']}" if daemon["pid"] else "pid unknown"
+        since = daemon["since"]
+        if since:
+            up = _ago(since, now).removesuffix(" ago")
+            out.append(f"daemon: running since {since} ({pid}, up {up})")
+        else:
+            out.append(f"daemon: running ({pid})")
+    elif daemon["running"] is None:
+        out.append("daemon: unknown (this system does not say who holds the lock)")
+    elif daemon["stopped_at"]:
+        out.append(
+            f"daemon: NOT RUNNING ({daemon['ended']} at {daemon['stopped_at']}); nothing is "
+            "claimed or sent until it starts"
+        )
+    else:
+        out.append("daemon: NOT RUNNING (it never ran on this state directory)")
+    config = daemon["config"]
+    if config is None or not daemon["running"]:
+        return out
+    if not config["same_path"]:
+        out.append(f"  config: the daemon runs on {config['path']}, not on this file")
+    elif config["reload_rejected"]:
+        out.append(
+            f"  config: the last reload was NOT APPLIED in full (file read at "
+            f"{config['read_at']}): {config['reload_rejected']}"
+        )
+    elif config["matches_file"] is False:
+        out.append(
+            f"  config: the file CHANGED after the daemon read it ({config['read_at']}): "
+            "systemctl reload dropbox-importer applies it"
+        )
+    for pending in config["pending"]:
+        out.append(
+            f"  config: the change to drop box {pending['dropbox']} is HELD BACK since "
+            f"{pending['since']}: {pending['reason']}"
+        )
+    return out
+
+
+def render_instance(instance: dict[str, Any], now: datetime) -> str:
+    """One instance's health on one line."""
+    name, state = instance["name"], instance["state"]
+    if state == "unknown":
+        return f"instance {name}: no call recorded yet"
+    last = f"last call {_ago(instance['last_call_at'], now)}"
+    if state == "ok":
+        line = f"instance {name}: OK, {last}"
+    elif state in ("unhealthy", "outage"):
+        word = "OUTAGE" if state == "outage" else "FAILING"
+        line = (
+            f"instance {name}: {word} since {_since(instance['since'], now)}, "
+            f"{instance['failures']} failed call(s) in a row: {instance['last_error']}; "
+            f"last OK {_ago(instance['last_ok_at'], now)}"
+        )
+    elif state == "needs_operator":
+        line = (
+            f"instance {name}: NEEDS AN OPERATOR since {_since(instance['since'], now)}: "
+            f"{instance['operator_reason']}; files wait, retried every minute"
+        )
+    elif state == "paused_quota":
+        line = (
+            f"instance {name}: PAUSED, Marketo's daily API quota is spent; resumes at "
+            f"{instance['paused_until']}"
+        )
+    else:
+        line = f"instance {name}: {state}"
+    if instance.get("waiting_for") == "queue_full":
+        line += (
+            f"; import queue full ({instance['queued_jobs']} of {instance['max_queued_jobs']} "
+            "jobs): creates wait"
+        )
+    elif instance.get("waiting_for") == "list_busy":
+        line += "; a static list is busy: creates for it wait"
+    return line
+
+
+def _path(route: str, name: str) -> str:
+    return f"{route}/{name}" if route else name
+
+
+def _rows(item: dict[str, Any]) -> str:
+    rows = item["rows"]
+    if not rows["total"]:
+        return "-"
+    return f"{rows['processed']:,}/{rows['total']:,}"
+
+
+def render_box(box: dict[str, Any], limit: int) -> list[str]:
+    """One drop box: problems, blocked folders, then one small table per section."""
+    live = "" if box["live"] in (None, True) else ", NOT RUNNING in the daemon yet"
+    out = [f"{box['name']}  ({box['root']}, instance {box['instance']}{live})"]
+    out += [f"  PROBLEM: {problem}" for problem in box["problems"]]
+    for blocked in box["blocked_folders"]:
+        where = f"inbox/{blocked['folder']}/" if blocked["folder"] else "inbox/"
+        out.append(f"  BLOCKED FOLDER {where} since {blocked['since']}: {blocked['reason']}")
+    out.append(f"  waiting in inbox: {len(box['waiting'])}")
+    if box["waiting"]:
+        rows = [
+            [_path(w["route"], w["file"]), _size(w["size"]), age(w["age_seconds"]), w["why"]]
+            for w in box["waiting"]
+        ]
+        out += _table(["FILE", "SIZE", "AGE", "WHY"], rows)
+    if box["ignored"]:
+        out.append(f"  never imported from inbox: {len(box['ignored'])}")
+        rows = [[_path(i["route"], i["file"]), i["why"]] for i in box["ignored"]]
+        out += _table(["FILE", "WHY"], rows)
+    out.append(f"  in flight: {len(box['in_flight'])}")
+    if box["in_flight"]:
+        rows = [
+            [
+                _path(f["route"], f["file"]),
+                f["state"],
+                _rows(f),
+                ",".join(str(i) for i in f["batch_ids"]) or "-",
+                age(f["age_seconds"]),
+                f["why"],
+            ]
+            for f in box["in_flight"]
+        ]
+        out += _table(["FILE", "STATE", "ROWS", "BATCHES", "AGE", "WHY"], rows)
+    more = " (more: narrow the search or raise --recent)" if box["more_recent"] else ""
+    out.append(f"  recently finished: {len(box['recent'])}{more}")
+    if box["recent"]:
+        rows = [
+            [
+                r["finished_at"] or "-",
+                r["outcome"].upper(),
+                _path(r["route"], r["file"]),
+                r["destination_in_box"] or "-",
+                r["reason"] or "",
+            ]
+            for r in box["recent"]
+        ]
+        out += _table(["FINISHED (UTC)", "OUTCOME", "FILE", "NOW IN", "REASON"], rows)
+    return out
+
+
+def render_history(doc: dict[str, Any]) -> list[str]:
+    """Each matching file's history, newest file first; then matches not claimed yet."""
+    pattern = doc["filters"]["file"]
+    histories = doc["history"]
+    out = [f"history of '{pattern}': {len(histories)} claimed file(s), newest first"]
+    for item in histories:
+        where = f"now in {item['location']}" if item["location"] else ""
+        out.append("")
+        out.append(
+            f"{item['dropbox']}  {_path(item['route'], item['file'])}  "
+            f"(file {item['id']}, {item['state']}{', ' + where if where else ''})"
+        )
+        if item["reason"]:
+            out.append(f"  reason: {item['reason']}")
+        rows = [[e["at"] or "now", e["what"], e["detail"]] for e in item["events"]]
+        out += [line[2:] for line in _table(["AT (UTC)", "WHAT", "DETAIL"], rows)]
+    unclaimed = [
+        (box["name"], entry)
+        for box in doc["dropboxes"]
+        for entry in box["waiting"] + box["ignored"]
+    ]
+    if unclaimed:
+        out.append("")
+        out.append(f"in an inbox, not claimed: {len(unclaimed)}")
+        for name, entry in unclaimed:
+            out.append(f"  {name}  {_path(entry['route'], entry['file'])}: {entry['why']}")
+    return out
+
+
+def render(doc: dict[str, Any], now: datetime, limit: int) -> str:
+    """The human report: daemon, instances, then one block per drop box (or histories)."""
     out: list[str] = []
-    if not journal["found"]:
-        out.append(f"no journal at {journal['path']} yet: the daemon has not claimed any file")
-    for b in boxes:
-        out.append(f"{b.name}  ({b.root}, instance {b.instance})")
-        for problem in b.problems:
-            out.append(f"  PROBLEM: {problem}")
-        out.append(f"  waiting in inbox: {len(b.waiting)}")
-        if b.waiting:
-            rows = [
-                [w["route"] or "-", w["file"], _size(w["size"]), _age(w["age_seconds"])]
-                for w in b.waiting
-            ]
-            out += _table(["ROUTE", "FILE", "SIZE", "AGE"], rows)
-        out.append(f"  in flight: {len(b.in_flight)}")
-        if b.in_flight:
-            rows = [
-                [
-                    f["route"] or "-",
-                    f["file"],
-                    f["state"],
-                    ",".join(str(i) for i in f["batch_ids"]) or "-",
-                    f"{f['parts_final']}/{f['parts']}",
-                    _age(f["age_seconds"]),
-                ]
-                for f in b.in_flight
-            ]
-            out += _table(["ROUTE", "FILE", "STATE", "BATCHES", "PARTS DONE", "CLAIMED"], rows)
-        out.append(f"  recently finished: {len(b.recent)}")
-        if b.recent:
-            rows = [
-                [
-                    r["finished_at"] or "-",
-                    r["outcome"].upper(),
-                    r["route"] or "-",
-                    r["file"],
-                    r["reason"] or "",
-                ]
-                for r in b.recent
-            ]
-            out += _table(["FINISHED (UTC)", "OUTCOME", "ROUTE", "FILE", "REASON"], rows)
+    if not doc["journal"]["found"]:
+        out.append(f"no journal at {doc['journal']['path']} yet: the daemon never claimed a file")
+    out += render_daemon(doc, now)
+    stale = "" if doc["daemon"]["running"] else "as last recorded: "
+    out += [stale + render_instance(instance, now) for instance in doc["instances"]]
+    out.append("")
+    if doc["filters"]["file"] is not None:
+        out += render_history(doc)
+        out.append("")
+        return "\n".join(out)
+    for box in doc["dropboxes"]:
+        out += render_box(box, limit)
         out.append("")
     return "\n".join(out)
 
 
 def main(args: argparse.Namespace) -> int:
-    """Print the status of every drop box; 1 if something could not be read."""
+    """Print the daemon's, the instances' and every drop box's status; 1 if unreadable."""
     try:
-        config = load_config(args.config)
+        config = load(args, secrets=False)
     except ConfigError as exc:
         print(f"dropbox-importer: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.recent < 0:
+    now = datetime.now(UTC)
+    try:
+        filters = _filters(args, sorted(config.dropboxes), now)
+    except ValueError as exc:
+        print(f"dropbox-importer: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    searching = any(
+        value is not None for value in (filters.route, filters.file, filters.since, filters.outcome)
+    )
+    limit = args.recent if args.recent is not None else DEFAULT_RECENT
+    if args.recent is None and searching:
+        limit = DEFAULT_SEARCH_LIMIT
+    if limit < 0:
         print("dropbox-importer: --recent must be 0 or more", file=sys.stderr)
         return EXIT_CONFIG
-    now = datetime.now(UTC)
-    journal, boxes = collect(config, args.recent, now)
+    doc = collect(config, filters, limit, now)
     if args.json:
-        print(json.dumps(to_document(journal, boxes, now), indent=2, ensure_ascii=False))
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
-        sys.stdout.write(render(journal, boxes))
-    return EXIT_PROBLEMS if any(b.problems for b in boxes) else EXIT_OK
+        sys.stdout.write(render(doc, now, limit))
+    return EXIT_PROBLEMS if any(b["problems"] for b in doc["dropboxes"]) else EXIT_OK

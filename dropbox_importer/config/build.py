@@ -26,6 +26,7 @@ from dropbox_importer.config.model import (
     SandboxOptions,
     Timeouts,
 )
+from dropbox_importer.config.smtp import build_smtp
 from dropbox_importer.csvfile.header import ColumnRules
 from dropbox_importer.dropbox.policy import AllowRules, Policy, RouteRefused, check_params
 from dropbox_importer.dropbox.routes import KEY_ALIASES, RouteError, RouteSpec, parse_value
@@ -44,11 +45,14 @@ SECRET_FIXES = {
 ROUTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]*")
 
 
-def build(checked: Checked, environ: Mapping[str, str]) -> Config:
-    """The Config of a checked file; problems found are added to `checked.problems`."""
+def build(checked: Checked, environ: Mapping[str, str], *, secrets: bool = True) -> Config:
+    """The Config of a checked file; problems found are added to `checked.problems`.
+
+    `secrets=False` leaves every secret unread (and empty): for commands that need none.
+    """
     values, base = checked.values, checked.path.parent
     instances = {
-        name: build_instance(checked, name, raw, environ)
+        name: build_instance(checked, name, raw, environ if secrets else None)
         for name, raw in (values.get("instances") or {}).items()
     }
     dropboxes = {
@@ -62,6 +66,20 @@ def build(checked: Checked, environ: Mapping[str, str]) -> Config:
     check_roots_apart(checked, dropboxes)
     state_dir = base / (values.get("state_dir") or ".")
     check_state_outside_roots(checked, state_dir, dropboxes)
+    raw_smtp = values.get("smtp")
+    smtp = build_smtp(
+        checked,
+        raw_smtp,
+        environ if secrets else None,
+        base,
+        loopback=_loopback((raw_smtp or {}).get("host") or ""),
+    )
+    for name, box in dropboxes.items():
+        if box.notify is not None and box.notify.email and raw_smtp is None:
+            checked.problem(
+                f"dropboxes.{name}.notify.email",
+                "needs a server to send through: add an smtp section (host, from)",
+            )
     return Config(
         path=checked.path,
         state_dir=state_dir,
@@ -70,13 +88,15 @@ def build(checked: Checked, environ: Mapping[str, str]) -> Config:
         instances=instances,
         dropboxes=dropboxes,
         metrics=build_metrics(checked, values.get("metrics")),
+        web=build_metrics(checked, values.get("web"), key="web", port=9465),
+        smtp=smtp,
     )
 
 
 def build_instance(
-    checked: Checked, name: str, raw: dict[str, Any], environ: Mapping[str, str]
+    checked: Checked, name: str, raw: dict[str, Any], environ: Mapping[str, str] | None
 ) -> InstanceConfig:
-    """One instance: its URL, credentials and limits."""
+    """One instance: its URL, credentials and limits; `environ` None leaves the secret unread."""
     key = f"instances.{name}"
     base_url, client_id, secret = instance_url(checked, key, raw), "", ""
     sources = [source for source in SECRET_KEYS if raw.get(source)]
@@ -117,6 +137,7 @@ def build_instance(
         ),
         poll_min_seconds=poll_min,
         poll_max_seconds=poll_max,
+        outage_error_seconds=raw.get("outage_error_seconds") or 300.0,
         sandbox=None if sandbox is None else SandboxOptions(**_given(sandbox)),
     )
 
@@ -145,9 +166,12 @@ def instance_url(checked: Checked, key: str, raw: dict[str, Any]) -> str:
 
 
 def instance_secret(
-    checked: Checked, key: str, name: str, raw: dict[str, Any], environ: Mapping[str, str]
+    checked: Checked, key: str, name: str, raw: dict[str, Any], environ: Mapping[str, str] | None
 ) -> str:
-    """The client secret from exactly one source; problems never quote a secret."""
+    """The client secret from exactly one source ("" unread when `environ` is None).
+
+    Problems never quote a secret.
+    """
     sources = [source for source in SECRET_KEYS if raw.get(source)]
     if len(sources) != 1:
         given = ", ".join(sources) or "none"
@@ -156,6 +180,8 @@ def instance_secret(
             f"set exactly one of client_secret_file, client_secret_env or client_secret "
             f"(given: {given})",
         )
+        return ""
+    if environ is None:
         return ""
     file = raw.get("client_secret_file")
     if file and not _credential_name(file, environ):
@@ -401,21 +427,24 @@ def check_state_outside_roots(
             )
 
 
-def build_metrics(checked: Checked, raw: dict[str, Any] | None) -> MetricsConfig | None:
-    """The metrics endpoint; a non-loopback address needs allow_remote, as it has no auth."""
+def build_metrics(
+    checked: Checked, raw: dict[str, Any] | None, *, key: str = "metrics", port: int = 9464
+) -> MetricsConfig | None:
+    """A listener (metrics, web); a non-loopback address needs allow_remote, as it has no auth."""
     if raw is None:
         return None
-    listen = raw.get("listen") or "127.0.0.1:9464"
-    host, _, port = listen.rpartition(":")
+    listen = raw.get("listen") or f"127.0.0.1:{port}"
+    host, _, chosen = listen.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     allow_remote = bool(raw.get("allow_remote"))
+    what = "/metrics" if key == "metrics" else "the status page"
     if not allow_remote and not _loopback(host):
         checked.problem(
-            "metrics.listen",
-            f"{host} is not a loopback address and /metrics has no authentication: listen on "
-            "127.0.0.1 (scrape through a proxy) or set metrics.allow_remote: true",
+            f"{key}.listen",
+            f"{host} is not a loopback address and {what} has no authentication: listen on "
+            f"127.0.0.1 (reach it through a proxy) or set {key}.allow_remote: true",
         )
-    return MetricsConfig(host=host, port=int(port), allow_remote=allow_remote)
+    return MetricsConfig(host=host, port=int(chosen), allow_remote=allow_remote)
 
 
 def _loopback(host: str) -> bool:
@@ -429,12 +458,15 @@ def _loopback(host: str) -> bool:
 
 
 def build_notify(checked: Checked, key: str, raw: dict[str, Any] | None) -> NotifyConfig | None:
-    """A drop box's notification targets: a webhook, a command or both."""
+    """A drop box's notification targets: a webhook, a command, e-mail recipients."""
     if raw is None:
         return None
-    if not raw.get("webhook") and not raw.get("command"):
-        if key not in checked.reported and f"{key}.webhook" not in checked.reported:
-            checked.problem(key, "names no target: set webhook, command or both, or remove it")
+    if not raw.get("webhook") and not raw.get("command") and not raw.get("email"):
+        targets = {f"{key}.{t}" for t in ("webhook", "command", "email")}
+        if key not in checked.reported and not targets & checked.reported:
+            checked.problem(
+                key, "names no target: set webhook, command or email (or several), or remove it"
+            )
         return None
     return NotifyConfig(**_given(raw))
 

@@ -20,6 +20,7 @@ class SandboxOptions:
 
     rows_per_second: float = 1000.0
     job_overhead_seconds: float = 1.0
+    profile: str = "kind"  # kind | strict
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class InstanceConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     poll_min_seconds: float = 5.0
     poll_max_seconds: float = 30.0
+    outage_error_seconds: float = 300.0
     sandbox: SandboxOptions | None = None
 
     @property
@@ -70,12 +72,15 @@ class InstanceConfig:
             limits=self.limits,
             connect_timeout=self.timeouts.connect_seconds,
             read_timeout=self.timeouts.read_seconds,
+            list_busy_first_wait_seconds=self.poll_min_seconds,
+            list_busy_max_wait_seconds=self.poll_max_seconds,
+            outage_error_seconds=self.outage_error_seconds,
         )
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """Where the Prometheus endpoint listens."""
+    """Where a listener (the Prometheus endpoint, the status page) listens."""
 
     host: str = "127.0.0.1"  # an IPv6 address without its brackets
     port: int = 9464
@@ -91,6 +96,20 @@ class NotifyConfig:
     when: frozenset[str] = frozenset({"failed"})
     timeout_seconds: float = 10.0
     tries: int = 5
+    email: tuple[str, ...] | None = None  # recipients, sent through the config's smtp
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """The server e-mail notifications go through; its password was read at load."""
+
+    host: str
+    sender: str
+    port: int = 587
+    security: str = "starttls"  # starttls | tls | none
+    username: str | None = None
+    password: str = field(default="", repr=False)
+    timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -152,3 +171,5 @@ class Config:
     instances: dict[str, InstanceConfig]
     dropboxes: dict[str, DropboxConfig]
     metrics: MetricsConfig | None = None  # None: no endpoint
+    web: MetricsConfig | None = None  # the status page's listener; None: off
+    smtp: SmtpConfig | None = None  # None: no e-mail

@@ -151,6 +151,23 @@ def web_url(value: Any) -> str:
     return value.strip()
 
 
+def email_address(value: Any) -> str:
+    """One e-mail address, local@domain, with nothing that could forge a header."""
+    if not isinstance(value, str) or any(c in value for c in '\r\n,<>"; \t'):
+        raise WrongValueError("an e-mail address such as ops@example.com")
+    local, at, domain = value.strip().rpartition("@")
+    if not at or not local or "." not in domain or domain.startswith("."):
+        raise WrongValueError("an e-mail address such as ops@example.com")
+    return value.strip()
+
+
+def email_list(value: Any) -> tuple[str, ...]:
+    """A non-empty list of e-mail addresses."""
+    if not isinstance(value, list) or not value:
+        raise WrongValueError('a list of e-mail addresses, e.g. ["ops@example.com"]')
+    return tuple(email_address(v) for v in value)
+
+
 def outcome_list(value: Any) -> frozenset[str]:
     """A non-empty list of outcomes: failed, done."""
     allowed = ("failed", "done")
@@ -212,6 +229,11 @@ SANDBOX = Section(
     {
         "rows_per_second": Option(positive, 1000.0, "import speed of the built-in sandbox"),
         "job_overhead_seconds": Option(number(0.0), 1.0, "fixed time each sandbox job takes"),
+        "profile": Option(
+            choice("kind", "strict"),
+            "kind",
+            "`strict`: the harsher reading of every uncertain Marketo behaviour (docs/sandbox.md)",
+        ),
     }
 )
 
@@ -239,6 +261,9 @@ INSTANCE = Section(
         "read_timeout_seconds": Option(positive, 60.0, "time to wait for an answer"),
         "poll_min_seconds": Option(positive, 5.0, "shortest wait between status calls of a batch"),
         "poll_max_seconds": Option(positive, 30.0, "longest wait between status calls of a batch"),
+        "outage_error_seconds": Option(
+            positive, 300.0, "failing this long, the instance's retries are logged at error"
+        ),
         "sandbox": Option(SANDBOX, None, "built-in sandbox settings (base_url: embedded only)"),
     }
 )
@@ -255,15 +280,44 @@ METRICS = Section(
     }
 )
 
+# Off unless present; `web: {}` serves the status page on the default address.
+WEB = Section(
+    {
+        "listen": Option(
+            listen_address, "127.0.0.1:9465", "host:port of the read-only status page"
+        ),
+        "allow_remote": Option(
+            boolean, False, "let listen name a non-loopback address (the page has no auth)"
+        ),
+    }
+)
+
 NOTIFY = Section(
     {
         # A webhook URL often carries its own token (chat services put it in the path).
         "webhook": Option(web_url, None, "URL a JSON event is POSTed to", secret=True),
         "command": Option(text_list, None, "argv run with the event on stdin and in DBI_* vars"),
+        "email": Option(email_list, None, "addresses e-mailed through the smtp server"),
         # Not `on`: YAML 1.1 readers (PyYAML included) turn that key into the boolean true.
         "when": Option(outcome_list, frozenset({"failed"}), "outcomes that notify: failed, done"),
         "timeout_seconds": Option(positive, 10.0, "longest one delivery may take"),
         "tries": Option(number(1, 20, whole=True), 5, "deliveries tried before giving up"),
+    }
+)
+
+# Off unless present: the server `notify.email` sends through.
+SMTP = Section(
+    {
+        "host": Option(text, REQUIRED, "SMTP server (a relay or submission server)"),
+        "port": Option(number(1, 65535, whole=True), 587, "its port (465 with security: tls)"),
+        "security": Option(
+            choice("starttls", "tls", "none"), "starttls", "starttls | tls (implicit) | none"
+        ),
+        "from": Option(email_address, REQUIRED, "the sender address of notifications"),
+        "credentials_file": Option(
+            text, None, "file holding user:password; a bare name is read in $CREDENTIALS_DIRECTORY"
+        ),
+        "timeout_seconds": Option(positive, 30.0, "longest one conversation with it may take"),
     }
 )
 
@@ -399,6 +453,8 @@ TOP = Section(
         "instances": Option(Named(INSTANCE), REQUIRED, "Marketo instances, by name"),
         "dropboxes": Option(Named(DROPBOX), REQUIRED, "drop boxes, by name"),
         "metrics": Option(METRICS, None, "Prometheus endpoint (absent: off)"),
+        "web": Option(WEB, None, "the read-only status page (absent: off)"),
+        "smtp": Option(SMTP, None, "server notify.email sends through (absent: no e-mail)"),
     }
 )
 

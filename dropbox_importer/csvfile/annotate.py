@@ -1,22 +1,24 @@
 """The partner's result file: every failed row with its original line number and the reason.
 
 Marketo returns one failures (or warnings) file per import, in the upload's format, with the
-reason appended. Those rows are not trusted to be complete: Marketo may drop a row's empty
-trailing fields, so the reason lands in the wrong column. Each of Marketo's rows is therefore
-matched, in order, against the original's rows of the same part; the line number and the fields
-written come from the original, only the reason comes from Marketo.
+reason appended. Its rows are trusted for their content only (matching.py finds the sent row of
+each). The original's rows are walked once, in step with the part files as they were sent, and
+each row Marketo listed is written in the original's order: the line number and the fields come
+from the original, only the reason from Marketo. Identical rows are taken in file order.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from dropbox_importer.csvfile.header import sent_values, to_partner_columns
+from dropbox_importer.csvfile.matching import MarketoRows, read_marketo_rows
 from dropbox_importer.csvfile.source import Source, iter_lines, open_source
 from dropbox_importer.csvfile.split import Part
 from dropbox_importer.marketo.models import ImportFormat
@@ -27,6 +29,8 @@ LINE_COLUMN = "Line"
 _TERMINATORS = {"lf": "\n", "crlf": "\r\n", "cr": "\r"}
 
 Row = tuple[int, list[str]]
+# A part as sent: its header, and an iterator over its rows.
+SentPart = tuple[list[str], Iterator[list[str]]]
 
 
 def original_rows(src: Source, fmt: ImportFormat) -> Iterator[Row]:
@@ -40,34 +44,6 @@ def original_rows(src: Source, fmt: ImportFormat) -> Iterator[Row]:
         if not any(value.strip() for value in fields):
             continue  # blank rows (delimiters alone too) are never sent
         yield start, fields
-
-
-def split_reason(row: list[str], width: int, reason_at: int | None) -> tuple[list[str], str]:
-    """A Marketo row's data fields and reason, wherever the reason landed."""
-    if reason_at is not None and len(row) == width:
-        return row[:reason_at] + row[reason_at + 1 :], row[reason_at]
-    # Fields were dropped (or a reason added without a header name): the reason is last.
-    return row[:-1], row[-1] if row else ""
-
-
-def _same(copy: str, original: str) -> bool:
-    # Marketo may trim values and rewrite line breaks inside them; neither identifies a row.
-    if copy == original:
-        return True
-    return _plain(copy) == _plain(original)
-
-
-def _plain(value: str) -> str:
-    return value.replace("\r\n", "\n").replace("\r", "\n").strip()
-
-
-def matches(original: list[str], data: list[str]) -> bool:
-    """True when Marketo's copy is the original row, maybe without empty trailing fields."""
-    if len(data) > len(original):
-        return False
-    if not all(_same(a, b) for a, b in zip(data, original, strict=False)):
-        return False
-    return all(not value.strip() for value in original[len(data) :])
 
 
 class _Merger:
@@ -107,49 +83,51 @@ class _Merger:
             return line, fields
         return None
 
-    def _matches(self, original: Row, data: list[str]) -> bool:
-        fields = original[1] if self._sent is None else sent_values(original[1], self._sent)
-        return matches(fields, data)
+    def _partner(self, data: list[str], marketo: MarketoRows) -> list[str]:
+        """A row only Marketo knows, its values put back under the partner's own columns."""
+        columns = marketo.columns[: len(data)]
+        if len(data) > len(marketo.columns) or any(i is None for i in columns):
+            return data  # some of Marketo's columns are none that was sent: keep its order
+        sent = [i for i in columns if i is not None]
+        partner = sent if self._sent is None else [self._sent[i] for i in sent]
+        return to_partner_columns(data, partner, max([self._width, *(i + 1 for i in partner)]))
 
-    def _partner(self, data: list[str]) -> list[str]:
-        """Marketo's row under the partner's own columns."""
-        return data if self._sent is None else to_partner_columns(data, self._sent, self._width)
+    def part(self, part: Part, marketo: MarketoRows | None, sent: Iterator[list[str]]) -> None:
+        """Walk the part's rows in order, writing each one Marketo listed with its reason.
 
-    def part(self, part: Part, rows: Iterator[list[str]], width: int, at: int | None) -> None:
-        """Match Marketo's rows of one part to the original's, in order, and write them."""
-        taken = 0
-        pending: list[Row] = []  # taken from the original, not yet matched
-        for number, row in enumerate(rows, start=2):
-            data, reason = split_reason(row, width, at)
-            found = next((i for i, r in enumerate(pending) if self._matches(r, data)), None)
-            while found is None and taken < part.rows:
-                nxt = self.take()
-                taken += 1
-                if nxt is None:
-                    break
-                pending.append(nxt)
-                if self._matches(nxt, data):
-                    found = len(pending) - 1
-            if found is None:
-                log.warning("result_row_unmatched", part=part.index, marketo_row=number)
-                self.emit("", self._partner(data), reason)
+        `sent` gives the part's rows as sent, in step with the original's (without a part
+        file, the original's own fields, cut to the columns sent, stand in).
+        """
+        for _ in range(part.rows):
+            original = self.take()
+            if original is None:
+                break
+            line, fields = original
+            if marketo is None:
                 continue
-            line, fields = pending[found]
-            self.emit(line, fields, reason)
-            del pending[: found + 1]
-        while taken < part.rows and self.take() is not None:
-            taken += 1
+            stand_in = fields if self._sent is None else sent_values(fields, self._sent)
+            reason = marketo.claim(next(sent, stand_in))
+            if reason is not None:
+                self.emit(line, fields, reason)
+        if marketo is None:
+            return
+        for number, data, reason in marketo.left():
+            log.warning("result_row_unmatched", part=part.index, marketo_row=number)
+            self.emit("", self._partner(data, marketo), reason)
 
 
-def _marketo_rows(
-    path: Path, fmt: ImportFormat, reason_column: str
-) -> tuple[Iterator[list[str]], int, int | None, Any]:
-    stream = path.open(encoding="utf-8-sig", newline="")
-    reader = csv.reader(stream, delimiter=fmt.delimiter)
-    header = next(reader, [])
-    names = [name.strip().lower() for name in header]
-    at = names.index(reason_column.lower()) if reason_column.lower() in names else None
-    return reader, len(header), at, stream
+@contextmanager
+def _sent(part: Part, fmt: ImportFormat, header: list[str]) -> Iterator[SentPart]:
+    """The part's header and rows as they were sent (UTF-8, the format's delimiter).
+
+    When the part file is gone, the original's header, and no rows (its own stand in).
+    """
+    if not part.path.is_file():
+        yield header, iter(())
+        return
+    with part.path.open(encoding="utf-8", newline="") as stream:
+        reader = csv.reader(stream, delimiter=fmt.delimiter)
+        yield next(reader, header), reader
 
 
 def write_results(
@@ -163,12 +141,14 @@ def write_results(
     encoding: str = "utf-8",
     local_failures: Mapping[int, str] | None = None,
     sent: Sequence[int] | None = None,
+    lookup: str = "email",
 ) -> int:
     """Merge Marketo's per-part files and local failures into one file in the original's order.
 
     Writes `Line`, the original's columns and `reason_column`, in the original's delimiter,
     encoding, BOM and line ends; returns the rows written (no file is written for 0 rows).
-    `sent` lists the original's columns the parts carried (see csvfile.header), when not all.
+    `sent` lists the original's columns the parts carried (see csvfile.header), when not all;
+    `lookup` (the import's lookup field) names the column Marketo's rows are looked up by.
     """
     src = open_source(original, encoding)
     local = local_failures or {}
@@ -187,11 +167,12 @@ def write_results(
         merger = _Merger(original_rows(src, fmt), local, writer, quote_all, sent, len(header))
         for part, failures in zip(parts, marketo_files, strict=True):
             if failures is None:
-                merger.part(part, iter(()), 0, None)
+                merger.part(part, None, iter(()))
                 continue
-            rows, width, at, handle = _marketo_rows(failures, fmt, reason_column)
-            with handle:
-                merger.part(part, rows, width, at)
+            names = header if sent is None else sent_values(header, sent)
+            with _sent(part, fmt, names) as (sent_header, sent_rows):
+                marketo = read_marketo_rows(failures, fmt, reason_column, sent_header, lookup)
+                merger.part(part, marketo, sent_rows)
         while merger.take() is not None:
             pass
     if merger.written == 0:

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dropbox_importer.csvfile.emails import email_column, non_ascii_email_reason
 from dropbox_importer.csvfile.encoding import DEFAULT_CANDIDATES
 from dropbox_importer.csvfile.fields import suggest_fields
 from dropbox_importer.csvfile.source import FileRejected, Source, is_blank, iter_lines, open_source
@@ -52,6 +53,9 @@ class Inspection:
     # The line the last row ends on: lines after it hold no row.
     last_line: int = 0
     duplicates: Duplicates = field(default_factory=lambda: Duplicates())
+    # Start line -> reason, for rows whose email Marketo would refuse (not ASCII): they fail
+    # locally too. A row with an empty lookup value is only in `empty_lookup_lines`.
+    bad_email_lines: dict[int, str] = field(default_factory=dict)
 
     @property
     def converted(self) -> bool:
@@ -294,9 +298,11 @@ def inspect_file(
     named = _check_header(header)
     mapped = names if names is not None and len(names) == len(header) else None
     key = _lookup_index(header[:named], lookup, None if mapped is None else mapped[:named])
+    email = email_column(header if mapped is None else mapped)
     width = len(header)
     rows = 0
     empty_lookup: list[int] = []
+    bad_email: dict[int, str] = {}
     blank: list[int] = []
     tail: list[int] = []  # blank lines of spaces and tabs since the last row
     last_line = 1
@@ -331,6 +337,8 @@ def inspect_file(
                     repeated.append((start, earlier))
             elif len(first_seen) >= MAX_VALUES_TRACKED:
                 remember = first_seen.get  # full: values seen so far are still recognised
+            if email is not None and not fields[email].isascii():  # one C call per row
+                bad_email[start] = non_ascii_email_reason(fields[email])
         elif is_blank_row(fields):
             blank.append(start)  # a full row of empty values: Excel's empty row
             if len(raw) == 1 and is_blank(raw[0]):
@@ -359,6 +367,7 @@ def inspect_file(
         ignored_columns=list(range(named + 1, width + 1)),
         blank_tail=tail,
         last_line=last_line,
+        bad_email_lines=bad_email,
     )
 
 

@@ -213,6 +213,22 @@ def _check_inside(layout: DropboxLayout, path: Path) -> None:
         folder = folder.parent
 
 
+def refusal(layout: DropboxLayout, inbox_file: Path) -> str | None:
+    """Why `claim` would refuse this inbox entry (a link, a fifo, a bad name), or None.
+
+    Read-only: what `status` shows for entries the daemon sets aside.
+    """
+    try:
+        _check_inside(layout, inbox_file)
+        _check_regular(inbox_file)
+        _check_name(inbox_file)
+    except NotARegularFile as exc:
+        return str(exc)
+    except FileVanished:
+        return None
+    return None
+
+
 def claim(layout: DropboxLayout, inbox_file: Path, *, check_writers: bool = True) -> Path:
     """Move a ready inbox file into processing/ under the same route path; return its new path.
 
@@ -347,6 +363,7 @@ def settle(processing_file: Path, destination: Path, results: Mapping[Path, Path
         raise
     except OSError as exc:
         error = _explain(exc, destination)
-        log.error("settle_move_failed", file=str(processing_file), reason=str(error))
+        # The daemon logs settle_failed with the file's context and this reason.
+        log.debug("settle_move_failed", path=str(processing_file), reason=str(error))
         raise error from exc
-    log.info("file_settled", file=processing_file.name, destination=str(destination))
+    log.debug("file_moved", path=str(processing_file), destination=str(destination))

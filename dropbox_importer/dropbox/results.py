@@ -14,9 +14,11 @@ Key names are stable (add keys, never rename them); times are ISO 8601 UTC with 
                         refused before sending, and blank rows skipped (empty, or delimiters
                         alone, as Excel writes an empty row)
     parts               [{index, first_line, rows, batch_id, status, leads_processed,
-                        rows_failed, rows_with_warning, message, round}]: one per import batch,
-                        of every round; `first_line` is the original's line number of the
-                        part's first row
+                        rows_failed, rows_with_warning, message, lost_batch_ids, round}]: one
+                        per import batch, of every round; `first_line` is the original's line
+                        number of the part's first row; `lost_batch_ids` lists earlier batches
+                        of the part that Marketo no longer knew, so the part was sent again
+                        (empty: none)
     timings             {dropped, claimed, submitted, finished, modified}: `dropped` is when the
                         daemon first saw the file, `modified` its mtime (which an upload may
                         keep from the partner's disk); `submitted` is null when nothing was sent
@@ -50,7 +52,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,7 @@ class PartResult:
     rows_failed: int = 0
     rows_with_warning: int = 0
     message: str = ""
+    lost_batch_ids: list[int] = field(default_factory=list)
     round: int = 1
 
     @classmethod
@@ -118,6 +121,7 @@ class PartResult:
             part.rows_failed,
             part.rows_with_warning,
             part.message,
+            list(part.lost_batch_ids),
             part.round,
         )
 
@@ -315,7 +319,7 @@ class FileResult:
                 "lookup_field": self.params.lookup_field,
             },
             "counts": self.counts(),
-            "parts": [vars(p).copy() for p in self.parts],
+            "parts": [{**vars(p), "lost_batch_ids": list(p.lost_batch_ids)} for p in self.parts],
             "timings": {key: _iso(value) for key, value in vars(self.timings).items()},
             "original": {"size": self.size, "sha256": self.sha256},
             "rounds": self.rounds,

@@ -8,12 +8,19 @@ Ambiguous creates: a create whose connection drops or times out after the upload
 may not have been accepted. The client retries it (the file must not fail on a network blip), so
 Marketo may import it twice; the import is insert-or-update, so a duplicate costs a queue slot and
 time but no duplicate leads. Each such retry is logged (`marketo_create_ambiguous`) and counted
-in `stats().ambiguous_create_retries`, so the daemon's journal can record the uncertainty.
+in `stats().ambiguous_create_retries`, and the possible duplicate job holds a queue slot of ours
+until the next batch we create ends (`ImportSlots`): counted, never leaked.
+
+Lists: a create whose listId one of our batches holds raises ImportInProgress at once, without
+a call, and so does Marketo's 1019 (another integration's job): the caller waits for that list
+while other lists go ahead (`list_holds.py`).
+
+Batches Marketo no longer knows: a status call refused with any code but access denied raises
+BatchNotFound; the second such answer in a row confirms it, and frees the batch's slot and list.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -29,9 +36,21 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from dropbox_importer import __version__
-from dropbox_importer.marketo import responses
-from dropbox_importer.marketo.errors import AuthenticationError, ClientBug, RequestRejected, Stopped
+from dropbox_importer.marketo import responses, transport
+from dropbox_importer.marketo.download import HTTP_404, Sink, save, sniff
+from dropbox_importer.marketo.errors import (
+    AccessDenied,
+    AuthenticationError,
+    BatchNotFound,
+    ClientBug,
+    ImportInProgress,
+    MarketoError,
+    RequestRejected,
+    Stopped,
+)
+from dropbox_importer.marketo.health import QUEUE_FULL, HealthSnapshot, InstanceHealth
 from dropbox_importer.marketo.limiter import AnyOf, CallLimiter, ImportSlots, StopSignal
+from dropbox_importer.marketo.list_holds import HELD_BY_US, ListHolds
 from dropbox_importer.marketo.models import (
     BatchStatus,
     ClientStats,
@@ -63,7 +82,6 @@ _TRANSPORT_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
-_DOWNLOAD_CHUNK = 64 * 1024
 
 
 class MarketoClient:
@@ -83,9 +101,16 @@ class MarketoClient:
             limits.calls_per_window, limits.window_seconds, limits.max_in_flight
         )
         self._slots = ImportSlots(limits.max_queued_jobs)
+        self._lists = ListHolds(
+            settings.list_busy_first_wait_seconds, settings.list_busy_max_wait_seconds
+        )
+        self._unknown: Counter[int] = Counter()  # batch id -> unknown answers in a row
         self._closing = threading.Event()
         self._rng = random.Random()
         self._log = structlog.get_logger("dropbox_importer.marketo").bind(instance=settings.name)
+        self.health = InstanceHealth(
+            settings.name, outage_error_seconds=settings.outage_error_seconds
+        )
         self._lock = threading.Lock()
         self._calls: Counter[str] = Counter()
         self._retries: Counter[str] = Counter()
@@ -97,12 +122,71 @@ class MarketoClient:
     def check_credentials(self, *, stop: threading.Event | None = None) -> None:
         """Fetch a token now; AuthenticationError if the identity service refuses."""
         self._token(self._stop_of(stop))
+        self.health.succeeded()
+
+    @property
+    def base_url(self) -> str:
+        """The instance's REST base URL."""
+        return self._settings.base_url
+
+    def health_snapshot(self) -> HealthSnapshot:
+        """The instance's health now, with this client's import queue slots."""
+        return self.health.snapshot(
+            queued_jobs=self._slots.used, max_queued_jobs=self._settings.limits.max_queued_jobs
+        )
 
     def create_import(
         self, path: Path, params: ImportParams, *, stop: threading.Event | None = None
     ) -> int:
-        """Upload `path` as a bulk import once a queue slot is free; return the batch id."""
+        """Upload `path` as a bulk import once a queue slot is free; return the batch id.
+
+        Raises ImportInProgress, without waiting, when the listId is held (by a batch of ours,
+        or by another integration's job after a 1019); other errors as the policy says.
+        """
         signal = self._stop_of(stop)
+        list_id = params.list_id
+        held = self._lists.take(list_id)
+        if held > 0:
+            own = held == HELD_BY_US
+            holder = self._lists.held().get(list_id) if list_id is not None else None
+            by = f"our batch {holder}" if holder else "our create" if own else "another job"
+            raise ImportInProgress(
+                self._settings.name,
+                None,
+                f"static list {list_id} is being imported to by {by}",
+                list_id=list_id,
+                own=own,
+                retry_in=held,
+            )
+        try:
+            batch_id = self._create(path, params, signal)
+        except ImportInProgress as exc:  # 1019: another integration imports into the list
+            retry_in = self._lists.refused(list_id)
+            self._log.info(
+                "marketo_list_busy",
+                list_id=list_id,
+                part_file=path.name,
+                retry_in=round(retry_in, 2),
+            )
+            raise ImportInProgress(
+                self._settings.name,
+                exc.code,
+                exc.message,
+                list_id=list_id,
+                own=False,
+                retry_in=retry_in,
+            ) from None
+        except BaseException:
+            self._lists.cancel(list_id)
+            raise
+        self._lists.commit(list_id, batch_id)
+        # The pipeline logs batch_created with the file's context; this is the wire's view.
+        self._log.debug("marketo_import_created", batch_id=batch_id, part_file=path.name)
+        return batch_id
+
+    def _create(self, path: Path, params: ImportParams, signal: StopSignal) -> int:
+        if self._slots.used >= self._settings.limits.max_queued_jobs:
+            self.health.waiting(QUEUE_FULL)  # our share of Marketo's queue is taken
         self._slots.reserve(signal)
         try:
             batch_id = self._call(
@@ -112,47 +196,98 @@ class MarketoClient:
                 signal,
                 params=params.query(),
                 upload=path,
-                parse=lambda outcome, _r: responses.parse_batch_id(outcome.result),
+                parse=lambda outcome: responses.parse_batch_id(outcome.result),
             )
+        except (RequestRejected, ClientBug):
+            self._slots.cancel(refused=True)
+            raise
         except BaseException:
             self._slots.cancel()
             raise
         self._slots.commit(batch_id)
-        self._log.info("marketo_import_created", batch_id=batch_id, file=path.name)
+        self.health.waiting_over()
         return batch_id
 
+    def list_wait(self, list_id: int | None) -> float:
+        """Seconds until a create for `list_id` may be sent: 0 now, `math.inf` until one of our
+        batches ends (see `on_list_freed`), else what is left of a 1019 back-off."""
+        return self._lists.wait_seconds(list_id)
+
+    def on_list_freed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (any thread) whenever a list one of our batches held frees."""
+        self._lists.on_freed(callback)
+
     def batch_status(self, batch_id: int, *, stop: threading.Event | None = None) -> BatchStatus:
-        """The batch's status; a terminal one (or one Marketo no longer knows) frees its slot."""
+        """The batch's status; a terminal one frees its queue slot and list.
+
+        Raises BatchNotFound when Marketo refuses the call with any code but access denied
+        (unknown, expired, or an answer that makes no sense); see BatchNotFound.confirmed.
+        """
         try:
             status = self._call(
                 "status",
                 "GET",
                 f"/bulk/v1/leads/batch/{int(batch_id)}.json",
                 self._stop_of(stop),
-                parse=lambda outcome, _r: responses.parse_batch_status(outcome.result),
+                parse=lambda outcome: responses.parse_batch_status(outcome.result),
             )
-        except RequestRejected:
-            # An unknown or expired batch id holds no place in Marketo's queue any more.
-            self._slots.finish(batch_id)
+        except (AccessDenied, AuthenticationError):
             raise
+        except MarketoError as exc:
+            raise self._unknown_batch(batch_id, exc) from None
+        with self._lock:
+            self._unknown.pop(batch_id, None)
         if status.status.terminal:
-            self._slots.finish(batch_id)
+            self._release(batch_id)
         return status
 
-    def adopt_batch(self, batch_id: int) -> None:
-        """After a restart: count a batch that is still queued or importing against the cap."""
+    def _unknown_batch(self, batch_id: int, exc: MarketoError) -> BatchNotFound:
+        with self._lock:
+            self._unknown[batch_id] += 1
+            confirmed = self._unknown[batch_id] >= 2
+            if confirmed:
+                del self._unknown[batch_id]
+        if confirmed:
+            # Marketo holds no job for it any more: neither a queue slot nor its list.
+            self._release(batch_id)
+        self._log.warning(
+            "marketo_batch_unknown",
+            batch_id=batch_id,
+            code=exc.code,
+            message=exc.message,
+            confirmed=confirmed,
+        )
+        return BatchNotFound(
+            self._settings.name,
+            exc.code,
+            exc.message,
+            batch_id=batch_id,
+            confirmed=confirmed,
+        )
+
+    def _release(self, batch_id: int) -> None:
+        self._slots.finish(batch_id)
+        self._lists.finish(batch_id)
+
+    def adopt_batch(self, batch_id: int, list_id: int | None = None) -> None:
+        """After a restart: count a batch that is still queued or importing against the cap,
+        and as holding its list."""
         self._slots.adopt(int(batch_id))
+        if list_id is not None:
+            self._lists.adopt(list_id, int(batch_id))
 
     def download_failures(
         self, batch_id: int, dest: Path, *, stop: threading.Event | None = None
     ) -> None:
-        """Stream the batch's failed rows to `dest` (written to a temporary name, then renamed)."""
+        """Stream the batch's failed rows to `dest` (written to a temporary name, then renamed);
+        a batch without any (HTTP 404) gives an empty file."""
         self._download("failures", batch_id, dest, self._stop_of(stop))
 
     def download_warnings(
         self, batch_id: int, dest: Path, *, stop: threading.Event | None = None
     ) -> None:
-        """Stream the batch's rows with warnings to `dest` (temporary name, then renamed)."""
+        """Stream the batch's rows with warnings to `dest` (temporary name, then renamed); a
+        batch without any (HTTP 404) gives an empty file."""
         self._download("warnings", batch_id, dest, self._stop_of(stop))
 
     def describe_fields(self, *, stop: threading.Event | None = None) -> list[LeadField]:
@@ -162,7 +297,7 @@ class MarketoClient:
             "GET",
             "/rest/v1/leads/describe.json",
             self._stop_of(stop),
-            parse=lambda outcome, _r: responses.parse_fields(outcome.result),
+            parse=lambda outcome: responses.parse_fields(outcome.result),
         )
 
     def partitions(self, *, stop: threading.Event | None = None) -> list[Partition]:
@@ -172,7 +307,7 @@ class MarketoClient:
             "GET",
             "/rest/v1/leads/partitions.json",
             self._stop_of(stop),
-            parse=lambda outcome, _r: responses.parse_partitions(outcome.result),
+            parse=lambda outcome: responses.parse_partitions(outcome.result),
         )
 
     def get_list(self, list_id: int, *, stop: threading.Event | None = None) -> StaticList | None:
@@ -182,7 +317,7 @@ class MarketoClient:
             "GET",
             f"/rest/v1/lists/{int(list_id)}.json",
             self._stop_of(stop),
-            parse=lambda outcome, _r: responses.parse_list(outcome.result),
+            parse=lambda outcome: responses.parse_list(outcome.result),
             # Marketo answers an unknown list id with 1013 "Object not found" (or an empty result).
             absent_codes=frozenset({"1013"}),
         )
@@ -221,12 +356,17 @@ class MarketoClient:
         path: str,
         stop: StopSignal,
         *,
-        parse: Callable[[Outcome, requests.Response], T],
+        parse: Callable[[Outcome], T],
         params: dict[str, str] | None = None,
         upload: Path | None = None,
-        raw_ok: bool = False,
+        sink: Sink | None = None,
         absent_codes: frozenset[str] = frozenset(),
     ) -> T:
+        """Send one call until it succeeds or the policy gives up; return `parse`'s value.
+
+        `sink` makes it a file download (see download.py); a condition in `absent_codes` means
+        "nothing there": `parse` gets an empty outcome (and `sink` an empty file).
+        """
         backoff = Backoff(self._settings.base_backoff_seconds, self._settings.max_backoff_seconds)
         refreshed: set[str] = set()
         while True:
@@ -236,20 +376,24 @@ class MarketoClient:
             with self._limiter.admit(stop) as ticket:
                 self._count(self._calls, endpoint)
                 try:
-                    outcome, value = self._attempt(
-                        method, path, token, params, upload, raw_ok, parse
-                    )
+                    outcome, value = self._attempt(method, path, token, params, upload, sink, parse)
                 except _TRANSPORT_ERRORS as exc:
                     outcome = Outcome(
-                        _transport_condition(exc), type(exc).__name__, ambiguous=_maybe_sent(exc)
+                        _transport_condition(exc),
+                        transport.describe(exc),
+                        ambiguous=_maybe_sent(exc),
                     )
                     value = None
                 if outcome.refused:
                     ticket.refund()  # Marketo does not count calls refused with an error
             if outcome.ok:
+                self.health.succeeded()
                 return value  # type: ignore[return-value]
             if outcome.condition in absent_codes:
-                return parse(Outcome(), None)  # type: ignore[arg-type]
+                self.health.succeeded()
+                if sink is not None:
+                    sink(iter(()))
+                return parse(Outcome())
             self._count(self._errors, outcome.condition or "")
             backoff = self._react(endpoint, outcome, token, refreshed, backoff, stop, upload)
 
@@ -260,8 +404,8 @@ class MarketoClient:
         token: str,
         params: dict[str, str] | None,
         upload: Path | None,
-        raw_ok: bool,
-        parse: Callable[[Outcome, requests.Response], T],
+        sink: Sink | None,
+        parse: Callable[[Outcome], T],
     ) -> tuple[Outcome, T | None]:
         headers = {**self._headers, "Authorization": f"Bearer {token}"}
         body: MultipartFile | None = MultipartFile(upload) if upload is not None else None
@@ -277,13 +421,17 @@ class MarketoClient:
                 timeout=(self._settings.connect_timeout, self._settings.read_timeout),
                 stream=True,
             ) as response:
-                outcome = responses.classify(
-                    response.status_code, _json_body(response, raw_ok), raw_ok=raw_ok
-                )
+                if sink is not None and response.status_code == 200:
+                    envelope, chunks = sniff(response)
+                    outcome = responses.classify(200, envelope, raw_ok=True)
+                    if outcome.ok:
+                        sink(chunks)
+                else:
+                    outcome = responses.classify(response.status_code, _json_body(response))
                 if not outcome.ok:
                     return outcome, None
                 try:
-                    return outcome, parse(outcome, response)
+                    return outcome, parse(outcome)
                 except (MalformedResponseError, KeyError, TypeError, ValueError) as exc:
                     return Outcome("malformed", str(exc)[:200]), None
         finally:
@@ -305,20 +453,40 @@ class MarketoClient:
         action = action_for(code)
         log = self._log.bind(endpoint=endpoint, code=code, message=outcome.message)
         if action is Action.FAIL:
-            log.error("marketo_call_failed")
             marketo_code = None if code.startswith("http_") or code == "malformed" else code
-            raise error_type_for(marketo_code)(
+            error = error_type_for(marketo_code)(
                 self._settings.name, marketo_code, outcome.message or code, endpoint=endpoint
+            )
+            if isinstance(error, RequestRejected):
+                # This request's fault (a parameter, a batch id): the instance itself works.
+                self.health.succeeded()
+                log.warning("marketo_call_failed")
+            else:
+                log.error("marketo_call_failed")
+                self.health.needs_operator(_operator_reason(error), code=error.code)
+            raise error
+        if action is Action.WAIT_LIST:
+            # The caller decides how to wait: it has other lists' files to send meanwhile.
+            raise ImportInProgress(
+                self._settings.name,
+                code,
+                outcome.message,
+                list_id=None,
+                own=False,
+                retry_in=0.0,
+                endpoint=endpoint,
             )
         self._count(self._retries, code)
         if action is Action.REFRESH_TOKEN:
             if token in refreshed:
-                raise AuthenticationError(
+                refused = AuthenticationError(
                     self._settings.name,
                     code,
                     "a freshly fetched token was refused",
                     endpoint=endpoint,
                 )
+                self.health.needs_operator(_operator_reason(refused), code=refused.code)
+                raise refused
             refreshed.add(token)
             self._tokens.invalidate(token)
             log.info("marketo_call_retry", reason="token", attempt=backoff.attempt)
@@ -333,9 +501,20 @@ class MarketoClient:
         if upload is not None and outcome.ambiguous:
             with self._lock:
                 self._ambiguous += 1
-            log.warning("marketo_create_ambiguous", file=upload.name)
+            # Marketo may have queued it: count the possible job until it must have ended.
+            self._slots.ghost()
+            log.warning("marketo_create_ambiguous", part_file=upload.name)
         delay = backoff.delay(self._rng)
-        log.info("marketo_call_retry", reason=action.value, attempt=backoff.attempt, delay=delay)
+        if action is Action.WAIT_QUEUE:
+            # Other integrations fill Marketo's queue: routine, and no sign of an outage.
+            self.health.waiting(QUEUE_FULL)
+            log.info("marketo_call_retry", reason=action.value, attempt=backoff.attempt)
+        else:
+            self.health.failed(_failure_text(outcome))
+            level = self.health.retry_level(backoff.attempt)
+            getattr(log, level)(
+                "marketo_call_retry", reason=action.value, attempt=backoff.attempt, delay=delay
+            )
         if action is Action.WAIT_QUEUE:
             if upload is None:
                 raise ClientBug(self._settings.name, code, outcome.message, endpoint=endpoint)
@@ -355,11 +534,19 @@ class MarketoClient:
         while True:
             try:
                 return self._tokens.get()
+            except MarketoError as exc:  # credentials refused, or an identity answer we can't use
+                self.health.needs_operator(_operator_reason(exc), code=exc.code)
+                raise
             except IdentityUnavailableError as exc:
                 delay = backoff.delay(self._rng)
                 self._count(self._retries, "identity")
-                self._log.info(
-                    "marketo_call_retry", endpoint="identity", reason=str(exc), delay=delay
+                self.health.failed(f"identity service: {exc}")
+                getattr(self._log, self.health.retry_level(backoff.attempt))(
+                    "marketo_call_retry",
+                    endpoint="identity",
+                    reason=str(exc),
+                    attempt=backoff.attempt,
+                    delay=delay,
                 )
                 if stop.wait(delay):
                     raise Stopped("stopped while fetching a token") from None
@@ -370,42 +557,44 @@ class MarketoClient:
         resume = quota_resets_at(now)
         seconds = (resume - now).total_seconds()
         self._limiter.pause_until(time.monotonic() + seconds)
+        self.health.paused_for_quota(resume)
         self._log.warning(
             "marketo_quota_paused", resume_at=resume.isoformat(), seconds=round(seconds)
         )
 
     def _download(self, kind: str, batch_id: int, dest: Path, stop: StopSignal) -> None:
-        tmp = dest.with_name(f".{dest.name}.part")
-
-        def save(_outcome: Outcome, response: requests.Response) -> None:
-            with tmp.open("wb") as out:
-                for chunk in response.iter_content(_DOWNLOAD_CHUNK):
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            tmp.replace(dest)
-
-        try:
-            self._call(
-                kind,
-                "GET",
-                f"/bulk/v1/leads/batch/{int(batch_id)}/{kind}.json",
-                stop,
-                parse=save,
-                raw_ok=True,
-            )
-        finally:
-            tmp.unlink(missing_ok=True)
+        self._call(
+            kind,
+            "GET",
+            f"/bulk/v1/leads/batch/{int(batch_id)}/{kind}.json",
+            stop,
+            parse=lambda _outcome: None,
+            sink=lambda chunks: save(chunks, dest),
+            # A batch with no such rows: one public client sees HTTP 404, an empty file.
+            absent_codes=frozenset({HTTP_404}),
+        )
 
     def _count(self, counter: Counter[str], key: str) -> None:
         with self._lock:
             counter[key] += 1
 
 
-def _json_body(response: requests.Response, raw_ok: bool) -> Any:
-    """The JSON body, or None for a file download (never read a download into memory)."""
-    if raw_ok and "json" not in response.headers.get("Content-Type", ""):
-        return None
+def _failure_text(outcome: Outcome) -> str:
+    """A failed attempt as `status` shows it: Marketo's code and message, or the wire's cause."""
+    if outcome.condition in (DROPPED, TIMEOUT) or not outcome.condition:
+        return outcome.message or outcome.condition or "no answer"
+    if outcome.condition.isdigit():
+        return f"Marketo error {outcome.condition}: {outcome.message}".rstrip(": ")
+    return outcome.message or outcome.condition
+
+
+def _operator_reason(error: MarketoError) -> str:
+    code = f"{error.code}: " if error.code else ""
+    return f"{code}{error.message}"
+
+
+def _json_body(response: requests.Response) -> Any:
+    """The JSON body, or None when the answer is not JSON."""
     try:
         return response.json()
     except ValueError:

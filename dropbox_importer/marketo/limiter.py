@@ -176,7 +176,15 @@ class CallLimiter:
 
 
 class ImportSlots:
-    """Import jobs this daemon keeps in Marketo's queue: reserved, committed to a batch, freed."""
+    """Import jobs this daemon keeps in Marketo's queue: reserved, committed to a batch, freed.
+
+    A create whose answer was lost may have queued a job we never learn the id of (a ghost).
+    It is counted from then on and rides along with the next batch we do learn about: Marketo's
+    queue is FIFO, so the ghost, created earlier, ends no later than that batch, and both
+    slots free together. Ghosts not yet tied to a batch only count while some batch of ours is
+    in flight (its end is what frees slots), so a run of lost answers can never leave `reserve`
+    waiting for a release that nothing will bring.
+    """
 
     def __init__(self, capacity: int, *, clock: Clock = time.monotonic) -> None:
         self._capacity = capacity
@@ -184,19 +192,24 @@ class ImportSlots:
         self._clock = clock
         self._cond = threading.Condition()
         self._reserved = 0
-        self._batches: set[int] = set()
+        self._batches: dict[int, int] = {}  # batch id -> slots it frees (1 + ghosts before it)
+        self._ghosts = 0  # possible jobs of lost answers, not yet tied to a batch
         self._releases = 0
         self.waits = 0
         self.wait_seconds = 0.0
 
     @property
     def used(self) -> int:
-        """Slots held: reservations plus batches not yet seen terminal."""
+        """Slots held: reservations, possible ghosts, and batches not yet seen terminal."""
         with self._cond:
-            return self._reserved + len(self._batches)
+            return self._used()
+
+    def _used(self) -> int:
+        ghosts = self._ghosts if self._batches else 0
+        return self._reserved + ghosts + sum(self._batches.values())
 
     def _delay(self) -> float:
-        if self._reserved + len(self._batches) < self._ceiling:
+        if self._used() < self._ceiling:
             return 0.0
         return _STOP_POLL_SECONDS
 
@@ -209,33 +222,45 @@ class ImportSlots:
             self._reserved += 1
 
     def commit(self, batch_id: int) -> None:
-        """The create succeeded: the reservation becomes the batch's slot."""
+        """The create succeeded: the reservation (and any ghost) becomes the batch's slot."""
         with self._cond:
             self._reserved -= 1
-            self._batches.add(batch_id)
+            self._batches[batch_id] = 1 + self._ghosts
+            self._ghosts = 0
 
-    def cancel(self) -> None:
-        """The create failed for good: give the reservation back."""
+    def ghost(self) -> None:
+        """A create's answer was lost: Marketo may hold a job of ours we have no id for."""
+        with self._cond:
+            self._ghosts += 1
+
+    def cancel(self, *, refused: bool = False) -> None:
+        """The create failed: give the reservation back.
+
+        `refused`: Marketo refused it for good (a bad parameter, say); an earlier attempt whose
+        answer was lost was refused just the same, so no ghost of it is left either.
+        """
         with self._cond:
             self._reserved -= 1
+            if refused:
+                self._ghosts = 0
             self._freed()
 
     def finish(self, batch_id: int) -> None:
         """The batch reached a terminal status: its slot is free."""
         with self._cond:
             if batch_id in self._batches:
-                self._batches.discard(batch_id)
+                del self._batches[batch_id]
                 self._freed()
 
     def adopt(self, batch_id: int) -> None:
         """Count a batch submitted before a restart that is still queued or importing."""
         with self._cond:
-            self._batches.add(batch_id)
+            self._batches[batch_id] = 1
 
     def queue_full(self) -> None:
         """After a 1016: others fill Marketo's queue; hold further creates until a slot frees."""
         with self._cond:
-            self._ceiling = max(1, self._reserved + len(self._batches))
+            self._ceiling = max(1, self._used())
 
     def wait_for_release(self, timeout: float, stop: StopSignal | None = None) -> bool:
         """Wait until one of our slots frees or `timeout` passes; True if one freed."""

@@ -16,6 +16,7 @@ from dropbox_importer.marketo.errors import (
     ClientBug,
     MarketoError,
     RequestRejected,
+    UnknownCode,
 )
 
 
@@ -28,6 +29,9 @@ class Action(Enum):
     WAIT_IN_FLIGHT = "wait_in_flight"  # 615: too many concurrent calls; back off
     PAUSE_QUOTA = "pause_quota"  # 607: the daily quota is spent; pause until it resets
     WAIT_QUEUE = "wait_queue"  # 1016: the import queue is full; wait for a slot
+    # 1019: the create's listId is being imported to. The caller waits for that list while
+    # other lists go ahead, so the client raises ImportInProgress rather than wait itself.
+    WAIT_LIST = "wait_list"
     FAIL = "fail"  # permanent: raise the typed error of the code
 
 
@@ -47,9 +51,12 @@ ACTIONS: dict[str, Action] = {
     "615": Action.WAIT_IN_FLIGHT,
     "607": Action.PAUSE_QUOTA,
     "1016": Action.WAIT_QUEUE,
+    "1019": Action.WAIT_LIST,
 }
 
-# Permanent codes and the exception each raises; anything not listed anywhere is a ClientBug too.
+# Permanent codes and the exception each raises. A Marketo code listed nowhere raises
+# UnknownCode (the one call fails, with Marketo's code and message); an answer without a
+# code (malformed, an unexpected HTTP status) is a ClientBug.
 FAILURES: dict[str, type[MarketoError]] = {
     "603": AccessDenied,
     **dict.fromkeys(("609", "610", "612", "613"), ClientBug),
@@ -63,8 +70,10 @@ def action_for(condition: str) -> Action:
 
 
 def error_type_for(code: str | None) -> type[MarketoError]:
-    """The exception class a permanent code raises."""
-    return FAILURES.get(code or "", ClientBug)
+    """The exception class a permanent code raises (None: no Marketo code at all)."""
+    if code is None:
+        return ClientBug
+    return FAILURES.get(code, UnknownCode)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,13 @@ class InstanceSettings:
     # A token is refreshed this long before Marketo says it expires (capped at a quarter of its
     # lifetime), so a call never leaves with a token that dies on the way.
     token_refresh_margin_seconds: float = 60.0
+    # After a 1019 (another integration imports into the list), the list is left alone for
+    # this long, doubling with each further 1019 up to the maximum: a running import's pace,
+    # like polling a batch (the daemon passes its poll band).
+    list_busy_first_wait_seconds: float = 5.0
+    list_busy_max_wait_seconds: float = 30.0
+    # An instance failing this long logs its retries (and `instance_outage`) at error.
+    outage_error_seconds: float = 300.0
 
 
 def munchkin_base_url(munchkin_id: str) -> str:

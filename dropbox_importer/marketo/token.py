@@ -11,6 +11,7 @@ from typing import Any
 import requests
 import structlog
 
+from dropbox_importer.marketo import transport
 from dropbox_importer.marketo.errors import AuthenticationError, ClientBug
 from dropbox_importer.marketo.settings import InstanceSettings
 
@@ -84,7 +85,9 @@ class TokenSource:
                 timeout=(settings.connect_timeout, settings.read_timeout),
             )
         except requests.RequestException as exc:
-            raise IdentityUnavailableError(type(exc).__name__) from None
+            # The cause in words (refused, DNS, time-out); never the URL, which holds no secret
+            # here (a POST body) but is the instance's address all the same.
+            raise IdentityUnavailableError(transport.describe(exc)) from None
         if response.status_code >= 500:
             raise IdentityUnavailableError(f"HTTP {response.status_code}")
         body = _json_or_none(response)

@@ -22,6 +22,7 @@ from dropbox_importer.observe.notify import Notifier, settled_event
 from dropbox_importer.observe.retention import RetentionSchedule, journal_horizon, sweep
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.records import FileRecord
+from dropbox_importer.web.server import WebServer
 
 log = structlog.get_logger(__name__)
 
@@ -34,10 +35,12 @@ class Observers:
         self._journal = journal
         self.metrics = Metrics()
         self._server: MetricsServer | None = None
+        self._web: WebServer | None = None
         self._notifier = Notifier(
             lambda name: (
                 self._config().dropboxes[name].notify if name in self._config().dropboxes else None
-            )
+            ),
+            smtp=lambda: self._config().smtp,
         )
         self._retention = RetentionSchedule()
         self._sweeper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retention")
@@ -51,7 +54,40 @@ class Observers:
         metrics = self._config().metrics
         if metrics is not None:
             self._server = self.metrics.serve(metrics)
-            log.info("metrics_listening", port=self._server.port)
+        self._start_web()
+
+    def _start_web(self) -> None:
+        web = self._config().web
+        if web is None:
+            return
+        try:
+            self._web = WebServer.start(web, self._config)
+        except OSError as exc:
+            # The pipeline matters more than its page: run without it, loudly.
+            log.error("web_listen_failed", listen=f"{web.host}:{web.port}", error=str(exc))
+
+    def reconfigure(self, previous: Config) -> None:
+        """After a reload: start, stop or move the metrics endpoint and the status page."""
+        config = self._config()
+        if config.metrics != previous.metrics:
+            if self._server is not None:
+                with contextlib.suppress(OSError):
+                    self._server.stop()
+                self._server = None
+                log.info("metrics_stopped")
+            if config.metrics is not None:
+                try:
+                    self._server = self.metrics.serve(config.metrics)
+                except OSError as exc:
+                    listen = f"{config.metrics.host}:{config.metrics.port}"
+                    log.error("metrics_listen_failed", listen=listen, error=str(exc))
+        if config.web != previous.web:
+            if self._web is not None:
+                with contextlib.suppress(OSError):
+                    self._web.stop()
+                self._web = None
+                log.info("web_stopped")
+            self._start_web()
 
     def instance_started(self, name: str, client: MarketoClient) -> None:
         """Expose an instance's client counters (calls, errors, limiter waits)."""
@@ -78,6 +114,12 @@ class Observers:
         except (OSError, ValueError, KeyError) as exc:
             log.warning("settled_event_unreadable", file=record.name, error=str(exc))
             return
+        event["file_id"] = record.id
+        box = self._config().dropboxes.get(record.dropbox)
+        if box is not None:
+            # Where the file is now, as the partner sees its drop box (e-mails say this).
+            with contextlib.suppress(ValueError):
+                event["location"] = record.destination_path.relative_to(box.root).as_posix()
         counts = event["counts"]
         self.metrics.file_settled(record.dropbox, event["outcome"])
         self.metrics.rows(
@@ -113,3 +155,6 @@ class Observers:
         if self._server is not None:
             with contextlib.suppress(OSError):
                 self._server.stop()
+        if self._web is not None:
+            with contextlib.suppress(OSError):
+                self._web.stop()

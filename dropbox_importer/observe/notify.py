@@ -1,4 +1,4 @@
-"""Telling someone a file settled: a webhook POST, a command, or both, never blocking the daemon.
+"""Telling someone a file settled: a webhook, a command, e-mail; never blocking the daemon.
 
 `Notifier.file_settled(event)` only puts deliveries on a bounded schedule and returns; one
 worker thread delivers them. A failed delivery is tried again after a growing pause (a failing
@@ -30,8 +30,12 @@ from urllib.parse import urlsplit
 import requests
 import structlog
 
-from dropbox_importer.config.model import NotifyConfig
+from dropbox_importer.config.model import NotifyConfig, SmtpConfig
 from dropbox_importer.logs import SECRET_KEYS
+from dropbox_importer.observe import mail
+from dropbox_importer.observe.errors import DeliveryError
+
+__all__ = ["DeliveryError", "Notifier", "settled_event"]
 
 log = structlog.get_logger(__name__)
 
@@ -90,14 +94,6 @@ def webhook_label(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}"
 
 
-class DeliveryError(Exception):
-    """One delivery attempt failed; `final` means trying again cannot help."""
-
-    def __init__(self, message: str, *, final: bool = False) -> None:
-        super().__init__(message)
-        self.final = final
-
-
 def post_webhook(url: str, event: Mapping[str, Any], timeout: float) -> None:
     """POST the event as JSON; DeliveryError unless the answer is 2xx."""
     try:
@@ -134,19 +130,33 @@ def run_command(argv: tuple[str, ...], event: Mapping[str, Any], timeout: float)
         raise DeliveryError(f"exit status {done.returncode}: {stderr}")
 
 
+def _file_of(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The file an event is about, as every per-file log event names it."""
+    route, name = event.get("route") or "", event.get("file")
+    return {
+        "dropbox": event.get("dropbox"),
+        "route": route,
+        "file": f"{route}/{name}" if route else name,
+        "file_id": event.get("file_id"),
+    }
+
+
 @dataclass
 class Delivery:
     """One event for one target, with the tries it has left."""
 
-    kind: str  # webhook | command
+    kind: str  # webhook | command | email
     event: dict[str, Any]
     policy: NotifyConfig
     attempt: int = 0
+    smtp: SmtpConfig | None = None  # the server, for an e-mail
 
     def target(self) -> str:
-        """The target as a log line may name it."""
+        """The target as a log line may name it (an e-mail: its server, not the addresses)."""
         if self.kind == "webhook":
             return webhook_label(self.policy.webhook or "")
+        if self.kind == "email":
+            return f"smtp://{self.smtp.host}:{self.smtp.port}" if self.smtp else "smtp://?"
         return (self.policy.command or ("?",))[0]
 
     def send(self) -> None:
@@ -154,6 +164,10 @@ class Delivery:
         timeout = self.policy.timeout_seconds
         if self.kind == "webhook":
             post_webhook(self.policy.webhook or "", self.event, timeout)
+        elif self.kind == "email":
+            if self.smtp is None:
+                raise DeliveryError("no smtp section in the config", final=True)
+            mail.send(self.smtp, self.policy.email or (), self.event)
         else:
             run_command(self.policy.command or (), self.event, timeout)
 
@@ -177,10 +191,12 @@ class Notifier:
         self,
         policy: Callable[[str], NotifyConfig | None],
         *,
+        smtp: Callable[[], SmtpConfig | None] = lambda: None,
         max_pending: int = 1000,
         backoff: Backoff | None = None,
     ) -> None:
         self._policy = policy  # asked per event, so a reloaded config applies to the next file
+        self._smtp = smtp
         self._max_pending = max_pending
         self._backoff = backoff or Backoff()
         self._due: list[tuple[float, int, Delivery]] = []
@@ -207,19 +223,25 @@ class Notifier:
         if policy is None or event.get("outcome") not in policy.when:
             return False
         clean = scrubbed(event)
-        kinds = [k for k, on in (("webhook", policy.webhook), ("command", policy.command)) if on]
+        targets = (
+            ("webhook", policy.webhook),
+            ("command", policy.command),
+            ("email", policy.email),
+        )
+        kinds = [kind for kind, on in targets if on]
+        smtp = self._smtp() if policy.email else None
         with self._cond:
             if self._stopping or len(self._due) + len(kinds) > self._max_pending:
                 log.error(
                     "notification_dropped",
-                    dropbox=clean.get("dropbox"),
-                    file=clean.get("file"),
+                    **_file_of(clean),
                     reason="stopping" if self._stopping else "too many notifications pending",
                 )
                 return False
             now = time.monotonic()
             for kind in kinds:
-                heapq.heappush(self._due, (now, next(self._order), Delivery(kind, clean, policy)))
+                delivery = Delivery(kind, clean, policy, smtp=smtp)
+                heapq.heappush(self._due, (now, next(self._order), delivery))
             self._cond.notify()
         return True
 
@@ -255,8 +277,7 @@ class Notifier:
                     "notification_sent",
                     kind=delivery.kind,
                     target=delivery.target(),
-                    dropbox=delivery.event.get("dropbox"),
-                    file=delivery.event.get("file"),
+                    **_file_of(delivery.event),
                     attempt=delivery.attempt,
                 )
 
@@ -281,7 +302,7 @@ class Notifier:
             "notification_retry",
             kind=delivery.kind,
             target=delivery.target(),
-            file=delivery.event.get("file"),
+            **_file_of(delivery.event),
             attempt=delivery.attempt,
             error=str(exc),
             retry_in_seconds=pause,
@@ -299,8 +320,7 @@ class Notifier:
             "notification_failed",
             kind=delivery.kind,
             target=delivery.target(),
-            dropbox=delivery.event.get("dropbox"),
-            file=delivery.event.get("file"),
+            **_file_of(delivery.event),
             outcome=delivery.event.get("outcome"),
             attempts=delivery.attempt,
             reason=reason,

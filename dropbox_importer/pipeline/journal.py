@@ -30,8 +30,14 @@ from typing import Any
 
 import structlog
 
-from dropbox_importer.marketo.models import BatchStatus
-from dropbox_importer.pipeline.records import FileRecord, PartRecord, TransitionRecord, stamp
+from dropbox_importer.marketo.models import BatchState, BatchStatus
+from dropbox_importer.pipeline.records import (
+    FileRecord,
+    PartRecord,
+    TransitionRecord,
+    parse_batch_ids,
+    stamp,
+)
 from dropbox_importer.pipeline.states import TERMINAL, FileState, check_transition
 
 log = structlog.get_logger(__name__)
@@ -93,12 +99,49 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX transitions_file ON transitions (file_id);
     """,
+    # Batches Marketo no longer knew, oldest first, comma-separated: the part was sent again.
+    """
+    ALTER TABLE parts ADD COLUMN lost_batches TEXT NOT NULL DEFAULT '';
+    """,
+    # What `status` and the status page need to know about the daemon itself (runlog.py): its
+    # runs, each instance's health, folders it cannot claim from; and per file, when it was
+    # last written before its claim and why it waits now.
+    """
+    ALTER TABLE files ADD COLUMN dropped_at TEXT;
+    ALTER TABLE files ADD COLUMN note TEXT;
+    CREATE INDEX files_name ON files (name);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL,
+        stopped_at TEXT,
+        config_path TEXT NOT NULL,
+        config_sha256 TEXT NOT NULL,
+        config_read_at TEXT NOT NULL,
+        reload_rejected TEXT,
+        pending TEXT NOT NULL DEFAULT '[]',
+        dropboxes TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE instance_health (
+        name TEXT PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        health TEXT NOT NULL
+    );
+    CREATE TABLE blocked_folders (
+        dropbox TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        since TEXT NOT NULL,
+        PRIMARY KEY (dropbox, folder)
+    );
+    """,
     # A file is imported in rounds: again, whole, when it was written to after its claim.
-    # seen_at: when the daemon first saw it in inbox/; modified_at: its mtime at the round's
-    # start; details: what the round's checks learned (encoding, blank rows, ...), as JSON.
+    # seen_at: when the daemon first saw it in inbox/ (dropped_at is its mtime, the round's
+    # start's); details: what the round's checks learned (encoding, blank rows, ...), as JSON.
     """
     ALTER TABLE files ADD COLUMN seen_at TEXT;
-    ALTER TABLE files ADD COLUMN modified_at TEXT;
     ALTER TABLE files ADD COLUMN round INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE files ADD COLUMN details TEXT;
     ALTER TABLE parts ADD COLUMN round INTEGER NOT NULL DEFAULT 1;
@@ -185,6 +228,18 @@ class Journal:
         with self._lock:
             yield self._conn
 
+    # `runlog.py` keeps the daemon's own records in this journal through these two doors.
+    writing = _write
+    reading = _read
+
+    def has_table(self, name: str) -> bool:
+        """True if the journal has this table (a read-only journal may be an older schema)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).fetchone()
+        return row is not None
+
     def close(self) -> None:
         """Close the connection; the journal is complete on disk already."""
         with self._lock:
@@ -201,25 +256,25 @@ class Journal:
         processing_path: Path,
         size: int,
         sha256: str,
+        dropped_at: datetime | None = None,
         *,
         seen_at: datetime | None = None,
-        modified_at: datetime | None = None,
     ) -> int:
         """Record a file just claimed into processing/; return its id.
 
-        `seen_at` is when the daemon first saw it in inbox/ (the claim time if unknown),
-        `modified_at` its mtime at the claim.
+        `dropped_at` is when the upload last wrote the file (its mtime), for its history;
+        `seen_at` when the daemon first saw it in inbox/ (the claim time if unknown).
         """
         at = stamp(self._clock())
+        dropped = None if dropped_at is None else stamp(dropped_at)
         seen = at if seen_at is None else stamp(seen_at)
-        modified = None if modified_at is None else stamp(modified_at)
         with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO files (dropbox, route, name, inbox_path, processing_path, state,"
-                " size, sha256, claimed_at, updated_at, seen_at, modified_at)"
+                " size, sha256, claimed_at, updated_at, dropped_at, seen_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (dropbox, route, name, str(inbox_path), str(processing_path),
-                 FileState.CLAIMED.value, size, sha256, at, at, seen, modified),
+                 FileState.CLAIMED.value, size, sha256, at, at, dropped, seen),
             )  # fmt: skip
             file_id = cursor.lastrowid
             assert file_id is not None
@@ -240,7 +295,7 @@ class Journal:
             check_transition(old, new_state)
             conn.execute(
                 "UPDATE files SET state = ?, updated_at = ?, reason = COALESCE(?, reason),"
-                " finished_at = ? WHERE id = ?",
+                " finished_at = ?, note = NULL WHERE id = ?",
                 (new_state.value, at, reason, at if new_state in TERMINAL else None, file_id),
             )
             conn.execute(
@@ -278,7 +333,7 @@ class Journal:
             )
 
     def start_round(
-        self, file_id: int, size: int, sha256: str, modified_at: datetime | None
+        self, file_id: int, size: int, sha256: str, dropped_at: datetime | None
     ) -> int:
         """Begin another import of a file written to after its claim; return its round.
 
@@ -294,10 +349,10 @@ class Journal:
             next_round = int(row["round"]) + 1
             conn.execute(
                 "UPDATE files SET state = ?, updated_at = ?, size = ?, sha256 = ?, round = ?,"
-                " modified_at = ?, details = NULL, reason = NULL, destination_path = NULL"
+                " dropped_at = ?, details = NULL, reason = NULL, destination_path = NULL"
                 " WHERE id = ?",
                 (FileState.CLAIMED.value, at, size, sha256, next_round,
-                 None if modified_at is None else stamp(modified_at), file_id),
+                 None if dropped_at is None else stamp(dropped_at), file_id),
             )  # fmt: skip
             conn.execute("DELETE FROM local_failures WHERE file_id = ?", (file_id,))
             conn.execute(
@@ -339,6 +394,11 @@ class Journal:
             self._row(conn, file_id)
             conn.execute("UPDATE files SET reason = ? WHERE id = ?", (reason, file_id))
 
+    def set_note(self, file_id: int, note: str | None) -> None:
+        """Say why the file waits now (None: it does not, beyond what its state says)."""
+        with self._write() as conn:
+            conn.execute("UPDATE files SET note = ? WHERE id = ?", (note, file_id))
+
     def get(self, file_id: int) -> FileRecord:
         """The file with this id (RecordNotFoundError if there is none)."""
         with self._read() as conn:
@@ -362,6 +422,46 @@ class Journal:
             query, args = query + " WHERE dropbox = ?", [dropbox]
         with self._read() as conn:
             rows = conn.execute(query + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+        return [FileRecord.from_row(row) for row in rows]
+
+    def search(
+        self,
+        *,
+        dropbox: str | None = None,
+        route: str | None = None,
+        name: str | None = None,
+        since: datetime | None = None,
+        states: frozenset[FileState] | None = None,
+        limit: int = 100,
+    ) -> list[FileRecord]:
+        """Files matching every filter given, last finished (or claimed) first, at most `limit`.
+
+        `name` is a glob (`leads*.csv`) matched against the file name, case-sensitively;
+        `since` keeps files claimed or finished at or after that moment.
+        """
+        clauses, args = [], []
+        if dropbox is not None:
+            clauses.append("dropbox = ?")
+            args.append(dropbox)
+        if route is not None:
+            clauses.append("route = ?")
+            args.append(route)
+        if name is not None:
+            clauses.append("name GLOB ?")
+            args.append(name)
+        if since is not None:
+            clauses.append("(claimed_at >= ? OR finished_at >= ?)")
+            args += [stamp(since), stamp(since)]
+        if states is not None:
+            clauses.append(f"state IN ({', '.join('?' * len(states))})")
+            args += sorted(state.value for state in states)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM files{where}"  # noqa: S608 - ours
+                " ORDER BY COALESCE(finished_at, claimed_at) DESC, id DESC LIMIT ?",
+                [*args, limit],
+            ).fetchall()
         return [FileRecord.from_row(row) for row in rows]
 
     def counts(self, dropbox: str | None = None) -> dict[FileState, int]:
@@ -459,6 +559,70 @@ class Journal:
                     f"file {file_id} has no part with batch {status.batch_id}"
                 )
 
+    def finish_submitting(self, file_id: int) -> bool:
+        """SUBMITTING -> POLLING once every part of the file's round has a batch; False (nothing
+        changed) if not.
+
+        One transaction with the check, so a batch found lost meanwhile is never left unsent.
+        """
+        at = stamp(self._clock())
+        with self._write() as conn:
+            row = self._row(conn, file_id)
+            old = FileState(row["state"])
+            missing = conn.execute(
+                "SELECT COUNT(*) FROM parts WHERE file_id = ? AND round = ? AND batch_id IS NULL",
+                (file_id, row["round"]),
+            ).fetchone()[0]
+            if missing or old is FileState.POLLING:
+                return not missing
+            self._move(conn, file_id, old, FileState.POLLING, at)
+        return True
+
+    def record_lost_batch(
+        self, file_id: int, batch_id: int, *, resubmit: bool, message: str
+    ) -> tuple[tuple[int, ...], bool]:
+        """Marketo no longer knows `batch_id`: free its part to be sent again (`resubmit`), or
+        fail the part with `message`.
+
+        With `resubmit`, a POLLING file goes back to SUBMITTING in the same transaction.
+        Returns every batch the part has lost (this one last) and whether the file went back
+        to SUBMITTING (then it must be queued for its submitter again).
+        """
+        moved = False
+        at = stamp(self._clock())
+        with self._write() as conn:
+            part = conn.execute(
+                "SELECT part_index, lost_batches FROM parts WHERE file_id = ? AND batch_id = ?",
+                (file_id, batch_id),
+            ).fetchone()
+            if part is None:
+                raise RecordNotFoundError(f"file {file_id} has no part with batch {batch_id}")
+            lost = (*parse_batch_ids(part["lost_batches"]), batch_id)
+            kept = ",".join(str(i) for i in lost)
+            if resubmit:
+                self._update_part(
+                    conn,
+                    file_id,
+                    part["part_index"],
+                    "batch_id = NULL, status = NULL, leads_processed = 0, rows_failed = 0,"
+                    " rows_with_warning = 0, message = '', created_at = NULL,"
+                    " finished_at = NULL, lost_batches = ?",
+                    (kept,),
+                )
+                old = FileState(self._row(conn, file_id)["state"])
+                if old is FileState.POLLING:
+                    self._move(conn, file_id, old, FileState.SUBMITTING, at, f"lost {batch_id}")
+                    moved = True
+            else:
+                self._update_part(
+                    conn,
+                    file_id,
+                    part["part_index"],
+                    "status = ?, message = ?, lost_batches = ?, finished_at = ?",
+                    (BatchState.FAILED.value, message, kept, at),
+                )
+        return lost, moved
+
     def parts(self, file_id: int) -> list[PartRecord]:
         """The file's parts, in order."""
         with self._read() as conn:
@@ -486,6 +650,26 @@ class Journal:
         return {int(line): str(reason) for line, reason in rows}
 
     # -- rows -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _move(
+        conn: sqlite3.Connection,
+        file_id: int,
+        old: FileState,
+        new: FileState,
+        at: str,
+        detail: str = "",
+    ) -> None:
+        """A transition inside a transaction the caller holds."""
+        check_transition(old, new)
+        conn.execute(
+            "UPDATE files SET state = ?, updated_at = ? WHERE id = ?", (new.value, at, file_id)
+        )
+        conn.execute(
+            "INSERT INTO transitions (file_id, from_state, to_state, at, detail)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (file_id, old.value, new.value, at, detail),
+        )
 
     @staticmethod
     def _row(conn: sqlite3.Connection, file_id: int) -> sqlite3.Row:

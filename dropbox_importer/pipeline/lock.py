@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -89,6 +90,41 @@ class StateDirLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a state directory's lock, as another process can tell without taking it."""
+
+    held: bool | None  # None: this system does not say (no /proc/locks)
+    pid: int | None = None
+
+
+def holder(state_dir: Path, *, proc_locks: Path = Path("/proc/locks")) -> Holder:
+    """Whether a daemon holds `state_dir`'s lock now, read from the kernel's lock table.
+
+    Never takes the lock, not even for a moment: a daemon starting at that instant must not
+    find it taken by a reader and refuse to start.
+    """
+    path = state_dir / LOCK_NAME
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return Holder(False)
+    except OSError:
+        return Holder(None)
+    try:
+        table = proc_locks.read_text()
+    except OSError:
+        return Holder(None)
+    # "1: FLOCK  ADVISORY  WRITE 29713 fe:00:2148536 0 EOF": major and minor in hex, inode.
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+            pid = int(fields[4]) if fields[4].isdigit() else None
+            return Holder(True, pid or None)
+    return Holder(False)
 
 
 def _read_pid(fd: int) -> int | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from dropbox_importer.marketo.errors import RequestRejected, Stopped
+from dropbox_importer.marketo.errors import BatchNotFound, Stopped
 from dropbox_importer.marketo.models import BatchState, BatchStatus
 
 log = structlog.get_logger(__name__)
@@ -150,7 +150,9 @@ class Poller:
         *,
         band: PollBand,
         speed: SpeedEstimate | None = None,
+        # Called with a batch Marketo confirmed it no longer knows (a BatchNotFound).
         on_error: Callable[[int, Exception], None] | None = None,
+        on_progress: Callable[[BatchStatus], None] | None = None,
     ) -> None:
         self.name = name
         self.band = band
@@ -158,6 +160,7 @@ class Poller:
         self._fetch = fetch
         self._on_final = on_final
         self._on_error = on_error
+        self._on_progress = on_progress
         self._heap: list[_Due] = []
         # batch id -> (rows still to import when last asked, the end then predicted, and for a
         # queued batch the job starts that prediction counted on)
@@ -212,7 +215,11 @@ class Poller:
                 status = self._fetch(due.batch_id)
             except Stopped:
                 return
-            except RequestRejected as exc:  # Marketo no longer knows the batch (expired, unknown)
+            except BatchNotFound as exc:  # Marketo no longer knows the batch (expired, unknown)
+                if not exc.confirmed:
+                    # One such answer may be a glitch of Marketo's: ask once more, soon.
+                    self._push(due, self.band.min_seconds)
+                    continue
                 with self._cond:
                     self._remaining.pop(due.batch_id, None)
                 if self._on_error is not None:
@@ -251,6 +258,11 @@ class Poller:
                 self._remaining[due.batch_id] = (left, end, starts)
             delay = next_poll_delay(status, due.rows, rate, self.band, expected_end_in=end - now)
             log.debug("batch_polled", batch_id=due.batch_id, status=status.status.value)
+            if self._on_progress is not None:
+                try:
+                    self._on_progress(status)
+                except Exception:  # progress is for people watching; the poll goes on
+                    log.exception("batch_progress_not_recorded", batch_id=due.batch_id)
             self._push(due, delay, status, now)
 
     def _push(

@@ -24,8 +24,18 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(_TIME_FORMAT)
 
 
+def parse_stamp(text: str | None) -> datetime | None:
+    """A journal time read back (None stays None)."""
+    return _time(text)
+
+
 def _time(text: str | None) -> datetime | None:
     return None if text is None else datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def parse_batch_ids(text: str | None) -> tuple[int, ...]:
+    """Batch ids as the journal keeps a list of them: comma-separated, oldest first."""
+    return tuple(int(item) for item in (text or "").split(",") if item)
 
 
 def _path(text: str | None) -> Path | None:
@@ -50,10 +60,20 @@ class FileRecord:
     claimed_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    # When the partner's upload last wrote the file (its mtime at the claim); None in journals
+    # older than schema 2.
+    dropped_at: datetime | None = None
+    # Why the file waits right now, when the daemon knows better than its state says (a settle
+    # that failed and is retried, an instance that needs an operator); cleared at each move.
+    note: str | None = None
     seen_at: datetime | None = None  # first seen in inbox/ (None: claimed before it was kept)
-    modified_at: datetime | None = None  # the file's mtime when its round began
     round: int = 1  # 2 and on: imported again, whole, after it changed
     details: dict[str, Any] = field(default_factory=dict)  # what the round's checks learned
+
+    @property
+    def relative(self) -> str:
+        """The file as log events and `status` name it: its route path and name."""
+        return f"{self.route}/{self.name}" if self.route else self.name
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> FileRecord:
@@ -61,10 +81,10 @@ class FileRecord:
         data: dict[str, Any] = dict(row)
         for key in ("inbox_path", "processing_path", "destination_path"):
             data[key] = _path(data[key])
-        for key in ("claimed_at", "updated_at", "finished_at", "seen_at", "modified_at"):
-            data[key] = _time(data[key])
+        for key in ("claimed_at", "updated_at", "finished_at", "dropped_at", "seen_at"):
+            data[key] = _time(data.get(key))
         data["state"] = FileState(data["state"])
-        data["details"] = json.loads(data["details"]) if data["details"] else {}
+        data["details"] = json.loads(data["details"]) if data.get("details") else {}
         return cls(**data)
 
 
@@ -87,6 +107,8 @@ class PartRecord:
     submission_uncertain: bool
     created_at: datetime | None
     finished_at: datetime | None
+    # Batches of this part Marketo no longer knew, oldest first; each was sent again once.
+    lost_batch_ids: tuple[int, ...] = ()
     round: int = 1
 
     @property
@@ -111,6 +133,7 @@ class PartRecord:
         data["submission_uncertain"] = bool(data["submission_uncertain"])
         data["created_at"] = _time(data["created_at"])
         data["finished_at"] = _time(data["finished_at"])
+        data["lost_batch_ids"] = parse_batch_ids(data.pop("lost_batches", ""))
         return cls(**data)
 
 

@@ -41,10 +41,16 @@ def recover(
     known: set[Path] = set()
     for record in journal.unfinished():
         known.add(Path(record.processing_path))
+        context = {
+            "dropbox": record.dropbox,
+            "route": record.route,
+            "file": record.relative,
+            "file_id": record.id,
+        }
         if record.dropbox not in boxes:
-            log.warning("recovery_unknown_dropbox", dropbox=record.dropbox, file=record.name)
+            log.warning("recovery_unknown_dropbox", **context)
             continue
-        log.info("file_recovered", file=record.name, state=record.state.value)
+        log.info("file_recovered", **context, state=record.state.value)
         if record.state is FileState.SETTLING:
             settle(record.id)
             continue
@@ -61,6 +67,6 @@ def recover(
     for box in boxes.values():
         for path in scan_inbox(box.layout.processing):
             if path not in known and path.is_file() and not path.is_symlink():
-                # Claimed by a run that died before the journal recorded it.
-                log.info("file_adopted", dropbox=box.config.name, file=path.name)
+                # Claimed by a run that died before the journal recorded it: file_claimed
+                # (adopted=True) says so.
                 adopt(box, path)

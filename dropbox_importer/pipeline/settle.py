@@ -25,6 +25,7 @@ from dropbox_importer.dropbox.results import DuplicateResult, FileResult, file_d
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
 from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.lost import RESUBMISSIONS
 from dropbox_importer.pipeline.prepared import load_prepared
 from dropbox_importer.pipeline.reasons import FileChanged, Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
@@ -50,6 +51,9 @@ def decide(
     if rejection is not None:
         return "failed", rejection
     failed = [p for p in parts if p.status is BatchState.FAILED]
+    lost = [p for p in failed if len(p.lost_batch_ids) > RESUBMISSIONS]
+    if lost:  # not Marketo failing the rows: Marketo lost the batches, say so plainly
+        return "failed", lost[0].message
     if failed:
         messages = "; ".join(sorted({p.message or "no reason given" for p in failed}))
         return "failed", f"Marketo failed the import: {messages}"
@@ -110,17 +114,25 @@ class Settler:
         except FileVanished:
             # Removed by someone else while in flight: its result files still tell the
             # partner what happened; there is no original left to move.
-            log.warning("file_vanished", dropbox=record.dropbox, file=record.name)
+            log.warning(
+                "file_vanished",
+                dropbox=record.dropbox,
+                route=record.route,
+                file=record.relative,
+                file_id=record.id,
+            )
         final_state = FileState.DONE if outcome == "done" else FileState.FAILED
         self._journal.transition(file_id, final_state, str(destination))
         shutil.rmtree(self._parts_root / str(file_id), ignore_errors=True)
-        log.info(
+        # Failed files page (a partner waits); done ones are routine.
+        (log.info if outcome == "done" else log.warning)(
             "file_done" if outcome == "done" else "file_failed",
             dropbox=record.dropbox,
             route=record.route,
-            file=record.name,
+            file=record.relative,
+            file_id=record.id,
             destination=str(destination),
-            reason=reason,
+            **({"reason": reason} if reason is not None else {}),
         )
 
     def _format(self, record: FileRecord) -> ImportFormat:
@@ -218,6 +230,7 @@ class Settler:
                     encoding=str(record.details.get("encoding", box.encoding)),
                     local_failures=extra,
                     sent=header.sent if header is not None and header.drops_columns else None,
+                    lookup=params.lookup_field or "email",
                 )
 
     @staticmethod

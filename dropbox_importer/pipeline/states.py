@@ -1,14 +1,16 @@
 """The life of a claimed file, written down once: its states and the moves allowed between them.
 
     CLAIMED ──> SUBMITTING ──> POLLING ──> SETTLING ──> DONE
-       │             │                        │    └──> FAILED
+       │             │    <──────┘               │    └──> FAILED
+       │             │   (a batch Marketo lost is sent again)
        └─────────────┴──> SETTLING (rejected before submit, or a part refused)
 
     CLAIMED, SUBMITTING, POLLING, DONE, FAILED ──> CHANGED ──> CLAIMED (the next round)
 
 CLAIMED     in processing/, nothing of this round sent to Marketo yet.
 SUBMITTING  parts being created; some may already have batch ids.
-POLLING     every part has a batch id; waiting for Marketo to finish them.
+POLLING     every part has a batch id; waiting for Marketo to finish them. A batch Marketo no
+            longer knows frees its part to be sent once more: back to SUBMITTING.
 SETTLING    the outcome is decided and the destination chosen; result files and the original are
             being moved. Replaying a SETTLING file must reach the same destination.
 DONE        in done/ with its result files.
@@ -48,7 +50,7 @@ TERMINAL = frozenset({FileState.DONE, FileState.FAILED})
 ALLOWED: dict[FileState, frozenset[FileState]] = {
     FileState.CLAIMED: frozenset({FileState.SUBMITTING, FileState.SETTLING, FileState.CHANGED}),
     FileState.SUBMITTING: frozenset({FileState.POLLING, FileState.SETTLING, FileState.CHANGED}),
-    FileState.POLLING: frozenset({FileState.SETTLING, FileState.CHANGED}),
+    FileState.POLLING: frozenset({FileState.SUBMITTING, FileState.SETTLING, FileState.CHANGED}),
     FileState.SETTLING: frozenset({FileState.DONE, FileState.FAILED}),
     FileState.DONE: frozenset({FileState.CHANGED}),
     FileState.FAILED: frozenset({FileState.CHANGED}),

@@ -2,8 +2,10 @@
 
 Creates are where Marketo's limits bite (10 queued jobs per instance, shared with every other
 integration), so one thread per instance takes files in fair turns across drop boxes and blocks
-in the client until a queue slot is free. Everything that can fail the file before a slot is
-spent (route, encoding, shape, preflight) runs here first.
+in the client until a queue slot is free. A static list takes one job at a time (1019): a file
+whose list is held waits in the queue without blocking the files of other lists. Everything
+that can fail the file before a slot is spent (route, encoding, shape, preflight) runs here
+first.
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ from dropbox_importer.csvfile.header import (
 )
 from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.errors import MarketoError, RequestRejected, Stopped
+from dropbox_importer.marketo.errors import (
+    ImportInProgress,
+    MarketoError,
+    RequestRejected,
+    Stopped,
+)
 from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
@@ -57,6 +64,7 @@ log = structlog.get_logger(__name__)
 
 # Kept importable from here: the one-shot import and older callers use these names.
 __all__ = [
+    "EMPTY_LOOKUP",
     "OPERATOR_RETRY_SECONDS",
     "VANISHED",
     "Cut",
@@ -70,6 +78,9 @@ __all__ = [
     "route_for",
     "routed",
 ]
+
+# The reason of a row failed locally because its lookup value is empty.
+EMPTY_LOOKUP = "lookup field is empty"
 
 # How long a file waits before another try when the instance refuses us (403-like errors).
 OPERATOR_RETRY_SECONDS = 60.0
@@ -95,6 +106,7 @@ class Prepared:
     parts: list[Part]
     local_failures: dict[int, str]
     inspection: Inspection | None = None
+    round: int = 1  # the round of the file these parts were cut in
 
 
 def details_of(inspection: Inspection) -> dict[str, object]:
@@ -171,11 +183,20 @@ def check_and_cut(
         raise Rejected(str(exc)) from exc
     except RequestRejected as exc:
         raise Rejected(f"Marketo refused the preflight check: {exc}") from exc
-    local = {line: "lookup field is empty" for line in inspection.empty_lookup_lines}
+    local = {line: EMPTY_LOOKUP for line in inspection.empty_lookup_lines}
     if local and len(local) >= inspection.rows:
         raise Rejected(
             f"every row has an empty '{params.lookup_field or 'email'}' (the lookup field); "
             "fill it in and drop the file again"
+        )
+    local.update(inspection.bad_email_lines)
+    if len(local) >= inspection.rows:
+        line, reason = min(inspection.bad_email_lines.items())
+        others = len(local) - 1
+        raise Rejected(
+            f"no row can be imported: line {line}: {reason}"
+            + (f" (and {others} more row(s) that cannot be sent)" if others else "")
+            + "; fix the file and drop it again"
         )
     if parts_dir.exists():
         shutil.rmtree(parts_dir)  # a previous attempt's parts: cut again, deterministically
@@ -195,7 +216,8 @@ def check_and_cut(
             max_bytes=box.max_part_bytes,
             # The encoding the checks decided on, so that auto detection runs once.
             encoding=inspection.encoding,
-            skip_lines=inspection.skip_lines(),
+            # Rows failed locally, and blank rows (Excel's empty rows among them).
+            skip_lines=frozenset(local) | inspection.skip_lines(),
             header=names,
             keep=keep,
         )
@@ -223,11 +245,17 @@ def prepare(
         raise
     if file_digest(path) != (record.size, record.sha256):
         raise FileChanged(str(path))
-    return Prepared(params, cut.parts, cut.local_failures, cut.inspection)
+    return Prepared(params, cut.parts, cut.local_failures, cut.inspection, record.round)
 
 
 class Submitter:
-    """The thread that submits claimed files of one instance, in fair turns across drop boxes."""
+    """The thread that submits claimed files of one instance, in fair turns across drop boxes.
+
+    A file whose static list is held (by a batch of ours, or by another integration's job after
+    a 1019) waits without holding anything up: the submitter passes over it to the next file in
+    turn and comes back when the list frees. So a file split into parts sends one part per
+    batch of its list's turn, and never two jobs of one list are in Marketo's queue at once.
+    """
 
     def __init__(
         self,
@@ -257,6 +285,10 @@ class Submitter:
         self._on_all_submitted = on_all_submitted
         self._on_changed = on_changed
         self._stop = stop
+        # Files taken before, waiting for their list: prepared once, not again each turn.
+        self._prepared: dict[int, Prepared] = {}
+        self._lists: dict[int, int | None] = {}  # file id -> the listId its route sets
+        client.on_list_freed(queue.wake)
         self._thread = threading.Thread(target=self._run, name=f"submit-{name}", daemon=True)
 
     def start(self) -> None:
@@ -269,7 +301,7 @@ class Submitter:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            file_id = self._queue.get(timeout=0.5)
+            file_id = self._queue.get(timeout=0.5, hold=self._hold, key=self._list_key)
             if file_id is None:
                 continue
             try:
@@ -279,64 +311,129 @@ class Submitter:
             except Exception:  # never let one file stop the instance's submissions
                 log.exception("submit_crashed", file_id=file_id, instance=self.name)
 
+    def _hold(self, file_id: int) -> float:
+        """Seconds the file must still wait for its static list (0: it may go now)."""
+        return self._client.list_wait(self._list_key(file_id))
+
+    def _list_key(self, file_id: int) -> int | None:
+        """The listId the file's route sets (None: no list), worked out once per file."""
+        if file_id not in self._lists:
+            self._lists[file_id] = self._list_of(file_id)
+        return self._lists[file_id]
+
+    def _list_of(self, file_id: int) -> int | None:
+        try:
+            record = self._journal.get(file_id)
+            return params_for(record, self._boxes(record.dropbox)).list_id
+        except (Rejected, KeyError):
+            return None  # submit() says what is wrong with it
+
+    def _forget(self, file_id: int) -> None:
+        self._prepared.pop(file_id, None)
+        self._lists.pop(file_id, None)
+
     def _operator_must_act(self, file_id: int, dropbox: str, exc: MarketoError) -> None:
         """Access denied, bad credentials, a client bug: not the partner's fault.
 
         The file waits in processing/ and is tried again; the log says an operator must act.
         """
-        log.error(
-            "instance_needs_operator",
+        # The client logged instance_needs_operator once; the file says why it waits.
+        record = self._journal.get(file_id)
+        log.debug(
+            "file_held_for_operator",
             instance=self.name,
+            dropbox=record.dropbox,
+            route=record.route,
+            file=record.relative,
             file_id=file_id,
             code=exc.code,
-            message=exc.message,
+        )
+        self._journal.set_note(
+            file_id,
+            f"instance {self.name} needs an operator ({exc.code or 'no code'}: {exc.message}); "
+            f"tried again every {OPERATOR_RETRY_SECONDS:g} s",
         )
         if not self._stop.wait(OPERATOR_RETRY_SECONDS):
             self._queue.put(dropbox, file_id)
 
-    def submit(self, file_id: int) -> None:
-        """Prepare the file if needed, then create a batch for every part without one."""
-        record = self._journal.get(file_id)
-        box = self._boxes(record.dropbox)
-        bound = log.bind(dropbox=record.dropbox, route=record.route, file=record.name)
-        cut_into = round_parts_dir(self._parts_root, record)
+    def _reject(self, file_id: int, reason: str) -> None:
+        self._forget(file_id)
+        self._on_rejected(file_id, reason)
+
+    def _base(self, record: FileRecord) -> int:
+        """The journal index of the round's first part: indices run on across rounds."""
+        return sum(1 for p in self._journal.parts(record.id) if p.round < record.round)
+
+    def _prepare(self, record: FileRecord, box: DropboxConfig) -> Prepared:
+        """Check and cut the file, record its parts; once per round of a file (Rejected,
+        MarketoError, FileChanged)."""
+        prepared = self._prepared.get(record.id)
+        if prepared is not None and prepared.round == record.round:
+            return prepared
+        parts_dir = round_parts_dir(self._parts_root, record)
         try:
-            try:
-                prepared = prepare(record, box, cut_into, self._catalog if box.preflight else None)
-            except FileNotFoundError as exc:
-                raise Rejected(VANISHED) from exc
+            prepared = prepare(record, box, parts_dir, self._catalog if box.preflight else None)
+        except FileNotFoundError as exc:
+            raise Rejected(VANISHED) from exc
+        if record.state is FileState.CLAIMED:
+            self._journal.transition(record.id, FileState.SUBMITTING)
+        if prepared.inspection is not None:
+            self._journal.record_details(record.id, details_of(prepared.inspection))
+        base = self._base(record)
+        known = {part.index for part in self._journal.parts(record.id)}
+        for part in prepared.parts:
+            if base + part.index not in known:
+                self._journal.record_part(
+                    record.id,
+                    base + part.index,
+                    first_line=part.first_line,
+                    rows=part.rows,
+                    size=part.bytes,
+                    path=part.path,
+                    round_number=record.round,
+                )
+        self._journal.record_local_failures(record.id, prepared.local_failures)
+        self._prepared[record.id] = prepared
+        return prepared
+
+    def submit(self, file_id: int) -> None:
+        """Prepare the file if needed, then create a batch for every part without one.
+
+        Stops at a part whose list is held and puts the file back at the head of its drop
+        box's turn; it goes on from there once the list frees.
+        """
+        record = self._journal.get(file_id)
+        # The client's own events (retries, an ambiguous create) carry the file too.
+        with structlog.contextvars.bound_contextvars(
+            dropbox=record.dropbox, route=record.route, file=record.relative, file_id=file_id
+        ):
+            self._submit(record)
+
+    def _submit(self, record: FileRecord) -> None:
+        file_id = record.id
+        box = self._boxes(record.dropbox)
+        bound = log.bind(
+            dropbox=record.dropbox, route=record.route, file=record.relative, file_id=file_id
+        )
+        try:
+            prepared = self._prepare(record, box)
         except FileChanged:
+            self._forget(file_id)
             if self._on_changed is None:
                 self._on_rejected(file_id, "the file changed after it was claimed")
             else:
                 self._on_changed(file_id, "in processing/ while it was checked and cut")
             return
         except Rejected as exc:
-            bound.info("file_rejected", reason=exc.reason)
-            self._on_rejected(file_id, exc.reason)
+            # file_failed follows with the same reason once the file is in failed/.
+            bound.debug("file_rejected", reason=exc.reason)
+            self._reject(file_id, exc.reason)
             return
         except MarketoError as exc:
             self._operator_must_act(file_id, record.dropbox, exc)
             return
-        if record.state is FileState.CLAIMED:
-            self._journal.transition(file_id, FileState.SUBMITTING)
-        if prepared.inspection is not None:
-            self._journal.record_details(file_id, details_of(prepared.inspection))
-        # Part indices run on across rounds; this round's parts follow the earlier rounds'.
-        every = self._journal.parts(file_id)
-        base = sum(1 for p in every if p.round < record.round)
-        known = {p.index - base: p for p in every if p.round == record.round}
-        for part in prepared.parts:
-            if part.index not in known:
-                self._journal.record_part(
-                    file_id,
-                    base + part.index,
-                    first_line=part.first_line,
-                    rows=part.rows,
-                    size=part.bytes,
-                    round_number=record.round,
-                )
-        self._journal.record_local_failures(file_id, prepared.local_failures)
+        base = self._base(record)
+        known = {part.index - base: part for part in self._journal.parts(file_id)}
         for part in prepared.parts:
             before = known.get(part.index)
             if before is not None and before.batch_id is not None:
@@ -351,9 +448,21 @@ class Submitter:
             self._journal.mark_submission_uncertain(file_id, base + part.index)
             try:
                 batch_id = self._client.create_import(part.path, prepared.params, stop=self._stop)
+            except ImportInProgress as exc:
+                # Refused before or by Marketo: this attempt created nothing.
+                self._journal.mark_submission_uncertain(file_id, base + part.index, False)
+                bound.info(
+                    "import_waits_for_list",
+                    list_id=exc.list_id,
+                    part=part.index,
+                    held_by_us=exc.own,
+                    retry_in=None if exc.own else round(exc.retry_in, 2),
+                )
+                self._queue.put_front(record.dropbox, file_id)
+                return
             except RequestRejected as exc:
                 bound.warning("import_refused", code=exc.code, message=exc.message)
-                self._on_rejected(file_id, f"Marketo refused the import: {exc}")
+                self._reject(file_id, f"Marketo refused the import: {exc}")
                 return
             except MarketoError as exc:
                 self._operator_must_act(file_id, record.dropbox, exc)
@@ -367,6 +476,10 @@ class Submitter:
                 round=record.round,
             )
             self._on_submitted(file_id, batch_id, part.rows, self.name)
-        self._journal.transition(file_id, FileState.POLLING)
+        # Atomic with the check that every part has a batch: one lost meanwhile is sent again.
+        if not self._journal.finish_submitting(file_id):
+            self._queue.put_front(record.dropbox, file_id)
+            return
+        self._forget(file_id)
         # A part may have finished while later parts were still being created.
         self._on_all_submitted(file_id)

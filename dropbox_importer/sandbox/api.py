@@ -10,12 +10,17 @@ from werkzeug.wrappers import Request, Response
 from dropbox_importer.sandbox.database import LeadDatabase
 from dropbox_importer.sandbox.faults import FaultInjector
 from dropbox_importer.sandbox.fields import describe
-from dropbox_importer.sandbox.imports import Batch, ImportQueue
+from dropbox_importer.sandbox.imports import Batch, ImportQueue, ListInProgressError
 from dropbox_importer.sandbox.responses import error, json_response, success
 from dropbox_importer.sandbox.rows import DELIMITERS, ImportRequest, reason_file
 from dropbox_importer.sandbox.settings import SandboxSettings
 
 FILE_TYPES = {"csv": "text/csv", "tsv": "text/tab-separated-values", "ssv": "text/plain"}
+# Adobe's OpenAPI says failures.json and warnings.json produce application/json, whatever the
+# file holds; strict serves them so.
+STRICT_FILE_TYPE = "application/json"
+# Strict, 1019: the statuses of a list's job that refuse a create for that list.
+LIST_BUSY = {"queued": ("Queued", "Importing"), "importing": ("Importing",)}
 
 
 class MarketoApi:
@@ -55,9 +60,16 @@ class MarketoApi:
             return checked
         if not payload.strip():
             return error("1003", "Empty file")
-        batch = self.queue.create(checked, payload, self.faults.batch_fails())
+        settings, rules = self.settings, self.settings.rules
+        busy = LIST_BUSY[settings.list_busy_from] if rules.list_in_progress else ()
+        try:
+            batch = self.queue.create(
+                checked, payload, self.faults.batch_fails(), list_busy_from=busy
+            )
+        except ListInProgressError:
+            return error("1019", "Import in progress")
         if batch is None:
-            return error("1016", f"Too many jobs ({self.settings.max_queued_jobs}) in queue")
+            return error("1016", rules.queue_full_message(settings.max_queued_jobs))
         # Always "Queued", even if the scheduler already took it; the published schema
         # requires numOfLeadsProcessed here too, though Marketo's examples omit it.
         result = {"batchId": batch.batch_id, "importId": str(batch.batch_id), "status": "Queued"}
@@ -106,17 +118,19 @@ class MarketoApi:
             source = report.failures if kind == "failures" else report.warnings
             rows = [item for item in source if item[0] < done or batch.status == "Complete"]
         column = "Import Failure Reason" if kind == "failures" else "Import Warning Reason"
-        body = reason_file(header, rows, request.format, column) if header else b""
-        return Response(body, mimetype=FILE_TYPES[request.format])
+        return row_file(self.settings, batch.batch_id, header, rows, request.format, column)
 
     def find(self, batch_id: str) -> Batch | Response:
-        """The batch, or Marketo's 1003 for an id that is unknown, malformed or expired."""
+        """The batch, or an error for an id that is unknown, malformed or expired.
+
+        Kind answers 1003; strict 610 (see profile.py).
+        """
         try:
             batch = self.queue.find(int(batch_id))
         except ValueError:
             batch = None
         if batch is None:
-            return error("1003", f"Invalid batch id '{batch_id}': unknown or expired")
+            return unknown_batch(self.settings, batch_id)
         return batch
 
     def describe(self) -> Response:
@@ -150,6 +164,38 @@ class MarketoApi:
             "updatedAt": self.db.created_at,
         }
         return success([item])
+
+
+def unknown_batch(settings: SandboxSettings, batch_id: str) -> Response:
+    """The answer for a batch id Marketo does not know (any import kind)."""
+    code = settings.rules.unknown_batch_code
+    if code == "1003":
+        return error(code, f"Invalid batch id '{batch_id}': unknown or expired")
+    return error(code, "Requested resource not found")
+
+
+def row_file(
+    settings: SandboxSettings,
+    batch_id: int,
+    header: list[str],
+    rows: list[tuple[int, list[str], str]],
+    fmt: str,
+    column: str,
+) -> Response:
+    """A failures or warnings file as the profile serves it (any import kind).
+
+    Kind: every column in row order, the upload's content type, a header-only file when no
+    row is listed. Strict: empty columns dropped, rows shuffled, application/json, and HTTP
+    404 when no row is listed.
+    """
+    if not settings.rules.sparse_row_files:
+        body = reason_file(header, rows, fmt, column) if header else b""
+        return Response(body, mimetype=FILE_TYPES[fmt])
+    if not rows:
+        return Response(f"404 Not Found: batch {batch_id} has no such rows\n", status=404)
+    seed = settings.row_order_seed * 1_000_003 + batch_id
+    body = reason_file(header, rows, fmt, column, sparse=True, seed=seed)
+    return Response(body, mimetype=STRICT_FILE_TYPE)
 
 
 def too_large(limit: int) -> Response:

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 import structlog
 from werkzeug.exceptions import HTTPException
@@ -19,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from dropbox_importer.sandbox.api import MarketoApi
 from dropbox_importer.sandbox.database import LeadDatabase
-from dropbox_importer.sandbox.faults import FAULT_MESSAGES, FaultInjector
+from dropbox_importer.sandbox.faults import FAULT_MESSAGES, Fault, FaultInjector
 from dropbox_importer.sandbox.identity import TokenCheck, TokenIssuer
 from dropbox_importer.sandbox.imports import ImportQueue, Speed
 from dropbox_importer.sandbox.limits import Admission, CallLimiter
@@ -42,7 +43,7 @@ ROUTES = Map(
         Rule("/rest/v1/leads/partitions.json", endpoint="partitions", methods=["GET"]),
         Rule("/rest/v1/lists/<list_id>.json", endpoint="list", methods=["GET"]),
         Rule("/sandbox/leads.json", endpoint="sandbox_leads", methods=["GET"]),
-        Rule("/sandbox/batches.json", endpoint="sandbox_batches", methods=["GET"]),
+        Rule("/sandbox/batches.json", endpoint="sandbox_batches", methods=["GET", "POST"]),
         Rule("/sandbox/batches/<batch_id>/file", endpoint="sandbox_batch_file", methods=["GET"]),
         Rule("/sandbox/stats.json", endpoint="sandbox_stats", methods=["GET"]),
         Rule("/sandbox/faults.json", endpoint="sandbox_faults", methods=["GET", "POST"]),
@@ -66,7 +67,9 @@ class UploadRequest(Request):
 
 
 class CallStats:
-    """Counts of calls by endpoint and by error code, refusals included."""
+    """Counts of calls by endpoint and by error code, refusals included, and where credentials
+    travelled: the client secret on identity calls (query string or body), and any secret or
+    token seen in a URL."""
 
     def __init__(self) -> None:
         """All counters at zero."""
@@ -74,6 +77,13 @@ class CallStats:
         self.calls: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.errors_by_endpoint: dict[str, Counter[str]] = {}
+        self.credentials: Counter[str] = Counter({"query": 0, "body": 0})
+        self.secrets_in_url: Counter[str] = Counter({"client_secret": 0, "access_token": 0})
+
+    def note(self, counter: Counter[str], key: str) -> None:
+        """Count one credential sighting (`credentials` or `secrets_in_url`)."""
+        with self._lock:
+            counter[key] += 1
 
     def record(self, endpoint: str, code: str | None) -> None:
         """Count one answered (or dropped) call, with its error code if it was refused."""
@@ -90,6 +100,8 @@ class CallStats:
                 "calls": dict(self.calls),
                 "errors": dict(self.errors),
                 "errorsByEndpoint": {k: dict(v) for k, v in self.errors_by_endpoint.items()},
+                "identityCredentials": dict(self.credentials),
+                "secretsInUrl": dict(self.secrets_in_url),
             }
 
 
@@ -108,7 +120,7 @@ class SandboxApp:
             settings.max_in_flight,
             settings.daily_quota,
         )
-        self.faults = FaultInjector(settings.faults)
+        self.faults = FaultInjector(settings.faults, settings.rules.transient_codes)
         self.db = LeadDatabase(settings)
         self.queue = ImportQueue(settings, self.db)
         self.api = MarketoApi(settings, self.db, self.queue, self.faults)
@@ -132,6 +144,7 @@ class SandboxApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one request; never raise except to drop a connection on purpose."""
         request = self.request_class(environ)
+        self.check_url(environ)
         try:
             endpoint, args = ROUTES.bind_to_environ(environ).match()
         except HTTPException:
@@ -159,14 +172,32 @@ class SandboxApp:
         if not isinstance(admitted, Admission):
             return self.refuse(endpoint, admitted)
         response: Response | None = None
+        fault = self.faults.draw(endpoint)
         try:
-            response = self.injected(endpoint, environ)
+            response = self.injected(fault, endpoint, environ)
             if response is None:
                 response = self._handlers[endpoint](request, args)
         finally:
             admitted.release(counted=response is not None and not is_error(response))
+        if fault.lose_answer:
+            self.lose_answer(endpoint, environ)
         self.stats.record(endpoint, error_code(response))
         return response
+
+    def lose_answer(self, endpoint: str, environ: WSGIEnvironment) -> None:
+        """The call has run: close its connection before a byte of the answer is sent."""
+        self.stats.record(endpoint, "answer_lost")
+        log.debug("sandbox_fault_answer_lost", endpoint=endpoint)
+        drop_connection(environ)
+
+    def check_url(self, environ: WSGIEnvironment) -> None:
+        """Count a request whose URL carries the client secret or an access token."""
+        query = environ.get("QUERY_STRING", "")
+        url = unquote_plus(f"{environ.get('PATH_INFO', '')}?{query}")
+        if self.settings.client_secret and self.settings.client_secret in url:
+            self.stats.note(self.stats.secrets_in_url, "client_secret")
+        if "access_token=" in query or self.tokens.appears_in(url):
+            self.stats.note(self.stats.secrets_in_url, "access_token")
 
     def refuse(self, endpoint: str, code: str) -> Response:
         """Answer with a Marketo error code and count the refusal."""
@@ -180,9 +211,8 @@ class SandboxApp:
             )
         return error(code)
 
-    def injected(self, endpoint: str, environ: WSGIEnvironment) -> Response | None:
+    def injected(self, fault: Fault, endpoint: str, environ: WSGIEnvironment) -> Response | None:
         """Apply the fault drawn for this call: None lets the call run."""
-        fault = self.faults.draw(endpoint)
         if fault.latency_seconds:
             self.faults.delay(fault.latency_seconds)
         if fault.drop:
@@ -201,10 +231,14 @@ class SandboxApp:
 
     def identity(self, request: Request, environ: WSGIEnvironment) -> Response:
         """`GET|POST /identity/oauth/token`: client credentials from the query or form body."""
-        fault = self.injected("identity", environ) if self.faults.applies("identity") else None
-        if fault is not None:
-            self.stats.record("identity", str(fault.status_code))
-            return fault
+        fault = self.faults.draw("identity")
+        faulted = self.injected(fault, "identity", environ)
+        if faulted is not None:
+            self.stats.record("identity", str(faulted.status_code))
+            return faulted
+        for where, source in (("query", request.args), ("body", request.form)):
+            if "client_secret" in source:
+                self.stats.note(self.stats.credentials, where)
         params = {**request.form.to_dict(), **request.args.to_dict()}
         if params.get("grant_type") != "client_credentials":
             self.stats.record("identity", "invalid_request")
@@ -222,6 +256,8 @@ class SandboxApp:
                 {"error": "unauthorized", "error_description": "Bad client credentials"},
                 status=401,
             )
+        if fault.lose_answer:
+            self.lose_answer("identity", environ)
         self.stats.record("identity", None)
         return json_response(
             {
@@ -237,6 +273,8 @@ class SandboxApp:
         if endpoint == "sandbox_leads":
             return json_response({"leads": self.db.snapshot()})
         if endpoint == "sandbox_batches":
+            if request.method == "POST":
+                return self.forget_batches(request)
             return json_response({"batches": self.queue.snapshot()})
         if endpoint == "sandbox_stats":
             stats = self.stats.to_json()
@@ -261,6 +299,20 @@ class SandboxApp:
         if batch.status in ("Complete", "Failed") and not self.settings.keep_uploads:
             return json_response({"error": "uploads are kept only with keep_uploads"}, status=410)
         return Response(batch.payload, mimetype="application/octet-stream")
+
+    def forget_batches(self, request: Request) -> Response:
+        """`POST /sandbox/batches.json {"forget": [ids]}`: those ids become unknown to Marketo.
+
+        What a batch past its 7 days, or an instance that lost it, looks like to a client.
+        """
+        try:
+            body = json.loads(request.get_data(as_text=True) or "{}")
+            ids = [int(i) for i in body["forget"]]
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return json_response({"error": f'expected {{"forget": [batch ids]}}: {exc}'}, 400)
+        forgotten = self.queue.forget(ids)
+        log.info("sandbox_batches_forgotten", batch_ids=forgotten)
+        return json_response({"forgotten": forgotten})
 
     def change_speed(self, request: Request) -> Response:
         """`GET|POST /sandbox/speed.json`: read or change the import speed of a running sandbox."""

@@ -11,6 +11,7 @@ import threading
 from types import FrameType
 
 from dropbox_importer import logs
+from dropbox_importer.sandbox.profile import PROFILES
 from dropbox_importer.sandbox.server import Sandbox
 from dropbox_importer.sandbox.settings import FaultSettings, SandboxSettings
 
@@ -31,9 +32,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-in-flight", type=int, default=defaults.max_in_flight)
     add("--daily-quota", type=int, default=defaults.daily_quota)
     add("--unknown-column", choices=("warn", "fail"), default=defaults.unknown_column)
-    add("--fault-rate", type=float, default=0.0, help="share of calls answered 502/604/608/611/713")
+    add(
+        "--profile",
+        choices=PROFILES,
+        default=defaults.profile,
+        help="kind, or strict: the harsher reading of every uncertain Marketo behaviour",
+    )
+    add(
+        "--list-busy-from",
+        choices=("queued", "importing"),
+        default=defaults.list_busy_from,
+        help="strict: a list's job that makes a create for the list answer 1019",
+    )
+    add(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        help="share of calls answered 502/604/608/611/713 (strict: and 614)",
+    )
     add("--http-5xx-rate", type=float, default=0.0)
     add("--drop-rate", type=float, default=0.0, help="share of connections closed unanswered")
+    add(
+        "--lost-answer-rate",
+        type=float,
+        default=0.0,
+        help="share of calls that run, then lose their answer (a create queues its batch)",
+    )
     add("--failed-batch-rate", type=float, default=0.0)
     add("--latency", type=float, default=0.0, metavar="S", help="added latency per delayed call")
     add("--latency-rate", type=float, default=0.0)
@@ -47,6 +71,7 @@ def settings_from(args: argparse.Namespace) -> SandboxSettings:
         rate=args.fault_rate,
         http_5xx_rate=args.http_5xx_rate,
         drop_rate=args.drop_rate,
+        lost_answer_rate=args.lost_answer_rate,
         failed_batch_rate=args.failed_batch_rate,
         latency_seconds=args.latency,
         latency_rate=args.latency_rate,
@@ -63,6 +88,8 @@ def settings_from(args: argparse.Namespace) -> SandboxSettings:
         max_in_flight=args.max_in_flight,
         daily_quota=args.daily_quota,
         unknown_column=args.unknown_column,
+        profile=args.profile,
+        list_busy_from=args.list_busy_from,
         faults=faults,
     )
 
@@ -82,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
         # The sandbox's credentials are public test values: printing them is its purpose.
         print(
             f"sandbox listening on {sandbox.base_url} client_id={settings.client_id} "
-            f"client_secret={settings.client_secret}",
+            f"client_secret={settings.client_secret} profile={settings.profile}",
             flush=True,
         )
         while not stop.wait(1.0):

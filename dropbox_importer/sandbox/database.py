@@ -104,6 +104,31 @@ class LeadDatabase:
         lead.values.update(values)
         lead.updated_at = stamp
 
+    def export(self) -> dict[str, Any]:
+        """Every lead and the next id, JSON-ready: what a restarted sandbox restores."""
+        with self.lock:
+            return {
+                "next_id": self._next_id,
+                "leads": [self.leads[i].to_json() for i in sorted(self.leads)],
+            }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put back the leads `export` wrote (lists and partitions come from the settings)."""
+        with self.lock:
+            self.leads = {
+                int(item["id"]): Lead(
+                    int(item["id"]),
+                    str(item["partitionName"]),
+                    dict(item["fields"]),
+                    {int(n) for n in item["lists"]},
+                    str(item["createdAt"]),
+                    str(item["updatedAt"]),
+                )
+                for item in state.get("leads", [])
+            }
+            self._next_id = max(int(state.get("next_id", 1)), max(self.leads, default=0) + 1)
+            self._indexes = {}  # rebuilt on each lookup field's first use
+
     def snapshot(self) -> list[dict[str, Any]]:
         """Every lead as JSON, in id order."""
         with self.lock:

@@ -1,4 +1,5 @@
-"""Seeded fault injection: error answers, bare 5xx, dropped connections, latency, failed batches."""
+"""Seeded fault injection: error answers, bare 5xx, dropped connections, lost answers, latency,
+failed batches."""
 
 from __future__ import annotations
 
@@ -28,14 +29,17 @@ class Fault:
     drop: bool = False
     http_status: int | None = None
     code: str | None = None
+    # The call runs, then its connection is closed without an answer.
+    lose_answer: bool = False
 
 
 class FaultInjector:
     """Draws faults from one seeded random stream; settings can change while it runs."""
 
-    def __init__(self, settings: FaultSettings) -> None:
-        """Start with these settings and their seed."""
+    def __init__(self, settings: FaultSettings, default_codes: tuple[str, ...]) -> None:
+        """Start with these settings and their seed; `default_codes` when they name none."""
         self._lock = threading.Lock()
+        self._default_codes = default_codes
         self._settings = settings
         self._random = random.Random(settings.seed)
         # Set when settings change, so calls sleeping on an old latency wake up at once.
@@ -71,8 +75,14 @@ class FaultInjector:
             if s.http_5xx_rate and rnd.random() < s.http_5xx_rate:
                 return Fault(latency_seconds=latency, http_status=rnd.choice(HTTP_5XX))
             if s.rate and rnd.random() < s.rate and endpoint != "identity":
-                return Fault(latency_seconds=latency, code=rnd.choice(s.codes))
-            return Fault(latency_seconds=latency)
+                return Fault(latency_seconds=latency, code=rnd.choice(self.codes))
+            lost = bool(s.lost_answer_rate) and rnd.random() < s.lost_answer_rate
+            return Fault(latency_seconds=latency, lose_answer=lost)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The codes a coded fault is drawn from."""
+        return self._settings.codes or self._default_codes
 
     def batch_fails(self) -> bool:
         """Whether a newly created batch is doomed to end `Failed`."""

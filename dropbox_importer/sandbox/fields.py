@@ -66,6 +66,14 @@ def _email(value: str) -> object:
     return value
 
 
+def _ascii_email(value: str) -> object:
+    # Strict: Marketo fails an address with any character outside ASCII, an accented local
+    # part as much as an internationalised domain not written in its xn-- form.
+    if not value.isascii():
+        raise InvalidValueError(f"Invalid email address '{value}'")
+    return _email(value)
+
+
 def _typed(field: LeadField) -> Callable[[str], object]:
     def check(value: str) -> object:
         try:
@@ -88,10 +96,13 @@ def _typed(field: LeadField) -> Callable[[str], object]:
     return check
 
 
-def converter(field: LeadField) -> Callable[[str], object]:
-    """The function that checks and converts one non-empty cell of this field."""
+def converter(field: LeadField, ascii_email: bool = False) -> Callable[[str], object]:
+    """The function that checks and converts one non-empty cell of this field.
+
+    `ascii_email` (strict) refuses email addresses with characters outside ASCII.
+    """
     if field.data_type == "email":
-        return _email
+        return _ascii_email if ascii_email else _email
     if field.data_type in ("integer", "float", "currency", "boolean", "date", "datetime"):
         return _typed(field)
     return str  # text: the caller skips the call when it sees `str`

@@ -63,6 +63,11 @@ class TokenIssuer:
             remaining = self._expiry[token] - now
         return IssuedToken(token, max(0, int(remaining)))
 
+    def appears_in(self, text: str) -> bool:
+        """True if any token ever issued occurs in `text` (a URL, say)."""
+        with self._lock:
+            return any(token in text for token in self._expiry)
+
     def check(self, token: str | None) -> TokenCheck:
         """Whether a presented bearer token is valid, missing, unknown or expired."""
         if not token:

@@ -22,6 +22,10 @@ log = structlog.get_logger(__name__)
 FIRST_BATCH_ID = 3401  # Adobe's examples show ids in the 3400s
 
 
+class ListInProgressError(Exception):
+    """A create for a listId that already has a job in the queue (Marketo's 1019)."""
+
+
 @dataclass(frozen=True)
 class Speed:
     """How fast imports run: a job takes job_overhead_seconds + rows / rows_per_second."""
@@ -51,13 +55,18 @@ class Batch:
     due: float | None = None  # when the simulated import ends, known once rows are processed
     report: RowReport | None = None
     failure: str | None = None
+    forgotten: bool = False  # past its retention on request: answered as an unknown id
 
     def counts(self, now: float, speed: Speed) -> tuple[int, int, int]:
-        """(leads processed, rows failed, rows with warning) so far, growing with the clock."""
+        """(leads processed, rows failed, rows with warning) so far, growing with the clock.
+
+        A batch failed as a whole has none, unless it failed half-way (strict): then the rows
+        it processed before failing count.
+        """
         report = self.report
-        if report is None or self.failure is not None or self.started is None:
+        if report is None or self.started is None:
             return 0, 0, 0
-        if self.status == "Complete":
+        if self.status in ("Complete", "Failed"):
             done = report.rows
         else:
             elapsed = now - self.started - speed.job_overhead_seconds
@@ -122,11 +131,29 @@ class ImportQueue:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
-    def create(self, request: ImportRequest, payload: bytes, doomed: bool) -> Batch | None:
-        """Queue a new batch; None when the queue is full (Marketo's 1016)."""
+    def create(
+        self,
+        request: ImportRequest,
+        payload: bytes,
+        doomed: bool,
+        *,
+        list_busy_from: tuple[str, ...] = (),
+    ) -> Batch | None:
+        """Queue a new batch; None when the queue is full (Marketo's 1016).
+
+        With `list_busy_from` (statuses such as "Queued", "Importing"), a create whose listId
+        has a job in one of them raises ListInProgressError (Marketo's 1019).
+        """
         with self._cond:
             if len(self._queued) + len(self._importing) >= self.settings.max_queued_jobs:
                 return None
+            if request.list_id is not None and list_busy_from:
+                jobs = [*self._importing, *self._queued]
+                if any(
+                    b.request.list_id == request.list_id and b.status in list_busy_from
+                    for b in jobs
+                ):
+                    raise ListInProgressError(request.list_id)
             batch = Batch(self._next_id, request, payload, len(payload), self._clock(), doomed)
             self._next_id += 1
             self._batches[batch.batch_id] = batch
@@ -139,11 +166,19 @@ class ImportQueue:
         """The batch with this id, or None if unknown or past its retention."""
         with self._cond:
             batch = self._batches.get(batch_id)
-        if batch is None:
+        if batch is None or batch.forgotten:
             return None
         if self._clock() - batch.created > self.settings.batch_retention_seconds:
             return None
         return batch
+
+    def forget(self, batch_ids: list[int]) -> list[int]:
+        """Treat these batches as past their retention from now on; return the ids known."""
+        with self._cond:
+            known = [i for i in batch_ids if i in self._batches]
+            for batch_id in known:
+                self._batches[batch_id].forgotten = True
+        return known
 
     def status(self, batch: Batch) -> dict[str, Any]:
         """The batch as `GET /bulk/v1/leads/batch/{id}.json` reports it."""
@@ -178,7 +213,8 @@ class ImportQueue:
                 created=self._wall(batch.created),
                 started=self._wall(batch.started),
                 finished=self._wall(batch.finished),
-                expired=self._clock() - batch.created > self.settings.batch_retention_seconds,
+                expired=batch.forgotten
+                or self._clock() - batch.created > self.settings.batch_retention_seconds,
             )
             out.append(item)
         return out
@@ -224,13 +260,25 @@ class ImportQueue:
     def _process(self, batch: Batch) -> None:
         """Import the rows (outside the queue lock) and set when the simulated import ends."""
         settings = self.settings
+        rules = settings.rules
         report: RowReport | None = None
         failure: str | None = None
-        if batch.doomed:
+        # Strict: a doomed batch fails half-way, its first rows imported and counted.
+        limit = max(1, batch.payload.count(b"\n") // 2) if batch.doomed else None
+        if batch.doomed and not rules.failed_batches_carry_rows:
             failure = "Import failed: system error"
         else:
             try:
-                report = process(batch.payload, self.db, batch.request, settings.unknown_column)
+                report = process(
+                    batch.payload,
+                    self.db,
+                    batch.request,
+                    settings.unknown_column,
+                    rules,
+                    limit=limit,
+                )
+                if batch.doomed:
+                    failure = "Import failed: system error"
             except BatchFailedError as exc:
                 failure = str(exc)
             except Exception as exc:  # a sandbox bug must fail the batch, never the thread

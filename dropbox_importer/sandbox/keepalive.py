@@ -159,4 +159,7 @@ class KeepAliveHandler(WSGIRequestHandler):
     def log(self, type: str, message: str, *args: Any) -> None:
         """Route werkzeug's own error messages to structlog."""
         if type == "error":
-            log.error("sandbox_server_error", detail=message % args if args else message)
+            detail = message % args if args else message
+            # An idle keep-alive connection timing out is routine, not an error of the sandbox.
+            level = "debug" if message.startswith("Request timed out") else "error"
+            getattr(log, level)("sandbox_server_error", detail=detail)

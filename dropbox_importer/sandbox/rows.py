@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dropbox_importer.sandbox.database import LeadDatabase, now_iso
 from dropbox_importer.sandbox.fields import InvalidValueError, converter
+from dropbox_importer.sandbox.profile import KIND, Rules
 
 DELIMITERS = {"csv": ",", "tsv": "\t", "ssv": ";"}
 
@@ -44,14 +46,21 @@ Column = tuple[int, str, int | None, Callable[[str], object]]
 
 
 def plan_columns(
-    header: list[str], db: LeadDatabase, request: ImportRequest, unknown_column: str
+    header: list[str],
+    db: LeadDatabase,
+    request: ImportRequest,
+    unknown_column: str,
+    rules: Rules = KIND,
 ) -> tuple[list[Column], int, list[str]]:
-    """Map header columns to fields: (columns to write, lookup column, unknown column names)."""
+    """Map header columns to fields: (columns to write, lookup column, unknown column names).
+
+    Names match case-insensitively; kind trims spaces around them, strict takes them as sent.
+    """
     columns: list[Column] = []
     unknown: list[str] = []
     lookup_index = -1
     for index, name in enumerate(header):
-        found = db.field(name.strip())
+        found = db.field(name if rules.headers_as_sent else name.strip())
         if found is None:
             unknown.append(name)
             continue
@@ -59,7 +68,7 @@ def plan_columns(
             lookup_index = index
         if found.read_only or found.name == request.lookup_field:
             continue  # the lookup value is the key; read-only fields are never written
-        columns.append((index, found.name, found.length, converter(found)))
+        columns.append((index, found.name, found.length, converter(found, rules.ascii_email)))
     if unknown and unknown_column == "fail":
         names = ", ".join(f"'{n}'" for n in unknown)
         raise BatchFailedError(f"Import failed: unknown field(s) {names} in header row")
@@ -67,9 +76,18 @@ def plan_columns(
 
 
 def process(
-    payload: bytes, db: LeadDatabase, request: ImportRequest, unknown_column: str
+    payload: bytes,
+    db: LeadDatabase,
+    request: ImportRequest,
+    unknown_column: str,
+    rules: Rules = KIND,
+    *,
+    limit: int | None = None,
 ) -> RowReport:
-    """Parse and import every row; raise BatchFailedError when the file as a whole is unusable."""
+    """Parse and import every row (or the first `limit`, for a batch failing half-way).
+
+    Raises BatchFailedError when the file as a whole is unusable.
+    """
     try:
         text = payload.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -83,11 +101,13 @@ def process(
         raise BatchFailedError(f"Import failed: unreadable header row ({exc})") from None
     if not any(cell.strip() for cell in header):
         raise BatchFailedError("Import failed: file has no header row")
-    importer = RowImporter(header, db, request, unknown_column)
+    importer = RowImporter(header, db, request, unknown_column, rules)
     report = importer.report
     with db.lock:
         try:
             for row in reader:
+                if limit is not None and report.rows >= limit:
+                    break
                 if row:  # a blank line is no row, as in Marketo's parser
                     importer.import_row(row)
         except csv.Error as exc:
@@ -101,10 +121,17 @@ class RowImporter:
     """Imports the rows of one file; everything per-file is worked out once, up front."""
 
     def __init__(
-        self, header: list[str], db: LeadDatabase, request: ImportRequest, unknown_column: str
+        self,
+        header: list[str],
+        db: LeadDatabase,
+        request: ImportRequest,
+        unknown_column: str,
+        rules: Rules = KIND,
     ) -> None:
         """Plan the columns of this header (BatchFailedError on unknown ones in fail mode)."""
-        self.columns, self.lookup_index, unknown = plan_columns(header, db, request, unknown_column)
+        self.columns, self.lookup_index, unknown = plan_columns(
+            header, db, request, unknown_column, rules
+        )
         self.unknown_warning = ", ".join(f"Unknown field '{n}' ignored" for n in unknown)
         self.width = len(header)
         self.db = db
@@ -112,7 +139,7 @@ class RowImporter:
         self.report = RowReport(header=header)
         self.stamp = now_iso()  # one timestamp per batch: strftime per row costs 15% of import
         lookup_field = db.field(request.lookup_field)
-        self.convert_key = converter(lookup_field) if lookup_field else str
+        self.convert_key = converter(lookup_field, rules.ascii_email) if lookup_field else str
 
     def import_row(self, row: list[str]) -> None:
         """Import one row into the database, or record why it failed; note any warning."""
@@ -159,19 +186,35 @@ class RowImporter:
 
 
 def reason_file(
-    header: list[str], rows: list[tuple[int, list[str], str]], fmt: str, column: str
+    header: list[str],
+    rows: list[tuple[int, list[str], str]],
+    fmt: str,
+    column: str,
+    *,
+    sparse: bool = False,
+    seed: int = 0,
 ) -> bytes:
     """The failures or warnings file: the upload's format, the reason column appended.
 
     Reproduces Marketo's quirk on purpose: a row's empty trailing fields are dropped before the
-    reason is appended, so the reason can land under the wrong column.
+    reason is appended, so the reason can land under the wrong column. `sparse` (strict) also
+    drops every column that is empty in all these rows, from the header and the rows, and
+    shuffles the rows in an order `seed` fixes.
     """
+    keep = list(range(len(header)))
+    if sparse:
+        keep = [i for i in keep if any(i < len(row) and row[i] for _, row, _ in rows)]
+        rows = list(rows)
+        random.Random(seed).shuffle(rows)
     out = io.StringIO()
     writer = csv.writer(out, delimiter=DELIMITERS[fmt], lineterminator="\n")
-    writer.writerow([*header, column])
+    writer.writerow([*(header[i] for i in keep), column])
     for _, row, reason in rows:
-        end = len(row)
-        while end and not row[end - 1]:
+        kept = row
+        if sparse:  # fields past the header's end (a ragged row) are kept as they came
+            kept = [row[i] if i < len(row) else "" for i in keep] + row[len(header) :]
+        end = len(kept)
+        while end and not kept[end - 1]:
             end -= 1
-        writer.writerow([*row[:end], reason])
+        writer.writerow([*kept[:end], reason])
     return out.getvalue().encode("utf-8")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from types import TracebackType
 
 import structlog
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from dropbox_importer.sandbox import persist
 from dropbox_importer.sandbox.app import SandboxApp
 from dropbox_importer.sandbox.keepalive import ConnectionRegistry, KeepAliveHandler
 from dropbox_importer.sandbox.settings import SandboxSettings
@@ -19,11 +21,21 @@ class Sandbox:
     """A running sandbox: `with Sandbox(settings) as sandbox: sandbox.base_url`."""
 
     def __init__(
-        self, settings: SandboxSettings | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        settings: SandboxSettings | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        state_file: Path | None = None,
     ) -> None:
-        """Prepare a sandbox; nothing listens until `start()` or `with`."""
+        """Prepare a sandbox; nothing listens until `start()` or `with`.
+
+        With `state_file`, leads and batches are loaded from it at start and written to it at
+        stop (persist.py): a restarted sandbox knows what the last one did.
+        """
         self.settings = settings or SandboxSettings()
         self.app = SandboxApp(self.settings)
+        self.state_file = state_file
         self._host = host
         self._port = port
         self._server: BaseWSGIServer | None = None
@@ -46,6 +58,8 @@ class Sandbox:
         self._server = make_server(
             self._host, self._port, self.app, threaded=True, request_handler=handler
         )
+        if self.state_file is not None:
+            persist.load(self.app, self.state_file)
         self.app.queue.start()
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -66,6 +80,11 @@ class Sandbox:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.app.queue.stop()
+        if self.state_file is not None:
+            try:
+                persist.save(self.app, self.state_file)
+            except OSError as exc:
+                log.error("sandbox_state_not_saved", path=str(self.state_file), error=str(exc))
         log.debug("sandbox_stopped")
 
     def __enter__(self) -> Sandbox:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-# The fault codes Marketo documents as transient: a client must retry them.
-TRANSIENT_CODES = ("502", "604", "608", "611", "713")
+from dropbox_importer.sandbox.profile import PROFILES, ProfileName, Rules, rules_of
 
 # Names a fault `endpoints` filter may use; `None` means every Marketo endpoint but identity.
 ENDPOINTS = (
@@ -38,11 +37,15 @@ class FaultSettings:
 
     # Share of calls answered with one of `codes` (HTTP 200, success false).
     rate: float = 0.0
-    codes: tuple[str, ...] = TRANSIENT_CODES
+    # None: the profile's transient codes (kind: 502, 604, 608, 611, 713; strict adds 614).
+    codes: tuple[str, ...] | None = None
     # Share of calls answered with a bare HTTP 5xx.
     http_5xx_rate: float = 0.0
     # Share of calls whose connection is closed without an answer, before the call runs.
     drop_rate: float = 0.0
+    # Share of calls that run (a create queues its batch) and then lose their answer: the
+    # connection is closed before a byte of it is sent.
+    lost_answer_rate: float = 0.0
     # Share of calls delayed by `latency_seconds` before they run.
     latency_seconds: float = 0.0
     latency_rate: float = 0.0
@@ -54,14 +57,15 @@ class FaultSettings:
 
     def __post_init__(self) -> None:
         """Reject rates outside [0, 1], unknown endpoints and negative latency."""
-        for name in ("rate", "http_5xx_rate", "drop_rate", "latency_rate", "failed_batch_rate"):
+        rates = ("rate", "http_5xx_rate", "drop_rate", "lost_answer_rate", "latency_rate")
+        for name in (*rates, "failed_batch_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"fault {name} must be between 0 and 1, got {value}")
         if self.latency_seconds < 0:
             raise ValueError(f"fault latency_seconds must be >= 0, got {self.latency_seconds}")
-        if not self.codes:
-            raise ValueError("fault codes must not be empty")
+        if self.codes is not None and not self.codes:
+            raise ValueError("fault codes must not be empty (null: the profile's own)")
         unknown = set(self.endpoints or ()) - set(ENDPOINTS)
         if unknown:
             raise ValueError(f"unknown fault endpoints {sorted(unknown)}; known: {ENDPOINTS}")
@@ -75,7 +79,7 @@ class FaultSettings:
         clean: dict[str, Any] = {}
         for key, value in changes.items():
             if key == "codes":
-                clean[key] = tuple(str(code) for code in value)
+                clean[key] = None if value is None else tuple(str(code) for code in value)
             elif key == "endpoints":
                 clean[key] = None if value is None else tuple(str(name) for name in value)
             elif key == "seed":
@@ -87,7 +91,7 @@ class FaultSettings:
     def to_json(self) -> dict[str, Any]:
         """These settings as a JSON-ready dict."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["codes"] = list(self.codes)
+        out["codes"] = None if self.codes is None else list(self.codes)
         out["endpoints"] = None if self.endpoints is None else list(self.endpoints)
         return out
 
@@ -112,6 +116,13 @@ class SandboxSettings:
     max_file_bytes: int = 10 * 1024 * 1024
     # What a header column that is no lead field does: warn on every row, or fail the batch.
     unknown_column: Literal["warn", "fail"] = "warn"
+    # Which reading of Marketo's uncertain behaviours to follow (see profile.py).
+    profile: ProfileName = "kind"
+    # Strict only: the jobs of a list that make a create for it answer 1019: "queued" (queued
+    # or importing, the harsher reading) or "importing" (only a job already importing).
+    list_busy_from: Literal["queued", "importing"] = "queued"
+    # Seeds the order of the rows in strict failures and warnings files.
+    row_order_seed: int = 0
     custom_fields: tuple[LeadField, ...] = ()
     lists: dict[int, str] = field(
         default_factory=lambda: {1001: "Demo list", 1002: "Newsletter", 1003: "Webinar"}
@@ -129,7 +140,16 @@ class SandboxSettings:
             raise ValueError("rows_per_second must be > 0")
         if self.unknown_column not in ("warn", "fail"):
             raise ValueError("unknown_column must be 'warn' or 'fail'")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}")
+        if self.list_busy_from not in ("queued", "importing"):
+            raise ValueError("list_busy_from must be 'queued' or 'importing'")
         if not self.partitions:
             raise ValueError("at least one partition is needed")
         if min(self.max_importing, self.max_queued_jobs, self.max_in_flight) < 1:
             raise ValueError("max_importing, max_queued_jobs and max_in_flight must be >= 1")
+
+    @property
+    def rules(self) -> Rules:
+        """The behaviours of the chosen profile."""
+        return rules_of(self.profile)

@@ -12,9 +12,9 @@ WriteConfig = Callable[..., Path]
 
 
 def run_subprocess(
-    *args: str, timeout: float = 60, cwd: Path | None = None
+    *args: str, timeout: float = 60, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m dropbox_importer ARGS...` as a real process (in `cwd` if given)."""
+    """Run `python -m dropbox_importer ARGS...` as a real process (in `cwd`, with `env`)."""
     return subprocess.run(
         [sys.executable, "-m", "dropbox_importer", *args],
         capture_output=True,
@@ -22,4 +22,5 @@ def run_subprocess(
         timeout=timeout,
         check=False,
         cwd=cwd,
+        env=env,
     )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from dropbox_importer.sandbox import Sandbox
 from tests.actions.cli_harness import Run, WriteConfig, run_subprocess
@@ -85,9 +90,11 @@ def test_refused_credentials_are_a_problem_and_the_secret_is_never_printed(
     code, out, err = run_cli("check", "--config", config)
 
     assert code == 1
-    assert "instance main: PROBLEM:" in out
-    # Without a token nothing was looked up: the route is only parsed.
-    assert _row(out, "inbox/csv,list=1001/").endswith("OK")
+    assert "instance main: PROBLEM: the identity service refused client id" in out
+    # Without a token nothing was looked up: the route is only parsed, and says so.
+    assert "NOT CHECKED: instance main: the identity service refused" in _row(
+        out, "inbox/csv,list=1001/"
+    )
     assert secret not in out + err
 
 
@@ -100,10 +107,63 @@ def test_an_unreachable_instance_is_given_up_at_the_timeout(
     instance = {"base_url": f"http://127.0.0.1:{port}", "client_id": "x", "client_secret": "y"}
     config = write_config(instance=instance)
 
+    (tmp_path / "acme" / "inbox" / "csv").mkdir(parents=True)
+
     code, out, _ = run_cli("check", "--config", config, "--timeout", "0.5")
 
     assert code == 1
-    assert f"instance main: PROBLEM: no answer within 0.5 s from http://127.0.0.1:{port}" in out
+    assert f"instance main: PROBLEM: cannot reach http://127.0.0.1:{port}: " in out
+    assert "identity service: connection refused" in out
+    assert "NOT CHECKED: instance main: cannot reach" in _row(out, "inbox/csv/")
+
+
+def test_a_host_that_does_not_resolve_is_named_a_dns_failure(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run
+) -> None:
+    # .invalid never resolves (RFC 2606), with or without a network.
+    instance = {"base_url": "http://marketo.invalid", "client_id": "x", "client_secret": "y"}
+    config = write_config(instance=instance)
+
+    code, out, _ = run_cli("check", "--config", config, "--timeout", "1")
+
+    assert code == 1
+    assert "identity service: DNS lookup of marketo.invalid failed" in out
+
+
+def test_a_missing_root_and_a_folder_the_user_cannot_write_fail_their_drop_box(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
+) -> None:
+    config = write_config(
+        instance=_instance(sandbox),
+        dropboxes={"acme": {}, "globex": {}, "initech": {"root": str(tmp_path / "nowhere")}},
+    )
+    _folders(tmp_path / "acme", "csv")
+    _folders(tmp_path / "globex", "tsv")
+    for folder in ("processing", "done", "failed"):
+        (tmp_path / "globex" / folder).mkdir()
+    done = tmp_path / "globex" / "done"
+    undo = read_only(done)
+    try:
+        code, out, _ = run_cli("check", "--config", config)
+    finally:
+        undo()
+
+    assert code == 1
+    assert "drop box acme: folders OK" in out  # missing folders: it may create them
+    assert "drop box globex: PROBLEM: done/ is not writable by user" in out
+    assert f"drop box initech: PROBLEM: root {tmp_path / 'nowhere'} does not exist" in out
+    assert _row(out, "inbox/csv/").endswith("OK")
+
+
+def read_only(folder: Path) -> Callable[[], None]:
+    """Make `folder` unwritable, to root too (immutable); return how to undo it."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return lambda: folder.chmod(0o755)
+    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"root cannot make a folder read-only here (chattr: {done.stderr!r})")
+    return lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
 def test_an_embedded_instance_is_checked_against_its_own_sandbox(

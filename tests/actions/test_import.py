@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,26 @@ def test_a_large_file_is_split_and_every_part_imported(
     assert len(_emails(sandbox)) == 300
 
 
+def test_a_split_file_for_a_list_sends_one_part_at_a_time_under_strict(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, make_sandbox: MakeSandbox
+) -> None:
+    sandbox = make_sandbox(profile="strict")
+    config = _config(write_config, sandbox, max_part_bytes=2000)
+    rows = "".join(f"lead{n:04d}@example.com,Name{n}\n" for n in range(150))
+    leads = _file(tmp_path, "Email,FirstName\n" + rows)
+
+    code, out, _ = run_cli("import", "--config", config, leads, "--route", "csv,list=1003")
+
+    assert code == 0, out
+    assert out.count(" created\n") == 3
+    batches = sandbox.app.queue.snapshot()
+    assert [b["listId"] for b in batches] == [1003] * 3
+    for earlier, later in itertools.pairwise(batches):
+        assert later["created"] >= earlier["finished"], "two jobs of one list at once"
+    assert "1019" not in sandbox.app.stats.to_json()["errors"]
+    assert len(_emails(sandbox)) == 150
+
+
 def test_preflight_refuses_an_unknown_column_before_any_batch(
     tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
 ) -> None:
@@ -175,7 +196,7 @@ def test_usage_errors_exit_2(
     assert _emails(sandbox) == set()
 
 
-def test_several_drop_boxes_need_a_choice_and_named_routes_come_from_it(
+def test_the_drop_box_is_inferred_from_the_route_when_only_one_has_it(
     tmp_path: Path, write_config: WriteConfig
 ) -> None:
     routes = {"acme-emea": {"format": "csv", "listId": 1003, "partitionName": "Europe"}}
@@ -183,17 +204,23 @@ def test_several_drop_boxes_need_a_choice_and_named_routes_come_from_it(
         instance={"base_url": "embedded", "poll_min_seconds": 0.05},
         dropboxes={"acme": {"routes": routes}, "other": {}},
     )
+    (tmp_path / "acme" / "inbox" / "csv").mkdir(parents=True)
+    (tmp_path / "other" / "inbox" / "csv").mkdir(parents=True)
     leads = _file(tmp_path, "Email\na@example.com\n")
 
     ambiguous = run_subprocess("import", "--config", str(config), str(leads), "--route", "csv")
-    chosen = run_subprocess(
-        "import", "--config", str(config), str(leads), "--route", "acme-emea", "--dropbox", "acme"
+    unknown = run_subprocess("import", "--config", str(config), str(leads), "--route", "tsv")
+    inferred = run_subprocess(
+        "import", "--config", str(config), str(leads), "--route", "acme-emea/lookup=email"
     )
 
-    assert ambiguous.returncode == 2
-    assert "several drop boxes (acme, other): choose one --dropbox" in ambiguous.stderr
-    assert chosen.returncode == 0, chosen.stdout + chosen.stderr
-    assert "format=csv listId=1003 partitionName=Europe" in chosen.stdout
+    assert ambiguous.returncode == unknown.returncode == 2
+    assert "route 'csv' exists in several drop boxes (acme, other): choose --dropbox" in (
+        ambiguous.stderr
+    )
+    assert "none names a route 'tsv' nor has it under inbox/: choose --dropbox" in unknown.stderr
+    assert inferred.returncode == 0, inferred.stdout + inferred.stderr
+    assert "format=csv listId=1003 partitionName=Europe" in inferred.stdout
 
 
 def read_everything(fd: int) -> str:

@@ -166,3 +166,77 @@ def test_retry_as_a_process_from_a_relative_path(tmp_path: Path, write_config: W
 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "acme" / "inbox" / "tsv" / "list=1002" / "x.tsv").read_bytes() == BODY
+
+
+def _failed_at(path: Path, finished: str) -> Path:
+    path.with_name(path.name + ".result.json").write_text(
+        json.dumps({"outcome": "failed", "timings": {"finished": finished}})
+    )
+    return path
+
+
+def test_several_paths_move_and_a_wrong_one_stops_them_all_before_anything_moves(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run
+) -> None:
+    config = write_config()
+    root = tmp_path / "acme"
+    first = _failed(root, name="a.csv")
+    second = _failed(root, name="b.csv")
+
+    code, _, err = run_cli("retry", "--config", config, first, second, root / "done" / "x.csv")
+    assert code == 2 and "is not inside a drop box's failed/ folder" in err
+    assert first.exists() and second.exists()
+
+    code, out, _ = run_cli("retry", "--config", config, first, second)
+
+    assert code == 0
+    assert sorted(p.name for p in (root / "inbox" / ROUTE).iterdir()) == ["a.csv", "b.csv"]
+    assert "2 of 2 file(s) moved back" in out
+
+
+def test_since_and_route_pick_every_failed_file_that_matches(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run
+) -> None:
+    config = write_config(dropboxes={"acme": {}, "globex": {}})
+    acme, globex = tmp_path / "acme", tmp_path / "globex"
+    _failed_at(_failed(acme, name="early.csv"), "2026-11-29T01:00:00.000000Z")
+    _failed_at(_failed(acme, name="late.csv"), "2026-11-29T02:30:00.000000Z")
+    _failed_at(_failed(acme, route="tsv", name="late.tsv"), "2026-11-29T03:00:00.000000Z")
+    _failed_at(_failed(globex, name="late.csv"), "2026-11-29T02:45:00.000000Z")
+
+    dry = run_cli("retry", "--config", config, "--since", "2026-11-29T02:00Z", "--dry-run")
+    code, _, err = run_cli(
+        "retry", "--config", config, "--dropbox", "acme", "--since", "2026-11-29T02:00Z"
+    )
+
+    assert dry[0] == 0 and dry[1].count("would move") == 3
+    assert (acme / "failed" / ROUTE / "late.csv").exists() is False
+    assert code == 0, err
+    assert (acme / "inbox" / ROUTE / "late.csv").exists()
+    assert (acme / "inbox" / "tsv" / "late.tsv").exists()
+    assert (acme / "failed" / ROUTE / "early.csv").exists()  # failed before 02:00
+    assert (globex / "failed" / ROUTE / "late.csv").exists()  # another drop box
+    code, _out, err = run_cli("retry", "--config", config, "--route", "nope")
+    assert code == 0 and "no failed file matches: nothing moved" in err
+    code, _, err = run_cli("retry", "--config", config)
+    assert code == 2 and "name the failed files (PATH ...) or pick them with" in err
+
+
+def test_to_puts_the_file_into_a_corrected_route_that_must_parse(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run
+) -> None:
+    config = write_config()
+    root = tmp_path / "acme"
+    failed = _failed(root, route="csv,list=abc")
+
+    bad = run_cli("retry", "--config", config, failed, "--to", "csv,list=xyz")
+    escape = run_cli("retry", "--config", config, failed, "--to", "../done")
+    code, _out, err = run_cli("retry", "--config", config, failed, "--to", "csv,list=1001")
+
+    assert bad[0] == 2 and "listId must be a whole number" in bad[2]
+    assert escape[0] == 2 and "must be a route folder path inside inbox/" in escape[2]
+    assert code == 0, err
+    assert (root / "inbox" / "csv,list=1001" / "leads.csv").read_bytes() == BODY
+    assert not (root / "inbox" / "csv,list=abc").exists()
+    (aside,) = [p for p in failed.parent.iterdir() if p.is_dir()]  # results stay where they were
+    assert (aside / "leads.csv.result.json").exists()

@@ -11,8 +11,11 @@ import pytest
 import yaml
 
 from dropbox_importer.config import (
+    DEFAULT_CONFIG,
     EMBEDDED,
+    ConfigError,
     DropboxConfig,
+    default_config_path,
     load_config,
 )
 from dropbox_importer.config.schema import DROPBOX, REQUIRED, TOP, Named, Section, key_paths
@@ -78,9 +81,13 @@ def test_example_names_exactly_the_schema_keys() -> None:
 
 def test_example_loads_with_its_credentials_present(tmp_path: Path) -> None:
     (tmp_path / "main").write_text(SECRET + "\n")
+    (tmp_path / "smtp").write_text("notifier:mail-pass-77\n")
     environ = {"CREDENTIALS_DIRECTORY": str(tmp_path), "MARKETO_STAGING_SECRET": "other"}
     config = load_config(EXAMPLE, environ=environ)
     assert config.instances["main"].secret == SECRET
+    assert config.smtp is not None
+    assert (config.smtp.username, config.smtp.password) == ("notifier", "mail-pass-77")
+    assert "mail-pass-77" not in repr(config)
     assert config.instances["main"].base_url == "https://123-ABC-456.mktorest.com"
     assert config.instances["sandbox"].base_url == EMBEDDED
     acme = config.dropboxes["acme"]
@@ -183,6 +190,36 @@ def test_embedded_instance_needs_no_credentials_and_takes_the_sandbox_details(
         instance.settings()
 
 
+def test_embedded_sandbox_can_follow_the_strict_profile(tmp_path: Path) -> None:
+    from dropbox_importer.daemon import embedded_sandbox_settings
+
+    path = write(
+        tmp_path,
+        """\
+        instances:
+          strict: {base_url: embedded, sandbox: {profile: strict}}
+          kind: {base_url: embedded, sandbox: {}}
+          plain: {base_url: embedded}
+        dropboxes:
+          acme: {root: acme, instance: strict}
+        """,
+    )
+    instances = load_config(path, environ={}).instances
+    profiles = {name: embedded_sandbox_settings(i).profile for name, i in instances.items()}
+    assert profiles == {"strict": "strict", "kind": "kind", "plain": "kind"}
+    wrong = write(
+        tmp_path,
+        """\
+        instances:
+          demo: {base_url: embedded, sandbox: {profile: harsh}}
+        dropboxes:
+          acme: {root: acme, instance: demo}
+        """,
+    )
+    with pytest.raises(ConfigError, match=r"profile: .*one of kind \| strict"):
+        load_config(wrong, environ={})
+
+
 def test_yaml_merge_keys_share_settings_between_drop_boxes(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -210,3 +247,30 @@ def test_route_mappings_take_long_and_short_names(tmp_path: Path) -> None:
     acme = config.dropboxes["acme"]
     assert acme.routes == {"emea": RouteSpec(ImportFormat.TSV, 7, None, "id")}
     assert acme.defaults == RouteSpec(partition_name="Europe")
+
+
+def test_without_secrets_a_server_config_loads_where_its_credential_is_not_at_hand(
+    tmp_path: Path,
+) -> None:
+    # The documented server install: systemd hands the secret over as $CREDENTIALS_DIRECTORY.
+    path = minimal(tmp_path, instance={"client_secret_file": "main"})
+
+    with pytest.raises(ConfigError, match="cannot read secret file"):
+        load_config(path, environ={})
+    config = load_config(path, environ={}, secrets=False)
+
+    assert config.instances["main"].secret == ""
+    assert config.dropboxes["acme"].root == tmp_path / "boxes" / "acme"
+
+
+def test_without_secrets_two_secret_sources_are_still_refused(tmp_path: Path) -> None:
+    path = minimal(tmp_path, instance={"client_secret_file": "main", "client_secret_env": "X"})
+
+    with pytest.raises(ConfigError, match="set exactly one of client_secret_file"):
+        load_config(path, environ={}, secrets=False)
+
+
+def test_the_default_config_path_and_its_environment_variable() -> None:
+    assert default_config_path({}) == Path("/etc/dropbox-importer/config.yaml")
+    assert default_config_path({"DROPBOX_IMPORTER_CONFIG": "/srv/c.yaml"}) == Path("/srv/c.yaml")
+    assert default_config_path({"DROPBOX_IMPORTER_CONFIG": " "}) == DEFAULT_CONFIG

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 import tempfile
 from pathlib import Path
 
@@ -25,12 +26,21 @@ REASON = "Import Failure Reason"
 
 
 def marketo_failures(
-    part: Part, pick: list[bool], fmt: ImportFormat, *, drop: bool, first: bool
+    part: Part,
+    pick: list[bool],
+    fmt: ImportFormat,
+    *,
+    drop: bool,
+    first: bool,
+    sparse: bool = False,
+    order: random.Random | None = None,
 ) -> tuple[bytes, list[str]]:
-    """A failures file as Marketo may write it for the picked rows of a part, and its reasons.
+    """A failures file as Marketo may write it for the picked rows of a part, and its reasons
+    (in the part's row order, whatever order the file lists them in).
 
     `drop`: empty trailing fields are left out (the reason then lands in the wrong column);
-    `first`: the reason column comes first instead of last.
+    `first`: the reason column comes first instead of last; `sparse`: columns empty in every
+    listed row are left out of the header and the rows; `order`: rows listed shuffled.
     """
     rows = list(
         csv.reader(
@@ -38,22 +48,29 @@ def marketo_failures(
         )
     )
     header, data = rows[0], rows[1:]
+    chosen = [
+        (number, row) for number, (row, keep) in enumerate(zip(data, pick, strict=False)) if keep
+    ]
+    keep = list(range(len(header)))
+    if sparse:
+        keep = [i for i in keep if any(row[i] for _, row in chosen)]
+    listed = list(chosen)
+    if order is not None:
+        order.shuffle(listed)
     out = io.StringIO()
     writer = csv.writer(out, delimiter=fmt.delimiter, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
-    writer.writerow([REASON, *header] if first else [*header, REASON])
-    reasons = []
-    for number, (row, chosen) in enumerate(zip(data, pick, strict=False)):
-        if not chosen:
-            continue
+    kept_header = [header[i] for i in keep]
+    writer.writerow([REASON, *kept_header] if first else [*kept_header, REASON])
+    for number, row in listed:
         reason = f"part {part.index} row {number}: invalid email"
-        reasons.append(reason)
-        fields = list(row)
+        fields = [row[i] for i in keep]
+        full = len(fields)
         while drop and fields and fields[-1] == "":
             fields.pop()
-        writer.writerow(
-            [reason, *fields] if first and len(fields) == len(row) else [*fields, reason]
-        )
-    return out.getvalue().encode("utf-8"), reasons
+        writer.writerow([reason, *fields] if first and len(fields) == full else [*fields, reason])
+    return out.getvalue().encode("utf-8"), [
+        f"part {part.index} row {number}: invalid email" for number, _ in chosen
+    ]
 
 
 def read_result(path: Path, fmt: ImportFormat) -> list[list[str]]:
@@ -69,6 +86,8 @@ def read_result(path: Path, fmt: ImportFormat) -> list[list[str]]:
     local_every=st.sampled_from([0, 3]),
     drop=st.booleans(),
     first=st.booleans(),
+    sparse=st.booleans(),
+    shuffle=st.one_of(st.none(), st.integers(0, 1000)),
     max_bytes=st.sampled_from([300, 10_000]),
 )
 def test_every_failure_is_written_with_its_original_line_fields_and_reason(
@@ -77,6 +96,8 @@ def test_every_failure_is_written_with_its_original_line_fields_and_reason(
     local_every: int,
     drop: bool,
     first: bool,
+    sparse: bool,
+    shuffle: int | None,
     max_bytes: int,
     tmp_path: Path,
 ) -> None:
@@ -98,7 +119,10 @@ def test_every_failure_is_written_with_its_original_line_fields_and_reason(
     offset = 0
     for part in parts:
         pick = picks[offset % 40 :] + picks
-        body, reasons = marketo_failures(part, pick, fmt, drop=drop, first=first)
+        order = None if shuffle is None else random.Random(shuffle)
+        body, reasons = marketo_failures(
+            part, pick, fmt, drop=drop, first=first, sparse=sparse, order=order
+        )
         chosen = [sent[offset + i] for i in range(part.rows) if pick[i]]
         expected += [
             (line, row, reason) for (line, row), reason in zip(chosen, reasons, strict=True)
@@ -162,8 +186,71 @@ def test_unmatched_marketo_row_is_kept_without_a_line(tmp_path: Path) -> None:
         == 2
     )
     assert out.read_bytes().startswith(b"\xef\xbb\xbf")
+    # Rows in the original's order; one Marketo lists but nobody sent comes after its part's.
     assert read_result(out, ImportFormat.CSV)[1:] == [
+        ["3", "b@x.com", "Ben", "Bad"],
         ["", "z@x.com", "Zed", "Odd"],
+    ]
+
+
+def test_duplicates_dropped_columns_any_order_and_an_empty_file_map_to_their_lines(
+    tmp_path: Path,
+) -> None:
+    original = tmp_path / "leads.csv"
+    original.write_text(
+        "Email,FirstName,Company,Notes\n"
+        "dup@x.com,Dee,,\n"  # 2
+        "ok@x.com,Oka,Acme,\n"  # 3
+        "dup@x.com,Dee,,\n"  # 4: the same as line 2
+        "dup@x.com,Dee,Other,\n"  # 5: the same email, another company
+        "bad,Bea,,\n"  # 6
+    )
+    parts = split_file(original, ImportFormat.CSV, tmp_path)
+    failures = tmp_path / "f.csv"
+    # Strict Marketo: Notes (empty in every listed row) left out, rows shuffled.
+    failures.write_text(
+        f"Email,FirstName,Company,{REASON}\n"
+        "bad,Bea,Invalid email address 'bad'\n"  # Company's empty field dropped too
+        "dup@x.com,Dee,Other,Second\n"
+        "dup@x.com,Dee,First\n"
+        "dup@x.com,Dee,,Again\n"
+    )
+    out = tmp_path / "r.csv"
+    written = write_results(
+        parts, [failures], out, original=original, fmt=ImportFormat.CSV, reason_column=REASON
+    )
+    assert written == 4
+    assert read_result(out, ImportFormat.CSV)[1:] == [
+        ["2", "dup@x.com", "Dee", "", "", "First"],
+        ["4", "dup@x.com", "Dee", "", "", "Again"],
+        ["5", "dup@x.com", "Dee", "Other", "", "Second"],
+        ["6", "bad", "Bea", "", "", "Invalid email address 'bad'"],
+    ]
+    empty = tmp_path / "404.csv"
+    empty.write_bytes(b"")  # no rows: Marketo answered HTTP 404
+    written = write_results(
+        parts, [empty], tmp_path / "w.csv", original=original, fmt=ImportFormat.CSV,
+        reason_column=REASON,
+    )  # fmt: skip
+    assert written == 0
+    assert not (tmp_path / "w.csv").exists()
+
+
+def test_rows_are_matched_under_the_header_that_was_sent(tmp_path: Path) -> None:
+    original = tmp_path / "leads.csv"
+    original.write_text("E-Mail Address,Vorname\na@x.com,Ann\nb@x.com,Ben\n")
+    parts = split_file(original, ImportFormat.CSV, tmp_path)
+    # What was sent carried Marketo's names (a header mapping renamed the columns).
+    [part] = parts
+    part.path.write_text("email,firstName\na@x.com,Ann\nb@x.com,Ben\n")
+    failures = tmp_path / "f.csv"
+    failures.write_text(f"firstName,EMAIL,{REASON}\nBen,b@x.com,Bad\n")
+    out = tmp_path / "r.csv"
+    write_results(
+        parts, [failures], out, original=original, fmt=ImportFormat.CSV, reason_column=REASON
+    )
+    assert read_result(out, ImportFormat.CSV) == [
+        [LINE_COLUMN, "E-Mail Address", "Vorname", REASON],
         ["3", "b@x.com", "Ben", "Bad"],
     ]
 

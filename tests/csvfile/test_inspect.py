@@ -79,6 +79,29 @@ def test_clean_file_reports_header_rows_encoding_and_local_failures(tmp_path: Pa
     assert (result.empty_lookup_lines, result.lookup_field) == ([3], "EMAIL")
 
 
+def test_emails_marketo_refuses_are_local_failures_with_a_fix(tmp_path: Path) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        "id, Email ,Name\n1,ok@example.com,Ok\n2,zoë@example.com,Zoë\n3,ann@bücher.de,Ann\n"
+        '4,"a\nb@é.de",Multi\n5,,NoEmail\n',
+        encoding="utf-8",
+    )
+    result = inspect_file(path, ImportFormat.CSV, lookup_field="id")
+    assert result.rows == 5 and result.empty_lookup_lines == []
+    assert result.bad_email_lines == {
+        3: "email 'zoë@example.com' has characters Marketo refuses (ë): use an address "
+        "written in ASCII letters, digits and punctuation only",
+        4: "email 'ann@bücher.de' has characters Marketo refuses (ü): write the domain in its "
+        "ASCII form, ann@xn--bcher-kva.de",
+        5: "email 'a\nb@é.de' has characters Marketo refuses (é): write the domain in its "
+        "ASCII form, a\nb@xn--9ca.de",
+    }
+    # A row whose lookup value is empty is reported for that alone.
+    path.write_text("email,Name\nzoë@example.com,Zoë\n,Empty\n", encoding="utf-8")
+    both = inspect_file(path, ImportFormat.CSV)
+    assert (both.empty_lookup_lines, list(both.bad_email_lines)) == ([3], [2])
+
+
 def test_quote_opened_in_a_multiline_value_names_the_line_it_opened_on(tmp_path: Path) -> None:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(

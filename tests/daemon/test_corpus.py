@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,14 +139,19 @@ def _write_with_a_stall(source: Path, target: Path, plan: dict[str, Any]) -> Non
         written.rename(target)  # the uploader's final rename (rclone)
 
 
-@pytest.fixture(scope="module")
-def corpus_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusRun]:
-    """Drop the whole corpus into one daemon; wait until every file has settled."""
-    work = tmp_path_factory.mktemp("corpus_run")
+@pytest.fixture(scope="module", params=["kind", "strict"])
+def corpus_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CorpusRun]:
+    """Drop the whole corpus into one daemon; wait until every file has settled.
+
+    Once against the kind sandbox, once against the strict one (docs/sandbox.md).
+    """
+    work = tmp_path_factory.mktemp(f"corpus_run_{request.param}")
     source = _make.materialize(work / "source")
     roots = {box_name(spec): work / box_name(spec) for spec in MANIFEST.values()}
     settings = {box_name(spec): box_settings(spec) for spec in MANIFEST.values()}
-    with Sandbox(SETTINGS) as sandbox:
+    with Sandbox(replace(SETTINGS, profile=request.param)) as sandbox:
         config = write_config(
             work,
             base_url=sandbox.base_url,

@@ -34,6 +34,13 @@ def watch_mode(request: pytest.FixtureRequest) -> Iterator[str]:
     WATCH["watch"] = "events"
 
 
+@pytest.fixture(params=["kind", "strict"])
+def sandbox_profile(request: pytest.FixtureRequest) -> str:
+    """And twice more: against the kind sandbox and the strict one (docs/sandbox.md)."""
+    profile: str = request.param
+    return profile
+
+
 def drop(root: Path, relative: str, text: str) -> Path:
     """Drop a file the way a careful client does: written aside, renamed into the inbox."""
     target = root / "inbox" / relative

@@ -106,6 +106,7 @@ def test_document_has_the_documented_keys() -> None:
         "rows_failed": 1,
         "rows_with_warning": 2,
         "message": "Import completed with errors",
+        "lost_batch_ids": [],
         "round": 1,
     }
     assert doc["timings"] == {

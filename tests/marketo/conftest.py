@@ -14,6 +14,13 @@ from dropbox_importer.sandbox import Sandbox
 MakeClient = Callable[..., MarketoClient]
 
 
+@pytest.fixture(params=["kind", "strict"])
+def sandbox_profile(request: pytest.FixtureRequest) -> str:
+    """Every client test runs against both readings of Marketo (see docs/sandbox.md)."""
+    profile: str = request.param
+    return profile
+
+
 @pytest.fixture
 def make_client() -> Iterator[MakeClient]:
     """`make_client(sandbox, secret=..., **limits)`: a client with fast back-off; closed after."""
@@ -32,6 +39,8 @@ def make_client() -> Iterator[MakeClient]:
             read_timeout=5.0,
             base_backoff_seconds=0.02,
             max_backoff_seconds=0.5,
+            list_busy_first_wait_seconds=0.1,
+            list_busy_max_wait_seconds=1.0,
         )
         client = MarketoClient(settings)
         made.append(client)

@@ -132,6 +132,8 @@ def test_thirty_percent_transient_faults_every_call_still_completes(
         assert client.partitions()
     stats = client.stats()
     errors = sandbox_stats(sandbox)["errors"]
+    # Strict answers a failures file with no rows with HTTP 404: an empty file, not a fault.
+    errors.pop("404", None)
     total = sum(sandbox_stats(sandbox)["calls"].values())
     assert sum(errors.values()) >= 0.15 * total  # the faults really happened
     # Each injected fault cost exactly one retry, and nothing else was retried.
@@ -145,10 +147,12 @@ def test_dropped_create_is_retried_and_counted_as_ambiguous(
     sandbox = make_sandbox(faults=FaultSettings(drop_rate=0.5, endpoints=("create",), seed=1))
     client = make_client(sandbox)
     for i in range(6):
-        client.create_import(lead_file(tmp_path, name=f"f{i}.csv"), CSV)
+        finish(client, client.create_import(lead_file(tmp_path, name=f"f{i}.csv"), CSV))
     dropped = sandbox_stats(sandbox)["errors"].get("dropped", 0)
     assert dropped > 0
     assert client.stats().ambiguous_create_retries == dropped
+    # Each possible duplicate held a slot until a later batch of ours ended: none is left.
+    assert client.stats().queued_imports == 0
 
 
 def test_rate_limit_606_is_absorbed_when_the_sandbox_allows_less(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dropbox_importer.marketo.errors import AccessDenied, ClientBug, RequestRejected
+from dropbox_importer.marketo.errors import AccessDenied, ClientBug, RequestRejected, UnknownCode
 from dropbox_importer.marketo.policy import (
     DROPPED,
     HTTP_5XX,
@@ -37,6 +37,7 @@ def test_transient_faults_back_off(condition: str) -> None:
         ("615", Action.WAIT_IN_FLIGHT),
         ("607", Action.PAUSE_QUOTA),
         ("1016", Action.WAIT_QUEUE),
+        ("1019", Action.WAIT_LIST),
     ],
 )
 def test_limits_and_tokens_have_their_own_actions(condition: str, action: Action) -> None:
@@ -54,7 +55,8 @@ def test_limits_and_tokens_have_their_own_actions(condition: str, action: Action
         ("1003", RequestRejected),
         ("1006", RequestRejected),
         ("1008", RequestRejected),
-        ("9999", ClientBug),
+        ("9999", UnknownCode),
+        ("1013", UnknownCode),
         (None, ClientBug),
     ],
 )

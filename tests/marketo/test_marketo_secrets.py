@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import requests
 from conftest import MakeClient
 from structlog.testing import capture_logs
 
+from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import AuthenticationError, MarketoError
 from dropbox_importer.marketo.models import ImportFormat, ImportParams
 from dropbox_importer.sandbox import FaultSettings
@@ -70,3 +72,48 @@ def test_settings_repr_hides_the_secret(make_sandbox: type, make_client: MakeCli
     with pytest.raises(AuthenticationError) as caught:
         make_client(sandbox, secret="x" + SECRET).check_credentials()
     assert SECRET not in str(caught.value)
+
+
+# Public methods of the client that send nothing to Marketo.
+LOCAL_METHODS = {"adopt_batch", "close", "list_wait", "on_list_freed", "stats"}
+
+
+def test_no_client_call_sends_the_secret_or_the_token_in_a_url(
+    make_sandbox: type, make_client: MakeClient, tmp_path: Path
+) -> None:
+    sandbox = make_sandbox(client_secret=SECRET)
+    client = make_client(sandbox)
+    leads = tmp_path / "leads.csv"
+    leads.write_text("email\na@example.com\nnot-an-email\n")
+    batch_id = 0
+
+    def create() -> None:
+        nonlocal batch_id
+        batch_id = client.create_import(leads, ImportParams(ImportFormat.CSV, list_id=1001))
+
+    def status() -> None:
+        while not client.batch_status(batch_id).status.terminal:
+            threading.Event().wait(0.02)  # polling interval; the sandbox ends it in ms
+
+    calls = {
+        "check_credentials": client.check_credentials,
+        "create_import": create,
+        "batch_status": status,
+        "download_failures": lambda: client.download_failures(batch_id, tmp_path / "f.csv"),
+        "download_warnings": lambda: client.download_warnings(batch_id, tmp_path / "w.csv"),
+        "describe_fields": client.describe_fields,
+        "partitions": client.partitions,
+        "get_list": lambda: client.get_list(1001),
+    }
+    public = {
+        name
+        for name in dir(MarketoClient)
+        if not name.startswith("_") and callable(getattr(MarketoClient, name))
+    }
+    assert public - LOCAL_METHODS == set(calls), "a new call must be checked here too"
+    for call in calls.values():
+        call()
+    stats = requests.get(f"{sandbox.base_url}/sandbox/stats.json", timeout=5).json()
+    assert stats["calls"]["identity"] == 1
+    assert stats["identityCredentials"] == {"query": 0, "body": 1}
+    assert stats["secretsInUrl"] == {"client_secret": 0, "access_token": 0}

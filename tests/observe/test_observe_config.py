@@ -108,3 +108,13 @@ def test_retention_mistakes_name_line_key_and_fix(
     assert len(found) == 1, found
     assert f"{tmp_path / 'config.yaml'}:7: " in found[0] and key in found[0]
     assert words in found[0]
+
+
+def test_web_is_off_by_default_loopback_unless_allowed(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, ""), environ={}).web is None
+    on = load_config(write(tmp_path, "web: {}\n"), environ={}).web
+    assert on is not None and (on.host, on.port) == ("127.0.0.1", 9465)
+    found = problems(write(tmp_path, "web: {listen: '0.0.0.0:9465'}\n"))
+    assert len(found) == 1 and "the status page has no authentication" in found[0]
+    allowed = write(tmp_path, "web: {listen: '0.0.0.0:9465', allow_remote: true}\n")
+    assert load_config(allowed, environ={}).web is not None

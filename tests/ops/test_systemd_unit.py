@@ -84,7 +84,7 @@ def test_unit_declares_the_service_contract() -> None:
         "Service.ConfigurationDirectory": ["dropbox-importer"],
         "Service.LoadCredential": ["main:/etc/dropbox-importer/credentials/main"],
         "Service.ProtectSystem": ["strict"],
-        "Service.ReadWritePaths": ["/srv/dropbox"],
+        "Service.ReadWritePaths": ["/srv/dropbox /srv/archive"],
         # One capability: leases on partners' uploads (dropbox/writers.py).
         "Service.CapabilityBoundingSet": ["CAP_LEASE"],
         "Service.AmbientCapabilities": ["CAP_LEASE"],

@@ -201,6 +201,69 @@ def test_recording_a_part_again_keeps_its_batch(journal: Journal) -> None:
     assert part.batch_id == 7
 
 
+def test_polling_starts_only_once_every_part_has_a_batch(journal: Journal) -> None:
+    file_id = claim(journal)
+    journal.transition(file_id, S.SUBMITTING)
+    journal.record_part(file_id, 0, first_line=2, rows=10, size=100)
+    journal.record_part(file_id, 1, first_line=12, rows=10, size=100)
+    journal.record_batch(file_id, 0, 3401)
+    assert not journal.finish_submitting(file_id)
+    assert journal.get(file_id).state is S.SUBMITTING
+    journal.record_batch(file_id, 1, 3402)
+    assert journal.finish_submitting(file_id)
+    assert journal.get(file_id).state is S.POLLING
+    assert journal.finish_submitting(file_id)  # already polling: nothing to do, all sent
+
+
+def test_a_lost_batch_frees_its_part_once_then_fails_it(journal: Journal, clock: Clock) -> None:
+    file_id = claim(journal)
+    journal.transition(file_id, S.SUBMITTING)
+    journal.record_part(file_id, 0, first_line=2, rows=10, size=100)
+    journal.record_batch(file_id, 0, 3401)
+    journal.record_batch_status(file_id, BatchStatus(3401, BatchState.IMPORTING, 4))
+    assert journal.finish_submitting(file_id)
+    lost, moved = journal.record_lost_batch(file_id, 3401, resubmit=True, message="unused")
+    assert (lost, moved) == ((3401,), True)
+    [part] = journal.parts(file_id)
+    assert (part.batch_id, part.status, part.leads_processed) == (None, None, 0)
+    assert part.lost_batch_ids == (3401,)
+    assert journal.get(file_id).state is S.SUBMITTING
+    assert journal.transitions(file_id)[-1].detail == "lost 3401"
+    journal.record_batch(file_id, 0, 3405)
+    assert journal.finish_submitting(file_id)
+    lost, moved = journal.record_lost_batch(file_id, 3405, resubmit=False, message="lost twice")
+    assert (lost, moved) == ((3401, 3405), False)
+    [part] = journal.parts(file_id)
+    assert (part.batch_id, part.status, part.message) == (3405, BatchState.FAILED, "lost twice")
+    assert part.final and part.finished_at == clock.now
+    assert journal.get(file_id).state is S.POLLING
+    with pytest.raises(RecordNotFoundError, match="batch 3401"):
+        journal.record_lost_batch(file_id, 3401, resubmit=True, message="")
+
+
+def test_a_journal_of_schema_1_gains_lost_batches_and_keeps_its_parts(tmp_path: Path) -> None:
+    from dropbox_importer.pipeline.journal import MIGRATIONS
+
+    raw = sqlite3.connect(tmp_path / JOURNAL_NAME)
+    raw.executescript(MIGRATIONS[0])
+    raw.execute(
+        "INSERT INTO files (id, dropbox, route, name, inbox_path, processing_path, state, size,"
+        " sha256, claimed_at, updated_at) VALUES (1, 'acme', '', 'a.csv', '/i', '/p', 'polling',"
+        " 1, '00', '2026-11-29T03:15:00.000000Z', '2026-11-29T03:15:00.000000Z')"
+    )
+    raw.execute(
+        "INSERT INTO parts (file_id, part_index, first_line, rows, size, batch_id)"
+        " VALUES (1, 0, 2, 10, 100, 3401)"
+    )
+    raw.execute("PRAGMA user_version=1")
+    raw.commit()
+    raw.close()
+    journal = Journal.open(tmp_path)
+    [part] = journal.parts(1)
+    assert (part.batch_id, part.lost_batch_ids) == (3401, ())
+    journal.close()
+
+
 def test_unknown_ids_raise_a_clear_error(journal: Journal) -> None:
     file_id = claim(journal)
     with pytest.raises(RecordNotFoundError, match="no file 999"):

@@ -22,12 +22,23 @@ def _spec(name: str) -> dict[str, Any]:
     return spec
 
 
+def _operation(path: str, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec = _spec("identity" if path.startswith("/identity") else "lead-database")
+    operation: dict[str, Any] = spec["paths"][path][method]
+    return spec, operation
+
+
 def response_schema(path: str, method: str = "get") -> dict[str, Any]:
     """The HTTP 200 schema of one operation, with the spec's definitions so `$ref`s resolve."""
-    name = "identity" if path.startswith("/identity") else "lead-database"
-    spec = _spec(name)
-    schema = spec["paths"][path][method]["responses"]["200"]["schema"]
+    spec, operation = _operation(path, method)
+    schema = operation["responses"]["200"]["schema"]
     return {**schema, "definitions": spec["definitions"]}
+
+
+def produces(path: str, method: str = "get") -> list[str]:
+    """The content types the operation answers with, as the spec names them."""
+    _, operation = _operation(path, method)
+    return list(operation.get("produces", []))
 
 
 def validate(body: Any, path: str, method: str = "get") -> None:
