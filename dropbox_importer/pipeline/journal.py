@@ -332,9 +332,7 @@ class Journal:
                 (json.dumps(dict(details), sort_keys=True), file_id),
             )
 
-    def start_round(
-        self, file_id: int, size: int, sha256: str, dropped_at: datetime | None
-    ) -> int:
+    def start_round(self, file_id: int, size: int, sha256: str, dropped_at: datetime | None) -> int:
         """Begin another import of a file written to after its claim; return its round.
 
         The file goes from CHANGED back to CLAIMED with its new size and digest; what the

@@ -207,7 +207,7 @@ def test_a_file_imported_again_reports_every_batch_and_counts_only_the_last_roun
     journal: Journal,
 ) -> None:
     file_id = journal.record_claim(
-        "acme", "", "x.csv", Path("/i"), Path("/p"), 30, "aa", seen_at=T0, modified_at=T0
+        "acme", "", "x.csv", Path("/i"), Path("/p"), 30, "aa", dropped_at=T0, seen_at=T0
     )
     journal.transition(file_id, FileState.SUBMITTING)
     journal.record_part(file_id, 0, first_line=2, rows=2, size=30)

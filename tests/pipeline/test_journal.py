@@ -381,10 +381,10 @@ def test_a_claim_keeps_when_the_file_was_first_seen_and_its_mtime(
     seen = clock.now - timedelta(seconds=40)
     modified = datetime(2019, 1, 1, tzinfo=UTC)  # `sftp put -p` keeps the partner's old mtime
     file_id = journal.record_claim(
-        "acme", "", "x.csv", Path("/i"), Path("/p"), 1, "00", seen_at=seen, modified_at=modified
+        "acme", "", "x.csv", Path("/i"), Path("/p"), 1, "00", dropped_at=modified, seen_at=seen
     )
     record = journal.get(file_id)
-    assert (record.seen_at, record.modified_at, record.claimed_at) == (seen, modified, clock.now)
+    assert (record.seen_at, record.dropped_at, record.claimed_at) == (seen, modified, clock.now)
     assert record.round == 1 and record.details == {}
 
 
