@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import MakeClient
 from marketo_support import FakeClock, sandbox_stats, wait_for
 
 from dropbox_importer.marketo.client import MarketoClient
@@ -16,6 +15,7 @@ from dropbox_importer.marketo.errors import ImportInProgress
 from dropbox_importer.marketo.list_holds import HELD_BY_US, ListHolds
 from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportFormat, ImportParams
 from dropbox_importer.sandbox import Sandbox
+from tests.marketo.conftest import MakeClient
 
 LIST_1001 = ImportParams(ImportFormat.CSV, list_id=1001)
 LIST_1002 = ImportParams(ImportFormat.CSV, list_id=1002)

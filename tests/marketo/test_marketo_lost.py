@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import MakeClient
 from marketo_support import sandbox_stats, wait_for
 
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import BatchNotFound, ImportInProgress, UnknownCode
 from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportFormat, ImportParams
 from dropbox_importer.sandbox import FaultSettings, Sandbox
+from tests.marketo.conftest import MakeClient
 
 CSV = ImportParams(ImportFormat.CSV)
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import MakeClient
 from structlog.testing import capture_logs
 
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import AuthenticationError, MarketoError
 from dropbox_importer.marketo.models import ImportFormat, ImportParams
 from dropbox_importer.sandbox import FaultSettings
+from tests.marketo.conftest import MakeClient
 
 SECRET = "very-secret-client-secret-42"
 
@@ -75,7 +75,14 @@ def test_settings_repr_hides_the_secret(make_sandbox: type, make_client: MakeCli
 
 
 # Public methods of the client that send nothing to Marketo.
-LOCAL_METHODS = {"adopt_batch", "close", "list_wait", "on_list_freed", "stats"}
+LOCAL_METHODS = {
+    "adopt_batch",
+    "close",
+    "health_snapshot",
+    "list_wait",
+    "on_list_freed",
+    "stats",
+}
 
 
 def test_no_client_call_sends_the_secret_or_the_token_in_a_url(
