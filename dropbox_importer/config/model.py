@@ -161,6 +161,22 @@ class DropboxConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    """Where the journal lives: SQLite in state_dir, or PostgreSQL shared by several hosts."""
+
+    journal: str = "sqlite"  # or a postgresql:// URL, never with a password
+    password: str | None = field(default=None, repr=False)  # read from password_file
+    unreadable_password: str | None = None  # why password_file could not be read (status)
+    host_name: str = ""  # the machine's host name unless configured
+    lease_seconds: float = 15.0
+
+    @property
+    def shared(self) -> bool:
+        """True for a PostgreSQL journal, which hosts share and one of them leads."""
+        return self.journal != "sqlite"
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole config file, checked and resolved."""
 
@@ -171,5 +187,6 @@ class Config:
     instances: dict[str, InstanceConfig]
     dropboxes: dict[str, DropboxConfig]
     metrics: MetricsConfig | None = None  # None: no endpoint
+    state: StateConfig = field(default_factory=StateConfig)
     web: MetricsConfig | None = None  # the status page's listener; None: off
     smtp: SmtpConfig | None = None  # None: no e-mail

@@ -7,12 +7,16 @@ Key names are stable (add keys, never rename them); times are ISO 8601 UTC with 
     file                the original's name as dropped
     outcome             "done" (imported, maybe with row failures) or "failed" (not imported)
     reason              for "failed": what happened and what to do, in one sentence; else null
-    import              {format, list_id, partition_name, lookup_field}: the parameters used;
-                        null when the route folder could not be parsed
+    import              {kind, format, list_id, partition_name, lookup_field, program_id,
+                        program_member_status, object_name}: the parameters used, `kind` being
+                        "leads", "program_members" or "custom_objects" (the other kinds'
+                        parameters are null); null when the route folder could not be parsed
     counts              {leads_processed, rows_failed, rows_with_warning, rows_failed_locally,
                         blank_rows}: Marketo's counts summed over the last round's parts, rows
                         refused before sending, and blank rows skipped (empty, or delimiters
-                        alone, as Excel writes an empty row)
+                        alone, as Excel writes an empty row); `leads_processed` counts the
+                        records imported of the file's kind (leads, program members or custom
+                        object records)
     parts               [{index, first_line, rows, batch_id, status, leads_processed,
                         rows_failed, rows_with_warning, message, lost_batch_ids, round}]: one
                         per import batch, of every round; `first_line` is the original's line
@@ -313,10 +317,14 @@ class FileResult:
             "import": None
             if self.params is None
             else {
+                "kind": self.params.kind.value,
                 "format": self.params.format.value,
                 "list_id": self.params.list_id,
                 "partition_name": self.params.partition_name,
                 "lookup_field": self.params.lookup_field,
+                "program_id": self.params.program_id,
+                "program_member_status": self.params.program_member_status,
+                "object_name": self.params.object_name,
             },
             "counts": self.counts(),
             "parts": [{**vars(p), "lost_batch_ids": list(p.lost_batch_ids)} for p in self.parts],
@@ -367,6 +375,10 @@ class FileResult:
                 params["list_id"],
                 params["partition_name"],
                 params["lookup_field"],
+                # Absent from files written before program members and custom objects.
+                params.get("program_id"),
+                params.get("program_member_status"),
+                params.get("object_name"),
             ),
             parts=tuple(PartResult(**p) for p in doc["parts"]),
             timings=Timings(*(_parse_iso(timings.get(f.name)) for f in fields(Timings))),

@@ -124,6 +124,17 @@ def _take(fd: int, path: Path | str) -> Lease:
     return Lease(fd, Writers.NONE)
 
 
+def no_writer(folder: int, name: str, _st: os.stat_result) -> None:
+    """The claim's last check (a `dropbox.layout.ClaimCheck`), just before the rename: raises
+    StillOpen while a process has `name` (in the open `folder`) open for writing.
+
+    Where no lease can be asked for (no permission, no support) it says nothing: readiness
+    already waited by the rules for writers it cannot see (`WriterCheck.visible`).
+    """
+    if writers_of(name, dir_fd=folder) is Writers.OPEN:
+        raise StillOpen(f"{name} is open for writing")
+
+
 def writers_of(path: Path | str, dir_fd: int | None = None) -> Writers:
     """Ask once whether a process has `path` open for writing (FileNotFoundError if gone)."""
     try:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
 from dropbox_importer.config import DropboxConfig
-from dropbox_importer.dropbox.layout import DropboxLayout
-from dropbox_importer.dropbox.writers import WriterCheck, lease_support
+from dropbox_importer.dropbox.layout import ClaimCheck, DropboxLayout
+from dropbox_importer.dropbox.writers import WriterCheck, lease_support, no_writer
 from dropbox_importer.pipeline.ready import ReadinessTracker
 from dropbox_importer.pipeline.watch import (
     NETWORK_FILESYSTEMS,
@@ -35,11 +36,19 @@ class Box:
     # Files a claim found open for writing, each logged once.
     still_open: set[tuple[Path, int]] = field(default_factory=set)
 
+    @property
+    def claim_checks(self) -> tuple[ClaimCheck, ...]:
+        """This drop box's own last checks before a claim's rename: the writer check."""
+        return (no_writer,) if self.writers.on else ()
 
-def open_box(box_config: DropboxConfig) -> Box:
+
+def open_box(
+    box_config: DropboxConfig, on_error: Callable[[Path, OSError], None] | None = None
+) -> Box:
     """Create the drop box's four folders if missing and build its tracker and watcher.
 
-    The watcher is not started. Raises OSError when a folder cannot be created.
+    The watcher is not started. Raises OSError when a folder cannot be created or opened.
+    `on_error(folder, error)` hears of folders the tracker finds it cannot look into.
     """
     layout = DropboxLayout(box_config.root)
     layout.ensure()
@@ -53,6 +62,7 @@ def open_box(box_config: DropboxConfig) -> Box:
         empty_seconds=box_config.empty_file_seconds,
         unterminated_seconds=box_config.unterminated_settle_seconds,
         writers_visible=writers.visible,
+        on_error=on_error,
     )
     mode = choose_mode(box_config.watch, box_config.root)
     watcher = InboxWatcher(

@@ -15,30 +15,44 @@ to n + 1. A journal written by a newer version is refused rather than guessed at
 
 Records are frozen dataclasses (`FileRecord`, `PartRecord`, `TransitionRecord`, in `records.py`),
 never raw rows.
+
+Engines: the same methods run on PostgreSQL (`state.journal: postgresql://...`, opened by
+`postgres.open_postgres`): they are written once, in the SQL both engines accept through
+`sql.Connection` (see sql.py for the rules), and the migrations below are applied to both. On
+PostgreSQL several hosts share one journal and only the leader writes: `claim_leadership` grants
+it a fencing epoch, and from then on every write transaction first reads the epoch row under a
+share lock and is refused (`Fenced`) when a newer leader has taken over.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.pipeline.records import (
     FileRecord,
+    HostRecord,
+    LeadershipRecord,
     PartRecord,
     TransitionRecord,
     parse_batch_ids,
     stamp,
 )
+from dropbox_importer.pipeline.sql import SQLITE, Connection, Dialect
 from dropbox_importer.pipeline.states import TERMINAL, FileState, check_transition
+
+if TYPE_CHECKING:
+    from dropbox_importer.pipeline.cut import CutSettings
 
 log = structlog.get_logger(__name__)
 
@@ -137,6 +151,29 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (dropbox, folder)
     );
     """,
+    # How each file was cut (pipeline.cut), so a restart cuts it the same way.
+    """
+    ALTER TABLE files ADD COLUMN cut TEXT;
+    """,
+    # Leadership. One row per journal: the fencing epoch and the host that leads under it;
+    # one row per host that runs a daemon on this journal, leader or standby, and when last seen.
+    """
+    CREATE TABLE leadership (
+        scope TEXT PRIMARY KEY,
+        epoch INTEGER NOT NULL,
+        leader TEXT,
+        pid INTEGER,
+        since TEXT
+    );
+    INSERT INTO leadership (scope, epoch) VALUES ('journal', 0);
+    CREATE TABLE hosts (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        since TEXT NOT NULL,
+        seen_at TEXT NOT NULL
+    );
+    """,
     # A file is imported in rounds: again, whole, when it was written to after its claim.
     # seen_at: when the daemon first saw it in inbox/ (dropped_at is its mtime, the round's
     # start's); details: what the round's checks learned (encoding, blank rows, ...), as JSON.
@@ -154,6 +191,24 @@ class JournalError(Exception):
     """The journal cannot be used as asked; the message says why and what to do."""
 
 
+class JournalUnreachable(JournalError):  # noqa: N818 - named for what the operator sees
+    """A shared journal's database cannot be reached now (down, refused, wrong password)."""
+
+
+# Named for what happened, like AlreadyRunning and InvalidTransition.
+class Fenced(JournalError):  # noqa: N818
+    """A write refused because another leader took over since this one was granted its epoch."""
+
+    def __init__(self, epoch: int, current: LeadershipRecord) -> None:
+        super().__init__(
+            f"the journal refused a write: this daemon led under epoch {epoch}, but "
+            f"{current.leader or 'another host'} took over under epoch {current.epoch}; "
+            "standing down"
+        )
+        self.epoch = epoch
+        self.current = current
+
+
 class RecordNotFoundError(JournalError, KeyError):
     """No file (or part, or batch) with that id in the journal."""
 
@@ -168,11 +223,42 @@ def _now() -> datetime:
 class Journal:
     """The daemon's durable memory of claimed files; safe to share between threads."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        path: Path | str,
+        clock: Callable[[], datetime],
+        dialect: Dialect = SQLITE,
+    ) -> None:
         self._conn = conn
         self._lock = threading.Lock()
         self._clock = clock
-        self.path = path
+        self._dialect = dialect
+        self._epoch: int | None = None  # set by claim_leadership: writes are fenced from then on
+        self._on_fenced: Callable[[Fenced], None] = lambda _exc: None
+        self.path = path  # the SQLite file, or the PostgreSQL URL (never with a password)
+
+    @classmethod
+    def over(
+        cls,
+        conn: Connection,
+        location: str,
+        dialect: Dialect,
+        *,
+        clock: Callable[[], datetime] = _now,
+    ) -> Journal:
+        """A journal over an open connection of another engine, migrated to this schema."""
+        journal = cls(conn, location, clock, dialect)
+        journal._migrate()
+        log.info(
+            "journal_opened", path=location, engine=dialect.name, schema_version=SCHEMA_VERSION
+        )
+        return journal
+
+    @property
+    def engine(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self._dialect.name
 
     @classmethod
     def open(cls, state_dir: Path, *, clock: Callable[[], datetime] = _now) -> Journal:
@@ -198,7 +284,8 @@ class Journal:
 
     def _migrate(self) -> None:
         with self._write() as conn:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            self._dialect.lock_migrations(conn)
+            version = self._dialect.schema_version(conn)
             if version > SCHEMA_VERSION:
                 raise JournalError(
                     f"the journal {self.path} has schema version {version}, newer than this "
@@ -207,14 +294,16 @@ class Journal:
             for step in MIGRATIONS[version:]:
                 for statement in step.split(";"):
                     if statement.strip():
-                        conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                        conn.execute(self._dialect.ddl(statement))
+            self._dialect.set_schema_version(conn, SCHEMA_VERSION)
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, fenced: bool = True) -> Iterator[Connection]:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(self._dialect.begin_write)
             try:
+                if fenced and self._epoch is not None:
+                    self._check_epoch(self._conn, self._epoch)
                 yield self._conn
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -224,7 +313,7 @@ class Journal:
                 raise
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[Connection]:
         with self._lock:
             yield self._conn
 
@@ -235,10 +324,7 @@ class Journal:
     def has_table(self, name: str) -> bool:
         """True if the journal has this table (a read-only journal may be an older schema)."""
         with self._read() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-            ).fetchone()
-        return row is not None
+            return self._dialect.has_table(conn, name)
 
     def close(self) -> None:
         """Close the connection; the journal is complete on disk already."""
@@ -385,6 +471,39 @@ class Journal:
                 (FileState.DONE.value, FileState.FAILED.value, stamp(since)),
             ).fetchall()
         return [FileRecord.from_row(row) for row in rows]
+
+    def record_cut(
+        self,
+        file_id: int,
+        cut: CutSettings,
+        parts: Sequence[tuple[int, int, int, int, Path | None]],
+        *,
+        round_number: int = 1,
+    ) -> None:
+        """Record how the file was cut and its parts `(index, first_line, rows, size, path)`.
+
+        Done before the first batch is created (it replaces the parts of the round recorded
+        before; indices run on across rounds); every later try of the round reuses this cut.
+        """
+        last = max((index for index, *_ in parts), default=-1)
+        with self._write() as conn:
+            self._row(conn, file_id)
+            conn.execute("UPDATE files SET cut = ? WHERE id = ?", (cut.to_json(), file_id))
+            conn.execute(
+                "DELETE FROM parts WHERE file_id = ? AND round = ? AND part_index > ?",
+                (file_id, round_number, last),
+            )
+            conn.executemany(
+                "INSERT INTO parts (file_id, part_index, first_line, rows, size, path, round)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (file_id, part_index) DO UPDATE SET"
+                " first_line = excluded.first_line, rows = excluded.rows, size = excluded.size,"
+                " path = excluded.path",
+                [
+                    (file_id, i, line, rows, size, None if path is None else str(path),
+                     round_number)
+                    for i, line, rows, size, path in parts
+                ],
+            )  # fmt: skip
 
     def record_reason(self, file_id: int, reason: str) -> None:
         """Record the sentence that explains why the file failed."""
@@ -647,11 +766,84 @@ class Journal:
             ).fetchall()
         return {int(line): str(reason) for line, reason in rows}
 
+    # -- leadership -------------------------------------------------------------------------
+
+    def claim_leadership(
+        self, host: str, *, on_fenced: Callable[[Fenced], None] | None = None
+    ) -> int:
+        """Become the journal's writer: bump the fencing epoch and return the one granted.
+
+        Every later write of this journal object is refused with `Fenced` (and `on_fenced`
+        called) once another host has claimed a newer epoch. On PostgreSQL the bump waits
+        until the previous leader's write in progress, if any, has ended.
+        """
+        at = stamp(self._clock())
+        with self._write(fenced=False) as conn:
+            conn.execute(
+                "UPDATE leadership SET epoch = epoch + 1, leader = ?, pid = ?, since = ?"
+                " WHERE scope = 'journal'",
+                (host, os.getpid(), at),
+            )
+            epoch = int(self._leadership_row(conn)["epoch"])
+            self._upsert_host(conn, host, "leader", at)
+        self._epoch = epoch
+        if on_fenced is not None:
+            self._on_fenced = on_fenced
+        return epoch
+
+    @property
+    def epoch(self) -> int | None:
+        """The fencing epoch this journal object writes under (None before claiming one)."""
+        return self._epoch
+
+    def leadership(self) -> LeadershipRecord:
+        """The latest leader: its epoch, host, pid and since when it leads."""
+        with self._read() as conn:
+            return LeadershipRecord.from_row(self._leadership_row(conn))
+
+    def record_host(self, host: str, role: str) -> None:
+        """Note that `host` runs a daemon on this journal in `role` (leader, standby, stopped)."""
+        at = stamp(self._clock())
+        with self._write(fenced=False) as conn:
+            self._upsert_host(conn, host, role, at)
+
+    def hosts(self) -> list[HostRecord]:
+        """Every host seen running a daemon on this journal, most recently seen first."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM hosts ORDER BY seen_at DESC, name").fetchall()
+        return [HostRecord.from_row(row) for row in rows]
+
+    def _check_epoch(self, conn: Connection, epoch: int) -> None:
+        # Read under a share lock: a new leader's bump waits for this transaction to end, so
+        # no write of an older epoch can commit after a newer epoch was granted.
+        row = conn.execute(
+            "SELECT * FROM leadership WHERE scope = 'journal'" + self._dialect.for_share  # noqa: S608
+        ).fetchone()
+        if int(row["epoch"]) != epoch:
+            fenced = Fenced(epoch, LeadershipRecord.from_row(row))
+            self._on_fenced(fenced)
+            raise fenced
+
+    @staticmethod
+    def _leadership_row(conn: Connection) -> Any:
+        return conn.execute("SELECT * FROM leadership WHERE scope = 'journal'").fetchone()
+
+    @staticmethod
+    def _upsert_host(conn: Connection, host: str, role: str, at: str) -> None:
+        # `since` moves only when the host changes role or process.
+        conn.execute(
+            "INSERT INTO hosts (name, role, pid, since, seen_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET role = excluded.role, pid = excluded.pid,"
+            " seen_at = excluded.seen_at, since = CASE WHEN hosts.role = excluded.role"
+            " AND hosts.pid = excluded.pid THEN hosts.since ELSE excluded.since END",
+            (host, role, os.getpid(), at, at),
+        )
+
     # -- rows -------------------------------------------------------------------------------
 
     @staticmethod
     def _move(
-        conn: sqlite3.Connection,
+        conn: Connection,
         file_id: int,
         old: FileState,
         new: FileState,
@@ -670,7 +862,7 @@ class Journal:
         )
 
     @staticmethod
-    def _row(conn: sqlite3.Connection, file_id: int) -> sqlite3.Row:
+    def _row(conn: Connection, file_id: int) -> sqlite3.Row:
         row: sqlite3.Row | None = conn.execute(
             "SELECT * FROM files WHERE id = ?", (file_id,)
         ).fetchone()
@@ -680,7 +872,7 @@ class Journal:
 
     @staticmethod
     def _update_part(
-        conn: sqlite3.Connection,
+        conn: Connection,
         file_id: int,
         index: int,
         assignments: str,

@@ -146,6 +146,7 @@ class ReadinessTracker:
         unterminated_seconds: float = 60.0,
         writers_visible: Callable[[os.stat_result], bool] = _always,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_error: Callable[[Path, OSError], None] | None = None,
     ) -> None:
         self.settle_seconds = settle_seconds
         self.close_quiet_seconds = close_quiet_seconds
@@ -159,6 +160,7 @@ class ReadinessTracker:
         self._lstat = lstat
         self._writers_visible = writers_visible
         self._wall_clock = wall_clock
+        self._on_error = on_error
         self._lock = threading.Lock()
         self._pending: dict[Path, bool] = {}  # path -> a close was noted
         self._seen: dict[Path, _Seen] = {}
@@ -205,16 +207,25 @@ class ReadinessTracker:
             self._seen.pop(path, None)
             self._pending.pop(path, None)
 
-    def defer(self, path: Path, now: float) -> None:
-        """A writer still holds `path` open: wait a full quiet time again before the next try."""
+    def defer(self, path: Path, now: float, seen_at: datetime | None = None) -> None:
+        """A writer still holds `path` open: track it again, a full quiet time from `now`.
+
+        `seen_at` keeps when the daemon first saw it (for the result's `dropped`).
+        """
         with self._lock:
             seen = self._seen.get(path)
-            if seen is not None:
-                seen.still_since = now
-                seen.closed_at = None
+            if seen is None:
+                seen = _Seen(-1, -1, -1, now, now, seen_at or self._wall_clock())
+                self._seen[path] = seen
+            seen.still_since = now
+            seen.closed_at = None
 
-    def due(self, now: float) -> list[Candidate]:
-        """Re-stat every tracked path; return those that have settled, in order of arrival."""
+    def due(self, now: float, until: Callable[[], bool] | None = None) -> list[Candidate]:
+        """Re-stat every tracked path; return those that have settled, in order of arrival.
+
+        `until()` turning true stops the re-stat part-way (a stop must not wait for 100,000
+        paths); the paths not looked at are looked at next time.
+        """
         with self._lock:
             for path, closed in self._pending.items():
                 seen = self._seen.get(path)
@@ -225,7 +236,9 @@ class ReadinessTracker:
             self._pending.clear()
             tracked = list(self._seen.items())
         ready: list[tuple[int, Candidate]] = []
-        for path, seen in tracked:
+        for n, (path, seen) in enumerate(tracked):
+            if until is not None and n % 256 == 0 and until():
+                break
             candidate = self._check(path, seen, now)
             if candidate is not None:
                 # The last write ends an upload: mtime orders files by arrival (FIFO).
@@ -238,6 +251,13 @@ class ReadinessTracker:
             st = self._lstat(path)
         except FileNotFoundError:
             self.forget(path)
+            return None
+        except OSError as exc:
+            # Its folder was made unreadable (chmod 000 by a partner): forgotten until a rescan
+            # finds it again; the folder is reported, never the daemon stopped.
+            self.forget(path)
+            if self._on_error is not None:
+                self._on_error(path.parent, exc)
             return None
         if stat.S_ISDIR(st.st_mode):
             self.forget(path)
@@ -256,7 +276,7 @@ class ReadinessTracker:
             seen.closed_at = now
         if self.marker_suffix:
             marker = path.with_name(path.name + self.marker_suffix)
-            if not marker.exists():
+            if not _exists(marker):
                 return None
             return Candidate(path, regular=True, marker=marker, seen_at=seen.seen_at)
         return self._ready(path, seen, st, now)
@@ -278,3 +298,12 @@ class ReadinessTracker:
         ):
             return None  # maybe stalled mid-line, by a writer no check can see
         return Candidate(path, regular=True, seen_at=seen.seen_at, closed=closed)
+
+
+def _exists(path: Path) -> bool:
+    """Whether `path` exists; False too when it cannot be looked at."""
+    try:
+        os.lstat(path)
+    except OSError:
+        return False
+    return True

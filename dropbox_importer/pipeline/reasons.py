@@ -32,6 +32,14 @@ class FileChanged(Exception):  # noqa: N818 - what happened to the file
     """
 
 
+def unreadable_reason(exc: OSError) -> str:
+    """What the partner reads when the daemon's user cannot read the dropped file."""
+    return (
+        f"the importer cannot read this file ({exc.strerror or exc}): give its group read "
+        "permission (chmod g+r, or upload it with mode 0640) and drop it again"
+    )
+
+
 class Rejected(Exception):  # noqa: N818 - what happens to the file, not an error of ours
     """The file cannot be imported; `reason` is the sentence the partner reads."""
 

@@ -8,10 +8,12 @@ destination, and finishes the same move; it never picks a second place.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -23,11 +25,12 @@ from dropbox_importer.dropbox import layout as disk
 from dropbox_importer.dropbox.layout import DropboxLayout, FileVanished, Outcome
 from dropbox_importer.dropbox.results import DuplicateResult, FileResult, file_digest
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
+from dropbox_importer.marketo.models import BatchState, ImportFormat
+from dropbox_importer.pipeline.cut import CutSettings, recorded_cut
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.lost import RESUBMISSIONS
 from dropbox_importer.pipeline.prepared import load_prepared
-from dropbox_importer.pipeline.reasons import FileChanged, Rejected, params_for
+from dropbox_importer.pipeline.reasons import FileChanged, Rejected, unreadable_reason
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.rounds import round_parts_dir, vanished_reason
 from dropbox_importer.pipeline.states import FileState
@@ -74,12 +77,15 @@ class Settler:
         boxes: Callable[[str], DropboxConfig],
         layouts: Callable[[str], DropboxLayout],
         clients: Callable[[str], MarketoClient],
+        guard: Callable[[], None] = lambda: None,
     ) -> None:
         self._journal = journal
         self._parts_root = parts_root
         self._boxes = boxes
         self._layouts = layouts
         self._clients = clients
+        # Runs before every move; raises once this daemon no longer leads (leadership.py).
+        self._guard = guard
 
     def settle(self, file_id: int, rejection: str | None) -> None:
         """Bring the file to its final place; safe to call again after a crash.
@@ -103,6 +109,10 @@ class Settler:
             destination = record.destination_path
             outcome = "done" if _inside(destination, layout.done) else "failed"
             reason = record.reason
+            if not (staging / "result.json").exists() and record.processing_path.exists():
+                # Staged on another host, whose leadership this one took over (or in a state
+                # dir that was lost): stage again, to the outcome and place already recorded.
+                self._stage(record, reason if outcome == "failed" else None, layout, staging)
         finals = disk.result_paths(destination, self._format(record))
         # result.json is always written; the row files only when there were rows to report.
         moves = {staging / "result.json": finals.result_json}
@@ -110,7 +120,7 @@ class Settler:
             if (staging / name).exists():
                 moves[staging / name] = final
         try:
-            disk.settle(record.processing_path, destination, moves)
+            disk.settle(record.processing_path, destination, moves, before_move=self._guard)
         except FileVanished:
             # Removed by someone else while in flight: its result files still tell the
             # partner what happened; there is no original left to move.
@@ -137,10 +147,15 @@ class Settler:
 
     def _format(self, record: FileRecord) -> ImportFormat:
         """The format the result files are written in (csv when the route says none)."""
+        cut = self._cut(record)
+        return ImportFormat.CSV if cut is None else cut.params.format
+
+    def _cut(self, record: FileRecord) -> CutSettings | None:
+        """How the file was (or would be) cut; None when its route cannot be parsed."""
         try:
-            return params_for(record, self._boxes(record.dropbox)).format
+            return recorded_cut(record, self._boxes(record.dropbox))
         except Rejected:
-            return ImportFormat.CSV
+            return None
 
     def _stage(
         self, record: FileRecord, rejection: str | None, layout: DropboxLayout, staging: Path
@@ -156,6 +171,11 @@ class Settler:
         except FileNotFoundError:
             size, sha256, modified = 0, "", None
             rejection = rejection or vanished_reason(record, every)
+        except OSError as exc:
+            # Unreadable to the daemon's user: failed with that reason, its bytes unknown.
+            st = record.processing_path.lstat()
+            size, sha256, modified = st.st_size, "", datetime.fromtimestamp(st.st_mtime, UTC)
+            rejection = rejection or unreadable_reason(exc)
         else:
             if (size, sha256) != (record.size, record.sha256):
                 raise FileChanged(str(record.processing_path))
@@ -163,14 +183,14 @@ class Settler:
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        try:
-            params: ImportParams | None = params_for(record, box)
-        except Rejected:
-            params = None
+        cut = self._cut(record)
+        params = None if cut is None else cut.params
         facts = load_prepared(round_parts_dir(self._parts_root, record))
         header = None if facts is None else facts.header
-        if params is not None and (parts or local):
-            self._stage_rows(record, params, parts, local, staging, header)
+        if cut is not None and (parts or local):
+            # The key column as sent: the lookup field, email, or a custom object's dedupe field.
+            key = facts.lookup_field if facts is not None and facts.lookup_field else ""
+            self._stage_rows(record, cut, parts, local, staging, header, key)
         result = FileResult.build(
             record,
             every,
@@ -190,27 +210,42 @@ class Settler:
         # The bytes as they are kept beside this result, even if they changed after the claim.
         result = replace(result, size=size, sha256=sha256)
         result.write(staging / "result.json")
+        # On disk before the journal says SETTLING: a replay after a power cut moves these
+        # files as they are, and must never find them empty.
+        _fsync_staged(staging)
         return outcome, reason
 
     def _stage_rows(
         self,
         record: FileRecord,
-        params: ImportParams,
+        cut: CutSettings,
         parts: Sequence[PartRecord],
         local: dict[int, str],
         staging: Path,
         header: HeaderMap | None,
+        key: str = "",
     ) -> None:
-        """Fetch Marketo's failures and warnings and merge them into the partner's files."""
+        """Fetch Marketo's failures and warnings and merge them into the partner's files.
+
+        `key` is the column Marketo's rows are first matched by (the lookup field when empty).
+        """
         client = self._clients(record.dropbox)
-        box = self._boxes(record.dropbox)
+        target = cut.params.target
         failures = [
-            self._fetch(client.download_failures, p, p.rows_failed, staging / f"failures-{p.index}")
+            self._fetch(
+                partial(client.download_failures, target=target),
+                p,
+                p.rows_failed,
+                staging / f"failures-{p.index}",
+            )
             for p in parts
         ]
         warnings = [
             self._fetch(
-                client.download_warnings, p, p.rows_with_warning, staging / f"warnings-{p.index}"
+                partial(client.download_warnings, target=target),
+                p,
+                p.rows_with_warning,
+                staging / f"warnings-{p.index}",
             )
             for p in parts
         ]
@@ -224,13 +259,13 @@ class Settler:
                     fetched,
                     staging / name,
                     original=record.processing_path,
-                    fmt=params.format,
+                    fmt=cut.params.format,
                     reason_column=column,
                     # As the checks decided (a BOM, valid UTF-8, declared or detected).
-                    encoding=str(record.details.get("encoding", box.encoding)),
+                    encoding=str(record.details.get("encoding", cut.encoding)),
                     local_failures=extra,
                     sent=header.sent if header is not None and header.drops_columns else None,
-                    lookup=params.lookup_field or "email",
+                    lookup=key or cut.params.lookup_field or "email",
                 )
 
     @staticmethod
@@ -252,6 +287,22 @@ def _part(record: PartRecord) -> Part:
         rows=record.rows,
         bytes=record.size,
     )
+
+
+def _fsync_staged(staging: Path) -> None:
+    """fsync every staged result file, then the staging folder itself."""
+    for path in sorted(staging.iterdir()):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -10,7 +10,9 @@
 CLAIMED     in processing/, nothing of this round sent to Marketo yet.
 SUBMITTING  parts being created; some may already have batch ids.
 POLLING     every part has a batch id; waiting for Marketo to finish them. A batch Marketo no
-            longer knows frees its part to be sent once more: back to SUBMITTING.
+            longer knows frees its part to be sent once more: back to SUBMITTING. Or a part
+            was refused after earlier ones were created: the reason is recorded and the file
+            waits only for the batches it has, then settles with them.
 SETTLING    the outcome is decided and the destination chosen; result files and the original are
             being moved. Replaying a SETTLING file must reach the same destination.
 DONE        in done/ with its result files.

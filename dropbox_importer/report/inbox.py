@@ -25,8 +25,8 @@ from dropbox_importer.report.times import age, iso
 def _entry(path: Path, inbox: Path, now: datetime) -> dict[str, Any] | None:
     try:
         st = path.lstat()
-    except FileNotFoundError:
-        return None  # claimed while we looked
+    except OSError:
+        return None  # claimed while we looked, or in a folder we may not look into
     modified = datetime.fromtimestamp(st.st_mtime, UTC)
     route = path.parent.relative_to(inbox).as_posix()
     return {
@@ -57,7 +57,8 @@ def inbox_entries(
     ignored: list[dict[str, Any]] = []
     if not layout.inbox.is_dir():
         return waiting, ignored
-    for path in scan_inbox(layout.inbox):
+    # Folders that cannot be read are skipped: the daemon reports them (blocked folders).
+    for path in scan_inbox(layout.inbox, lambda _folder, _error: None):
         entry = _entry(path, layout.inbox, now)
         if entry is None:
             continue

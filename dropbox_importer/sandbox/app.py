@@ -18,12 +18,15 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from dropbox_importer.sandbox import objects_api, programs_api
 from dropbox_importer.sandbox.api import MarketoApi
+from dropbox_importer.sandbox.customobjects import CustomObjectStore
 from dropbox_importer.sandbox.database import LeadDatabase
 from dropbox_importer.sandbox.faults import FAULT_MESSAGES, Fault, FaultInjector
 from dropbox_importer.sandbox.identity import TokenCheck, TokenIssuer
 from dropbox_importer.sandbox.imports import ImportQueue, Speed
 from dropbox_importer.sandbox.limits import Admission, CallLimiter
+from dropbox_importer.sandbox.programs import ProgramStore
 from dropbox_importer.sandbox.responses import error, is_error, json_response
 from dropbox_importer.sandbox.settings import SandboxSettings
 
@@ -48,6 +51,10 @@ ROUTES = Map(
         Rule("/sandbox/stats.json", endpoint="sandbox_stats", methods=["GET"]),
         Rule("/sandbox/faults.json", endpoint="sandbox_faults", methods=["GET", "POST"]),
         Rule("/sandbox/speed.json", endpoint="sandbox_speed", methods=["GET", "POST"]),
+        *programs_api.RULES,
+        *objects_api.RULES,
+        Rule("/sandbox/programs.json", endpoint="sandbox_programs", methods=["GET"]),
+        Rule("/sandbox/customobjects.json", endpoint="sandbox_customobjects", methods=["GET"]),
     ],
     strict_slashes=False,
 )
@@ -140,6 +147,14 @@ class SandboxApp:
             "partitions": lambda r, a: self.api.partitions(),
             "list": lambda r, a: self.api.static_list(a["list_id"]),
         }
+        # Program members and custom objects share the queue and the lead database's lock.
+        self.programs = ProgramStore(settings.catalog, self.db)
+        self.objects = CustomObjectStore(settings.catalog, self.db.lock)
+        for extra in (
+            programs_api.ProgramsApi(settings, self.queue, self.programs, self.faults),
+            objects_api.ObjectsApi(settings, self.queue, self.objects, self.faults),
+        ):
+            self._handlers.update(extra.handlers())
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one request; never raise except to drop a connection on purpose."""
@@ -276,6 +291,10 @@ class SandboxApp:
             if request.method == "POST":
                 return self.forget_batches(request)
             return json_response({"batches": self.queue.snapshot()})
+        if endpoint == "sandbox_programs":
+            return json_response({"programs": self.programs.snapshot()})
+        if endpoint == "sandbox_customobjects":
+            return json_response({"customObjects": self.objects.snapshot()})
         if endpoint == "sandbox_stats":
             stats = self.stats.to_json()
             stats.update(peakImporting=self.queue.peak_importing, inFlight=self.limiter.in_flight)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dropbox_importer.sandbox.profile import PROFILES, ProfileName, Rules, rules_of
+
+if TYPE_CHECKING:
+    from dropbox_importer.sandbox.catalog import ObjectCatalog
 
 # Names a fault `endpoints` filter may use; `None` means every Marketo endpoint but identity.
 ENDPOINTS = (
@@ -17,6 +20,19 @@ ENDPOINTS = (
     "describe",
     "partitions",
     "list",
+    # Program members and custom objects (programs_api.py, objects_api.py).
+    "program_members_create",
+    "program_members_status",
+    "program_members_failures",
+    "program_members_warnings",
+    "program_members_describe",
+    "program",
+    "channels",
+    "customobjects_create",
+    "customobjects_status",
+    "customobjects_failures",
+    "customobjects_warnings",
+    "customobjects_describe",
 )
 
 
@@ -128,6 +144,8 @@ class SandboxSettings:
         default_factory=lambda: {1001: "Demo list", 1002: "Newsletter", 1003: "Webinar"}
     )
     partitions: tuple[str, ...] = ("Default", "Europe", "Americas")
+    # Channels, programs, program member fields and custom object types (catalog.py).
+    catalog: ObjectCatalog = field(default_factory=lambda: _default_catalog())
     faults: FaultSettings = field(default_factory=FaultSettings)
     scope: str = "sandbox-api-user@example.com"
     # Keep every uploaded file for /sandbox/batches/{id}/file (tests); else freed when its
@@ -153,3 +171,10 @@ class SandboxSettings:
     def rules(self) -> Rules:
         """The behaviours of the chosen profile."""
         return rules_of(self.profile)
+
+
+def _default_catalog() -> ObjectCatalog:
+    # Imported when called: catalog.py builds on LeadField, defined in this module.
+    from dropbox_importer.sandbox.catalog import ObjectCatalog
+
+    return ObjectCatalog()

@@ -1,5 +1,6 @@
 """The inbox watcher reports new files in both modes, nested folders included."""
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dropbox_importer.pipeline.watch import (
+    NETWORK_FILESYSTEMS,
     InboxWatcher,
     WatchMode,
     choose_mode,
@@ -125,5 +127,29 @@ def test_auto_mode_uses_events_on_a_local_filesystem(tmp_path: Path) -> None:
     (tmp_path / "share").mkdir()
     assert filesystem_type(tmp_path / "share" / "x", mounts) == "nfs4"
     assert filesystem_type(tmp_path / "elsewhere", mounts) == "ext4"
+    assert choose_mode("auto", tmp_path / "share", mounts) is WatchMode.POLLING
+    assert choose_mode("auto", tmp_path / "elsewhere", mounts) is WatchMode.EVENTS
+    # This machine's own mounts: the test folder is on a local filesystem.
+    assert filesystem_type(tmp_path) not in NETWORK_FILESYSTEMS
+    assert choose_mode("auto", tmp_path) is WatchMode.EVENTS
     assert choose_mode("polling", tmp_path) is WatchMode.POLLING
     assert choose_mode("events", tmp_path) is WatchMode.EVENTS
+
+
+def test_mount_points_are_decoded_with_the_kernels_octal_escapes_only(tmp_path: Path) -> None:
+    # The kernel writes a name's UTF-8 bytes as they are and escapes only space, tab, newline
+    # and backslash in octal: an NFS share named `partagé` must still be taken for NFS.
+    share = tmp_path / "partagé"
+    spaced = tmp_path / "two words"
+    share.mkdir()
+    spaced.mkdir()
+    mounts = tmp_path / "mounts"
+    mounts.write_bytes(
+        b"server:/export " + os.fsencode(share) + b" nfs4 rw 0 0\n"
+        + b"//host/x " + os.fsencode(spaced).replace(b" ", b"\\040") + b" cifs rw 0 0\n"
+        + b"/dev/vda / ext4 rw 0 0\n"
+    )  # fmt: skip
+    assert filesystem_type(share / "inbox", mounts) == "nfs4"
+    assert choose_mode("auto", share, mounts) is WatchMode.POLLING
+    assert filesystem_type(spaced, mounts) == "cifs"
+    assert filesystem_type(tmp_path / "partage", mounts) == "ext4"

@@ -84,10 +84,14 @@ def test_document_has_the_documented_keys() -> None:
         "duplicates",
     ]
     assert doc["import"] == {
+        "kind": "leads",
         "format": "csv",
         "list_id": 42,
         "partition_name": "EU",
         "lookup_field": "email",
+        "program_id": None,
+        "program_member_status": None,
+        "object_name": None,
     }
     assert doc["counts"] == {
         "leads_processed": 109,
@@ -136,6 +140,37 @@ def test_round_trip_through_a_file_is_exact(tmp_path: Path) -> None:
     full.write(path)
     assert FileResult.from_json(path.read_bytes()) == full
     assert path.read_bytes().endswith(b"\n")
+
+
+@pytest.mark.parametrize(
+    ("params", "kind"),
+    [
+        (ImportParams(ImportFormat.TSV, program_id=1001, program_member_status="No Show"),
+         "program_members"),
+        (ImportParams(ImportFormat.CSV, object_name="car_c"), "custom_objects"),
+    ],
+)  # fmt: skip
+def test_the_import_kind_and_its_parameters_are_recorded(
+    tmp_path: Path, params: ImportParams, kind: str
+) -> None:
+    result = FileResult(
+        "acme", "r", "f.csv", "done", None, params, (), Timings(None, T0, None, T0), 1, "00" * 32
+    )
+    doc = json.loads(result.to_json())["import"]
+    assert doc["kind"] == kind
+    assert (doc["program_id"], doc["program_member_status"], doc["object_name"]) == (
+        params.program_id,
+        params.program_member_status,
+        params.object_name,
+    )
+    assert FileResult.from_json(result.to_json()) == result
+
+
+def test_a_result_written_before_the_import_kinds_still_reads() -> None:
+    doc = json.loads(sample().to_json())
+    for key in ("kind", "program_id", "program_member_status", "object_name"):
+        del doc["import"][key]
+    assert FileResult.from_json(json.dumps(doc).encode()).params == PARAMS
 
 
 def test_non_ascii_reasons_stay_readable() -> None:
