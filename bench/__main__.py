@@ -1,9 +1,11 @@
 """Every benchmark in one run: `python -m bench` (what `make bench` calls).
 
-Runs bench.pipeline (probes, throughput and the naive baseline) and bench.idle (events, then
-polling), prints each one's own report, then one table of every figure beside its target, and
-writes bench/results.json. About 8 minutes with the defaults (the naive baseline alone takes
-5); `--idle-seconds` shortens the idle part, `--files` the throughput part.
+Runs bench.pipeline (probes, throughput and the naive baseline), bench.close_latency (close to
+create of locally written files, inotify then polling) and bench.idle (events, then polling),
+prints each one's own report, then one table of every figure beside its target, and writes
+bench/results.json. About 9 minutes with the defaults (the naive baseline alone takes 5);
+`--idle-seconds` shortens the idle part, `--files` the throughput part, `--close-files` the
+close-to-create part.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import idle, pipeline
+from bench import close_latency, idle, pipeline
 from bench.report import table, write
 from dropbox_importer.logs import configure
 
@@ -27,10 +29,13 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     began = time.monotonic()
     flow = pipeline.run(options)
     pipeline.report(flow)
+    closing = close_latency.run(args.close_files)
+    close_latency.report(closing)
     watched = idle.run(["events", "polling"], args.folders, args.idle_seconds)
     idle.report(watched)
     by_mode = {r["mode"]: r for r in watched}
     results = {k: v for k, v in flow.items() if not isinstance(v, dict)}
+    results.update(closing)
     results.update(
         {
             "pipeline": flow,
@@ -49,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run every benchmark, print the table, write results.json."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--files", type=int, default=pipeline.Options().files)
+    parser.add_argument("--close-files", type=int, default=10)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--folders", type=int, default=500)
     parser.add_argument("--results", type=Path, default=RESULTS)

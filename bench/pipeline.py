@@ -112,11 +112,14 @@ def call_diff(
 
 
 def batches_by_file(daemon: DaemonProcess) -> dict[str, list[int]]:
-    """The batch ids the daemon logged as created, by file name."""
+    """The batch ids the daemon logged as created, by file name.
+
+    Events name a file by its path inside the drop box (`csv/leads.csv`): keyed by its name.
+    """
     out: dict[str, list[int]] = {}
     for event in daemon.events():
         if event.get("event") == "batch_created":
-            out.setdefault(str(event["file"]), []).append(int(event["batch_id"]))
+            out.setdefault(Path(str(event["file"])).name, []).append(int(event["batch_id"]))
     return out
 
 
@@ -144,7 +147,7 @@ def polls_by_answer(daemon: DaemonProcess, batch_ids: set[int]) -> dict[str, int
 def event_times(daemon: DaemonProcess, name: str) -> dict[str, float]:
     """When each file last logged event `name` (seconds since the epoch), by file name."""
     return {
-        str(e["file"]): moment(str(e["timestamp"]))
+        Path(str(e["file"])).name: moment(str(e["timestamp"]))
         for e in daemon.events()
         if e.get("event") == name and "file" in e
     }

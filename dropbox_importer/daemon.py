@@ -57,6 +57,7 @@ from dropbox_importer.pipeline.reasons import Rejected
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.recover import adopt_strays, recover
 from dropbox_importer.pipeline.reload import ReloadPlan, plan_reload
+from dropbox_importer.pipeline.rounds import Rounds
 from dropbox_importer.pipeline.runlog import Pending, RunLog
 from dropbox_importer.pipeline.settle import Settler
 from dropbox_importer.pipeline.settling import SettleQueue
@@ -113,6 +114,7 @@ class Daemon:
             config.state_dir, found=self._problem_found, gone=self._problem_gone
         )
         self.claimer: Claimer | None = None
+        self.rounds: Rounds | None = None
         self.settling: SettleQueue | None = None
         self._register_workers = Workers("register", 4)
         self._settle_workers = Workers("settle", 2)
@@ -177,6 +179,7 @@ class Daemon:
                 self._settle_workers,
                 problems=self.problems,
                 settled=self._settled,
+                on_changed=self._on_changed,
             )
             self.claimer = Claimer(
                 self.journal,
@@ -186,11 +189,20 @@ class Daemon:
                 workers=self._register_workers,
                 guard=self.leadership.guard,
             )
+            settling = self.settling
+            self.rounds = Rounds(
+                self.journal,
+                boxes=self.boxes.get,
+                requeue=self._enqueue,
+                settle=settling.hand,
+            )
             now = time.monotonic()
             for box_config in self.config.dropboxes.values():
                 self._open_box(box_config, now)
             self.runlog.running_dropboxes(list(self.boxes))
             self._recover(self.boxes)
+            watch = max((b.config.settled_watch_seconds for b in self.boxes.values()), default=0)
+            self.rounds.recover(watch)
             log.info("daemon_ready", dropboxes=sorted(self.boxes), instances=sorted(self.instances))
             systemd.ready(self._status_line())
             self._loop()
@@ -316,6 +328,7 @@ class Daemon:
                 on_rejected=self._on_rejected,
                 on_all_submitted=self._settle_if_finished,
                 stop=self.stop_event,
+                on_changed=self._on_changed,
             )
             self.instances[name] = Instance(
                 instance_config, client, queue, poller, submitter, sandbox
@@ -421,6 +434,8 @@ class Daemon:
                 self._reload()
             self._apply_held(now)
             self.settling.retry_due()
+            if self.rounds is not None:
+                self.rounds.tick(now)
             self._keep_runlog(now)
             if self.observers is not None:
                 self.observers.tick(now, {n: b.layout for n, b in self.boxes.items()})
@@ -523,6 +538,11 @@ class Daemon:
             self.observers.batch_created(instance)
         self.instances[instance].poller.follow(batch_id, rows)
 
+    def _on_changed(self, file_id: int, where: str) -> None:
+        """The file was written to after its claim: wait for its writer, then a new round."""
+        assert self.rounds is not None
+        self.rounds.changed(file_id, where)
+
     def _on_rejected(self, file_id: int, reason: str) -> None:
         assert self.settling is not None
         self.settling.hand(file_id, reason)
@@ -612,13 +632,16 @@ class Daemon:
         record = self.journal.get(file_id)
         if record.state is not FileState.POLLING:
             return
-        parts = self.journal.parts(file_id)
+        # This round's parts: an earlier round's were all final (or never sent) when it began.
+        parts = [p for p in self.journal.parts(file_id) if p.round == record.round]
         if record.reason is not None:
             parts = [p for p in parts if p.batch_id is not None]
         if all(p.final for p in parts):
             self.settling.hand(file_id, record.reason)
 
     def _settled(self, record: FileRecord) -> None:
+        if self.rounds is not None:
+            self.rounds.settled(record)  # watched for late writes a while
         if self.observers is not None:
             self.observers.file_settled(record)
 

@@ -27,7 +27,7 @@ from dropbox_importer import logs
 from dropbox_importer.actions.check import open_client
 from dropbox_importer.actions.options import add_config_option, load
 from dropbox_importer.config import Config, ConfigError, DropboxConfig
-from dropbox_importer.csvfile import Duplicates, Part, write_results
+from dropbox_importer.csvfile import Duplicates, Inspection, Part, write_results
 from dropbox_importer.csvfile.header import ColumnRules
 from dropbox_importer.dropbox.layout import DropboxLayout, result_paths, unique_path
 from dropbox_importer.dropbox.policy import Policy, RouteRefused
@@ -133,6 +133,24 @@ def prepare_parts(
         raise Refused(exc.reason) from exc
 
 
+def describe_reading(inspection: Inspection) -> list[str]:
+    """What was changed on the way to Marketo, one line each: encoding, blank rows, columns."""
+    lines = []
+    if inspection.converted or inspection.encoding_by != "utf-8":
+        how = {"bom": "its byte-order mark", "declared": "the drop box's encoding"}
+        by = how.get(inspection.encoding_by, "detection among the drop box's candidates")
+        lines.append(
+            f"read as {inspection.encoding} (by {by})"
+            + (", sent as UTF-8" if inspection.converted else "")
+        )
+    if inspection.blank_lines:
+        lines.append(f"{len(inspection.blank_lines)} blank row(s) skipped")
+    if inspection.ignored_columns:
+        columns = ", ".join(str(c) for c in inspection.ignored_columns)
+        lines.append(f"unnamed empty column(s) {columns} left out")
+    return lines
+
+
 def duplicates_line(found: Duplicates, lookup_field: str, shown: int = 5) -> str:
     """One line saying which rows repeat an earlier row's lookup value."""
     pairs = ", ".join(f"{line} (same as {first})" for line, first in found.lines[:shown])
@@ -217,7 +235,7 @@ def write_row_files(
     client: MarketoClient,
     file: Path,
     params: ImportParams,
-    box: DropboxConfig,
+    encoding: str,
     parts: list[Part],
     statuses: list[BatchStatus],
     local: dict[int, str],
@@ -244,7 +262,7 @@ def write_row_files(
         destination = unique_path(final, os.path.lexists)
         rows = write_results(
             parts, fetched, destination, original=file, fmt=params.format,
-            reason_column=column, encoding=box.encoding, local_failures=extra, sent=sent,
+            reason_column=column, encoding=encoding, local_failures=extra, sent=sent,
             lookup=params.lookup_field or "email",
         )  # fmt: skip
         if rows:
@@ -270,6 +288,11 @@ def import_file(
         sent = cut.header.sent if cut.header is not None and cut.header.drops_columns else None
         rows = sum(p.rows for p in parts)
         out.write(f"{file.name}: {rows} row(s) in {len(parts)} part(s), {described(params)}\n")
+        encoding = box.encoding
+        if cut.inspection is not None:
+            encoding = cut.inspection.encoding  # as the checks decided
+            for line in describe_reading(cut.inspection):
+                out.write(line + "\n")
         empty = [reason for reason in local.values() if reason in EMPTY_KEY_REASONS]
         for reason in sorted(set(empty)):
             out.write(f"{empty.count(reason)} row(s) left out: their {reason}\n")
@@ -278,7 +301,9 @@ def import_file(
         if cut.duplicates.rows:
             out.write(duplicates_line(cut.duplicates, cut.lookup_field) + "\n")
         statuses = run_batches(client, parts, params, instance.poll_min_seconds, out)
-        written = write_row_files(client, file, params, box, parts, statuses, local, scratch, sent)
+        written = write_row_files(
+            client, file, params, encoding, parts, statuses, local, scratch, sent
+        )
     for status in statuses:
         if status.status is BatchState.FAILED or status.message:
             out.write(f"batch {status.batch_id} {status.status.value}: {status.message}\n")

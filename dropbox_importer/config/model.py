@@ -133,9 +133,15 @@ class DropboxConfig:
     polling_interval_seconds: float = 5.0
     rescan_seconds: float = 60.0
     settle_seconds: float = 5.0
+    close_quiet_seconds: float = 1.0
+    writer_check: str = "auto"  # auto | off
+    empty_file_seconds: float = 60.0
+    unterminated_settle_seconds: float = 60.0
+    settled_watch_seconds: float = 300.0
     ready_marker: str = "none"  # none | done | ok
-    ignore: tuple[str, ...] = ("*.part", "*.filepart", "*.tmp", "~*")
-    encoding: str = "utf-8"
+    ignore: tuple[str, ...] = ()  # added to ready.BUILTIN_IGNORE
+    encoding: str = "utf-8"  # a codec, or "auto"
+    encoding_candidates: tuple[str, ...] = ("cp1252", "mac-roman")
     partial_failure: str = "done"  # done | failed
     max_part_bytes: int = 9_500_000
     preflight: bool = True

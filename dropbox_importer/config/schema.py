@@ -43,13 +43,33 @@ def text(value: Any) -> str:
 
 
 def encoding_name(value: Any) -> str:
-    """A text encoding Python knows, such as utf-8 or cp1252."""
+    """A text encoding Python knows, such as utf-8 or cp1252, or auto."""
     name = text(value)
+    if name.lower() == "auto":
+        return "auto"
     try:
         codecs.lookup(name)
     except LookupError:
-        raise WrongValueError("a known text encoding such as utf-8, cp1252 or latin-1") from None
+        raise WrongValueError(
+            "a known text encoding such as utf-8, cp1252 or latin-1, or auto"
+        ) from None
     return name
+
+
+def encoding_list(value: Any) -> tuple[str, ...]:
+    """A non-empty list of text encodings Python knows, such as [cp1252, mac-roman]."""
+    names = text_list(value)
+    if not names:
+        raise WrongValueError("a non-empty list of text encodings, e.g. [cp1252, mac-roman]")
+    for name in names:
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            raise WrongValueError(
+                f"a list of known text encodings; {name!r} is none (e.g. cp1252, mac-roman, "
+                "cp1250, cp1251)"
+            ) from None
+    return names
 
 
 def boolean(value: Any) -> bool:
@@ -468,13 +488,31 @@ DROPBOX = Section(
         "polling_interval_seconds": Option(positive, 5.0, "period of the polling observer"),
         "rescan_seconds": Option(positive, 60.0, "full rescan, a safety net for lost events"),
         "settle_seconds": Option(number(0.0), 5.0, "quiet time before a file counts as written"),
+        "close_quiet_seconds": Option(
+            number(0.0), 1.0, "quiet time after a local writer closed a file (inotify)"
+        ),
+        "writer_check": Option(
+            choice("auto", "off"), "auto", "lease at the claim: no process may have it open"
+        ),
+        "empty_file_seconds": Option(
+            number(0.0), 60.0, "age a zero-byte file must reach before it is claimed"
+        ),
+        "unterminated_settle_seconds": Option(
+            number(0.0), 60.0, "quiet time when the last line has no line end, writer unseen"
+        ),
+        "settled_watch_seconds": Option(
+            number(0.0), 300.0, "how long settled files are watched for late writes"
+        ),
         "ready_marker": Option(
             choice("none", "done", "ok"), "none", "wait for <file>.done / <file>.ok instead"
         ),
         "ignore": Option(
-            text_list, ("*.part", "*.filepart", "*.tmp", "~*"), "name patterns never imported"
+            text_list, (), "name patterns never imported, besides the built-in temporary names"
         ),
-        "encoding": Option(encoding_name, "utf-8", "encoding of partner files"),
+        "encoding": Option(encoding_name, "utf-8", "encoding of partner files, or auto"),
+        "encoding_candidates": Option(
+            encoding_list, ("cp1252", "mac-roman"), "what encoding: auto chooses among"
+        ),
         "partial_failure": Option(
             choice("done", "failed"), "done", "where a file goes when some rows failed"
         ),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -30,6 +31,7 @@ from dropbox_importer.dropbox.layout import (
 )
 from dropbox_importer.dropbox.results import file_digest
 from dropbox_importer.dropbox.routes import route_label
+from dropbox_importer.dropbox.writers import StillOpen
 from dropbox_importer.pipeline.boxes import Box
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.problems import Problems, explain
@@ -84,7 +86,15 @@ class Claimer:
         # Tried again only when a rescan (or an event) notes it again: never in a tight loop.
         box.tracker.forget(path)
         try:
-            claimed = claim(box.layout, path, self._checks)
+            claimed = claim(box.layout, path, (*self._checks, *box.claim_checks))
+        except StillOpen:
+            # Not claimed: tracked afresh, a full quiet time (or its writer's close) away.
+            box.tracker.defer(path, time.monotonic(), candidate.seen_at)
+            key = (path, _inode(path))
+            if key not in box.still_open:
+                box.still_open.add(key)
+                bound.info("file_open_for_writing", reason="a process still writes it: waiting")
+            return
         except NotARegularFile as exc:
             key = (path, _inode(path))
             if key not in box.set_aside:
@@ -110,19 +120,30 @@ class Claimer:
             self._problems.report(name, route, path.parent, "claim", reason)
             return
         self._problems.resolve_folder(name, path.parent, "claim")
+        box.still_open.discard((path, _inode(claimed)))
         if candidate.marker is not None:
             with contextlib.suppress(OSError):
                 candidate.marker.unlink()
-        self.register_later(box, claimed)
+        self.register_later(box, claimed, seen_at=candidate.seen_at)
 
-    def register_later(self, box: Box, claimed: Path, *, adopted: bool = False) -> None:
-        """Record and queue a file now in processing/, on a worker (the digest reads it all)."""
+    def register_later(
+        self,
+        box: Box,
+        claimed: Path,
+        *,
+        adopted: bool = False,
+        seen_at: datetime | None = None,
+    ) -> None:
+        """Record and queue a file now in processing/, on a worker (the digest reads it all).
+
+        `seen_at`: when the daemon first saw it in inbox/ (unknown for a file adopted).
+        """
         with self._registering_lock:
             self._registering.add(claimed)
 
         def register() -> None:
             try:
-                self.register(box, claimed, adopted=adopted)
+                self.register(box, claimed, adopted=adopted, seen_at=seen_at)
             finally:
                 with self._registering_lock:
                     self._registering.discard(claimed)
@@ -138,7 +159,14 @@ class Claimer:
         with self._registering_lock:
             return frozenset(self._registering)
 
-    def register(self, box: Box, claimed: Path, *, adopted: bool = False) -> int:
+    def register(
+        self,
+        box: Box,
+        claimed: Path,
+        *,
+        adopted: bool = False,
+        seen_at: datetime | None = None,
+    ) -> int:
         """Record a file now in processing/ in the journal and queue it; return its id.
 
         `adopted`: found in processing/ at a start, claimed by a run that died before
@@ -171,6 +199,7 @@ class Claimer:
             size,
             sha256,
             dropped_at=dropped,
+            seen_at=seen_at,
         )
         context = {"dropbox": box.config.name, "route": route, "file": relative}
         log.info(

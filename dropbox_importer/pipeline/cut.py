@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from dropbox_importer.config import DropboxConfig
 from dropbox_importer.csvfile import Part
+from dropbox_importer.csvfile.encoding import DEFAULT_CANDIDATES
 from dropbox_importer.marketo.models import ImportFormat, ImportParams
 from dropbox_importer.pipeline.reasons import params_for
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
@@ -30,11 +31,14 @@ class CutSettings:
     params: ImportParams
     encoding: str
     max_part_bytes: int
+    candidates: tuple[str, ...] = DEFAULT_CANDIDATES  # what `encoding: auto` chooses among
 
     @classmethod
     def from_config(cls, record: FileRecord, box: DropboxConfig) -> CutSettings:
         """The cut the drop box's config gives now (Rejected if the route can't be parsed)."""
-        return cls(params_for(record, box), box.encoding, box.max_part_bytes)
+        return cls(
+            params_for(record, box), box.encoding, box.max_part_bytes, box.encoding_candidates
+        )
 
     def to_json(self) -> str:
         """The journal's form: one JSON object."""
@@ -50,6 +54,7 @@ class CutSettings:
                 "object_name": p.object_name,
                 "encoding": self.encoding,
                 "max_part_bytes": self.max_part_bytes,
+                "candidates": list(self.candidates),
             },
             sort_keys=True,
         )
@@ -68,7 +73,9 @@ class CutSettings:
             program_member_status=data.get("program_member_status"),
             object_name=data.get("object_name"),
         )
-        return cls(params, str(data["encoding"]), int(data["max_part_bytes"]))
+        # Absent from cuts recorded before `encoding: auto`.
+        candidates = tuple(data.get("candidates", DEFAULT_CANDIDATES))
+        return cls(params, str(data["encoding"]), int(data["max_part_bytes"]), candidates)
 
 
 def recorded_cut(record: FileRecord, box: DropboxConfig) -> CutSettings:

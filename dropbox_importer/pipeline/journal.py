@@ -26,6 +26,7 @@ share lock and is refused (`Fenced`) when a newer leader has taken over.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -172,6 +173,15 @@ MIGRATIONS: list[str] = [
         since TEXT NOT NULL,
         seen_at TEXT NOT NULL
     );
+    """,
+    # A file is imported in rounds: again, whole, when it was written to after its claim.
+    # seen_at: when the daemon first saw it in inbox/ (dropped_at is its mtime, the round's
+    # start's); details: what the round's checks learned (encoding, blank rows, ...), as JSON.
+    """
+    ALTER TABLE files ADD COLUMN seen_at TEXT;
+    ALTER TABLE files ADD COLUMN round INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE files ADD COLUMN details TEXT;
+    ALTER TABLE parts ADD COLUMN round INTEGER NOT NULL DEFAULT 1;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -333,20 +343,24 @@ class Journal:
         size: int,
         sha256: str,
         dropped_at: datetime | None = None,
+        *,
+        seen_at: datetime | None = None,
     ) -> int:
         """Record a file just claimed into processing/; return its id.
 
-        `dropped_at` is when the upload last wrote the file (its mtime), for its history.
+        `dropped_at` is when the upload last wrote the file (its mtime), for its history;
+        `seen_at` when the daemon first saw it in inbox/ (the claim time if unknown).
         """
         at = stamp(self._clock())
         dropped = None if dropped_at is None else stamp(dropped_at)
+        seen = at if seen_at is None else stamp(seen_at)
         with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO files (dropbox, route, name, inbox_path, processing_path, state,"
-                " size, sha256, claimed_at, updated_at, dropped_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " size, sha256, claimed_at, updated_at, dropped_at, seen_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (dropbox, route, name, str(inbox_path), str(processing_path),
-                 FileState.CLAIMED.value, size, sha256, at, at, dropped),
+                 FileState.CLAIMED.value, size, sha256, at, at, dropped, seen),
             )  # fmt: skip
             file_id = cursor.lastrowid
             assert file_id is not None
@@ -395,33 +409,101 @@ class Journal:
             )
         return destination
 
+    def record_details(self, file_id: int, details: Mapping[str, Any]) -> None:
+        """Record what the current round's checks learned (encoding, blank rows, ...)."""
+        with self._write() as conn:
+            self._row(conn, file_id)
+            conn.execute(
+                "UPDATE files SET details = ? WHERE id = ?",
+                (json.dumps(dict(details), sort_keys=True), file_id),
+            )
+
+    def start_round(self, file_id: int, size: int, sha256: str, dropped_at: datetime | None) -> int:
+        """Begin another import of a file written to after its claim; return its round.
+
+        The file goes from CHANGED back to CLAIMED with its new size and digest; what the
+        last round's checks learned and its rows failed locally are forgotten (its parts and
+        batches stay, for the result's history).
+        """
+        at = stamp(self._clock())
+        with self._write() as conn:
+            row = self._row(conn, file_id)
+            old = FileState(row["state"])
+            check_transition(old, FileState.CLAIMED)
+            next_round = int(row["round"]) + 1
+            conn.execute(
+                "UPDATE files SET state = ?, updated_at = ?, size = ?, sha256 = ?, round = ?,"
+                " dropped_at = ?, details = NULL, reason = NULL, destination_path = NULL"
+                " WHERE id = ?",
+                (FileState.CLAIMED.value, at, size, sha256, next_round,
+                 None if dropped_at is None else stamp(dropped_at), file_id),
+            )  # fmt: skip
+            conn.execute("DELETE FROM local_failures WHERE file_id = ?", (file_id,))
+            conn.execute(
+                "INSERT INTO transitions (file_id, from_state, to_state, at, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (file_id, old.value, FileState.CLAIMED.value, at, f"round {next_round}"),
+            )
+        return next_round
+
+    def reopen(self, file_id: int, processing_path: Path, detail: str) -> None:
+        """A settled file changed: record it CHANGED, back at `processing_path`, before the move."""
+        at = stamp(self._clock())
+        with self._write() as conn:
+            old = FileState(self._row(conn, file_id)["state"])
+            check_transition(old, FileState.CHANGED)
+            conn.execute(
+                "UPDATE files SET state = ?, updated_at = ?, finished_at = NULL,"
+                " processing_path = ? WHERE id = ?",
+                (FileState.CHANGED.value, at, str(processing_path), file_id),
+            )
+            conn.execute(
+                "INSERT INTO transitions (file_id, from_state, to_state, at, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (file_id, old.value, FileState.CHANGED.value, at, detail),
+            )
+
+    def finished_since(self, since: datetime) -> list[FileRecord]:
+        """DONE and FAILED files finished at or after `since`, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM files WHERE state IN (?, ?) AND finished_at >= ? ORDER BY id",
+                (FileState.DONE.value, FileState.FAILED.value, stamp(since)),
+            ).fetchall()
+        return [FileRecord.from_row(row) for row in rows]
+
     def record_cut(
         self,
         file_id: int,
         cut: CutSettings,
         parts: Sequence[tuple[int, int, int, int, Path | None]],
+        *,
+        round_number: int = 1,
     ) -> None:
         """Record how the file was cut and its parts `(index, first_line, rows, size, path)`.
 
-        Done before the first batch is created (it replaces the parts recorded before); every
-        later try reuses this cut.
+        Done before the first batch is created (it replaces the parts of the round recorded
+        before; indices run on across rounds); every later try of the round reuses this cut.
         """
+        last = max((index for index, *_ in parts), default=-1)
         with self._write() as conn:
             self._row(conn, file_id)
             conn.execute("UPDATE files SET cut = ? WHERE id = ?", (cut.to_json(), file_id))
             conn.execute(
-                "DELETE FROM parts WHERE file_id = ? AND part_index >= ?", (file_id, len(parts))
+                "DELETE FROM parts WHERE file_id = ? AND round = ? AND part_index > ?",
+                (file_id, round_number, last),
             )
             conn.executemany(
-                "INSERT INTO parts (file_id, part_index, first_line, rows, size, path)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (file_id, part_index) DO UPDATE SET"
+                "INSERT INTO parts (file_id, part_index, first_line, rows, size, path, round)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (file_id, part_index) DO UPDATE SET"
                 " first_line = excluded.first_line, rows = excluded.rows, size = excluded.size,"
                 " path = excluded.path",
                 [
-                    (file_id, i, line, rows, size, None if path is None else str(path))
+                    (file_id, i, line, rows, size, None if path is None else str(path),
+                     round_number)
                     for i, line, rows, size, path in parts
                 ],
-            )
+            )  # fmt: skip
 
     def record_reason(self, file_id: int, reason: str) -> None:
         """Record the sentence that explains why the file failed."""
@@ -543,17 +625,22 @@ class Journal:
         rows: int,
         size: int,
         path: Path | None = None,
+        round_number: int = 1,
     ) -> None:
-        """Record (or re-record, identically cut) one part of a file; batch fields are kept."""
+        """Record (or re-record, identically cut) one part of a file; batch fields are kept.
+
+        Part indices run on across rounds: a file's parts are numbered once, in order.
+        """
         with self._write() as conn:
             self._row(conn, file_id)
             conn.execute(
-                "INSERT INTO parts (file_id, part_index, first_line, rows, size, path)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (file_id, part_index) DO UPDATE SET"
+                "INSERT INTO parts (file_id, part_index, first_line, rows, size, path, round)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (file_id, part_index) DO UPDATE SET"
                 " first_line = excluded.first_line, rows = excluded.rows,"
                 " size = excluded.size, path = excluded.path",
-                (file_id, index, first_line, rows, size, None if path is None else str(path)),
-            )
+                (file_id, index, first_line, rows, size, None if path is None else str(path),
+                 round_number),
+            )  # fmt: skip
 
     def mark_submission_uncertain(self, file_id: int, index: int, uncertain: bool = True) -> None:
         """Flag a part whose create was sent but whose answer was lost (or is about to be sent)."""
@@ -590,15 +677,18 @@ class Journal:
                 )
 
     def finish_submitting(self, file_id: int) -> bool:
-        """SUBMITTING -> POLLING once every part has a batch; False (nothing changed) if not.
+        """SUBMITTING -> POLLING once every part of the file's round has a batch; False (nothing
+        changed) if not.
 
         One transaction with the check, so a batch found lost meanwhile is never left unsent.
         """
         at = stamp(self._clock())
         with self._write() as conn:
-            old = FileState(self._row(conn, file_id)["state"])
+            row = self._row(conn, file_id)
+            old = FileState(row["state"])
             missing = conn.execute(
-                "SELECT COUNT(*) FROM parts WHERE file_id = ? AND batch_id IS NULL", (file_id,)
+                "SELECT COUNT(*) FROM parts WHERE file_id = ? AND round = ? AND batch_id IS NULL",
+                (file_id, row["round"]),
             ).fetchone()[0]
             if missing or old is FileState.POLLING:
                 return not missing

@@ -6,7 +6,8 @@ shapes without the SQL around them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,9 @@ class FileRecord:
     note: str | None = None
     # How the file was cut, once it was (see `pipeline.cut`); None before.
     cut: CutSettings | None = None
+    seen_at: datetime | None = None  # first seen in inbox/ (None: claimed before it was kept)
+    round: int = 1  # 2 and on: imported again, whole, after it changed
+    details: dict[str, Any] = field(default_factory=dict)  # what the round's checks learned
 
     @property
     def relative(self) -> str:
@@ -85,9 +89,10 @@ class FileRecord:
         data["cut"] = None if data.get("cut") is None else CutSettings.from_json(data["cut"])
         for key in ("inbox_path", "processing_path", "destination_path"):
             data[key] = _path(data[key])
-        for key in ("claimed_at", "updated_at", "finished_at", "dropped_at"):
+        for key in ("claimed_at", "updated_at", "finished_at", "dropped_at", "seen_at"):
             data[key] = _time(data.get(key))
         data["state"] = FileState(data["state"])
+        data["details"] = json.loads(data["details"]) if data.get("details") else {}
         return cls(**data)
 
 
@@ -112,6 +117,7 @@ class PartRecord:
     finished_at: datetime | None
     # Batches of this part Marketo no longer knew, oldest first; each was sent again once.
     lost_batch_ids: tuple[int, ...] = ()
+    round: int = 1
 
     @property
     def final(self) -> bool:

@@ -65,6 +65,8 @@ def recover(
             follow(record, part)
         if record.state in (FileState.CLAIMED, FileState.SUBMITTING):
             enqueue(record.dropbox, record.id)
+        elif record.state is FileState.CHANGED:
+            pass  # waits for its writer again (pipeline.rounds)
         elif not pending_batches:
             settle_if_finished(record.id)
     for box in boxes.values():

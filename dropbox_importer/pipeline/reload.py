@@ -30,7 +30,7 @@ RESTART_ONLY = ("state_dir", "state", "instances", "log_format")
 # carry; the drop box's `allow` does not: a file in flight already passed it.
 IN_FLIGHT_KEYS = (
     "instance", "root", "routes", "defaults", "columns", "route_policies", "encoding",
-    "max_part_bytes",
+    "encoding_candidates", "max_part_bytes",
 )  # fmt: skip
 
 

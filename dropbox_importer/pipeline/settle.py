@@ -30,8 +30,9 @@ from dropbox_importer.pipeline.cut import CutSettings, recorded_cut
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.lost import RESUBMISSIONS
 from dropbox_importer.pipeline.prepared import load_prepared
-from dropbox_importer.pipeline.reasons import CHANGED, VANISHED, Rejected, unreadable_reason
+from dropbox_importer.pipeline.reasons import FileChanged, Rejected, unreadable_reason
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
+from dropbox_importer.pipeline.rounds import round_parts_dir, vanished_reason
 from dropbox_importer.pipeline.states import FileState
 
 log = structlog.get_logger(__name__)
@@ -45,14 +46,13 @@ def decide(
     local_failures: int,
     rejection: str | None,
     partial_failure: str,
-    *,
-    changed: bool = False,
 ) -> tuple[Outcome, str | None]:
-    """The file's outcome and, for a failure, the sentence that explains it."""
+    """The file's outcome and, for a failure, the sentence that explains it.
+
+    `parts` are those of the file's last round: earlier rounds read older bytes.
+    """
     if rejection is not None:
         return "failed", rejection
-    if changed:
-        return "failed", CHANGED
     failed = [p for p in parts if p.status is BatchState.FAILED]
     lost = [p for p in failed if len(p.lost_batch_ids) > RESUBMISSIONS]
     if lost:  # not Marketo failing the rows: Marketo lost the batches, say so plainly
@@ -88,7 +88,11 @@ class Settler:
         self._guard = guard
 
     def settle(self, file_id: int, rejection: str | None) -> None:
-        """Bring the file to its final place; safe to call again after a crash."""
+        """Bring the file to its final place; safe to call again after a crash.
+
+        FileChanged (nothing written, nothing moved) when the file is not the one its round
+        began with: it is imported again in a new round instead.
+        """
         record = self._journal.get(file_id)
         if record.state.terminal:
             return
@@ -158,27 +162,30 @@ class Settler:
     ) -> tuple[Outcome, str | None]:
         """Fetch Marketo's row files, write ours and result.json into `staging`."""
         box = self._boxes(record.dropbox)
-        parts = self._journal.parts(record.id)
+        every = self._journal.parts(record.id)
+        parts = [p for p in every if p.round == record.round]
         local = self._journal.local_failures(record.id)
         try:
             size, sha256 = file_digest(record.processing_path)
-            dropped = datetime.fromtimestamp(record.processing_path.stat().st_mtime, UTC)
+            modified = datetime.fromtimestamp(record.processing_path.stat().st_mtime, UTC)
         except FileNotFoundError:
-            size, sha256, dropped = 0, "", None
-            rejection = rejection or VANISHED
+            size, sha256, modified = 0, "", None
+            rejection = rejection or vanished_reason(record, every)
         except OSError as exc:
             # Unreadable to the daemon's user: failed with that reason, its bytes unknown.
             st = record.processing_path.lstat()
-            size, sha256, dropped = st.st_size, "", datetime.fromtimestamp(st.st_mtime, UTC)
+            size, sha256, modified = st.st_size, "", datetime.fromtimestamp(st.st_mtime, UTC)
             rejection = rejection or unreadable_reason(exc)
-        changed = (size, sha256) != (record.size, record.sha256)
-        outcome, reason = decide(parts, len(local), rejection, box.partial_failure, changed=changed)
+        else:
+            if (size, sha256) != (record.size, record.sha256):
+                raise FileChanged(str(record.processing_path))
+        outcome, reason = decide(parts, len(local), rejection, box.partial_failure)
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
         cut = self._cut(record)
         params = None if cut is None else cut.params
-        facts = load_prepared(self._parts_root / str(record.id))
+        facts = load_prepared(round_parts_dir(self._parts_root, record))
         header = None if facts is None else facts.header
         if cut is not None and (parts or local):
             # The key column as sent: the lookup field, email, or a custom object's dedupe field.
@@ -186,12 +193,14 @@ class Settler:
             self._stage_rows(record, cut, parts, local, staging, header, key)
         result = FileResult.build(
             record,
-            parts,
+            every,
             params,
             outcome,
             reason=reason,
-            # A rename keeps the mtime: the moment the partner's upload last wrote the file.
-            dropped=dropped,
+            # When the daemon first saw it: an upload keeping the partner's mtime (`sftp put
+            # -p`) would otherwise date it days back. The mtime is kept as `modified`.
+            dropped=record.seen_at or record.claimed_at,
+            modified=modified,
             rows_failed_locally=len(local),
             header=header,
             duplicates=None
@@ -252,7 +261,8 @@ class Settler:
                     original=record.processing_path,
                     fmt=cut.params.format,
                     reason_column=column,
-                    encoding=cut.encoding,
+                    # As the checks decided (a BOM, valid UTF-8, declared or detected).
+                    encoding=str(record.details.get("encoding", cut.encoding)),
                     local_failures=extra,
                     sent=header.sent if header is not None and header.drops_columns else None,
                     lookup=key or cut.params.lookup_field or "email",

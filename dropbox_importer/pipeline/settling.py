@@ -21,6 +21,7 @@ import structlog
 from dropbox_importer.dropbox.layout import SettleError
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.problems import Problems
+from dropbox_importer.pipeline.reasons import FileChanged
 from dropbox_importer.pipeline.records import FileRecord
 from dropbox_importer.pipeline.settle import Settler
 from dropbox_importer.threads import Workers
@@ -43,12 +44,14 @@ class SettleQueue:
         problems: Problems,
         settled: Callable[[FileRecord], None],
         clock: Callable[[], float] = time.monotonic,
+        on_changed: Callable[[int, str], None] | None = None,
     ) -> None:
         self._settler = settler
         self._journal = journal
         self._workers = workers
         self._problems = problems
         self._settled = settled
+        self._on_changed = on_changed
         self._clock = clock
         self._lock = threading.Lock()
         self._in_hand: set[int] = set()
@@ -91,6 +94,13 @@ class SettleQueue:
     def _settle(self, file_id: int, rejection: str | None) -> None:
         try:
             self._settler.settle(file_id, rejection)
+        except FileChanged:
+            # Written to since its round began: another round, not a failure (pipeline.rounds).
+            with self._lock:
+                self._retries.pop(file_id, None)
+            if self._on_changed is not None:
+                self._on_changed(file_id, "in processing/ before it settled")
+            return
         except Exception as exc:
             self._failed(file_id, rejection, exc)
             return

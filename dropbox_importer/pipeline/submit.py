@@ -24,6 +24,7 @@ from dropbox_importer.config import DropboxConfig
 from dropbox_importer.csvfile import (
     Duplicates,
     FileRejected,
+    Inspection,
     KeyColumns,
     Part,
     inspect_file,
@@ -62,8 +63,8 @@ from dropbox_importer.pipeline.preflight import (
 )
 from dropbox_importer.pipeline.prepared import save_prepared
 from dropbox_importer.pipeline.reasons import (
-    CHANGED,
     VANISHED,
+    FileChanged,
     Rejected,
     params_for,
     route_for,
@@ -71,18 +72,19 @@ from dropbox_importer.pipeline.reasons import (
     unreadable_reason,
 )
 from dropbox_importer.pipeline.records import FileRecord
+from dropbox_importer.pipeline.rounds import round_parts_dir
 from dropbox_importer.pipeline.states import FileState
 
 log = structlog.get_logger(__name__)
 
 # Kept importable from here: the one-shot import and older callers use these names.
 __all__ = [
-    "CHANGED",
     "EMPTY_KEY_REASONS",
     "EMPTY_LOOKUP",
     "OPERATOR_RETRY_SECONDS",
     "VANISHED",
     "Cut",
+    "FileChanged",
     "Prepared",
     "Rejected",
     "Submitter",
@@ -107,6 +109,7 @@ class Cut:
     header: HeaderMap | None  # None when the file had no readable header to map
     duplicates: Duplicates = field(default_factory=Duplicates)
     lookup_field: str = "email"  # the lookup column as the file names it, once mapped
+    inspection: Inspection | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,32 @@ class Prepared:
     parts: list[Part]
     local_failures: dict[int, str]
     settings: CutSettings  # how it was cut: recorded before its first part is sent
+    inspection: Inspection | None = None
+    round: int = 1  # the round of the file these parts were cut in
+
+
+def details_of(inspection: Inspection) -> dict[str, object]:
+    """What a round's checks learned, as the journal keeps it for result.json."""
+    return {
+        "encoding": inspection.encoding,
+        "encoding_by": inspection.encoding_by,
+        "blank_rows": len(inspection.blank_lines),
+        "ignored_columns": list(inspection.ignored_columns),
+        "last_line": inspection.last_line,
+    }
+
+
+def without_padding(header: HeaderMap, columns: list[int]) -> HeaderMap:
+    """The map with Excel's padding (trailing unnamed, empty columns, 1-based) not sent."""
+    padding = {column - 1 for column in columns}
+    return HeaderMap(
+        tuple(
+            replace(c, field=None, fate=Fate.IGNORED, how="no name and no value (Excel's padding)")
+            if c.index in padding
+            else c
+            for c in header.columns
+        )
+    )
 
 
 def map_columns(
@@ -162,7 +191,7 @@ def check_and_cut(
     status in Marketo's spelling), the parts, the rows failed locally and the mapped header;
     Rejected says why not.
     """
-    settings = CutSettings(params, box.encoding, box.max_part_bytes)
+    settings = CutSettings(params, box.encoding, box.max_part_bytes, box.encoding_candidates)
     return cut_file(path, settings, parts_dir, catalog, rules)
 
 
@@ -184,7 +213,10 @@ def cut_file(
             encoding=settings.encoding,
             names=None if header is None else header.lookup_names,
             keys=keys,
+            candidates=settings.candidates,
         )
+        if header is not None and inspection.ignored_columns:
+            header = without_padding(header, inspection.ignored_columns)
         if catalog is not None and header is not None:
             check_header(header, params, catalog)
         if catalog is not None:
@@ -208,18 +240,32 @@ def cut_file(
     if parts_dir.exists():
         shutil.rmtree(parts_dir)  # a previous attempt's parts: cut again, deterministically
     parts_dir.mkdir(parents=True)
-    parts = split_file(
-        path,
-        params.format,
-        parts_dir,
-        max_bytes=settings.max_part_bytes,
-        encoding=settings.encoding,
-        skip_lines=frozenset(local),
-        header=None if header is None else header.sent_names,
-        keep=header.sent if header is not None and header.drops_columns else None,
-    )
+    names: list[str] | None = None if header is None else header.sent_names
+    keep: tuple[int, ...] | None = None
+    if header is not None and header.drops_columns:
+        keep = header.sent
+    elif header is None and inspection.ignored_columns:
+        keep = tuple(range(inspection.named_columns))  # Excel's padding left out
+        names = inspection.header[: inspection.named_columns]
+    try:
+        parts = split_file(
+            path,
+            params.format,
+            parts_dir,
+            max_bytes=settings.max_part_bytes,
+            # The encoding the checks decided on, so that auto detection runs once.
+            encoding=inspection.encoding,
+            # Rows failed locally, and blank rows (Excel's empty rows among them).
+            skip_lines=frozenset(local) | inspection.skip_lines(),
+            header=names,
+            keep=keep,
+        )
+    except FileRejected as exc:
+        raise Rejected(str(exc)) from exc
     save_prepared(parts_dir, header, inspection.duplicates, inspection.lookup_field)
-    return Cut(params, parts, local, header, inspection.duplicates, inspection.lookup_field)
+    return Cut(
+        params, parts, local, header, inspection.duplicates, inspection.lookup_field, inspection
+    )
 
 
 def prepare(
@@ -229,22 +275,37 @@ def prepare(
 
     The cut recorded in the journal is used when there is one (a restart resumes the same
     parts, whatever the config says now), else the one the drop box's config gives now.
+    FileChanged when the file is not the one the round began with (before or after the cut:
+    parts cut from a file still being written would import a snapshot of it, maybe a cut row).
     """
     params, policy = route_for(record, box)
-    settings = record.cut or CutSettings(params, box.encoding, box.max_part_bytes)
+    settings = record.cut or CutSettings(
+        params, box.encoding, box.max_part_bytes, box.encoding_candidates
+    )
     path = Path(record.processing_path)
     try:
-        cut = cut_file(path, settings, parts_dir, catalog, policy.columns)
-        # Parts cut from a file still being written would import a truncated snapshot.
+        try:
+            cut = cut_file(path, settings, parts_dir, catalog, policy.columns)
+        except Rejected:
+            if file_digest(path) != (record.size, record.sha256):
+                raise FileChanged(str(path)) from None  # the verdict was on other bytes
+            raise
         same = file_digest(path) == (record.size, record.sha256)
     except FileNotFoundError as exc:
         raise Rejected(VANISHED) from exc
     except OSError as exc:
         raise Rejected(unreadable_reason(exc)) from exc
     if not same:
-        raise Rejected(CHANGED)
+        raise FileChanged(str(path))
     # What is sent, and recorded with the cut, has Marketo's spelling of a status.
-    return Prepared(cut.params, cut.parts, cut.local_failures, replace(settings, params=cut.params))
+    return Prepared(
+        cut.params,
+        cut.parts,
+        cut.local_failures,
+        replace(settings, params=cut.params),
+        cut.inspection,
+        record.round,
+    )
 
 
 def refused(exc: MarketoError) -> str:
@@ -285,6 +346,7 @@ class Submitter:
         on_all_submitted: Callable[[int], None],
         stop: threading.Event,
         clock: Callable[[], float] = time.monotonic,
+        on_changed: Callable[[int, str], None] | None = None,
     ) -> None:
         self.name = name
         self._client = client
@@ -296,6 +358,7 @@ class Submitter:
         self._on_submitted = on_submitted
         self._on_rejected = on_rejected
         self._on_all_submitted = on_all_submitted
+        self._on_changed = on_changed
         self._stop = stop
         # Files taken before, waiting for their list: prepared once, not again each turn.
         self._prepared: dict[int, Prepared] = {}
@@ -411,14 +474,20 @@ class Submitter:
             return
         self._on_rejected(file_id, reason)
 
+    def _base(self, record: FileRecord) -> int:
+        """The journal index of the round's first part: indices run on across rounds."""
+        return sum(1 for p in self._journal.parts(record.id) if p.round < record.round)
+
     def _prepare(self, record: FileRecord, box: DropboxConfig) -> Prepared:
-        """Check and cut the file, record its parts; once per file (Rejected, MarketoError)."""
+        """Check and cut the file, record its parts; once per round of a file (Rejected,
+        MarketoError, FileChanged)."""
         prepared = self._prepared.get(record.id)
-        if prepared is not None:
+        if prepared is not None and prepared.round == record.round:
             return prepared
-        parts_dir = self._parts_root / str(record.id)
+        parts_dir = round_parts_dir(self._parts_root, record)
         prepared = prepare(record, box, parts_dir, self._catalog if box.preflight else None)
-        recorded = self._journal.parts(record.id)
+        base = self._base(record)
+        recorded = [p for p in self._journal.parts(record.id) if p.round == record.round]
         # Once a create may have reached Marketo, the parts are fixed: a different cut would
         # send rows twice or never.
         started = any(p.batch_id is not None or p.submission_uncertain for p in recorded)
@@ -431,18 +500,22 @@ class Submitter:
             self._journal.record_cut(
                 record.id,
                 prepared.settings,
-                [(p.index, p.first_line, p.rows, p.bytes, p.path) for p in prepared.parts],
+                [(base + p.index, p.first_line, p.rows, p.bytes, p.path) for p in prepared.parts],
+                round_number=record.round,
             )
         else:
             for part in prepared.parts:  # the same cut again: the new parts' files
                 self._journal.record_part(
                     record.id,
-                    part.index,
+                    base + part.index,
                     first_line=part.first_line,
                     rows=part.rows,
                     size=part.bytes,
                     path=part.path,
+                    round_number=record.round,
                 )
+        if prepared.inspection is not None:
+            self._journal.record_details(record.id, details_of(prepared.inspection))
         if record.state is FileState.CLAIMED:
             self._journal.transition(record.id, FileState.SUBMITTING)
         self._journal.record_local_failures(record.id, prepared.local_failures)
@@ -474,6 +547,13 @@ class Submitter:
             return
         try:
             prepared = self._prepare(record, box)
+        except FileChanged:
+            self._forget(file_id)
+            if self._on_changed is None:
+                self._reject(file_id, "the file changed after it was claimed")
+            else:
+                self._on_changed(file_id, "in processing/ while it was checked and cut")
+            return
         except Rejected as exc:
             # file_failed follows with the same reason once the file is in failed/.
             bound.debug("file_rejected", reason=exc.reason)
@@ -485,7 +565,8 @@ class Submitter:
         except MarketoError as exc:
             self._refuse(file_id, exc)
             return
-        known = {part.index: part for part in self._journal.parts(file_id)}
+        base = self._base(record)
+        known = {part.index - base: part for part in self._journal.parts(file_id)}
         for part in prepared.parts:
             before = known.get(part.index)
             if before is not None and before.batch_id is not None:
@@ -497,37 +578,38 @@ class Submitter:
                 bound.warning("batch_resubmitted_uncertain", part=part.index)
             # Marked before the create: if the answer is lost to a crash, recovery knows this
             # part may have reached Marketo and counts a resubmission as such.
-            self._journal.mark_submission_uncertain(file_id, part.index)
+            self._journal.mark_submission_uncertain(file_id, base + part.index)
             try:
                 batch_id = self._client.create_import(part.path, prepared.params, stop=self._stop)
             except ImportInProgress as exc:
                 # Refused before or by Marketo: this attempt created nothing.
-                self._journal.mark_submission_uncertain(file_id, part.index, False)
+                self._journal.mark_submission_uncertain(file_id, base + part.index, False)
                 bound.info(
                     "import_waits_for_list",
                     list_id=exc.list_id,
-                    part=part.index,
+                    part=base + part.index,
                     held_by_us=exc.own,
                     retry_in=None if exc.own else round(exc.retry_in, 2),
                 )
                 self._queue.put_front(record.dropbox, file_id)
                 return
             except AuthenticationError as exc:
-                self._journal.mark_submission_uncertain(file_id, part.index, False)
+                self._journal.mark_submission_uncertain(file_id, base + part.index, False)
                 self._operator_must_act(file_id, record.dropbox, exc)
                 return
             except MarketoError as exc:
                 # Refused: this attempt created nothing.
-                self._journal.mark_submission_uncertain(file_id, part.index, False)
+                self._journal.mark_submission_uncertain(file_id, base + part.index, False)
                 self._refuse(file_id, exc)
                 return
-            self._journal.record_batch(file_id, part.index, batch_id)
+            self._journal.record_batch(file_id, base + part.index, batch_id)
             bound.info(
                 "batch_created",
                 batch_id=batch_id,
-                part=part.index,
+                part=base + part.index,
                 rows=part.rows,
                 kind=prepared.params.kind.value,
+                round=record.round,
             )
             self._on_submitted(file_id, batch_id, part.rows, self.name)
         # Atomic with the check that every part has a batch: one lost meanwhile is sent again.

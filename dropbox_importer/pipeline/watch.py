@@ -167,17 +167,27 @@ def _listing(folder: str | None) -> Iterator[os.DirEntry[str]]:
         return iter(())
 
 
-class _Forward(FileSystemEventHandler):
-    """Turns every file event into a call of `notify(path)`; directories are rescanned."""
+Notify = Callable[[Path, bool], None]
 
-    def __init__(self, notify: Callable[[Path], None], rescan: Callable[[Path], None]) -> None:
+
+class _Forward(FileSystemEventHandler):
+    """Turns every file event into `notify(path, closed)`; directories are rescanned.
+
+    `closed` is True when the writer is done with the path as far as inotify can tell: it was
+    closed after being written (close-write), or renamed into place (the destination of a move).
+    """
+
+    def __init__(self, notify: Notify, rescan: Callable[[Path], None]) -> None:
         self._notify = notify
         self._rescan = rescan
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write", "deleted"):
             return
-        for raw in (event.src_path, event.dest_path):
+        for raw, closed in (
+            (event.src_path, event.event_type == "closed"),
+            (event.dest_path, event.event_type == "moved"),
+        ):
             if not raw:
                 continue
             path = Path(os.fsdecode(raw))
@@ -187,17 +197,21 @@ class _Forward(FileSystemEventHandler):
                 if event.event_type in ("created", "moved"):
                     self._rescan(path)
             else:
-                self._notify(path)
+                self._notify(path, closed)
 
 
 class InboxWatcher:
-    """Watches one inbox recursively with inotify or by polling; calls `notify` per path."""
+    """Watches one inbox recursively with inotify or by polling; calls `notify` per path.
+
+    `notify(path, closed)`: `closed` only ever comes from inotify (the polling observer sees
+    sizes and times, never a close).
+    """
 
     def __init__(
         self,
         inbox: Path,
         mode: WatchMode,
-        notify: Callable[[Path], None],
+        notify: Notify,
         *,
         polling_interval: float = 5.0,
     ) -> None:
@@ -212,7 +226,7 @@ class InboxWatcher:
 
     def _rescan_folder(self, folder: Path) -> None:
         for path in scan_inbox(folder):
-            self._notify(path)
+            self._notify(path, False)
 
     def start(self) -> None:
         """Start watching; files already present are reported by a first scan."""

@@ -47,6 +47,7 @@ ROUTES = Map(
         Rule("/rest/v1/lists/<list_id>.json", endpoint="list", methods=["GET"]),
         Rule("/sandbox/leads.json", endpoint="sandbox_leads", methods=["GET"]),
         Rule("/sandbox/batches.json", endpoint="sandbox_batches", methods=["GET", "POST"]),
+        Rule("/sandbox/batches/<batch_id>/file", endpoint="sandbox_batch_file", methods=["GET"]),
         Rule("/sandbox/stats.json", endpoint="sandbox_stats", methods=["GET"]),
         Rule("/sandbox/faults.json", endpoint="sandbox_faults", methods=["GET", "POST"]),
         Rule("/sandbox/speed.json", endpoint="sandbox_speed", methods=["GET", "POST"]),
@@ -165,7 +166,9 @@ class SandboxApp:
             response = error("610", "Requested resource not found", status=404)
             self.stats.record("unknown", "610")
             return response(environ, start_response)
-        if endpoint.startswith("sandbox_"):
+        if endpoint == "sandbox_batch_file":
+            response = self.batch_file(args["batch_id"])
+        elif endpoint.startswith("sandbox_"):
             response = self.introspect(endpoint, request)
         elif endpoint == "identity":
             response = self.identity(request, environ)
@@ -306,6 +309,15 @@ class SandboxApp:
                 return json_response({"error": f"bad fault settings: {exc}"}, status=400)
             log.info("sandbox_faults_changed", **self.faults.settings.to_json())
         return json_response(self.faults.settings.to_json())
+
+    def batch_file(self, batch_id: str) -> Response:
+        """`GET /sandbox/batches/{id}/file`: the file a create uploaded, byte for byte."""
+        batch = self.queue.find(int(batch_id)) if batch_id.isdigit() else None
+        if batch is None:
+            return json_response({"error": f"no batch {batch_id}"}, status=404)
+        if batch.status in ("Complete", "Failed") and not self.settings.keep_uploads:
+            return json_response({"error": "uploads are kept only with keep_uploads"}, status=410)
+        return Response(batch.payload, mimetype="application/octet-stream")
 
     def forget_batches(self, request: Request) -> Response:
         """`POST /sandbox/batches.json {"forget": [ids]}`: those ids become unknown to Marketo.

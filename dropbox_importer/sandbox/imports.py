@@ -264,7 +264,8 @@ class ImportQueue:
             self._importing.remove(batch)
             batch.status = "Failed" if batch.failure is not None else "Complete"
             batch.finished = now
-            batch.payload = b""
+            if not self.settings.keep_uploads:
+                batch.payload = b""
             log.debug("sandbox_batch_finished", batch_id=batch.batch_id, status=batch.status)
         while self._queued and len(self._importing) < self.settings.max_importing:
             batch = self._queued.popleft()

@@ -148,6 +148,9 @@ class SandboxSettings:
     catalog: ObjectCatalog = field(default_factory=lambda: _default_catalog())
     faults: FaultSettings = field(default_factory=FaultSettings)
     scope: str = "sandbox-api-user@example.com"
+    # Keep every uploaded file for /sandbox/batches/{id}/file (tests); else freed when its
+    # batch finishes, as a long run of big files would otherwise hold them all in memory.
+    keep_uploads: bool = False
 
     def __post_init__(self) -> None:
         """Reject settings that would make the sandbox meaningless."""

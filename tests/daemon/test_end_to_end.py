@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +204,29 @@ def test_rows_marketo_refuses_are_listed_with_their_line_numbers(
     assert "empty" in by_line["4"].lower()
     result = result_of(final)
     assert result["outcome"] == "done"
+
+
+def test_dropped_is_when_the_daemon_first_saw_the_file_and_its_old_mtime_is_kept_apart(
+    tmp_path: Path, make_sandbox: Callable[..., Any], start: Start
+) -> None:
+    sandbox = make_sandbox(**FAST)
+    root = tmp_path / "box"
+    start(tmp_path, sandbox, {"box": {"root": str(root)}})
+    old = datetime(2019, 3, 1, 12, 0, tzinfo=UTC)  # `sftp put -p` keeps the partner's mtime
+    target = root / "inbox" / "csv" / "kept.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(".kept.csv.uploading")
+    staging.write_text("email\nkept@example.com\n")
+    os.utime(staging, (old.timestamp(), old.timestamp()))
+    before = datetime.now(UTC)
+    staging.rename(target)
+    final = root / "done" / "csv" / "kept.csv"
+    wait_for(final.exists, timeout=60, what="kept.csv in done/")
+    timings = result_of(final)["timings"]
+    dropped = datetime.fromisoformat(timings["dropped"].replace("Z", "+00:00"))
+    claimed = datetime.fromisoformat(timings["claimed"].replace("Z", "+00:00"))
+    assert before - timedelta(seconds=2) <= dropped <= claimed  # seen now, not in 2019
+    assert datetime.fromisoformat(timings["modified"].replace("Z", "+00:00")) == old
 
 
 def test_bad_file_and_bad_route_go_to_failed_with_a_reason(

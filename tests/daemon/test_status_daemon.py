@@ -9,11 +9,13 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 
 from dropbox_importer.cli import main as cli_main
@@ -30,6 +32,8 @@ SANDBOX_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[\w+ *\] sandbo
 
 def status(config: Path, *args: str) -> tuple[dict[str, Any], str]:
     """`status --json` and `status` as text, run in this process."""
+    # The sandbox's threads log to stdout: keep their lines out of the captured document.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.__stderr__))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         cli_main(["status", "--config", str(config), "--json", *args])

@@ -20,17 +20,20 @@ from dropbox_importer.pipeline.watch import (
 class Seen:
     def __init__(self) -> None:
         self.paths: set[Path] = set()
+        self.closed: set[Path] = set()
         self.changed = threading.Condition()
 
-    def __call__(self, path: Path) -> None:
+    def __call__(self, path: Path, closed: bool) -> None:
         with self.changed:
             self.paths.add(path)
+            if closed:
+                self.closed.add(path)
             self.changed.notify_all()
 
-    def wait_for(self, path: Path, timeout: float = 10.0) -> bool:
+    def wait_for(self, path: Path, timeout: float = 10.0, *, closed: bool = False) -> bool:
         deadline = time.monotonic() + timeout
         with self.changed:
-            while path not in self.paths:
+            while path not in (self.closed if closed else self.paths):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -61,6 +64,31 @@ def test_watcher_reports_existing_new_nested_and_renamed_files(
         final = inbox / "csv" / "up.csv"
         partial.rename(final)
         assert seen.wait_for(final)
+    finally:
+        watcher.stop()
+
+
+def test_inotify_tells_when_a_writer_closed_a_file_or_renamed_it_into_place(
+    tmp_path: Path,
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    seen = Seen()
+    watcher = InboxWatcher(inbox, WatchMode.EVENTS, seen)
+    watcher.start()
+    try:
+        path = inbox / "held.csv"
+        writer = path.open("w")
+        writer.write("email\n")
+        writer.flush()
+        assert seen.wait_for(path)
+        assert path not in seen.closed  # written, still open
+        writer.close()
+        assert seen.wait_for(path, closed=True)
+        staged = inbox / "up.csv.partial"
+        staged.write_text("email\n")
+        staged.rename(inbox / "up.csv")
+        assert seen.wait_for(inbox / "up.csv", closed=True)
     finally:
         watcher.stop()
 

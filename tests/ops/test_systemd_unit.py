@@ -85,7 +85,9 @@ def test_unit_declares_the_service_contract() -> None:
         "Service.LoadCredential": ["main:/etc/dropbox-importer/credentials/main"],
         "Service.ProtectSystem": ["strict"],
         "Service.ReadWritePaths": ["/srv/dropbox /srv/archive"],
-        "Service.CapabilityBoundingSet": [""],
+        # One capability: leases on partners' uploads (dropbox/writers.py).
+        "Service.CapabilityBoundingSet": ["CAP_LEASE"],
+        "Service.AmbientCapabilities": ["CAP_LEASE"],
         "Service.RestrictAddressFamilies": ["AF_UNIX AF_INET AF_INET6"],
         "Service.SystemCallFilter": ["@system-service", "~@privileged @resources"],
         "Service.MemoryDenyWriteExecute": ["yes"],
@@ -94,6 +96,8 @@ def test_unit_declares_the_service_contract() -> None:
         assert unit.get(key) == values, key
     # Drop boxes are shared with partner accounts through groups; a dynamic user has none.
     assert "Service.DynamicUser" not in unit
+    # CAP_LEASE counts only in the initial user namespace.
+    assert "Service.PrivateUsers" not in unit
     # Marketo sits behind addresses that change; an IP allow-list would break imports.
     assert "Service.IPAddressDeny" not in unit
 

@@ -410,6 +410,90 @@ def test_a_write_survives_kill_9_right_after_it_returns(tmp_path: Path) -> None:
     journal.close()
 
 
+def test_a_claim_keeps_when_the_file_was_first_seen_and_its_mtime(
+    journal: Journal, clock: Clock
+) -> None:
+    seen = clock.now - timedelta(seconds=40)
+    modified = datetime(2019, 1, 1, tzinfo=UTC)  # `sftp put -p` keeps the partner's old mtime
+    file_id = journal.record_claim(
+        "acme", "", "x.csv", Path("/i"), Path("/p"), 1, "00", dropped_at=modified, seen_at=seen
+    )
+    record = journal.get(file_id)
+    assert (record.seen_at, record.dropped_at, record.claimed_at) == (seen, modified, clock.now)
+    assert record.round == 1 and record.details == {}
+
+
+def test_a_changed_file_starts_a_new_round_keeping_its_earlier_parts(journal: Journal) -> None:
+    file_id = claim(journal)
+    journal.transition(file_id, S.SUBMITTING)
+    journal.record_part(file_id, 0, first_line=2, rows=2, size=30)
+    journal.record_batch(file_id, 0, 501)
+    journal.record_local_failures(file_id, {3: "lookup field is empty"})
+    journal.record_details(file_id, {"blank_rows": 1})
+    journal.transition(file_id, S.POLLING)
+    journal.transition(file_id, S.CHANGED, "grew after its claim")
+    assert journal.start_round(file_id, 300, "cd" * 32, None) == 2
+    record = journal.get(file_id)
+    assert (record.state, record.round, record.size, record.sha256) == (
+        S.CLAIMED,
+        2,
+        300,
+        "cd" * 32,
+    )
+    assert record.details == {} and journal.local_failures(file_id) == {}
+    journal.record_part(file_id, 1, first_line=2, rows=10, size=300, round_number=2)
+    assert [(p.index, p.round, p.batch_id) for p in journal.parts(file_id)] == [
+        (0, 1, 501),
+        (1, 2, None),
+    ]
+    assert journal.transitions(file_id)[-1].detail == "round 2"
+
+
+def test_a_settled_file_is_reopened_only_through_changed(journal: Journal, clock: Clock) -> None:
+    file_id = claim(journal)
+    finish(journal, file_id)
+    assert journal.finished_since(clock.now - timedelta(minutes=5))[0].id == file_id
+    with pytest.raises(InvalidTransition):
+        journal.start_round(file_id, 1, "00", None)
+    journal.reopen(file_id, Path("/box/processing/list-42/leads.csv"), "changed in done/")
+    record = journal.get(file_id)
+    assert record.state is S.CHANGED and record.finished_at is None
+    assert journal.finished_since(clock.now - timedelta(minutes=5)) == []
+    assert record.id in [r.id for r in journal.unfinished()]
+
+
+def test_a_journal_of_schema_version_1_is_migrated_keeping_its_files(tmp_path: Path) -> None:
+    from dropbox_importer.pipeline.journal import MIGRATIONS
+
+    state = tmp_path / "state"
+    state.mkdir()
+    raw = sqlite3.connect(state / JOURNAL_NAME)
+    raw.executescript(MIGRATIONS[0])
+    raw.execute(
+        "INSERT INTO files (dropbox, route, name, inbox_path, processing_path, state, size,"
+        " sha256, claimed_at, updated_at) VALUES ('acme', '', 'old.csv', '/i', '/p', 'polling',"
+        " 5, '00', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')"
+    )
+    raw.execute(
+        "INSERT INTO parts (file_id, part_index, first_line, rows, size) VALUES (1, 0, 2, 1, 5)"
+    )
+    raw.execute("PRAGMA user_version=1")
+    raw.commit()
+    raw.close()
+    journal = Journal.open(state)
+    try:
+        [record] = journal.unfinished()
+        assert (record.name, record.round, record.seen_at, record.details) == (
+            "old.csv",
+            1,
+            None,
+            {},
+        )
+        assert journal.parts(record.id)[0].round == 1
+    finally:
+        journal.close()
+
+
 def test_reopening_a_postgresql_journal_keeps_everything_and_its_schema_version(
     postgres_database: PostgresDatabase,
 ) -> None:
