@@ -1,12 +1,14 @@
 """Every benchmark in one run: `python -m bench` (what `make bench` calls).
 
-Runs bench.pipeline (probes, throughput and the naive baseline), bench.idle (events, then
-polling) and bench.small_files (many small files, coalescing against one job per file, another
-integration on the instance, one busy list route), prints each one's own report, then one
-table of every figure beside its target, and writes bench/results.json. About 27 minutes with
-the defaults: 8 for the first two, 18 for the small files (one job per file at 10 s a job takes
-Marketo's two lanes 17 minutes for 200 files). `--idle-seconds` shortens the idle part,
-`--files` the throughput part, `--no-small-files` leaves the small files out.
+Runs bench.pipeline (probes, throughput and the naive baseline), bench.close_latency (close to
+create of locally written files, inotify then polling), bench.idle (events, then polling) and
+bench.small_files (many small files, coalescing against one job per file, another integration
+on the instance, one busy list route), prints each one's own report, then one table of every
+figure beside its target, and writes bench/results.json. About 28 minutes with the defaults:
+9 for the first three, 18 for the small files (one job per file at 10 s a job takes Marketo's
+two lanes 17 minutes for 200 files). `--idle-seconds` shortens the idle part, `--files` the
+throughput part, `--close-files` the close-to-create part, `--no-small-files` leaves the small
+files out.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import idle, pipeline, small_files
+from bench import close_latency, idle, pipeline, small_files
 from bench.report import table, write
 from dropbox_importer.logs import configure
 
@@ -30,6 +32,8 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     began = time.monotonic()
     flow = pipeline.run(options)
     pipeline.report(flow)
+    closing = close_latency.run(args.close_files)
+    close_latency.report(closing)
     watched = idle.run(["events", "polling"], args.folders, args.idle_seconds)
     idle.report(watched)
     many = small_files.run() if args.small_files else {}
@@ -37,6 +41,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         small_files.report(many)
     by_mode = {r["mode"]: r for r in watched}
     results = {k: v for k, v in flow.items() if not isinstance(v, dict)}
+    results.update(closing)
     results.update(many)
     results.update(
         {
@@ -56,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run every benchmark, print the table, write results.json."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--files", type=int, default=pipeline.Options().files)
+    parser.add_argument("--close-files", type=int, default=10)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument("--folders", type=int, default=500)
     parser.add_argument("--results", type=Path, default=RESULTS)

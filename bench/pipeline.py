@@ -117,7 +117,10 @@ def base_name(event: dict[str, Any]) -> str:
 
 
 def batches_by_file(daemon: DaemonProcess) -> dict[str, list[int]]:
-    """The batch ids the daemon logged as created, by file name."""
+    """The batch ids the daemon logged as created, by file name.
+
+    Events name a file by its path inside the drop box (`csv/leads.csv`): keyed by its name.
+    """
     out: dict[str, list[int]] = {}
     for event in daemon.events():
         if event.get("event") == "batch_created":

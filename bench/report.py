@@ -36,6 +36,27 @@ ROWS = (
         lambda v, r: v <= r["drop_to_create_target_s"],
     ),
     Row(
+        "close_to_create_p50_s",
+        "local writer's close to create, p50",
+        "s",
+        "",
+        lambda _v, _r: True,
+    ),
+    Row(
+        "close_to_create_p95_s",
+        "local writer's close to create, p95",
+        "s",
+        "<= quiet + 1",
+        lambda v, r: v <= r["close_to_create_target_s"],
+    ),
+    Row(
+        "close_to_create_polling_p95_s",
+        "same, polling (settle time), p95",
+        "s",
+        "",
+        lambda _v, _r: True,
+    ),
+    Row(
         "complete_to_done_p95_s",
         "batch complete to file in done/, p95",
         "s",

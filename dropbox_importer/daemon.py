@@ -1,9 +1,17 @@
 """The daemon: watch -> claim -> submit -> poll -> settle, told in one loop.
 
 Threads: one observer per drop box (watchdog), one submitter and one poller per Marketo
-instance, one settler pool; the main thread owns readiness, claiming, recovery, signals and
-systemd notifications. State lives in the journal, never only in memory: a restart (or a kill -9)
-continues where the last run stopped.
+instance, small worker pools that record claims and settle files; the main thread owns
+readiness, claiming, recovery, reloads and systemd notifications, and never reads a whole
+file. State lives in the journal, never only in memory: a restart (or a kill -9) continues
+where the last run stopped.
+
+Faults stay local: a folder or a drop box the daemon cannot read, write or create is reported
+(`pipeline.problems`) and skipped, and tried again at the drop box's next rescan; the daemon
+serves everything else meanwhile.
+
+Signals only set a flag (a handler that logged could deadlock on the logger's lock held by the
+code it interrupted); the loop sees the flag within a tick and stops, within 10 s.
 """
 
 from __future__ import annotations
@@ -15,7 +23,6 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,29 +32,42 @@ import structlog
 
 from dropbox_importer import logs, systemd
 from dropbox_importer.config import Config, ConfigError, DropboxConfig, InstanceConfig, load_config
+from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.health import HealthSnapshot
-from dropbox_importer.marketo.models import BatchStatus
+from dropbox_importer.marketo.models import BatchStatus, ImportParams
 from dropbox_importer.observe.hub import Observers
 from dropbox_importer.pipeline.boxes import Box, open_box
 from dropbox_importer.pipeline.claim import Claimer
+from dropbox_importer.pipeline.cut import recorded_cut
+from dropbox_importer.pipeline.engine import leadership_for, open_journal
 from dropbox_importer.pipeline.fairness import FairQueue
-from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.journal import Journal, JournalUnreachable
+from dropbox_importer.pipeline.leadership import (
+    EXIT_STOOD_DOWN,
+    Leadership,
+    LeadershipLost,
+    NoLeadership,
+)
 from dropbox_importer.pipeline.lock import StateDirLock
 from dropbox_importer.pipeline.lost import handle_lost_batch
 from dropbox_importer.pipeline.poll import PollBand, Poller
 from dropbox_importer.pipeline.preflight import Catalog
-from dropbox_importer.pipeline.reasons import Rejected, params_for
+from dropbox_importer.pipeline.problems import Problem, Problems, explain
+from dropbox_importer.pipeline.reasons import Rejected
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
-from dropbox_importer.pipeline.recover import recover
+from dropbox_importer.pipeline.recover import adopt_strays, recover
 from dropbox_importer.pipeline.reload import ReloadPlan, plan_reload
+from dropbox_importer.pipeline.rounds import Rounds
 from dropbox_importer.pipeline.runlog import Pending, RunLog
 from dropbox_importer.pipeline.settle import Settler
+from dropbox_importer.pipeline.settling import SettleQueue
 from dropbox_importer.pipeline.shared_batch import sweep_jobs
 from dropbox_importer.pipeline.states import FileState
 from dropbox_importer.pipeline.submit import Submitter
 from dropbox_importer.pipeline.watch import scan_inbox
 from dropbox_importer.sandbox import Sandbox, SandboxSettings
+from dropbox_importer.threads import Workers, log_thread_crashes
 
 log = structlog.get_logger(__name__)
 
@@ -55,8 +75,8 @@ __all__ = ["Box", "Daemon", "Instance", "embedded_sandbox_settings", "run"]
 
 TICK_SECONDS = 0.1
 STOP_DEADLINE_SECONDS = 8.0
-SETTLE_RETRY_FIRST_SECONDS = 1.0
-SETTLE_RETRY_MAX_SECONDS = 300.0
+EXIT_THREAD_CRASHED = 1
+JOURNAL_RETRY_MAX_SECONDS = 30.0
 
 
 @dataclass
@@ -71,27 +91,38 @@ class Instance:
     sandbox: Sandbox | None = None
 
 
+@dataclass
+class DownBox:
+    """A drop box whose root could not be opened or created: tried again at `next_try`."""
+
+    config: DropboxConfig
+    next_try: float
+
+
 class Daemon:
     """Runs every drop box of a config until SIGTERM."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.stop_event = threading.Event()
-        self.reload_requested = threading.Event()
+        self.stop_event = threading.Event()  # what the other threads watch
+        self._stop_signal: int | None = None  # set by the signal handler, and nothing else
+        self._reload_signal = False
+        self._crashed: str | None = None
         self.instances: dict[str, Instance] = {}
         self.boxes: dict[str, Box] = {}
+        self.down: dict[str, DownBox] = {}
         self.journal: Journal | None = None
-        self.settler: Settler | None = None
+        self.problems = Problems(
+            config.state_dir, found=self._problem_found, gone=self._problem_gone
+        )
         self.claimer: Claimer | None = None
-        self._settle_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="settle")
+        self.rounds: Rounds | None = None
+        self.settling: SettleQueue | None = None
+        self._register_workers = Workers("register", 4)
+        self._settle_workers = Workers("settle", 2)
         # batch id -> its files (several when they share it), for the poller's callbacks
         self._batch_files: dict[int, list[int]] = {}
-        self._settling: set[int] = set()
         self.observers: Observers | None = None
-        # file id -> (when to try settling again, how many tries failed, the rejection)
-        self._settle_retries: dict[
-            int, tuple[float, int, str | None]
-        ] = {}  # file ids handed to the settler, never twice
         self._lock = threading.Lock()
         self.runlog: RunLog | None = None
         # A reload's drop box changes held back until the box is idle: the file's config they
@@ -99,40 +130,142 @@ class Daemon:
         self._target: Config | None = None
         self._held: dict[str, Pending] = {}
         self._next_held_check = 0.0
+        self.leadership: Leadership = NoLeadership()
+        self._stood_down: str | None = None
+        self._told_ready = False
+        self._next_standby_note = 0.0
 
     # -- start and stop -------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run until SIGTERM or SIGINT; return the process exit code."""
+        """Run until SIGTERM or SIGINT; return the process exit code.
+
+        On a shared journal the daemon first stands by until it leads; a leader that loses
+        its leadership stops and returns EXIT_STOOD_DOWN.
+        """
         lock = StateDirLock(self.config.state_dir)
         lock.acquire()
         try:
-            self.journal = Journal.open(self.config.state_dir)
-            sweep_jobs(self.journal, self.parts_root)
+            self._install_signals()
+            log_thread_crashes(self._thread_crashed)
+            journal = self._open_journal()
+            if journal is None:
+                return 0  # stopped while waiting for the journal's database
+            self.journal = journal
+            self.leadership = leadership_for(self.config, journal, on_lost=self._stand_down)
+            self.observers = Observers(lambda: self.config, self.journal)
+            self.observers.leadership_started(
+                self.config.state.host_name,
+                lambda: self.leadership.leading,
+                self.config.state.lease_seconds,
+            )
+            self.observers.start()
+            if not self.leadership.wait_to_lead(self.stop_event, self._standing_by):
+                return 0  # stopped while standing by
+            # The run is recorded once this daemon leads: a standby's would replace the
+            # leader's in the shared journal.
             self.runlog = RunLog(self.journal)
             self.runlog.started(str(self.config.path), _config_sha256(self.config))
-            self.observers = Observers(lambda: self.config, self.journal)
-            self.observers.start()
-            self._install_signals()
+            # Before any submitter runs: folders of shared jobs that are over, or never made.
+            sweep_jobs(self.journal, self.parts_root)
+            self.problems.publish()
             self._start_instances()
-            self.settler = Settler(
+            settler = Settler(
                 self.journal,
                 parts_root=self.parts_root,
                 boxes=self._box_config,
-                layouts=lambda name: self.boxes[name].layout,
+                layouts=lambda name: DropboxLayout(self.config.dropboxes[name].root),
                 clients=self._client_for,
+                guard=self.leadership.guard,
             )
-            self.claimer = Claimer(self.journal, self._enqueue, self.runlog)
-            self._start_boxes()
+            self.settling = SettleQueue(
+                settler,
+                self.journal,
+                self._settle_workers,
+                problems=self.problems,
+                settled=self._settled,
+                on_changed=self._on_changed,
+            )
+            self.claimer = Claimer(
+                self.journal,
+                self._enqueue,
+                reject=self._on_rejected,
+                problems=self.problems,
+                workers=self._register_workers,
+                guard=self.leadership.guard,
+            )
+            settling = self.settling
+            self.rounds = Rounds(
+                self.journal,
+                boxes=self.boxes.get,
+                requeue=self._enqueue,
+                settle=settling.hand,
+            )
+            now = time.monotonic()
+            for box_config in self.config.dropboxes.values():
+                self._open_box(box_config, now)
             self.runlog.running_dropboxes(list(self.boxes))
-            self._recover()
+            self._recover(self.boxes)
+            watch = max((b.config.settled_watch_seconds for b in self.boxes.values()), default=0)
+            self.rounds.recover(watch)
             log.info("daemon_ready", dropboxes=sorted(self.boxes), instances=sorted(self.instances))
             systemd.ready(self._status_line())
             self._loop()
+        except LeadershipLost:
+            pass  # lost during start-up or recovery: stood down below, as in the loop
         finally:
             self._shutdown()
             lock.release()
-        return 0
+        if self._stood_down is not None:
+            log.error(
+                "daemon_stood_down", host=self.config.state.host_name, reason=self._stood_down
+            )
+            return EXIT_STOOD_DOWN
+        return EXIT_THREAD_CRASHED if self._crashed is not None else 0
+
+    def _open_journal(self) -> Journal | None:
+        """The journal; a shared one's database is waited for while it cannot be reached.
+
+        A host that boots while the database is down stays up and keeps trying, as a standby
+        would, rather than exhausting systemd's restarts. None when stopped meanwhile.
+        """
+        delay = 1.0
+        while True:
+            try:
+                return open_journal(self.config)
+            except JournalUnreachable as exc:
+                log.warning("journal_unreachable", error=str(exc), retry_in_seconds=delay)
+                self._standing_by("waiting for the journal's database")
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline:
+                if self._stopping_now() or self.stop_event.wait(TICK_SECONDS):
+                    return None
+            delay = min(delay * 2, JOURNAL_RETRY_MAX_SECONDS)
+
+    def _stand_down(self, reason: str) -> None:
+        """Leadership is lost: stop at once; nothing may move or reach Marketo any more."""
+        self._stood_down = reason
+        self.stop_event.set()
+
+    def _stopping_now(self) -> bool:
+        """Before leading: a stop signal ends the waits (the loop is not running to see it)."""
+        if self._stop_signal is not None and not self.stop_event.is_set():
+            log.info("daemon_stopping", signal=signal.Signals(self._stop_signal).name)
+            self.stop_event.set()
+        return self.stop_event.is_set()
+
+    def _standing_by(self, line: str) -> None:
+        """Called at every poll while standing by: tell systemd, keep its watchdog fed."""
+        if self._stopping_now():
+            return
+        if not self._told_ready:
+            systemd.ready(line)
+            self._told_ready = True
+        now = time.monotonic()
+        if now >= self._next_standby_note:
+            systemd.status(line)
+            systemd.watchdog_ping()
+            self._next_standby_note = now + 2.0
 
     @property
     def parts_root(self) -> Path:
@@ -140,16 +273,22 @@ class Daemon:
         return self.config.state_dir / "parts"
 
     def _install_signals(self) -> None:
+        # Only plain assignments: no lock, no log, no I/O. A handler runs between two bytecodes
+        # of whatever the main thread was doing, which may hold the very lock it would need.
         def on_stop(signum: int, _frame: FrameType | None) -> None:
-            log.info("daemon_stopping", signal=signal.Signals(signum).name)
-            self.stop_event.set()
+            self._stop_signal = signum
 
         def on_reload(_signum: int, _frame: FrameType | None) -> None:
-            self.reload_requested.set()
+            self._reload_signal = True
 
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_reload)
+
+    def _thread_crashed(self, name: str) -> None:
+        """A thread died of a bug: stop, so that systemd restarts a whole daemon."""
+        self._crashed = name
+        self.stop_event.set()
 
     def _start_instances(self) -> None:
         assert self.journal is not None
@@ -169,7 +308,7 @@ class Daemon:
                 log.info("embedded_sandbox_started", instance=name, base_url=sandbox.base_url)
             else:
                 settings = instance_config.settings()
-            client = MarketoClient(settings)
+            client = MarketoClient(settings, guard=self.leadership.guard)
             assert self.observers is not None
             self.observers.instance_started(name, client)
             queue: FairQueue[int] = FairQueue()
@@ -194,6 +333,7 @@ class Daemon:
                 on_rejected=self._on_rejected,
                 on_all_submitted=self._settle_if_finished,
                 stop=self.stop_event,
+                on_changed=self._on_changed,
                 speed=poller.speed,
             )
             self.instances[name] = Instance(
@@ -202,21 +342,51 @@ class Daemon:
             poller.start()
             submitter.start()
 
-    def _start_boxes(self) -> None:
-        assert self.observers is not None
-        for name, box_config in self.config.dropboxes.items():
-            self.boxes[name] = open_box(box_config)
-            self.boxes[name].watcher.start()
+    def _open_box(self, box_config: DropboxConfig, now: float) -> bool:
+        """Open and watch a drop box; one that cannot be is reported and tried again later."""
+        name = box_config.name
+        try:
+            box = open_box(box_config, on_error=functools.partial(self._unreadable, name))
+        except OSError as exc:
+            return self._box_down(box_config, now, exc)
+        try:
+            box.watcher.start()
+        except OSError as exc:
+            box.watcher.stop()
+            return self._box_down(box_config, now, exc)
+        self.down.pop(name, None)
+        self.problems.resolve(name, stage="dropbox")
+        self.boxes[name] = box
+        if self.observers is not None:
             self.observers.dropbox_started(name, functools.partial(self._waiting, name))
+        return True
+
+    def _box_down(self, box_config: DropboxConfig, now: float, exc: OSError) -> bool:
+        reason = explain(exc, box_config.root, doing="open or create the drop box")
+        self.problems.report(box_config.name, None, box_config.root, "dropbox", reason)
+        self.down[box_config.name] = DownBox(box_config, now + box_config.rescan_seconds)
+        return False
+
+    def _retry_down_boxes(self, now: float) -> None:
+        for name, down in list(self.down.items()):
+            if now >= down.next_try and self._open_box(down.config, now):
+                self._recover({name: self.boxes[name]})
+                if self.runlog is not None:
+                    with contextlib.suppress(Exception):
+                        self.runlog.running_dropboxes(list(self.boxes))
 
     def _shutdown(self) -> None:
         systemd.stopping()
         self.stop_event.set()  # also when the loop or the start-up ended by an exception
         deadline = time.monotonic() + STOP_DEADLINE_SECONDS
         for box in self.boxes.values():
-            box.watcher.stop()
+            box.watcher.stop(wait=False)
+        for box in self.boxes.values():
+            box.watcher.stop(timeout=max(deadline - time.monotonic(), 0.1))
         for instance in self.instances.values():
             instance.queue.close()
+        # A claim not yet recorded is adopted from processing/ at the next start: no waiting.
+        self._register_workers.stop(min(deadline, time.monotonic() + 1.0))
         # A create already on the wire finishes (its batch id gets recorded); waits for a
         # queue slot or a back-off end at once with Stopped.
         for instance in self.instances.values():
@@ -227,7 +397,7 @@ class Daemon:
             instance.client.close()
         for instance in self.instances.values():
             instance.poller.stop(timeout=max(deadline - time.monotonic(), 0.1))
-        self._settle_pool.shutdown(wait=True, cancel_futures=True)
+        self._settle_workers.stop(deadline)
         for instance in self.instances.values():
             if instance.sandbox is not None:
                 instance.sandbox.__exit__(None, None, None)
@@ -237,6 +407,8 @@ class Daemon:
             with contextlib.suppress(Exception):  # a full disk must not hide the real error
                 self.runlog.write_health(self._health(), force=True)
                 self.runlog.stopped()
+        # Let leadership go only now that nothing runs: a standby may take over from here.
+        self.leadership.close()
         if self.journal is not None:
             self.journal.close()
         log.info("daemon_stopped")
@@ -244,25 +416,32 @@ class Daemon:
     # -- the loop -------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        assert self.claimer is not None
+        assert self.claimer is not None and self.settling is not None
         interval = systemd.watchdog_interval()
         next_ping = 0.0
         next_status = 0.0
         while not self.stop_event.is_set():
+            if self._stop_signal is not None:
+                log.info("daemon_stopping", signal=signal.Signals(self._stop_signal).name)
+                break
+            self.leadership.guard()  # a leader that was frozen past its lease stops here
             now = time.monotonic()
             for box in list(self.boxes.values()):
                 if now >= box.next_rescan:
-                    box.tracker.note_all(scan_inbox(box.layout.inbox))
+                    self._rescan(box)
                     box.next_rescan = now + box.config.rescan_seconds
-                for candidate in box.tracker.due(now):
-                    if self.stop_event.is_set():
+                for candidate in box.tracker.due(now, until=self._stopping):
+                    if self._stopping():
                         break
                     self.claimer.take(box, candidate)
-            if self.reload_requested.is_set():
-                self.reload_requested.clear()
+            self._retry_down_boxes(now)
+            if self._reload_signal:
+                self._reload_signal = False
                 self._reload()
             self._apply_held(now)
-            self._retry_settles(now)
+            self.settling.retry_due()
+            if self.rounds is not None:
+                self.rounds.tick(now)
             self._keep_runlog(now)
             if self.observers is not None:
                 self.observers.tick(now, {n: b.layout for n, b in self.boxes.items()})
@@ -274,15 +453,56 @@ class Daemon:
                 next_status = now + 5
             self.stop_event.wait(TICK_SECONDS)
 
-    def _retry_settles(self, now: float) -> None:
-        with self._lock:
-            due = [(f, r) for f, (at, _, r) in self._settle_retries.items() if at <= now]
-            for file_id, _ in due:
-                _, tries, rejection = self._settle_retries[file_id]
-                # Parked until this try ends; _settle sets the next time if it fails again.
-                self._settle_retries[file_id] = (float("inf"), tries, rejection)
-        for file_id, rejection in due:
-            self._hand_to_settler(file_id, rejection)
+    def _stopping(self) -> bool:
+        return self._stop_signal is not None or self.stop_event.is_set()
+
+    def _rescan(self, box: Box) -> None:
+        """Walk the inbox: note every file, report folders that cannot be read, forget the rest."""
+        name = box.config.name
+        blocked: set[str] = set()
+
+        def unreadable(folder: Path, exc: OSError) -> None:
+            blocked.add(str(folder))
+            self._unreadable(name, folder, exc)
+
+        found = []
+        for path in scan_inbox(box.layout.inbox, unreadable):
+            if self._stop_signal is not None:
+                return  # a walk of a huge inbox must not hold up a stop
+            found.append(path)
+        box.tracker.note_all(found)
+        log.debug("inbox_rescanned", dropbox=name, files=len(found), unreadable=len(blocked))
+        # Readable again, or gone: served from now on.
+        self.problems.resolve(name, stage="scan", keep=lambda p: p.folder in blocked)
+        waiting = {str(path.parent) for path in found}
+        self.problems.resolve(name, stage="claim", keep=lambda p: p.folder in waiting)
+        Claimer.prune(box)
+        if self.config.state.shared and self.journal is not None and self.claimer is not None:
+            claimer = self.claimer
+            adopt_strays(
+                self.journal,
+                box,
+                functools.partial(claimer.register_later, adopted=True),
+                skip=claimer.registering(),
+            )
+
+    def _unreadable(self, dropbox: str, folder: Path, exc: OSError) -> None:
+        """A folder of the drop box's inbox cannot be read: reported once, skipped."""
+        box = self.boxes.get(dropbox)
+        route = ""
+        if box is not None and folder.is_relative_to(box.layout.inbox):
+            route = folder.relative_to(box.layout.inbox).as_posix().removeprefix(".")
+        reason = explain(exc, folder, doing="read")
+        self.problems.report(dropbox, route, folder, "scan", reason)
+
+    def _problem_found(self, problem: Problem) -> None:
+        """An inbox folder files cannot be claimed from: `status` shows its files blocked."""
+        if problem.stage in ("scan", "claim") and self.runlog is not None:
+            self.runlog.folder_blocked(problem.dropbox, problem.route or "", problem.reason)
+
+    def _problem_gone(self, problem: Problem) -> None:
+        if problem.stage in ("scan", "claim") and self.runlog is not None:
+            self.runlog.folder_cleared(problem.dropbox, problem.route or "")
 
     def _keep_runlog(self, now: float) -> None:
         """Heartbeat and instance health into the journal, for `status` and the status page."""
@@ -302,9 +522,11 @@ class Daemon:
         in_flight = sum(
             n for state, n in counts.items() if state not in (FileState.DONE, FileState.FAILED)
         )
+        problems = len(self.problems.current())
         return (
             f"{waiting} waiting, {in_flight} in flight, "
             f"{counts.get(FileState.DONE, 0)} done, {counts.get(FileState.FAILED, 0)} failed"
+            + (f", {problems} problem(s): see dropbox-importer status" if problems else "")
         )
 
     # -- claim ----------------------------------------------------------------------------
@@ -324,15 +546,14 @@ class Daemon:
             self.observers.batch_created(instance)
         self.instances[instance].poller.follow(batch_id, rows)
 
-    def _on_rejected(self, file_id: int, reason: str) -> None:
-        self._hand_to_settler(file_id, reason)
+    def _on_changed(self, file_id: int, where: str) -> None:
+        """The file was written to after its claim: wait for its writer, then a new round."""
+        assert self.rounds is not None
+        self.rounds.changed(file_id, where)
 
-    def _hand_to_settler(self, file_id: int, rejection: str | None) -> None:
-        with self._lock:
-            if file_id in self._settling:
-                return
-            self._settling.add(file_id)
-        self._settle_pool.submit(self._settle, file_id, rejection)
+    def _on_rejected(self, file_id: int, reason: str) -> None:
+        assert self.settling is not None
+        self.settling.hand(file_id, reason)
 
     def _on_batch_final(self, status: BatchStatus) -> None:
         assert self.journal is not None
@@ -427,61 +648,43 @@ class Daemon:
                 self._settle_if_finished(file_id)
 
     def _settle_if_finished(self, file_id: int) -> None:
-        assert self.journal is not None
-        record = self.journal.get(file_id)
-        parts = self.journal.parts(file_id)
-        if record.state is FileState.POLLING and all(p.final for p in parts):
-            self._hand_to_settler(file_id, None)
+        """Settle a POLLING file once the batches it waits for are all final.
 
-    def _settle(self, file_id: int, rejection: str | None) -> None:
-        assert self.settler is not None and self.journal is not None
-        try:
-            self.settler.settle(file_id, rejection)
-        except Exception as exc:
-            # A read-only or full done/, a download that failed: the file waits in
-            # processing/ (or SETTLING, its destination recorded) and is tried again.
-            with self._lock:
-                self._settling.discard(file_id)
-                tries = self._settle_retries.get(file_id, (0.0, 0, None))[1] + 1
-                delay = min(SETTLE_RETRY_FIRST_SECONDS * 2 ** (tries - 1), SETTLE_RETRY_MAX_SECONDS)
-                self._settle_retries[file_id] = (time.monotonic() + delay, tries, rejection)
-            try:
-                record = self.journal.get(file_id)
-                where = {"dropbox": record.dropbox, "route": record.route, "file": record.relative}
-            except Exception:  # the journal itself may be what fails (a full disk)
-                where = {}
-            log.error(
-                "settle_failed",
-                **where,
-                file_id=file_id,
-                error=str(exc),
-                retry_in_seconds=delay,
-                tries=tries,
-            )
-            with contextlib.suppress(Exception):  # a journal that fails too is logged above
-                self.journal.set_note(
-                    file_id,
-                    f"cannot be settled yet ({exc}); tried {tries} time(s), next in {delay:g} s",
-                )
+        A file refused part way (its reason recorded) waits only for the batches it has.
+        """
+        assert self.journal is not None and self.settling is not None
+        record = self.journal.get(file_id)
+        if record.state is not FileState.POLLING:
             return
-        with self._lock:
-            self._settle_retries.pop(file_id, None)
+        # This round's parts: an earlier round's were all final (or never sent) when it began.
+        parts = [p for p in self.journal.parts(file_id) if p.round == record.round]
+        if record.reason is not None:
+            parts = [p for p in parts if p.batch_id is not None]
+        if all(p.final for p in parts):
+            self.settling.hand(file_id, record.reason)
+
+    def _settled(self, record: FileRecord) -> None:
+        if self.rounds is not None:
+            self.rounds.settled(record)  # watched for late writes a while
         if self.observers is not None:
-            self.observers.file_settled(self.journal.get(file_id))
+            self.observers.file_settled(record)
 
     # -- recovery and reload --------------------------------------------------------------
 
-    def _recover(self) -> None:
-        """Resume every file the journal says is unfinished; adopt files it never saw."""
+    def _recover(self, boxes: dict[str, Box]) -> None:
+        """Resume the unfinished files of `boxes`; adopt files the journal never saw."""
         assert self.journal is not None and self.claimer is not None
+        assert self.settling is not None
+        settling = self.settling
         recover(
             self.journal,
-            self.boxes,
+            boxes,
             follow=self._follow_again,
             enqueue=self._enqueue,
-            settle=lambda file_id: self._hand_to_settler(file_id, None),
+            settle=lambda file_id: settling.hand(file_id, None),
             settle_if_finished=self._settle_if_finished,
-            adopt=functools.partial(self.claimer.register, adopted=True),
+            adopt=functools.partial(self.claimer.register_later, adopted=True),
+            configured=set(self.config.dropboxes),
         )
 
     def _follow_again(self, record: FileRecord, part: PartRecord) -> None:
@@ -492,13 +695,18 @@ class Daemon:
             if sharing is not None:  # a batch shared with a file recovered before: followed
                 sharing.append(record.id)
                 return
-        box = self.boxes[record.dropbox].config
+        box = self.config.dropboxes[record.dropbox]
         instance = self.instances[box.instance]
         try:
-            list_id = params_for(record, box).list_id
+            # The parameters the batch was created with, as recorded with the file's cut.
+            params: ImportParams | None = recorded_cut(record, box).params
         except Rejected:
-            list_id = None
-        instance.client.adopt_batch(part.batch_id, list_id)
+            params = None  # nothing recorded and the route no longer parses: followed as leads
+        instance.client.adopt_batch(
+            part.batch_id,
+            None if params is None else params.list_id,
+            target=None if params is None else params.target,
+        )
         if self.observers is not None:
             self.observers.batch_created(instance.config.name)
         job = self.journal.job_of_batch(part.batch_id) if self.journal is not None else None
@@ -540,21 +748,39 @@ class Daemon:
         self._record_reload(new, plan)
 
     def _switch(self, config: Config, stop: list[str], start: list[str]) -> None:
-        """Run on `config`: stop and (re)start the drop boxes named."""
+        """Run on `config`: stop and (re)start the drop boxes named.
+
+        A root that cannot be created is reported and tried again; the others start.
+        """
+        was_down = set(self.down)
         for name in stop:
-            self.boxes.pop(name).watcher.stop()
+            if name in self.boxes:
+                self.boxes.pop(name).watcher.stop()
+            self.down.pop(name, None)
+        self.problems.forget_dropboxes(name for name in stop if name not in config.dropboxes)
         self.config = config
+        now = time.monotonic()
         for name in start:
-            self.boxes[name] = open_box(config.dropboxes[name])
-            self.boxes[name].watcher.start()
-            if self.observers is not None:
-                self.observers.dropbox_started(name, functools.partial(self._waiting, name))
+            if self._open_box(config.dropboxes[name], now) and name in was_down:
+                self._recover({name: self.boxes[name]})
 
     def _record_reload(self, new: Config, plan: ReloadPlan) -> None:
-        """Log what the reload did, and tell the journal (for status)."""
+        """Tell the journal (for status) what the reload did, then log it.
+
+        The journal first: whoever reads `status` on seeing the log line finds it there.
+        """
+        if self.runlog is not None:
+            self.runlog.config_applied(_config_sha256(new))
+            if plan.refused:
+                self.runlog.reload_refused(
+                    f"{', '.join(plan.refused)} need a restart (everything else was applied)"
+                )
+            self.runlog.set_pending(list(self._held.values()))
+            self.runlog.running_dropboxes(list(self.boxes))
         log.info(
             "config_reloaded",
             dropboxes=sorted(self.boxes),
+            unavailable=sorted(self.down),
             started=plan.start,
             stopped=sorted(set(plan.stop) - set(plan.start)),
             held=sorted(plan.held),
@@ -567,14 +793,6 @@ class Daemon:
                 keys=plan.refused,
                 reason="these keys keep their running value until a restart",
             )
-        if self.runlog is not None:
-            self.runlog.config_applied(_config_sha256(new))
-            if plan.refused:
-                self.runlog.reload_refused(
-                    f"{', '.join(plan.refused)} need a restart (everything else was applied)"
-                )
-            self.runlog.set_pending(list(self._held.values()))
-            self.runlog.running_dropboxes(list(self.boxes))
 
     def _apply_held(self, now: float) -> None:
         """Apply a held drop box change once the box has no file in flight any more."""

@@ -68,9 +68,16 @@ def write_config(
     client_secret: str,
     dropboxes: dict[str, dict[str, Any]],
     instance: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
+    name: str = "config.yaml",
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a daemon config for one sandbox instance and the given drop boxes."""
-    config = {
+    """Write a daemon config for one sandbox instance and the given drop boxes.
+
+    `state` is the config's `state` section (a shared journal); `name` the file's name, for
+    several daemons' configs in one folder; `extra` more top-level sections (metrics, ...).
+    """
+    config: dict[str, Any] = {
         "state_dir": str(directory / "state"),
         "log_level": "debug",
         "log_format": "json",
@@ -91,7 +98,10 @@ def write_config(
             for name, box in dropboxes.items()
         },
     }
-    path = directory / "config.yaml"
+    if state is not None:
+        config["state"] = state
+    config.update(extra or {})
+    path = directory / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -109,10 +119,17 @@ class DaemonProcess:
     run_as: list[str] = field(default_factory=list)
     # The daemon's umask (the unit's UMask=0027); None keeps the caller's.
     umask: int | None = None
+    # Where in the log the current run's lines begin.
+    started_at: int = 0
 
-    def start(self) -> DaemonProcess:
-        """Start the daemon; return once it has reported ready."""
+    def start(self, ready: tuple[str, ...] = ("daemon_ready",)) -> DaemonProcess:
+        """Start the daemon; return once this run has logged one of the `ready` events.
+
+        A daemon on a shared journal may stand by instead of leading: pass
+        `("daemon_ready", "leadership_standby")` to accept either.
+        """
         self.runs += 1
+        self.started_at = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)
@@ -134,11 +151,10 @@ class DaemonProcess:
             umask=-1 if self.umask is None else self.umask,
         )
         log.close()
-        start_run = self.runs
         wait_for(
-            lambda: self.count("daemon_ready") >= start_run or self.proc_exited(),
+            lambda: self.logged_since_start(*ready) or self.proc_exited(),
             timeout=30,
-            what="daemon_ready",
+            what=" or ".join(ready),
         )
         if self.proc_exited():
             raise AssertionError(f"daemon exited at start:\n{self.log_path.read_text()}")
@@ -181,6 +197,23 @@ class DaemonProcess:
     def count(self, name: str) -> int:
         """How many events named `name` were logged."""
         return sum(1 for event in self.events() if event.get("event") == name)
+
+    def logged_since_start(self, *names: str) -> list[dict[str, Any]]:
+        """The events named any of `names` that the current run (the last start) logged."""
+        if not self.log_path.exists():
+            return []
+        with self.log_path.open("rb") as log:
+            log.seek(self.started_at)
+            text = log.read().decode(errors="replace")
+        found = []
+        for line in text.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("event") in names:
+                found.append(event)
+        return found
 
 
 def files_under(folder: Path) -> list[Path]:

@@ -1,9 +1,12 @@
-"""Shared fixtures: a real sandbox on a free loopback port, fast enough for tests."""
+"""Shared fixtures: a real sandbox on a free loopback port, fast enough for tests, and a real
+PostgreSQL server for the journal on PostgreSQL."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ import structlog
 
 from dropbox_importer.sandbox import Sandbox, SandboxSettings
 from tests import unprivileged
+from tests.postgres import PostgresDatabase, PostgresServer, ensure_installed
 
 # Import speed for tests: a 1,000-row file takes 0.25 s, an empty job 0.05 s.
 FAST = SandboxSettings(rows_per_second=5000.0, job_overhead_seconds=0.05)
@@ -65,3 +69,25 @@ def pytest_report_header() -> str:
 def service_account() -> Iterator[unprivileged.ServiceAccount | None]:
     """When root: a system user the daemon runs as in tests/daemon and tests/stress."""
     yield from unprivileged.session_account()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test session's own (tests/postgres.py); skipped where none.
+
+    Debian's package is installed when missing and the tests run as root; only where it cannot
+    be had at all are the tests that need it skipped, with the reason in pytest's summary.
+    """
+    bindir, why_not = ensure_installed()
+    if bindir is None:
+        print(f"\nPostgreSQL tests skipped: {why_not}", file=sys.stderr)
+        pytest.skip(why_not)
+    server = PostgresServer.start(bindir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_database(postgres_server: PostgresServer, tmp_path: Path) -> PostgresDatabase:
+    """A new empty database on the session's server, owned by the daemon's role."""
+    return postgres_server.create_database(tmp_path)

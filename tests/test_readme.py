@@ -192,7 +192,9 @@ def test_check_and_preview_print_what_the_readme_shows(
     from dropbox_importer.cli import main
 
     config = write_demo(tmp_path / "demo")
-    (tmp_path / "demo" / "dropbox" / "inbox" / "csv,list=abc").mkdir()  # as after the tour
+    inbox = tmp_path / "demo" / "dropbox" / "inbox"
+    for folder in ("csv,list=abc", "program=1001,status=Atended"):  # as after the tour
+        (inbox / folder).mkdir()
     capsys.readouterr()
     assert main(["check", "--config", str(config)]) == 1
     out = capsys.readouterr().out

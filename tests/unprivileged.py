@@ -5,8 +5,8 @@ never meet a folder it cannot read. So, when the suite runs as root, a session f
 a throw-away system user, and every daemon that `tests.daemon.harness.DaemonProcess` starts in
 tests/daemon and tests/stress runs as that user through `setpriv`, with what the unit grants
 (systemd/dropbox-importer.service): its own user and group only (`User=`, `Group=`, no
-supplementary groups), an empty capability bounding set (`CapabilityBoundingSet=`), no new
-privileges (`NoNewPrivileges=yes`) and `UMask=0027`.
+supplementary groups), only the unit's capabilities (`AmbientCapabilities=`, the same bounding
+set: CAP_LEASE), no new privileges (`NoNewPrivileges=yes`) and `UMask=0027`.
 
 It reaches the test's folders the way it reaches a partner's drop box (docs/sftp.md): each test
 gets a setgid folder of the daemon's group, and the test process writes with umask 002, so
@@ -36,6 +36,16 @@ UMASK = 0o027  # the unit's UMask=
 TEST_UMASK = 0o002  # the partner's side: folders and files its group (the daemon's) may use
 
 
+def unit_capabilities(unit: Path = UNIT) -> list[str]:
+    """The capabilities the unit grants (`AmbientCapabilities=`), as setpriv names them."""
+    names: list[str] = []
+    for line in unit.read_text().splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == "AmbientCapabilities":
+            names = [cap.lower().removeprefix("cap_") for cap in value.split()]
+    return names
+
+
 @dataclass(frozen=True)
 class ServiceAccount:
     """A system user standing in for `dropbox-importer`, and a folder it may work in."""
@@ -47,6 +57,7 @@ class ServiceAccount:
 
     def command(self) -> list[str]:
         """The argv prefix that runs a program as this user with what the unit grants, only."""
+        caps = "".join(f",+{cap}" for cap in unit_capabilities())
         return [
             "setpriv",
             f"--reuid={self.uid}",
@@ -54,8 +65,9 @@ class ServiceAccount:
             # The user's groups from /etc/group, as systemd's User= gives them: the way the
             # daemon reaches partner drop boxes (docs/sftp.md). A fresh account has none.
             "--init-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
+            f"--inh-caps=-all{caps}",
+            f"--ambient-caps=-all{caps}",
+            f"--bounding-set=-all{caps}",
             "--no-new-privs",
             "--",
         ]
@@ -127,9 +139,10 @@ def report_header() -> str:
         )
     if shutil.which("setpriv") is None or shutil.which("useradd") is None:
         return "daemon under test: runs as ROOT: setpriv or useradd is missing (util-linux, passwd)"
+    caps = ", ".join(f"CAP_{cap.upper()}" for cap in unit_capabilities()) or "none"
     return (
-        "daemon under test: runs as a throw-away system user via setpriv, without capabilities "
-        "(as systemd/dropbox-importer.service runs it)"
+        "daemon under test: runs as a throw-away system user via setpriv, with the unit's "
+        f"capabilities only ({caps}), as systemd/dropbox-importer.service runs it"
     )
 
 

@@ -1,16 +1,20 @@
-"""Prove a config works before partners drop files: credentials, folders, routes, lists.
+"""Prove a config works before partners drop files: credentials, folders, routes, targets.
 
 For every instance a drop box uses, a token is fetched; for every drop box, its root must exist
 and its folders be writable by the user `check` runs as (run it as the daemon's user); for
 every route (each named route of a drop box, and each folder present under its inbox/), the
-folder path is parsed, held against the drop box's policy, and its list, partition and lookup
-field are looked up in Marketo. A route of an instance that could not be reached is NOT
-CHECKED, with the instance's problem (connection refused, a DNS failure, no answer in time,
-credentials refused). Then each drop box's effective policy is printed (who can import where,
-which columns), with a warning when partners can pick any list or partition by naming a folder,
-and a problem for any field name in its column rules that Marketo does not know. Instances with
-`base_url: embedded` are checked against an in-process sandbox, as the daemon would run them.
-Every call is read-only.
+folder path is parsed, held against the drop box's policy, and what it imports into is looked
+up in Marketo: a lead route's list, partition and lookup field; a program member route's program
+and status (one of its channel's); a custom object route's object and its dedupe fields. A route
+of an instance that could not be reached is NOT CHECKED, with the instance's problem (connection
+refused, a DNS failure, no answer in time, credentials refused). Then each drop box's effective
+policy is printed (who can import where, which columns), with a warning when partners can pick
+any list, partition, program or custom object by naming a folder, and a problem for any field
+name in its column rules that Marketo does not know. Instances with `base_url: embedded` are
+checked against an in-process sandbox, as the daemon would run them. Every call is read-only.
+
+A shared journal (PostgreSQL) is checked too: reached with the daemon's credentials, its
+schema version compared with this version's.
 
 Exit codes: 0 all OK, 1 at least one problem or route not checked (each printed on its row),
 2 config error.
@@ -24,7 +28,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import requests
@@ -36,12 +40,26 @@ from dropbox_importer.config import Config, ConfigError, DropboxConfig, Instance
 from dropbox_importer.dropbox.access import current_user, folder_problems, state_dir_problem
 from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.dropbox.policy import RouteRefused, check_folder, check_params, policy_for
-from dropbox_importer.dropbox.routes import RouteError, RouteSpec, resolve_route, route_label
+from dropbox_importer.dropbox.routes import (
+    RouteError,
+    RouteSpec,
+    import_params,
+    resolve_route,
+    route_label,
+)
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.errors import MarketoError, Stopped
-from dropbox_importer.marketo.models import ImportFormat, ImportParams
-from dropbox_importer.pipeline.preflight import Catalog
+from dropbox_importer.marketo.models import ImportKind, LeadField
+from dropbox_importer.pipeline.engine import check_journal
+from dropbox_importer.pipeline.preflight import (
+    Catalog,
+    PreflightError,
+    mapping_fields,
+    spelt_status,
+)
+from dropbox_importer.pipeline.problems import read_published
 from dropbox_importer.pipeline.ready import is_ignored
+from dropbox_importer.pipeline.watch import scan_inbox
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
 DEFAULT_TIMEOUT = 30.0
@@ -95,10 +113,10 @@ class RouteRow:
 
     dropbox: str
     route: str
+    kind: str  # leads, program members, custom objects ("-" when the route does not parse)
     format: str
-    list_id: str
-    partition: str
-    lookup: str
+    target: str  # what it imports into: "list 1001, partition EU", "program 1001, status …"
+    key: str  # the column that finds a row's record: lookup field, email, dedupe fields
     problems: tuple[str, ...]
     unchecked: str | None = None  # why Marketo was not asked about it
 
@@ -123,7 +141,7 @@ def check_route(
     label: str,
     unchecked: str | None = None,
 ) -> RouteRow:
-    """Parse one route and, when the instance answered, look up its list, partition and lookup.
+    """Parse one route and, when the instance answered, look up what it imports into.
 
     A folder the drop box's policy refuses is a problem too: a file dropped there would fail.
     Without a catalog the row is not checked against Marketo; `unchecked` says why.
@@ -131,42 +149,103 @@ def check_route(
     try:
         check_folder(route, box.allow, box.routes)
         spec = resolve_route(route, box.routes, box.defaults)
-        params = ImportParams(
-            ImportFormat.CSV, spec.list_id, spec.partition_name, spec.lookup_field
-        )
+        params = import_params(spec, "route.csv")  # the name only stands in for a format
         check_params(params, policy_for(route, box.policy, box.route_policies).allow)
     except (RouteError, RouteRefused) as exc:
         return RouteRow(box.name, label, "-", "-", "-", "-", (exc.reason,))
-    problems = [] if catalog is None else _lookup_problems(spec, catalog)
-    return RouteRow(
+    row = RouteRow(
         box.name,
         label,
+        KIND_WORDS[spec.kind or ImportKind.LEADS],
         spec.format.value if spec.format is not None else "by extension",
-        "-" if spec.list_id is None else str(spec.list_id),
-        spec.partition_name or "-",
-        spec.lookup_field or "email",
-        tuple(problems),
+        _target(spec),
+        _key(spec, None),
+        (),
         None if catalog is not None else unchecked or "the instance was not reached",
     )
-
-
-def _lookup_problems(spec: RouteSpec, catalog: Catalog) -> list[str]:
-    problems = []
+    if catalog is None:
+        return row
+    problems: list[str] = []
     try:
-        if spec.list_id is not None and not catalog.list_exists(spec.list_id):
-            problems.append(f"static list {spec.list_id} does not exist")
-        if spec.partition_name is not None:
-            names = catalog.partition_names()
-            if spec.partition_name not in names:
-                known = ", ".join(sorted(names))
-                problems.append(f"partition '{spec.partition_name}' does not exist ({known})")
-        lookup = spec.lookup_field or "email"
-        if lookup.lower() not in catalog.field_names():
-            problems.append(f"lookup field '{lookup}' is no lead field")
+        if spec.program_id is not None:
+            row = replace(row, target=_program_target(spec, catalog, problems))
+        elif spec.object_name is not None:
+            row = replace(row, key=_object_key(spec, catalog, problems))
+        else:
+            problems += _lookup_problems(spec, catalog)
     except Stopped:
         problems.append("Marketo did not answer the lookups before the timeout")
     except LOOKUP_ERRORS as exc:
         problems.append(f"Marketo lookup failed: {exc}")
+    return replace(row, problems=tuple(problems))
+
+
+KIND_WORDS = {
+    ImportKind.LEADS: "leads",
+    ImportKind.PROGRAM_MEMBERS: "program members",
+    ImportKind.CUSTOM_OBJECTS: "custom objects",
+}
+
+
+def _target(spec: RouteSpec) -> str:
+    if spec.program_id is not None:
+        return f"program {spec.program_id}, status {spec.program_member_status}"
+    if spec.object_name is not None:
+        return spec.object_name
+    shown = [
+        f"{word} {value}"
+        for word, value in (("list", spec.list_id), ("partition", spec.partition_name))
+        if value is not None
+    ]
+    return ", ".join(shown) or "-"
+
+
+def _key(spec: RouteSpec, dedupe: tuple[str, ...] | None) -> str:
+    if spec.program_id is not None:
+        return "email"
+    if spec.object_name is not None:
+        return ",".join(dedupe) if dedupe else "?"
+    return spec.lookup_field or "email"
+
+
+def _program_target(spec: RouteSpec, catalog: Catalog, problems: list[str]) -> str:
+    """The program's target text with its name and Marketo's spelling of the status."""
+    program = catalog.program(spec.program_id or 0)
+    if program is None:
+        problems.append(f"program {spec.program_id} does not exist")
+        return _target(spec)
+    statuses = catalog.channel_statuses(program.channel) or ()
+    status = spec.program_member_status or ""
+    spelt = spelt_status(statuses, status)
+    if spelt is None:
+        problems.append(
+            f"status '{status}' is not one of program {program.id}'s statuses "
+            f"({', '.join(statuses) or 'none'}; channel {program.channel})"
+        )
+    return f"program {program.id} ({program.name}), status {spelt or status}"
+
+
+def _object_key(spec: RouteSpec, catalog: Catalog, problems: list[str]) -> str:
+    """The custom object's dedupe fields, or a problem when it does not exist."""
+    obj = catalog.custom_object(spec.object_name or "")
+    if obj is None:
+        problems.append(f"custom object '{spec.object_name}' does not exist")
+        return "-"
+    return _key(spec, obj.dedupe_fields)
+
+
+def _lookup_problems(spec: RouteSpec, catalog: Catalog) -> list[str]:
+    problems = []
+    if spec.list_id is not None and not catalog.list_exists(spec.list_id):
+        problems.append(f"static list {spec.list_id} does not exist")
+    if spec.partition_name is not None:
+        names = catalog.partition_names()
+        if spec.partition_name not in names:
+            known = ", ".join(sorted(names))
+            problems.append(f"partition '{spec.partition_name}' does not exist ({known})")
+    lookup = spec.lookup_field or "email"
+    if lookup.lower() not in catalog.field_names():
+        problems.append(f"lookup field '{lookup}' is no lead field")
     return problems
 
 
@@ -194,19 +273,41 @@ def client_url(instance: InstanceConfig, client: MarketoClient) -> str:
 
 
 def policy_problems(box: DropboxConfig, catalog: Catalog | None) -> list[str]:
-    """Names in the drop box's column rules (and its routes') that are no lead field."""
+    """Names in the drop box's column rules (and its routes') that are no field they can set.
+
+    A named route's rules are held against its own kind's fields (lead fields; lead and program
+    member fields; its custom object's); the drop box's against every kind its routes import.
+    """
     if catalog is None:
         return []
     try:
         fields = catalog.fields()
+        by_route = {name: _route_fields(box, name, catalog) for name in box.routes}
     except Stopped:
         return ["Marketo did not answer describe before the timeout"]
     except LOOKUP_ERRORS as exc:
         return [f"Marketo describe failed: {exc}"]
-    problems = field_problems(box.policy, fields, "")
+    every = fields + [f for found in by_route.values() if found for f in found[1]]
+    mixed = any(found and found[0] is not ImportKind.LEADS for found in by_route.values())
+    problems = field_problems(box.policy, every, "", "field of its imports" if mixed else "")
     for name, policy in sorted(box.route_policies.items()):
-        problems += field_problems(policy, fields, f"routes.{name}.")
+        kind, own = by_route.get(name) or (ImportKind.LEADS, fields)
+        what = "" if kind is ImportKind.LEADS else f"field of its {KIND_WORDS[kind]}"
+        problems += field_problems(policy, own, f"routes.{name}.", what)
     return sorted(set(problems), key=problems.index)
+
+
+def _route_fields(
+    box: DropboxConfig, name: str, catalog: Catalog
+) -> tuple[ImportKind, list[LeadField]] | None:
+    """A named route's kind and the fields its files may set; None if it does not resolve."""
+    try:
+        params = import_params(
+            resolve_route(PurePosixPath(name), box.routes, box.defaults), "r.csv"
+        )
+        return params.kind, mapping_fields(params, catalog)
+    except (RouteError, PreflightError):
+        return None
 
 
 def check_dropboxes(
@@ -247,13 +348,34 @@ def _verdict(row: RouteRow) -> str:
 
 
 def check_folders(config: Config) -> dict[str, list[str]]:
-    """Per drop box, what keeps the current user from working in it (empty: nothing)."""
+    """Per drop box, what keeps the current user from working in it (empty: nothing).
+
+    Inbox folders it cannot read count too, and so does what the running daemon last reported
+    it cannot use (its `<state_dir>/problems.json`): the daemon may see less than `check`.
+    """
+    published = read_published(config.state_dir) or {}
+    reported = published.get("problems")
     out = {}
     for name, box in sorted(config.dropboxes.items()):
         layout = DropboxLayout(box.root)
         routes = [Path(f) for f in route_folders(layout, box) if f != PurePosixPath(".")]
-        out[name] = folder_problems(layout, routes)
+        problems = folder_problems(layout, routes)
+        if layout.inbox.is_dir():
+            for folder, exc in unreadable_folders(layout.inbox):
+                problems.append(f"cannot read {folder}: {exc.strerror or exc}")
+        for problem in reported if isinstance(reported, list) else []:
+            if isinstance(problem, dict) and problem.get("dropbox") == name:
+                problems.append(f"the daemon reports: {problem.get('reason')}")
+        out[name] = problems
     return out
+
+
+def unreadable_folders(inbox: Path) -> list[tuple[Path, OSError]]:
+    """The folders below `inbox` the current user cannot read or enter, with the error."""
+    found: list[tuple[Path, OSError]] = []
+    for _ in scan_inbox(inbox, lambda folder, exc: found.append((folder, exc))):
+        pass
+    return found
 
 
 def render_policies(boxes: list[DropboxConfig], problems: dict[str, list[str]]) -> str:
@@ -287,10 +409,8 @@ def render(
             f"  (run as {user}, who may write where the daemon's user cannot; to check as the "
             "daemon: sudo -u dropbox-importer dropbox-importer check)"
         )
-    headers = ["DROP BOX", "ROUTE", "FORMAT", "LIST", "PARTITION", "LOOKUP", "STATUS"]
-    table = [
-        [r.dropbox, r.route, r.format, r.list_id, r.partition, r.lookup, _verdict(r)] for r in rows
-    ]
+    headers = ["DROP BOX", "ROUTE", "KIND", "FORMAT", "IMPORTS INTO", "KEY", "STATUS"]
+    table = [[r.dropbox, r.route, r.kind, r.format, r.target, r.key, _verdict(r)] for r in rows]
     if not table:
         out.append("no routes: no named routes and no folders under any inbox/")
         return "\n".join(out) + "\n"
@@ -310,6 +430,10 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     # Only errors: retries would drown the table, which goes to stdout and says it all.
     logs.configure(json=config.log_format == "json", level="error", stream=sys.stderr)
+    journal = check_journal(config)
+    journal_problem = journal is not None and journal[1]
+    if journal is not None:
+        print(journal[0])
     instances: dict[str, str | None] = {}
     rows: list[RouteRow] = []
     policies: dict[str, list[str]] = {}
@@ -326,7 +450,8 @@ def main(args: argparse.Namespace) -> int:
     ordered = [config.dropboxes[name] for name in sorted(config.dropboxes)]
     sys.stdout.write(render_policies(ordered, policies))
     problems = (
-        any(p is not None for p in instances.values())
+        journal_problem
+        or any(p is not None for p in instances.values())
         or any(r.problems or r.unchecked for r in rows)
         or any(folders.values())
         or state_problem is not None

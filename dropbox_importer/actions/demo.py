@@ -32,6 +32,14 @@ grace@example.com,Grace,Hopper,Compilers Inc
 ADA@example.com,Ada,King,Analytical Engines
 """
 
+# Who attended the demo program's webinar: Ada is a lead already (after the sample above),
+# Alan is not yet and is created by the import.
+ATTENDEES = """\
+email,firstName,lastName,attendedMinutes
+ada@example.com,Ada,Lovelace,52
+alan@example.com,Alan,Turing,47
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `demo`'s options."""
@@ -62,14 +70,28 @@ def write_demo(directory: Path) -> Path:
                     "root": str(root),
                     "instance": "demo",
                     "settle_seconds": 2,
-                    "routes": {"newsletter": {"format": "csv", "listId": 1001}},
+                    "routes": {
+                        "newsletter": {"format": "csv", "listId": 1001},
+                        # Program members: the sandbox's program 1001 "Partner webinar".
+                        "webinar-attended": {
+                            "format": "csv",
+                            "program": 1001,
+                            "status": "Attended",
+                        },
+                    },
                 }
             },
         }
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    for folder in ("inbox/newsletter", "inbox/csv", "done", "failed", "processing"):
+    folders = ("inbox/newsletter", "inbox/webinar-attended", "inbox/csv")
+    for folder in (*folders, "done", "failed", "processing"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    for name, text in (("sample-leads.csv", SAMPLE), ("partner-leads.csv", PARTNER_SAMPLE)):
+    samples = {
+        "sample-leads.csv": SAMPLE,
+        "partner-leads.csv": PARTNER_SAMPLE,
+        "sample-attendees.csv": ATTENDEES,
+    }
+    for name, text in samples.items():
         if not (directory / name).exists():
             (directory / name).write_text(text)
     return config_path
@@ -84,6 +106,7 @@ def main(args: argparse.Namespace) -> int:
 dropbox-importer demo: the daemon runs on a built-in Marketo sandbox.
   drop a file:   cp {config_path.parent / "sample-leads.csv"} {root / "inbox/newsletter/"}
   then look in:  {root / "done/newsletter/"}  (the file, its .result.json and .failures.csv)
+  attendees:     cp {config_path.parent / "sample-attendees.csv"} {root / "inbox/webinar-attended/"}
   status page:   http://127.0.0.1:9465/  (or: dropbox-importer status --config {config_path})
   config:        {config_path}
 Stop with Ctrl-C.

@@ -27,7 +27,7 @@ from dropbox_importer import logs
 from dropbox_importer.actions.check import open_client
 from dropbox_importer.actions.options import add_config_option, load
 from dropbox_importer.config import Config, ConfigError, DropboxConfig
-from dropbox_importer.csvfile import Duplicates, Part, write_results
+from dropbox_importer.csvfile import Duplicates, Inspection, Part, write_results
 from dropbox_importer.csvfile.header import ColumnRules
 from dropbox_importer.dropbox.layout import DropboxLayout, result_paths, unique_path
 from dropbox_importer.dropbox.policy import Policy, RouteRefused
@@ -37,7 +37,7 @@ from dropbox_importer.marketo.errors import ImportInProgress, MarketoError
 from dropbox_importer.marketo.models import BatchState, BatchStatus, ImportParams
 from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.settle import FAILURE_REASON, WARNING_REASON
-from dropbox_importer.pipeline.submit import EMPTY_LOOKUP, Cut, Rejected, check_and_cut, routed
+from dropbox_importer.pipeline.submit import EMPTY_KEY_REASONS, Cut, Rejected, check_and_cut, routed
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -64,6 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="whose defaults, named routes and instance to use (default: the one drop box, or "
         "the only one where the route is named or its folder exists)",
     )
+
+
+def described(params: ImportParams) -> str:
+    """What an import sends, in Marketo's terms: `format=csv listId=1001`, `programId=1001 …`."""
+    query = params.query()
+    where = {"programId": params.program_id, "apiName": params.object_name}
+    shown = {"format": query.pop("format")}
+    shown |= {key: str(value) for key, value in where.items() if value is not None}
+    return " ".join(f"{key}={value}" for key, value in (shown | query).items())
 
 
 def choose_dropbox(config: Config, name: str | None, route: str = "") -> DropboxConfig:
@@ -122,6 +131,24 @@ def prepare_parts(
         return check_and_cut(file, params, box, out, catalog, rules)
     except Rejected as exc:
         raise Refused(exc.reason) from exc
+
+
+def describe_reading(inspection: Inspection) -> list[str]:
+    """What was changed on the way to Marketo, one line each: encoding, blank rows, columns."""
+    lines = []
+    if inspection.converted or inspection.encoding_by != "utf-8":
+        how = {"bom": "its byte-order mark", "declared": "the drop box's encoding"}
+        by = how.get(inspection.encoding_by, "detection among the drop box's candidates")
+        lines.append(
+            f"read as {inspection.encoding} (by {by})"
+            + (", sent as UTF-8" if inspection.converted else "")
+        )
+    if inspection.blank_lines:
+        lines.append(f"{len(inspection.blank_lines)} blank row(s) skipped")
+    if inspection.ignored_columns:
+        columns = ", ".join(str(c) for c in inspection.ignored_columns)
+        lines.append(f"unnamed empty column(s) {columns} left out")
+    return lines
 
 
 def duplicates_line(found: Duplicates, lookup_field: str, shown: int = 5) -> str:
@@ -208,7 +235,7 @@ def write_row_files(
     client: MarketoClient,
     file: Path,
     params: ImportParams,
-    box: DropboxConfig,
+    encoding: str,
     parts: list[Part],
     statuses: list[BatchStatus],
     local: dict[int, str],
@@ -225,19 +252,17 @@ def write_row_files(
         fetched: list[Path | None] = []
         for status in statuses:
             count = status.rows_failed if kind == "failures" else status.rows_with_warning
-            target = scratch / f"{kind}-{status.batch_id}"
+            into = scratch / f"{kind}-{status.batch_id}"
+            download = client.download_failures if kind == "failures" else client.download_warnings
             if count:
-                download = (
-                    client.download_failures if kind == "failures" else client.download_warnings
-                )
-                download(status.batch_id, target)
-            fetched.append(target if count else None)
+                download(status.batch_id, into, target=params.target)
+            fetched.append(into if count else None)
         if not any(fetched) and not extra:
             continue
         destination = unique_path(final, os.path.lexists)
         rows = write_results(
             parts, fetched, destination, original=file, fmt=params.format,
-            reason_column=column, encoding=box.encoding, local_failures=extra, sent=sent,
+            reason_column=column, encoding=encoding, local_failures=extra, sent=sent,
             lookup=params.lookup_field or "email",
         )  # fmt: skip
         if rows:
@@ -259,20 +284,26 @@ def import_file(
         catalog = Catalog(client) if box.preflight else None
         params, policy = route
         cut = prepare_parts(file, params, box, catalog, scratch / "parts", policy.columns)
-        parts, local = cut.parts, cut.local_failures
+        params, parts, local = cut.params, cut.parts, cut.local_failures
         sent = cut.header.sent if cut.header is not None and cut.header.drops_columns else None
         rows = sum(p.rows for p in parts)
-        shown = " ".join(f"{key}={value}" for key, value in params.query().items())
-        out.write(f"{file.name}: {rows} row(s) in {len(parts)} part(s), {shown}\n")
-        empty = sum(1 for reason in local.values() if reason == EMPTY_LOOKUP)
-        if empty:
-            out.write(f"{empty} row(s) left out: their lookup field is empty\n")
-        if len(local) > empty:
-            out.write(f"{len(local) - empty} row(s) left out: Marketo refuses their email\n")
+        out.write(f"{file.name}: {rows} row(s) in {len(parts)} part(s), {described(params)}\n")
+        encoding = box.encoding
+        if cut.inspection is not None:
+            encoding = cut.inspection.encoding  # as the checks decided
+            for line in describe_reading(cut.inspection):
+                out.write(line + "\n")
+        empty = [reason for reason in local.values() if reason in EMPTY_KEY_REASONS]
+        for reason in sorted(set(empty)):
+            out.write(f"{empty.count(reason)} row(s) left out: their {reason}\n")
+        if len(local) > len(empty):
+            out.write(f"{len(local) - len(empty)} row(s) left out: Marketo refuses their email\n")
         if cut.duplicates.rows:
             out.write(duplicates_line(cut.duplicates, cut.lookup_field) + "\n")
         statuses = run_batches(client, parts, params, instance.poll_min_seconds, out)
-        written = write_row_files(client, file, params, box, parts, statuses, local, scratch, sent)
+        written = write_row_files(
+            client, file, params, encoding, parts, statuses, local, scratch, sent
+        )
     for status in statuses:
         if status.status is BatchState.FAILED or status.message:
             out.write(f"batch {status.batch_id} {status.status.value}: {status.message}\n")

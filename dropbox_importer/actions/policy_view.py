@@ -38,6 +38,8 @@ def allow_lines(allow: AllowRules, *, folders: bool = True) -> list[tuple[str, s
         ("lists", _listed(allow.lists)),
         ("partitions", _listed(allow.partitions)),
         ("lookup fields", _listed(allow.lookup_fields)),
+        ("programs", _listed(allow.programs)),
+        ("custom objects", _listed(allow.objects)),
     ]
     return rows
 
@@ -72,11 +74,11 @@ def column_lines(rules: ColumnRules) -> list[tuple[str, str]]:
 
 
 def open_warning(box: DropboxConfig) -> str | None:
-    """A warning when partners of the drop box can pick any list or partition by a folder."""
+    """A warning when partners can pick any list, partition, program or object by a folder."""
     open_targets = box.allow.open_targets
     if not open_targets:
         return None
-    what = " and any ".join(open_targets)
+    what = " and any ".join("custom object" if t == "object" else t for t in open_targets)
     keys = " and ".join(f"allow.{target}s" for target in open_targets)
     return (
         f"WARNING: partners can import into any {what} by naming a folder "
@@ -84,17 +86,20 @@ def open_warning(box: DropboxConfig) -> str | None:
     )
 
 
-def field_problems(policy: Policy, fields: Sequence[LeadField], where: str) -> list[str]:
-    """Names in the column rules that are no lead field of the instance."""
+def field_problems(
+    policy: Policy, fields: Sequence[LeadField], where: str, what: str = ""
+) -> list[str]:
+    """Names in the column rules that are none of `fields` (`what` names them: a lead field)."""
     known = {f.name.casefold() for f in fields}
+    what = what or "lead field"
     problems = [
-        f"{where}columns.aliases maps '{alias}' to '{target}', which is no lead field"
+        f"{where}columns.aliases maps '{alias}' to '{target}', which is no {what}"
         for alias, target in policy.columns.aliases.items()
         if target.casefold() not in known
     ]
     for key, names in (("allow", policy.columns.allow or ()), ("deny", policy.columns.deny)):
         problems += [
-            f"{where}columns.{key} names '{name}', which is no lead field"
+            f"{where}columns.{key} names '{name}', which is no {what}"
             for name in names
             if name.casefold() not in known
         ]

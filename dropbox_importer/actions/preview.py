@@ -20,7 +20,12 @@ from typing import TextIO
 
 from dropbox_importer import logs
 from dropbox_importer.actions.check import LOOKUP_ERRORS, open_client
-from dropbox_importer.actions.one_shot import UsageError, choose_dropbox, duplicates_line
+from dropbox_importer.actions.one_shot import (
+    UsageError,
+    choose_dropbox,
+    described,
+    duplicates_line,
+)
 from dropbox_importer.actions.options import add_config_option, load
 from dropbox_importer.config import ConfigError, DropboxConfig
 from dropbox_importer.csvfile import FileRejected
@@ -29,7 +34,7 @@ from dropbox_importer.dropbox.policy import Policy, RouteRefused
 from dropbox_importer.dropbox.routes import RouteError
 from dropbox_importer.marketo.errors import RequestRejected
 from dropbox_importer.marketo.models import ImportParams
-from dropbox_importer.pipeline.preflight import Catalog
+from dropbox_importer.pipeline.preflight import Catalog, PreflightError, key_columns, mapping_fields
 from dropbox_importer.pipeline.submit import Cut, Rejected, check_and_cut, routed
 
 EXIT_SENT, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -96,8 +101,15 @@ def preview(
         out.write("preflight is off for this drop box: display names are not mapped\n")
     names = read_header(file, params.format, box.encoding)
     if names is not None:
-        fields = None if catalog is None else catalog.fields()
-        header = map_header(names, fields, policy.columns, lookup=params.lookup_field or "email")
+        try:
+            # Each kind's own fields: lead; lead and program member; the custom object's.
+            fields = None if catalog is None else mapping_fields(params, catalog)
+            keys = key_columns(params, catalog)
+        except PreflightError as exc:
+            out.write(f"would be refused: {exc}\n")
+            return EXIT_REFUSED
+        lookup = keys.names[0] if keys.names else ""
+        header = map_header(names, fields, policy.columns, lookup=lookup)
         out.write("\n".join(header_table(header)) + "\n\n")
         out.write("header sent to Marketo: " + params.format.delimiter.join(header.sent_names))
         out.write("\n")
@@ -132,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
     except (RouteError, RouteRefused) as exc:
         out.write(f"\nwould be refused: {exc.reason}\n")
         return EXIT_REFUSED
-    out.write(": " + " ".join(f"{k}={v}" for k, v in route[0].query().items()) + "\n\n")
+    out.write(f": {described(route[0])}\n\n")
     try:
         with open_client(config.instances[box.instance]) as client:
             catalog = Catalog(client) if box.preflight else None

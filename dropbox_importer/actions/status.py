@@ -7,7 +7,9 @@ reason and where it is now. `--dropbox`, `--route`, `--file`, `--since` and `--o
 it down; `--file NAME` prints each matching file's whole history.
 
 Reads only the journal and the folders, never a secret, so it works as any user who can read
-them, beside a running daemon or without one. Exit codes: 0 when everything could be read, 1
+them, beside a running daemon or without one; a shared journal (PostgreSQL) is read from any
+host with its database password, the one secret it needs, and `status` then begins with who
+leads since when and the standby hosts seen. Exit codes: 0 when everything could be read, 1
 when a journal or an inbox could not be read, 2 for a config error or a bad option. `--json`
 prints one document whose keys are only ever added to (see report/collect.py).
 """
@@ -22,6 +24,7 @@ from typing import Any
 
 from dropbox_importer.actions.options import add_config_option, load
 from dropbox_importer.config import ConfigError
+from dropbox_importer.observe.leadership import leadership_lines
 from dropbox_importer.report.collect import OUTCOMES, Filters, collect
 from dropbox_importer.report.times import SINCE_FORMS, age, parse_since
 
@@ -106,6 +109,8 @@ def render_daemon(doc: dict[str, Any], now: datetime) -> list[str]:
     out = []
     if daemon["running"]:
         pid = f"pid {daemon['pid']}" if daemon["pid"] else "pid unknown"
+        if daemon.get("host"):  # a shared journal: the leader's host
+            pid += f" on {daemon['host']}"
         since = daemon["since"]
         if since:
             up = _ago(since, now).removesuffix(" ago")
@@ -298,6 +303,8 @@ def render(doc: dict[str, Any], now: datetime, limit: int) -> str:
     if not doc["journal"]["found"]:
         out.append(f"no journal at {doc['journal']['path']} yet: the daemon never claimed a file")
     out += render_daemon(doc, now)
+    if "leadership" in doc["journal"]:  # a shared journal: who leads, who stands by
+        out += leadership_lines(doc["journal"]["leadership"])
     stale = "" if doc["daemon"]["running"] else "as last recorded: "
     out += [stale + render_instance(instance, now) for instance in doc["instances"]]
     out.append("")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -24,14 +25,23 @@ from dropbox_importer.config.model import (
     NotifyConfig,
     RetentionConfig,
     SandboxOptions,
+    StateConfig,
     Timeouts,
 )
 from dropbox_importer.config.smtp import build_smtp
 from dropbox_importer.csvfile.header import ColumnRules
 from dropbox_importer.dropbox.policy import AllowRules, Policy, RouteRefused, check_params
-from dropbox_importer.dropbox.routes import KEY_ALIASES, RouteError, RouteSpec, parse_value
+from dropbox_importer.dropbox.routes import (
+    KEY_ALIASES,
+    KIND_FIELDS,
+    KIND_NAMES,
+    RouteSpec,
+    import_params,
+    parse_value,
+    with_defaults,
+)
 from dropbox_importer.marketo.credentials import SecretError, resolve_secret
-from dropbox_importer.marketo.models import ImportFormat, ImportParams
+from dropbox_importer.marketo.models import ImportFormat
 from dropbox_importer.marketo.settings import LimitSettings, munchkin_base_url
 
 SECRET_KEYS = ("client_secret", "client_secret_env", "client_secret_file")
@@ -88,6 +98,7 @@ def build(checked: Checked, environ: Mapping[str, str], *, secrets: bool = True)
         instances=instances,
         dropboxes=dropboxes,
         metrics=build_metrics(checked, values.get("metrics")),
+        state=build_state(checked, values.get("state") or {}, environ, secrets=secrets),
         web=build_metrics(checked, values.get("web"), key="web", port=9465),
         smtp=smtp,
     )
@@ -261,19 +272,48 @@ def _given(raw: dict[str, Any], leave_out: tuple[str, ...] = ()) -> dict[str, An
 
 
 def route_spec(checked: Checked, key: str, raw: dict[str, Any]) -> RouteSpec:
-    """A route's parameters from a mapping that may use long or short key names."""
+    """A route's parameters from a mapping that may use long or short key names.
+
+    One route imports one kind: leads, program members (programId and programMemberStatus
+    together) or custom objects (object); a mix is a problem at `key`.
+    """
     spec = RouteSpec()
     for name, value in raw.items():
         if value is None or name in ("allow", "columns", "coalesce"):
             continue  # a named route's own rules, not a parameter
         field_name = KEY_ALIASES[name.lower()]
-        try:
-            spec = spec.merged(parse_value(field_name, str(value), key), where=key)
-        except RouteError:
+        one = getattr(parse_value(field_name, str(value), key), field_name)
+        if getattr(spec, field_name) not in (None, one):
             checked.problem(
                 f"{key}.{name}",
                 f"sets the same parameter as another key here, to {value!r}: keep one of them",
             )
+            continue
+        spec = replace(spec, **{field_name: one})
+    if len(spec.kinds()) > 1:
+        given = " and ".join(
+            f"{KIND_NAMES[kind].removeprefix('a ')} keys ("
+            + ", ".join(
+                n
+                for n, v in raw.items()
+                if v is not None and KEY_ALIASES[n.lower()] in KIND_FIELDS[kind]
+            )
+            + ")"
+            for kind in spec.kinds()
+        )
+        checked.problem(
+            key,
+            f"mixes {given}: a route imports leads (listId, partitionName, lookupField), "
+            "program members (programId with programMemberStatus) or custom objects (object); "
+            "keep the keys of one",
+        )
+    elif (spec.program_id is None) != (spec.program_member_status is None):
+        missing = "programMemberStatus" if spec.program_member_status is None else "programId"
+        checked.problem(
+            key,
+            f"sets only half of a program member import: add {missing} (a program member "
+            "import needs programId and programMemberStatus)",
+        )
     return spec
 
 
@@ -365,7 +405,7 @@ def check_routes_allowed(
         f"{key}.defaults": (defaults, box_policy),
         **{
             f"{key}.routes.{name}": (
-                spec.filled_from(defaults),
+                with_defaults(spec, defaults),
                 route_policies.get(name, box_policy),
             )
             for name, spec in routes.items()
@@ -374,9 +414,10 @@ def check_routes_allowed(
     for at, (spec, policy) in where.items():
         if at.endswith(".defaults") and policy.allow.folders == "named":
             continue  # no file gets the defaults alone
-        params = ImportParams(
-            ImportFormat.CSV, spec.list_id, spec.partition_name, spec.lookup_field
-        )
+        try:
+            params = import_params(spec, "route.csv")  # the name only stands in for a format
+        except ValueError:
+            continue  # a route mixing kinds, or half a program member import: reported above
         try:
             check_params(params, policy.allow)
         except RouteRefused as exc:
@@ -429,6 +470,47 @@ def check_state_outside_roots(
                 f"{state_dir} is inside drop box '{name}' ({root}), where partners could read "
                 "or delete the journal: move it out, e.g. /var/lib/dropbox-importer",
             )
+
+
+def build_state(
+    checked: Checked, raw: dict[str, Any], environ: Mapping[str, str], *, secrets: bool = True
+) -> StateConfig:
+    """The journal's place; a PostgreSQL password is read now, from its file.
+
+    With `secrets=False` (status, retry) the password is still read when it can be, since
+    reading a shared journal needs it, but a file this user cannot read is no config problem:
+    `unreadable_password` says why, for the command to tell when it connects.
+    """
+    journal = raw.get("journal") or "sqlite"
+    password_file = raw.get("password_file")
+    password, unreadable = None, None
+    if password_file and journal == "sqlite":
+        checked.problem("state.password_file", "only used with a postgresql:// journal: remove it")
+    elif password_file:
+        path = Path(password_file)
+        credentials = environ.get("CREDENTIALS_DIRECTORY")
+        if _credential_name(password_file, environ) and not path.is_absolute() and credentials:
+            path = Path(credentials) / path
+        elif not path.is_absolute():
+            path = checked.path.parent / path
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            unreadable = f"cannot read {path}: {exc.strerror}"
+            if secrets:
+                checked.problem(
+                    "state.password_file", f"{unreadable}; {SECRET_FIXES['client_secret_file']}"
+                )
+        else:
+            if not password:
+                checked.problem("state.password_file", f"{path} is empty: write the password in it")
+    return StateConfig(
+        journal=journal,
+        password=password,
+        unreadable_password=unreadable,
+        host_name=raw.get("host_name") or socket.gethostname(),
+        lease_seconds=raw.get("lease_seconds") or 15.0,
+    )
 
 
 def build_metrics(

@@ -133,9 +133,15 @@ class DropboxConfig:
     polling_interval_seconds: float = 5.0
     rescan_seconds: float = 60.0
     settle_seconds: float = 5.0
+    close_quiet_seconds: float = 1.0
+    writer_check: str = "auto"  # auto | off
+    empty_file_seconds: float = 60.0
+    unterminated_settle_seconds: float = 60.0
+    settled_watch_seconds: float = 300.0
     ready_marker: str = "none"  # none | done | ok
-    ignore: tuple[str, ...] = ("*.part", "*.filepart", "*.tmp", "~*")
-    encoding: str = "utf-8"
+    ignore: tuple[str, ...] = ()  # added to ready.BUILTIN_IGNORE
+    encoding: str = "utf-8"  # a codec, or "auto"
+    encoding_candidates: tuple[str, ...] = ("cp1252", "mac-roman")
     partial_failure: str = "done"  # done | failed
     max_part_bytes: int = 9_500_000
     preflight: bool = True
@@ -158,6 +164,22 @@ class DropboxConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    """Where the journal lives: SQLite in state_dir, or PostgreSQL shared by several hosts."""
+
+    journal: str = "sqlite"  # or a postgresql:// URL, never with a password
+    password: str | None = field(default=None, repr=False)  # read from password_file
+    unreadable_password: str | None = None  # why password_file could not be read (status)
+    host_name: str = ""  # the machine's host name unless configured
+    lease_seconds: float = 15.0
+
+    @property
+    def shared(self) -> bool:
+        """True for a PostgreSQL journal, which hosts share and one of them leads."""
+        return self.journal != "sqlite"
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole config file, checked and resolved."""
 
@@ -168,5 +190,6 @@ class Config:
     instances: dict[str, InstanceConfig]
     dropboxes: dict[str, DropboxConfig]
     metrics: MetricsConfig | None = None  # None: no endpoint
+    state: StateConfig = field(default_factory=StateConfig)
     web: MetricsConfig | None = None  # the status page's listener; None: off
     smtp: SmtpConfig | None = None  # None: no e-mail

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from dropbox_importer.dropbox.routes import API_NAME
+
 # Marketo refuses an import file of 10 MB or more (HTTP 413).
 MARKETO_MAX_FILE_BYTES = 10 * 1024 * 1024
 
@@ -41,13 +43,33 @@ def text(value: Any) -> str:
 
 
 def encoding_name(value: Any) -> str:
-    """A text encoding Python knows, such as utf-8 or cp1252."""
+    """A text encoding Python knows, such as utf-8 or cp1252, or auto."""
     name = text(value)
+    if name.lower() == "auto":
+        return "auto"
     try:
         codecs.lookup(name)
     except LookupError:
-        raise WrongValueError("a known text encoding such as utf-8, cp1252 or latin-1") from None
+        raise WrongValueError(
+            "a known text encoding such as utf-8, cp1252 or latin-1, or auto"
+        ) from None
     return name
+
+
+def encoding_list(value: Any) -> tuple[str, ...]:
+    """A non-empty list of text encodings Python knows, such as [cp1252, mac-roman]."""
+    names = text_list(value)
+    if not names:
+        raise WrongValueError("a non-empty list of text encodings, e.g. [cp1252, mac-roman]")
+    for name in names:
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            raise WrongValueError(
+                f"a list of known text encodings; {name!r} is none (e.g. cp1252, mac-roman, "
+                "cp1250, cp1251)"
+            ) from None
+    return names
 
 
 def boolean(value: Any) -> bool:
@@ -131,6 +153,32 @@ def web_url(value: Any) -> str:
     return value.strip()
 
 
+def journal_location(value: Any) -> str:
+    """sqlite, or a postgresql:// URL with no password in it."""
+    message = "sqlite, or a URL such as postgresql://importer@db.example.com:5432/dropbox_importer"
+    if not isinstance(value, str) or not value.strip():
+        raise WrongValueError(message)
+    url = str(value).strip()
+    if url.lower() == "sqlite":
+        return "sqlite"
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise WrongValueError(message)
+    # Imported here: only a shared journal needs psycopg.
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise WrongValueError(message + " (this one does not parse)") from None
+    if params.get("password"):
+        raise WrongValueError(
+            "a URL without a password: put the password in a file and name it in "
+            "state.password_file (a bare name is read in $CREDENTIALS_DIRECTORY)"
+        )
+    return url
+
+
 def email_address(value: Any) -> str:
     """One e-mail address, local@domain, with nothing that could forge a header."""
     if not isinstance(value, str) or any(c in value for c in '\r\n,<>"; \t'):
@@ -190,6 +238,19 @@ def _list_id(value: Any) -> int:
     return value
 
 
+def _program_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WrongValueError("a whole number above 0 (the program's id)")
+    return value
+
+
+def _api_name(value: Any) -> str:
+    name = text(value)
+    if not API_NAME.fullmatch(name):
+        raise WrongValueError("a custom object's API name: letters, digits and _, e.g. car_c")
+    return name
+
+
 # Route parameters: Marketo's own names and the short ones folder names use.
 ROUTE = Section(
     {
@@ -202,6 +263,13 @@ ROUTE = Section(
         "partition": _route_key("short for partitionName", text),
         "lookupField": _route_key("field that finds an existing lead (Marketo: email)", text),
         "lookup": _route_key("short for lookupField", text),
+        "programId": _route_key("program the rows join as members (with a status)", _program_id),
+        "program": _route_key("short for programId", _program_id),
+        "programMemberStatus": _route_key(
+            "status the members get: one of the program channel's statuses", text
+        ),
+        "status": _route_key("short for programMemberStatus", text),
+        "object": _route_key("custom object (API name) the rows are records of", _api_name),
     }
 )
 
@@ -320,6 +388,24 @@ def list_ids(value: Any) -> frozenset[int]:
     return frozenset(value)
 
 
+def program_ids(value: Any) -> frozenset[int]:
+    """A list of program ids (whole numbers above 0), maybe empty."""
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        raise WrongValueError("a list of program ids, e.g. [1001]")
+    return frozenset(value)
+
+
+def api_names(value: Any) -> frozenset[str]:
+    """A list of custom object API names, maybe empty."""
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and API_NAME.fullmatch(v.strip()) for v in value
+    ):
+        raise WrongValueError("a list of custom object API names, e.g. [car_c]")
+    return frozenset(v.strip() for v in value)
+
+
 def name_set(value: Any) -> frozenset[str]:
     """A list of names, maybe empty."""
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
@@ -335,6 +421,8 @@ _ALLOW_TARGETS = {
     "lookup_fields": Option(
         name_set, None, "lookup fields a file may use, email included (absent: any)"
     ),
+    "programs": Option(program_ids, None, "programIds a file may add members to (absent: any)"),
+    "objects": Option(api_names, None, "custom objects a file may import into (absent: any)"),
 }
 ALLOW = Section(
     {
@@ -361,6 +449,28 @@ COLUMNS = Section(
     }
 )
 
+# Absent: SQLite in state_dir, for one host. A postgresql:// journal is shared by every host
+# whose config names it; one leads, the others stand by (pipeline/leadership.py).
+STATE = Section(
+    {
+        "journal": Option(
+            journal_location,
+            "sqlite",
+            "sqlite (a file in state_dir) or a postgresql:// URL hosts share",
+            secret=True,
+        ),
+        "password_file": Option(
+            text,
+            None,
+            "file holding the database password; a bare name is read in $CREDENTIALS_DIRECTORY",
+        ),
+        "host_name": Option(text, None, "this host's name in status and the journal"),
+        "lease_seconds": Option(
+            number(1.0, 600.0), 15.0, "how soon a standby replaces a leader that went silent"
+        ),
+    }
+)
+
 # A route named in the config: its parameters, and rules of its own over the drop box's.
 NAMED_ROUTE = Section(
     {
@@ -379,13 +489,31 @@ DROPBOX = Section(
         "polling_interval_seconds": Option(positive, 5.0, "period of the polling observer"),
         "rescan_seconds": Option(positive, 60.0, "full rescan, a safety net for lost events"),
         "settle_seconds": Option(number(0.0), 5.0, "quiet time before a file counts as written"),
+        "close_quiet_seconds": Option(
+            number(0.0), 1.0, "quiet time after a local writer closed a file (inotify)"
+        ),
+        "writer_check": Option(
+            choice("auto", "off"), "auto", "lease at the claim: no process may have it open"
+        ),
+        "empty_file_seconds": Option(
+            number(0.0), 60.0, "age a zero-byte file must reach before it is claimed"
+        ),
+        "unterminated_settle_seconds": Option(
+            number(0.0), 60.0, "quiet time when the last line has no line end, writer unseen"
+        ),
+        "settled_watch_seconds": Option(
+            number(0.0), 300.0, "how long settled files are watched for late writes"
+        ),
         "ready_marker": Option(
             choice("none", "done", "ok"), "none", "wait for <file>.done / <file>.ok instead"
         ),
         "ignore": Option(
-            text_list, ("*.part", "*.filepart", "*.tmp", "~*"), "name patterns never imported"
+            text_list, (), "name patterns never imported, besides the built-in temporary names"
         ),
-        "encoding": Option(encoding_name, "utf-8", "encoding of partner files"),
+        "encoding": Option(encoding_name, "utf-8", "encoding of partner files, or auto"),
+        "encoding_candidates": Option(
+            encoding_list, ("cp1252", "mac-roman"), "what encoding: auto chooses among"
+        ),
         "partial_failure": Option(
             choice("done", "failed"), "done", "where a file goes when some rows failed"
         ),
@@ -419,6 +547,7 @@ TOP = Section(
         "instances": Option(Named(INSTANCE), REQUIRED, "Marketo instances, by name"),
         "dropboxes": Option(Named(DROPBOX), REQUIRED, "drop boxes, by name"),
         "metrics": Option(METRICS, None, "Prometheus endpoint (absent: off)"),
+        "state": Option(STATE, None, "where the journal lives; a shared one for several hosts"),
         "web": Option(WEB, None, "the read-only status page (absent: off)"),
         "smtp": Option(SMTP, None, "server notify.email sends through (absent: no e-mail)"),
     }

@@ -1,6 +1,6 @@
 """Lead files as partners really send them: checks, parts for Marketo, annotated results.
 
-    inspect_file(path, fmt, *, encoding, lookup_field) -> Inspection   (or FileRejected)
+    inspect_file(path, fmt, *, encoding, lookup_field, keys) -> Inspection   (or FileRejected)
     split_file(path, fmt, out_dir, *, max_bytes, encoding, skip_lines) -> list[Part]
     write_results(parts, marketo_files, out, *, original, fmt, reason_column, encoding,
                   local_failures) -> int
@@ -12,7 +12,7 @@ line it starts on (a quoted line break makes a row span several lines).
 
 from dropbox_importer.csvfile.annotate import LINE_COLUMN, write_results
 from dropbox_importer.csvfile.fields import suggest_fields
-from dropbox_importer.csvfile.inspect import Duplicates, Inspection, inspect_file
+from dropbox_importer.csvfile.inspect import Duplicates, Inspection, KeyColumns, inspect_file
 from dropbox_importer.csvfile.source import FileRejected
 from dropbox_importer.csvfile.split import DEFAULT_MAX_PART_BYTES, Part, count_records, split_file
 
@@ -22,6 +22,7 @@ __all__ = [
     "Duplicates",
     "FileRejected",
     "Inspection",
+    "KeyColumns",
     "Part",
     "count_records",
     "inspect_file",

@@ -19,7 +19,7 @@ import structlog
 
 from dropbox_importer.csvfile.header import sent_values, to_partner_columns
 from dropbox_importer.csvfile.matching import MarketoRows, read_marketo_rows
-from dropbox_importer.csvfile.source import Source, is_blank, iter_lines, open_source
+from dropbox_importer.csvfile.source import Source, iter_lines, open_source
 from dropbox_importer.csvfile.split import Part
 from dropbox_importer.marketo.models import ImportFormat
 
@@ -41,8 +41,8 @@ def original_rows(src: Source, fmt: ImportFormat) -> Iterator[Row]:
         start, previous = previous + 1, reader.line_num
         if start == 1:
             continue
-        if previous == start and is_blank(fmt.delimiter.join(fields)):
-            continue  # the splitter never sends blank lines
+        if not any(value.strip() for value in fields):
+            continue  # blank rows (delimiters alone too) are never sent
         yield start, fields
 
 

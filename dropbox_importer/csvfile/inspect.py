@@ -8,11 +8,12 @@ agree with the csv module on every file that passes here.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dropbox_importer.csvfile.emails import email_column, non_ascii_email_reason
+from dropbox_importer.csvfile.encoding import DEFAULT_CANDIDATES
 from dropbox_importer.csvfile.fields import suggest_fields
 from dropbox_importer.csvfile.source import FileRejected, Source, is_blank, iter_lines, open_source
 from dropbox_importer.marketo.models import ImportFormat
@@ -29,6 +30,23 @@ FORMAT_NAMES = {
 
 
 @dataclass(frozen=True)
+class KeyColumns:
+    """The columns every row must fill, and how a message names them and the fix.
+
+    Leads: the lookup field (Marketo's default: email). Program members: email, each row's lead.
+    Custom objects: the object's dedupe fields. No names: no column is required.
+    """
+
+    names: tuple[str, ...]
+    role: str = "the lookup field"  # "the column 'email' is <role>, but ... does not send it"
+    # A column missing from the header: "line 1: <missing> is not a column ... — <fix>".
+    missing: str = "the lookup field '{name}'"
+    fix: str = "add or rename the column, or drop the file in a folder with another lookup field"
+    empty: str = "lookup field is empty"  # the reason of a row with an empty key value
+    every: str = "'email' (the lookup field)"  # "every row has an empty <every>"
+
+
+@dataclass(frozen=True)
 class Inspection:
     """What the checks learned: header, data row count, encoding, BOM, line ends, local failures."""
 
@@ -37,13 +55,55 @@ class Inspection:
     bom: bool
     encoding: str
     newline: str  # "lf", "crlf" or "cr"
-    # Start lines of rows whose lookup value is empty: they fail locally, the rest is imported.
+    # Start lines of rows with an empty key value: they fail locally, the rest is imported.
     empty_lookup_lines: list[int] = field(default_factory=list)
-    lookup_field: str = "email"
+    lookup_field: str = "email"  # the first key column as sent ("" when no key column)
     duplicates: Duplicates = field(default_factory=lambda: Duplicates())
     # Start line -> reason, for rows whose email Marketo would refuse (not ASCII): they fail
     # locally too. A row with an empty lookup value is only in `empty_lookup_lines`.
     bad_email_lines: dict[int, str] = field(default_factory=dict)
+    # What decided the encoding: "bom", "declared", "utf-8" (valid UTF-8) or "auto".
+    encoding_by: str = "utf-8"
+    # Start lines of blank rows (empty, white space or delimiters only): skipped, never sent.
+    blank_lines: list[int] = field(default_factory=list)
+    # 1-based numbers of the trailing header columns with no name and no value in any row
+    # (Excel's padding): left out of what is sent.
+    ignored_columns: list[int] = field(default_factory=list)
+    # Blank lines at the end made of spaces and tabs alone: the byte splitter drops them itself.
+    blank_tail: list[int] = field(default_factory=list)
+    # The line the last row ends on: lines after it hold no row.
+    last_line: int = 0
+
+    @property
+    def converted(self) -> bool:
+        """True when the rows are re-encoded as UTF-8 for Marketo."""
+        return self.encoding != "utf-8"
+
+    @property
+    def named_columns(self) -> int:
+        """How many header columns are sent (all but the ignored trailing ones)."""
+        return len(self.header) - len(self.ignored_columns)
+
+    def skip_lines(self) -> frozenset[int]:
+        """Start lines the splitter must leave out: rows failed locally and blank rows."""
+        tail = set(self.blank_tail)
+        blank = (line for line in self.blank_lines if line not in tail)
+        return frozenset(self.empty_lookup_lines).union(blank)
+
+
+def column_label(column: int) -> str:
+    """A 1-based column number as a spreadsheet shows it: `column 3 (C)`, `column 28 (AB)`."""
+    letters = ""
+    n = column
+    while n:
+        n, rest = divmod(n - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return f"column {column} ({letters})"
+
+
+def is_blank_row(fields: list[str]) -> bool:
+    """True for a row with nothing in it: no fields, or only empty and white-space values."""
+    return not any(value.strip() for value in fields)
 
 
 # Lines listed in a Duplicates report; the count goes on past it.
@@ -135,14 +195,28 @@ def _check_delimiter(raw_header: str, fmt: ImportFormat) -> None:
             )
 
 
-def _check_header(header: list[str]) -> None:
+def _check_header(header: list[str]) -> int:
+    """Check the header's names; return how many columns are named (trailing unnamed excepted).
+
+    Trailing columns with no name are Excel's padding when their cells are empty too; the rows
+    are checked for that as they are read.
+    """
+    named = len(header)
+    while named and not header[named - 1].strip():
+        named -= 1
+    if named == 0:
+        raise FileRejected(
+            "line 1: the header has no column names — the first line must be the header row "
+            "with Marketo field names",
+            1,
+        )
     seen: dict[str, int] = {}
-    for column, name in enumerate(header, start=1):
+    for column, name in enumerate(header[:named], start=1):
         key = name.strip().lower()
         if not key:
             raise FileRejected(
-                f"line 1: column {column} of the header has no name — give every column a "
-                "Marketo field name, or delete the empty column",
+                f"line 1: {column_label(column)} of the header has no name — give every column "
+                "a Marketo field name, or delete the empty column",
                 1,
             )
         if key in seen:
@@ -152,26 +226,61 @@ def _check_header(header: list[str]) -> None:
                 1,
             )
         seen[key] = column
+    return named
 
 
-def _lookup_index(header: list[str], lookup: str, mapped: Sequence[str] | None) -> int:
-    names = [name.strip().lower() for name in (header if mapped is None else mapped)]
-    if lookup.lower() in names:
-        return names.index(lookup.lower())
-    if mapped is not None and lookup.lower() in [name.strip().lower() for name in header]:
+def _unnamed_with_data(fields: list[str], named: int, start: int) -> FileRejected:
+    column = next(n for n, value in enumerate(fields[named:], start=named + 1) if value.strip())
+    value = fields[column - 1].strip()
+    shown = value if len(value) <= 40 else value[:37] + "..."
+    return FileRejected(
+        f"line 1: {column_label(column)} of the header has no name, but line {start} has a "
+        f"value in it ('{shown}') — give the column a Marketo field name, or delete it",
+        start,
+    )
+
+
+def _key_index(header: list[str], name: str, keys: KeyColumns, mapped: Sequence[str] | None) -> int:
+    names = [column.strip().lower() for column in (header if mapped is None else mapped)]
+    if name.lower() in names:
+        return names.index(name.lower())
+    if mapped is not None and name.lower() in [column.strip().lower() for column in header]:
         raise FileRejected(
-            f"line 1: the column '{lookup}' is the lookup field, but this drop box does not send "
-            "it (columns.ignore or columns.deny) — ask the operator to change that rule",
+            f"line 1: the column '{name}' is {keys.role}, but this drop box does not send it "
+            "(columns.ignore or columns.deny) — ask the operator to change that rule",
             1,
         )
-    hint = suggest_fields(header, [lookup])
-    near = [name for name, match in hint.items() if match]
-    meant = f" (is '{near[0].strip()}' meant to be '{lookup}'?)" if near else ""
+    hint = suggest_fields(header, [name])
+    near = [column for column, match in hint.items() if match]
+    meant = f" (is '{near[0].strip()}' meant to be '{name}'?)" if near else ""
     raise FileRejected(
-        f"line 1: the lookup field '{lookup}' is not a column of the header{meant} — add or "
-        "rename the column, or drop the file in a folder with another lookup field",
+        f"line 1: {keys.missing.format(name=name)} is not a column of the header{meant} — "
+        f"{keys.fix}",
         1,
     )
+
+
+# What `_key_reader` answers for a file without key columns: a row is never a duplicate.
+NO_KEY = "\x00no key"
+
+
+def _key_reader(key_at: Sequence[int]) -> Callable[[list[str]], str]:
+    """A row's key value, trimmed and lower-cased ("" when a key cell is empty).
+
+    One key column (the common case) is read directly; several (a compound custom object key)
+    are joined with a separator no CSV value holds; none give NO_KEY.
+    """
+    if not key_at:
+        return lambda fields: NO_KEY
+    if len(key_at) == 1:
+        key = key_at[0]
+        return lambda fields: fields[key].strip().lower()
+
+    def compound(fields: list[str]) -> str:
+        values = [fields[key].strip().lower() for key in key_at]
+        return "\x1f".join(values) if all(values) else ""
+
+    return compound
 
 
 def _records(
@@ -202,14 +311,21 @@ def inspect_file(
     encoding: str = "utf-8",
     lookup_field: str | None = None,
     names: Sequence[str] | None = None,
+    keys: KeyColumns | None = None,
+    candidates: Sequence[str] = DEFAULT_CANDIDATES,
 ) -> Inspection:
     """Check the file in one pass; raise FileRejected naming the line and the fix.
 
-    `names`, one per header column, are the field names the columns are sent as ("" for a
-    column not sent: see csvfile.header); the lookup column is found among them.
+    `encoding` is the drop box's (a codec, or "auto" choosing among `candidates`). `names`, one
+    per header column, are the field names the columns are sent as ("" for a
+    column not sent: see csvfile.header); the key columns are found among them. `keys` are the
+    columns every row must fill; without them, the lookup field (Marketo's default `email`). A
+    row with an empty key value is listed in `empty_lookup_lines`; rows repeating an earlier
+    row's key values in `duplicates`.
     """
-    src: Source = open_source(path, encoding)
-    lookup = lookup_field or "email"  # Marketo's default lookup field
+    src: Source = open_source(path, encoding, candidates)
+    if keys is None:
+        keys = KeyColumns((lookup_field or "email",))  # Marketo's default lookup field
     taken: list[str] = []
     # The process-wide limit, set to the value this module documents and relies on.
     csv.field_size_limit(MAX_FIELD_CHARS)
@@ -224,47 +340,67 @@ def inspect_file(
         raise FileRejected("the file holds only empty lines: export it again with its data")
     _, header, raw_header = first
     _check_delimiter("".join(raw_header), fmt)
-    _check_header(header)
+    named = _check_header(header)
     mapped = names if names is not None and len(names) == len(header) else None
-    key = _lookup_index(header, lookup, mapped)
+    key_at = [
+        _key_index(header[:named], name, keys, None if mapped is None else mapped[:named])
+        for name in keys.names
+    ]
+    key_of = _key_reader(key_at)
     email = email_column(header if mapped is None else mapped)
     width = len(header)
     rows = 0
     empty_lookup: list[int] = []
     bad_email: dict[int, str] = {}
-    blank_at: int | None = None
+    blank: list[int] = []
+    tail: list[int] = []  # blank lines of spaces and tabs since the last row
+    last_line = 1
     first_seen: dict[str, int] = {}  # a lookup value, lower-cased -> the line it was first on
     repeated: list[tuple[int, int]] = []
     repeats = 0
     remember = first_seen.setdefault
     for start, fields, raw in records:
-        if len(fields) == width and (value := fields[key].strip()):
-            # The common case: a full row with a lookup value.
-            earlier = remember(value.lower(), start)
-            if earlier != start:
-                repeats += 1
-                if len(repeated) < MAX_DUPLICATES_LISTED:
-                    repeated.append((start, earlier))
-            elif len(first_seen) >= MAX_VALUES_TRACKED:
-                remember = first_seen.get  # full: values seen so far are still recognised
-            if email is not None and not fields[email].isascii():  # one C call per row
-                bad_email[start] = non_ascii_email_reason(fields[email])
-        elif len(raw) == 1 and is_blank(raw[0]):
-            blank_at = blank_at or start
+        if len(fields) == width and named == width:
+            pass  # the common case: a full row, no padding to check
+        elif is_blank_row(fields):
+            # Excel writes an empty row as delimiters alone (",,"); blank lines are the same.
+            blank.append(start)
+            if len(raw) == 1 and is_blank(raw[0]):
+                tail.append(start)
+            else:
+                tail.clear()
             continue
-        elif len(fields) != width:
+        elif not named <= len(fields) <= width:
             raise FileRejected(
                 f"line {start} has {len(fields)} fields but the header has {width} — put values "
                 f"containing '{_shown(fmt.delimiter)}' in double quotes, or add the missing fields",
                 start,
             )
+        elif any(value.strip() for value in fields[named:]):
+            raise _unnamed_with_data(fields, named, start)
+        if (value := key_of(fields)) and not (value is NO_KEY and is_blank_row(fields)):
+            if value is not NO_KEY:
+                earlier = remember(value, start)
+                if earlier != start:
+                    repeats += 1
+                    if len(repeated) < MAX_DUPLICATES_LISTED:
+                        repeated.append((start, earlier))
+                elif len(first_seen) >= MAX_VALUES_TRACKED:
+                    remember = first_seen.get  # full: values seen so far are still recognised
+            if email is not None and not fields[email].isascii():  # one C call per row
+                bad_email[start] = non_ascii_email_reason(fields[email])
+        elif is_blank_row(fields):
+            blank.append(start)  # a full row of empty values: Excel's empty row
+            if len(raw) == 1 and is_blank(raw[0]):
+                tail.append(start)
+            else:
+                tail.clear()
+            continue
         else:
             empty_lookup.append(start)
-        if blank_at is not None:
-            raise FileRejected(
-                f"line {blank_at} is empty — delete empty lines between rows", blank_at
-            )
+        tail.clear()
         rows += 1
+        last_line = start + len(raw) - 1
     if rows == 0:
         raise FileRejected("the file has a header but no rows: export it again with its data", 2)
     return Inspection(
@@ -274,9 +410,14 @@ def inspect_file(
         encoding=src.encoding,
         newline=src.newline,
         empty_lookup_lines=empty_lookup,
-        lookup_field=(header if mapped is None else mapped)[key].strip(),
+        lookup_field=(header if mapped is None else mapped)[key_at[0]].strip() if key_at else "",
         duplicates=Duplicates(repeats, tuple(repeated), len(first_seen) < MAX_VALUES_TRACKED),
         bad_email_lines=bad_email,
+        encoding_by=src.decided_by,
+        blank_lines=blank,
+        ignored_columns=list(range(named + 1, width + 1)),
+        blank_tail=tail,
+        last_line=last_line,
     )
 
 

@@ -8,12 +8,20 @@ line 1, a record numbered by the line it starts on.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-UTF8_BOM = b"\xef\xbb\xbf"
-UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+from dropbox_importer.csvfile.encoding import (
+    AUTO,
+    DEFAULT_CANDIDATES,
+    UTF8_BOM,
+    EncodingUnsure,
+    codec_name,
+    decide,
+    is_wide,
+)
+
 BLOCK_SIZE = 1 << 20
 # Enough of the file to find the header's line end and to recognise a binary format.
 SNIFF_SIZE = 64 * 1024
@@ -45,6 +53,8 @@ class Source:
     bom: bool
     newline: str  # "lf", "crlf" or "cr": the header's line end
     skip: int  # bytes of BOM to skip
+    # What decided the encoding: "bom", "declared", "utf-8" (valid UTF-8) or "auto".
+    decided_by: str = "utf-8"
 
     @property
     def separator(self) -> str:
@@ -55,20 +65,6 @@ class Source:
     def is_utf8(self) -> bool:
         """True when the bytes after the BOM can go to Marketo unconverted."""
         return self.encoding == "utf-8"
-
-
-def _codec_name(encoding: str) -> str:
-    try:
-        return codecs.lookup(encoding).name
-    except LookupError:
-        raise FileRejected(
-            f"the drop box declares an unknown encoding '{encoding}': "
-            "ask the operator to fix the drop box's encoding setting"
-        ) from None
-
-
-def _wide(codec: str) -> bool:
-    return codec.startswith(("utf-16", "utf-32"))
 
 
 def newline_style(head: bytes) -> str:
@@ -91,9 +87,22 @@ def _reject_markup(head: bytes) -> None:
         )
 
 
-def open_source(path: Path, encoding: str = "utf-8") -> Source:
-    """Sniff the file's BOM, binary signature and line ends; raise FileRejected if not text."""
-    codec = _codec_name(encoding)
+def open_source(
+    path: Path, encoding: str = "utf-8", candidates: Sequence[str] = DEFAULT_CANDIDATES
+) -> Source:
+    """Sniff the file's BOM, binary signature, encoding and line ends; FileRejected if not text.
+
+    `encoding` is the drop box's: "utf-8", a codec name, or "auto" (choose among `candidates`);
+    the rules are in `csvfile.encoding`.
+    """
+    if encoding.lower() != AUTO:
+        try:
+            codec_name(encoding)
+        except LookupError:
+            raise FileRejected(
+                f"the drop box declares an unknown encoding '{encoding}': "
+                "ask the operator to fix the drop box's encoding setting"
+            ) from None
     with path.open("rb") as stream:
         head = stream.read(SNIFF_SIZE)
     if not head:
@@ -102,21 +111,16 @@ def open_source(path: Path, encoding: str = "utf-8") -> Source:
         if head.startswith(magic):
             raise FileRejected(f"the file is {what}")
     _reject_markup(head)
-    if head.startswith(UTF8_BOM):
-        # A BOM is an unambiguous statement by the exporter; it wins over the declared encoding.
-        return Source(path, "utf-8", True, newline_style(head[3:]), 3)
-    if head.startswith(UTF16_BOMS):
-        if not _wide(codec):
-            raise FileRejected(
-                "the file is UTF-16 (Excel's 'Unicode Text'): save it as 'CSV UTF-8', "
-                "or ask the operator to declare its encoding (utf-16)"
-            )
-        text = head.decode(codec, errors="replace")
+    try:
+        chosen = decide(path, head, encoding, candidates)
+    except EncodingUnsure as exc:
+        raise FileRejected(str(exc)) from None
+    if is_wide(chosen.codec):
+        text = head.decode(chosen.codec, errors="replace")
         style = newline_style(text.encode("utf-8"))
-        return Source(path, codec, True, style, 0)  # the utf-16 codec consumes its own BOM
-    if _wide(codec):
-        return Source(path, codec, False, newline_style(head.decode(codec, "replace").encode()), 0)
-    return Source(path, codec, False, newline_style(head), 0)
+    else:
+        style = newline_style(head[chosen.skip :])
+    return Source(path, chosen.codec, chosen.bom, style, chosen.skip, chosen.by)
 
 
 def _decode_error(
@@ -146,7 +150,7 @@ def _nul_error(block: bytes, at: int, src: Source, base: int, lines_before: int)
 def iter_text(src: Source, block_size: int = BLOCK_SIZE) -> Iterator[str]:
     """Decode the file block by block; raise FileRejected at the first NUL or invalid byte."""
     decoder = codecs.getincrementaldecoder(src.encoding)(errors="strict")
-    check_nul = not _wide(src.encoding)
+    check_nul = not is_wide(src.encoding)
     lines_before = 0
     with src.path.open("rb") as stream:
         stream.seek(src.skip)

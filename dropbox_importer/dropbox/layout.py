@@ -20,7 +20,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Literal
 
 import structlog
 
+from dropbox_importer.dropbox.folders import LinkInPath, lstat_at, open_below
 from dropbox_importer.marketo.models import ImportFormat
 
 log = structlog.get_logger(__name__)
@@ -48,7 +49,14 @@ class FileVanished(Exception):  # noqa: N818 - named for what happened to the fi
 
 
 class SettleError(Exception):
-    """A file could not be moved to done/ or failed/; it stays in processing/, nothing lost."""
+    """A file could not be moved to done/ or failed/; it stays in processing/, nothing lost.
+
+    `folder` names the folder at fault when one is (a read-only or full done/<route>/).
+    """
+
+    def __init__(self, message: str, folder: Path | None = None) -> None:
+        super().__init__(message)
+        self.folder = folder
 
 
 @dataclass(frozen=True)
@@ -152,12 +160,10 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _check_regular(path: Path) -> os.stat_result:
-    """lstat the entry (never following it) and refuse anything but a lone regular file."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        raise FileVanished(f"{_printable(path)} disappeared before it could be claimed") from None
+def _check_regular(st: os.stat_result | None, path: Path) -> os.stat_result:
+    """Refuse anything but a lone regular file (`st` from an lstat that never followed it)."""
+    if st is None:
+        raise FileVanished(f"{_printable(path)} disappeared before it could be claimed")
     if not stat.S_ISREG(st.st_mode):
         raise NotARegularFile(
             f"{_printable(path)} is {_kind(st.st_mode)}; only regular files are imported"
@@ -200,6 +206,34 @@ def _check_name(path: Path) -> None:
         )
 
 
+# A last check before the move: `check(folder_fd, name, stat)` raises to leave the file in the
+# inbox (NotARegularFile with a reason, or FileVanished), e.g. while a writer still holds it.
+ClaimCheck = Callable[[int, str, os.stat_result], None]
+
+
+def refusal(layout: DropboxLayout, inbox_file: Path) -> str | None:
+    """Why `claim` would refuse this inbox entry (a link, a fifo, a bad name), or None.
+
+    Read-only: what `status` shows for entries the daemon sets aside.
+    """
+    try:
+        _check_inside(layout, inbox_file)
+        _check_regular(_lstat(inbox_file), inbox_file)
+        _check_name(inbox_file)
+    except NotARegularFile as exc:
+        return str(exc)
+    except FileVanished:
+        return None
+    return None
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
 def _check_inside(layout: DropboxLayout, path: Path) -> None:
     """Refuse a path whose route folders include a symbolic link (it would lead outside)."""
     folder = path.parent
@@ -212,44 +246,79 @@ def _check_inside(layout: DropboxLayout, path: Path) -> None:
         folder = folder.parent
 
 
-def refusal(layout: DropboxLayout, inbox_file: Path) -> str | None:
-    """Why `claim` would refuse this inbox entry (a link, a fifo, a bad name), or None.
+def claim(layout: DropboxLayout, inbox_file: Path, checks: Sequence[ClaimCheck] = ()) -> Path:
+    """Move a ready inbox file into processing/ under the same route path; return its new path.
 
-    Read-only: what `status` shows for entries the daemon sets aside.
+    Every folder below the root is opened without following links (`dropbox.folders`), and the
+    checks and the rename are made relative to those open folders, so a route folder swapped
+    for a symbolic link at any moment is never followed. Raises NotARegularFile (links, special
+    files, hard links, unsafe names: the entry stays where it is), FileVanished, LinkInPath for
+    a link on the processing/ side, and OSError for a folder that cannot be read or written.
     """
+    route = inbox_file.parent.relative_to(layout.inbox).parts
+    name = inbox_file.name
+    vanished = f"{_printable(inbox_file)} disappeared before it could be claimed"
     try:
-        _check_inside(layout, inbox_file)
-        _check_regular(inbox_file)
-        _check_name(inbox_file)
-    except NotARegularFile as exc:
-        return str(exc)
-    except FileVanished:
-        return None
-    return None
-
-
-def claim(layout: DropboxLayout, inbox_file: Path) -> Path:
-    """Move a ready inbox file into processing/ under the same route path; return its new path."""
-    route = inbox_file.parent.relative_to(layout.inbox)
-    _check_inside(layout, inbox_file)
-    before = _check_regular(inbox_file)
-    _check_name(inbox_file)
-    folder = layout.processing / route
-    folder.mkdir(parents=True, exist_ok=True)
-    # Only this daemon (one per state dir, by lock) writes in processing/, so check-then-rename
-    # cannot race another claimer.
-    target = unique_path(folder / inbox_file.name, os.path.lexists)
-    try:
-        inbox_file.rename(target)
+        with open_below(layout.root, ("inbox", *route)) as source:
+            before = _check_regular(lstat_at(source, name), inbox_file)
+            _check_name(inbox_file)
+            for check in checks:
+                check(source, name, before)
+            with _processing_folder(layout, route) as folder:
+                target = _move_in(source, folder, name, inbox_file, before)
+                # Only this daemon (one per state dir, by lock) writes in processing/.
+                os.fsync(folder)
+                os.fsync(source)
+    except LinkInPath as exc:
+        raise NotARegularFile(
+            f"{_printable(inbox_file)} is reached through the symbolic link "
+            f"{_printable(exc.component)}; only files inside the drop box are imported"
+        ) from None
     except FileNotFoundError:
-        raise FileVanished(f"{inbox_file} disappeared before it could be claimed") from None
-    after = os.lstat(target)
-    if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+        raise FileVanished(vanished) from None
+    return layout.processing.joinpath(*route, target)
+
+
+class ProcessingUnusable(Exception):  # noqa: N818 - named for what it found
+    """processing/<route> could not be made or opened (`error` says why); the file stays put."""
+
+    def __init__(self, folder: Path, error: OSError) -> None:
+        super().__init__(f"{folder}: {error.strerror or error}")
+        self.folder = folder
+        self.error = error
+
+
+@contextlib.contextmanager
+def _processing_folder(layout: DropboxLayout, route: Sequence[str]) -> Iterator[int]:
+    """processing/<route>, made if missing, opened without following links."""
+    folder = layout.processing.joinpath(*route)
+    opened = contextlib.ExitStack()
+    try:
+        fd = opened.enter_context(open_below(layout.root, ("processing", *route), create=True))
+    except OSError as exc:
+        raise ProcessingUnusable(folder, exc) from exc
+    with opened:
+        yield fd
+
+
+def _move_in(source: int, folder: int, name: str, inbox_file: Path, before: os.stat_result) -> str:
+    """Rename `name` from the open inbox folder into the open processing one; the name used."""
+    target = unique_path(Path(name), lambda p: lstat_at(folder, p.name) is not None).name
+    try:
+        os.rename(name, target, src_dir_fd=source, dst_dir_fd=folder)
+    except FileNotFoundError:
+        raise FileVanished(
+            f"{_printable(inbox_file)} disappeared before it could be claimed"
+        ) from None
+    after = lstat_at(folder, target)
+    if after is None or (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
         # The writer swapped the entry between our check and the rename: hand it back untouched.
-        target.rename(unique_path(inbox_file, os.path.lexists))
-        raise NotARegularFile(f"{inbox_file} was replaced while being claimed; it is left alone")
-    _fsync_dir(folder)
-    _fsync_dir(inbox_file.parent)
+        if after is not None:
+            back = unique_path(Path(name), lambda p: lstat_at(source, p.name) is not None).name
+            os.rename(target, back, src_dir_fd=folder, dst_dir_fd=source)
+        raise NotARegularFile(
+            f"{_printable(inbox_file)} was replaced while being claimed; it is left alone"
+        )
     return target
 
 
@@ -301,14 +370,16 @@ def _explain(exc: OSError, destination: Path) -> SettleError:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return SettleError(
             f"cannot write in {folder}: {exc.strerror}; make the folder writable by the "
-            "daemon's user (the file waits in processing/ and moves on the next try)"
+            "daemon's user (the file waits in processing/ and moves on the next try)",
+            folder,
         )
     if exc.errno == errno.EXDEV:
         return SettleError(
             f"{folder} is on another filesystem than processing/; keep the whole drop box "
-            "on one filesystem so files move without being copied"
+            "on one filesystem so files move without being copied",
+            folder,
         )
-    return SettleError(f"cannot move into {folder}: {exc}")
+    return SettleError(f"cannot move into {folder}: {exc.strerror or exc}", folder)
 
 
 def _move_result(staged: Path, final: Path) -> None:
@@ -334,25 +405,33 @@ def _move_original(processing_file: Path, destination: Path) -> None:
     processing_file.rename(destination)
 
 
-def settle(processing_file: Path, destination: Path, results: Mapping[Path, Path]) -> None:
+def settle(
+    processing_file: Path,
+    destination: Path,
+    results: Mapping[Path, Path],
+    *,
+    before_move: Callable[[], None] = lambda: None,
+) -> None:
     """Move staged result files (staged -> final) and then the original into place.
 
     Idempotent: replaying it after a crash at any point finishes the same move. The original
     moves last, so a file in done/ or failed/ always has its results beside it.
+    `before_move()` runs before each move and may raise to stop it (a daemon that lost its
+    leadership moves nothing more).
     """
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
         for staged, final in results.items():
+            before_move()
             _move_result(staged, final)
         _fsync_dir(destination.parent)
+        before_move()
         _move_original(processing_file, destination)
         _fsync_dir(destination.parent)
         _fsync_dir(processing_file.parent)
     except (SettleError, FileVanished):
         raise
     except OSError as exc:
-        error = _explain(exc, destination)
-        # The daemon logs settle_failed with the file's context and this reason.
-        log.debug("settle_move_failed", path=str(processing_file), reason=str(error))
-        raise error from exc
+        # The daemon logs it with the file's context (settle_move_failed), once per cause.
+        raise _explain(exc, destination) from exc
     log.debug("file_moved", path=str(processing_file), destination=str(destination))

@@ -10,6 +10,8 @@ sets, per drop box and overridable per named route:
     allow.lists          listIds a file may be imported into (absent: any)
     allow.partitions     partitionNames a file may go to (absent: any)
     allow.lookup_fields  lookup fields a file may use, Marketo's default `email` included
+    allow.programs       programIds a file may add members to (absent: any)
+    allow.objects        custom objects (API names) a file may import records into (absent: any)
 
 and `columns` (see csvfile.header). A refusal names the rule and the fix and never another
 tenant's lists or partitions: it only ever quotes what this drop box itself allows.
@@ -23,7 +25,7 @@ from pathlib import PurePosixPath
 
 from dropbox_importer.csvfile.header import ColumnRules
 from dropbox_importer.dropbox.routes import route_label
-from dropbox_importer.marketo.models import ImportParams
+from dropbox_importer.marketo.models import ImportKind, ImportParams
 
 
 class RouteRefused(ValueError):  # noqa: N818 - what happens to the file, not an error of ours
@@ -59,14 +61,21 @@ class AllowRules:
     lists: frozenset[int] | None = None
     partitions: frozenset[str] | None = None
     lookup_fields: frozenset[str] | None = None  # compared in any case
+    programs: frozenset[int] | None = None
+    objects: frozenset[str] | None = None  # custom objects' API names, compared exactly
 
     @property
     def open_targets(self) -> list[str]:
-        """The targets partners may pick freely by naming a folder: 'list', 'partition'."""
+        """The targets partners may pick freely by naming a folder: 'list', 'program', ...."""
         if self.folders == "named":
             return []
-        return [name for name, rule in (("list", self.lists), ("partition", self.partitions))
-                if rule is None]  # fmt: skip
+        targets = (
+            ("list", self.lists),
+            ("partition", self.partitions),
+            ("program", self.programs),
+            ("object", self.objects),
+        )
+        return [name for name, rule in targets if rule is None]
 
 
 @dataclass(frozen=True)
@@ -126,7 +135,23 @@ def policy_for(
 
 
 def check_params(params: ImportParams, allow: AllowRules) -> None:
-    """Refuse a list, partition or lookup field the rules do not allow (RouteRefused)."""
+    """Refuse a list, partition, lookup field, program or custom object the rules do not allow.
+
+    Raises RouteRefused. A program member or custom object import sets no lookup field, list
+    or partition, so only its own target is held against the rules.
+    """
+    if params.kind is ImportKind.PROGRAM_MEMBERS:
+        programs = allow.programs
+        if programs is not None and params.program_id not in programs:
+            raise _refused(f"programId {params.program_id}", "allow.programs", programs, "programs")
+        return
+    if params.kind is ImportKind.CUSTOM_OBJECTS:
+        objects = allow.objects
+        if objects is not None and params.object_name not in objects:
+            raise _refused(
+                f"custom object '{params.object_name}'", "allow.objects", objects, "objects"
+            )
+        return
     lists, partitions, lookups = allow.lists, allow.partitions, allow.lookup_fields
     if lists is not None and params.list_id is not None and params.list_id not in lists:
         raise _refused(f"listId {params.list_id}", "allow.lists", lists, "lists")

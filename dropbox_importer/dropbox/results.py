@@ -7,23 +7,42 @@ Key names are stable (add keys, never rename them); times are ISO 8601 UTC with 
     file                the original's name as dropped
     outcome             "done" (imported, maybe with row failures) or "failed" (not imported)
     reason              for "failed": what happened and what to do, in one sentence; else null
-    import              {format, list_id, partition_name, lookup_field}: the parameters used;
-                        null when the route folder could not be parsed
-    counts              {leads_processed, rows_failed, rows_with_warning, rows_failed_locally}:
-                        Marketo's counts summed over the parts, plus rows refused before sending
+    import              {kind, format, list_id, partition_name, lookup_field, program_id,
+                        program_member_status, object_name}: the parameters used, `kind` being
+                        "leads", "program_members" or "custom_objects" (the other kinds'
+                        parameters are null); null when the route folder could not be parsed
+    counts              {leads_processed, rows_failed, rows_with_warning, rows_failed_locally,
+                        blank_rows}: Marketo's counts summed over the last round's parts, rows
+                        refused before sending, and blank rows skipped (empty, or delimiters
+                        alone, as Excel writes an empty row); `leads_processed` counts the
+                        records imported of the file's kind (leads, program members or custom
+                        object records)
     parts               [{index, first_line, rows, batch_id, status, leads_processed,
-                        rows_failed, rows_with_warning, message, lost_batch_ids}]: one per
-                        import batch; `first_line` is the original's line number of the
-                        part's first row; `lost_batch_ids` lists earlier batches of the part
-                        that Marketo no longer knew, so the part was sent again (empty: none);
-                        `shared` is null unless the part went in one batch with other files
-                        of the drop box: then {files, rows, first_row}, how many files shared
-                        the batch, its rows in all, and the batch's row (1-based) where this
-                        part's rows begin; `status` and `message` are then the batch's, the
-                        counts this part's own
-    timings             {dropped, claimed, submitted, finished}; `submitted` is null when
-                        nothing was sent
+                        rows_failed, rows_with_warning, message, lost_batch_ids, round,
+                        shared}]: one per import batch, of every round; `first_line` is the
+                        original's line number of the part's first row; `lost_batch_ids` lists
+                        earlier batches of the part that Marketo no longer knew, so the part
+                        was sent again (empty: none); `shared` is null unless the part went in
+                        one batch with other files of the drop box: then {files, rows,
+                        first_row}, how many files shared the batch, its rows in all, and the
+                        batch's row (1-based) where this part's rows begin; `status` and
+                        `message` are then the batch's, the counts this part's own
+    timings             {dropped, claimed, submitted, finished, modified}: `dropped` is when the
+                        daemon first saw the file, `modified` its mtime (which an upload may
+                        keep from the partner's disk); `submitted` is null when nothing was sent
     original            {size, sha256}: the bytes as dropped (the file beside this one)
+    rounds              how many times the file was imported: more than 1 when it was written
+                        to after its claim and imported again, whole (earlier rounds' batches
+                        stay in `parts`; counts and row files are the last round's)
+    imported            {size, sha256, last_line}: the bytes the last round read and the line
+                        its last row ends on; lines after `last_line` were never sent (null
+                        when nothing was sent). Equal to `original` unless the file vanished
+    encoding            {name, decided_by, converted_to}: how the text was read: `decided_by`
+                        is "bom", "utf-8" (valid UTF-8, which wins over a declared legacy
+                        encoding), "declared" or "auto" (detected); `converted_to` is "utf-8"
+                        when the rows were converted for Marketo, else null
+    ignored_columns     1-based numbers of trailing header columns with no name and no value
+                        (Excel's padding), left out of what was sent
     columns             [{column, field, fate, how}]: each column of the header as written,
                         the field it was sent as, its fate (sent, ignored, denied, unknown,
                         ambiguous) and how it was mapped or why it was not sent; null when
@@ -95,6 +114,7 @@ class PartResult:
     rows_with_warning: int = 0
     message: str = ""
     lost_batch_ids: list[int] = field(default_factory=list)
+    round: int = 1
     shared: dict[str, int] | None = None  # {files, rows, first_row} of a batch it shared
 
     @classmethod
@@ -111,6 +131,7 @@ class PartResult:
             part.rows_with_warning,
             part.message,
             list(part.lost_batch_ids),
+            part.round,
             shared,
         )
 
@@ -171,12 +192,31 @@ class DuplicateResult:
 
 @dataclass(frozen=True)
 class Timings:
-    """When the file was dropped, claimed, first sent and settled."""
+    """When the file was first seen, claimed, first sent and settled; and its mtime."""
 
     dropped: datetime | None
     claimed: datetime | None
     submitted: datetime | None
     finished: datetime | None
+    modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What the last round read: its bytes and the line its last row ends on."""
+
+    size: int
+    sha256: str
+    last_line: int
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How the file's text was read, and whether its rows were converted for Marketo."""
+
+    name: str
+    decided_by: str
+    converted_to: str | None
 
 
 @dataclass(frozen=True)
@@ -195,6 +235,11 @@ class FileResult:
     sha256: str
     rows_failed_locally: int = 0
     version: str = __version__
+    blank_rows: int = 0
+    rounds: int = 1
+    imported: Imported | None = None
+    encoding: Encoding | None = None
+    ignored_columns: tuple[int, ...] = ()
     columns: tuple[ColumnResult, ...] | None = None
     duplicates: DuplicateResult | None = None
 
@@ -210,16 +255,31 @@ class FileResult:
         dropped: datetime | None = None,
         finished: datetime | None = None,
         rows_failed_locally: int = 0,
+        modified: datetime | None = None,
         header: HeaderMap | None = None,
         duplicates: DuplicateResult | None = None,
         shared: Mapping[int, dict[str, int]] | None = None,
     ) -> FileResult:
-        """The result of a journal file and its parts (and its mapped header, if read);
-        `shared` gives, by part index, the batch a part shared with other files."""
+        """The result of a journal file and its parts (of every round; its mapped header, if
+        read); `shared` gives, by part index, the batch a part shared with other files."""
         created = [p.created_at for p in parts if p.created_at is not None]
         timings = Timings(
-            dropped, record.claimed_at, min(created, default=None), finished or datetime.now(UTC)
+            dropped,
+            record.claimed_at,
+            min(created, default=None),
+            finished or datetime.now(UTC),
+            modified,
         )
+        details = record.details
+        sent = any(p.round == record.round and p.batch_id is not None for p in parts)
+        imported = (
+            Imported(record.size, record.sha256, int(details.get("last_line", 0))) if sent else None
+        )
+        encoding = None
+        if "encoding" in details:
+            name = str(details["encoding"])
+            converted = "utf-8" if name != "utf-8" else None
+            encoding = Encoding(name, str(details.get("encoding_by", "utf-8")), converted)
         return cls(
             record.dropbox,
             record.route,
@@ -232,17 +292,24 @@ class FileResult:
             record.size,
             record.sha256,
             rows_failed_locally,
+            blank_rows=int(details.get("blank_rows", 0)),
+            rounds=record.round,
+            imported=imported,
+            encoding=encoding,
+            ignored_columns=tuple(int(c) for c in details.get("ignored_columns", ())),
             columns=ColumnResult.of(header),
             duplicates=duplicates,
         )
 
     def counts(self) -> dict[str, int]:
-        """Marketo's counts summed over every part, and the rows refused before sending."""
+        """Marketo's counts summed over the last round's parts, rows refused, blank rows."""
+        last = [p for p in self.parts if p.round == self.rounds]
         return {
-            "leads_processed": sum(p.leads_processed for p in self.parts),
-            "rows_failed": sum(p.rows_failed for p in self.parts),
-            "rows_with_warning": sum(p.rows_with_warning for p in self.parts),
+            "leads_processed": sum(p.leads_processed for p in last),
+            "rows_failed": sum(p.rows_failed for p in last),
+            "rows_with_warning": sum(p.rows_with_warning for p in last),
             "rows_failed_locally": self.rows_failed_locally,
+            "blank_rows": self.blank_rows,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -257,15 +324,35 @@ class FileResult:
             "import": None
             if self.params is None
             else {
+                "kind": self.params.kind.value,
                 "format": self.params.format.value,
                 "list_id": self.params.list_id,
                 "partition_name": self.params.partition_name,
                 "lookup_field": self.params.lookup_field,
+                "program_id": self.params.program_id,
+                "program_member_status": self.params.program_member_status,
+                "object_name": self.params.object_name,
             },
             "counts": self.counts(),
             "parts": [{**vars(p), "lost_batch_ids": list(p.lost_batch_ids)} for p in self.parts],
             "timings": {key: _iso(value) for key, value in vars(self.timings).items()},
             "original": {"size": self.size, "sha256": self.sha256},
+            "rounds": self.rounds,
+            "imported": None
+            if self.imported is None
+            else {
+                "size": self.imported.size,
+                "sha256": self.imported.sha256,
+                "last_line": self.imported.last_line,
+            },
+            "encoding": None
+            if self.encoding is None
+            else {
+                "name": self.encoding.name,
+                "decided_by": self.encoding.decided_by,
+                "converted_to": self.encoding.converted_to,
+            },
+            "ignored_columns": list(self.ignored_columns),
             "version": self.version,
             "columns": None if self.columns is None else [vars(c).copy() for c in self.columns],
             "duplicates": None if self.duplicates is None else self.duplicates.to_dict(),
@@ -281,6 +368,7 @@ class FileResult:
         doc = json.loads(data)
         params = doc["import"]
         timings = doc["timings"]
+        imported, encoding = doc.get("imported"), doc.get("encoding")
         return cls(
             dropbox=doc["dropbox"],
             route=doc["route"],
@@ -294,13 +382,22 @@ class FileResult:
                 params["list_id"],
                 params["partition_name"],
                 params["lookup_field"],
+                # Absent from files written before program members and custom objects.
+                params.get("program_id"),
+                params.get("program_member_status"),
+                params.get("object_name"),
             ),
             parts=tuple(PartResult(**p) for p in doc["parts"]),
-            timings=Timings(*(_parse_iso(timings[f.name]) for f in fields(Timings))),
+            timings=Timings(*(_parse_iso(timings.get(f.name)) for f in fields(Timings))),
             size=doc["original"]["size"],
             sha256=doc["original"]["sha256"],
             rows_failed_locally=doc["counts"]["rows_failed_locally"],
             version=doc["version"],
+            blank_rows=doc["counts"].get("blank_rows", 0),
+            rounds=doc.get("rounds", 1),
+            imported=None if imported is None else Imported(**imported),
+            encoding=None if encoding is None else Encoding(**encoding),
+            ignored_columns=tuple(doc.get("ignored_columns", ())),
             columns=None
             if doc.get("columns") is None
             else tuple(ColumnResult(**c) for c in doc["columns"]),

@@ -5,21 +5,28 @@ Grammar of one folder name (nested folders accumulate, as if joined with commas)
     folder  := <named route> | token ("," token)*
     token   := "csv" | "tsv" | "ssv" | key "=" value
     key     := format | list | listId | partition | partitionName | lookup | lookupField
+             | program | programId | status | programMemberStatus | object
 
 Keys are case-insensitive; white space around tokens, keys and values is dropped. A folder whose
 whole name is a route named in the config contributes that route's parameters, and so does a
 bare token naming one (`acme-emea,lookup=id`). One parameter set to two different values, in one
 folder or across nested ones, is an error; the drop box's defaults then fill what is left, and a
 file's extension decides the format when nothing else did.
+
+Three kinds of import: leads (list, partition, lookup, or none of the keys below), program
+members (`program` and `status`, both required) and custom objects (`object`, the API name).
+A route that mixes two kinds is an error naming the folder. The defaults fill only what the
+route's kind takes; a route that names no kind takes the defaults' kind (leads if they name none).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import PurePosixPath
 
-from dropbox_importer.marketo.models import ImportFormat, ImportParams
+from dropbox_importer.marketo.models import ImportFormat, ImportKind, ImportParams
 
 # Every spelling a folder or a config may use, lower-cased, mapped to the RouteSpec field.
 KEY_ALIASES: dict[str, str] = {
@@ -30,6 +37,11 @@ KEY_ALIASES: dict[str, str] = {
     "partitionname": "partition_name",
     "lookup": "lookup_field",
     "lookupfield": "lookup_field",
+    "program": "program_id",
+    "programid": "program_id",
+    "status": "program_member_status",
+    "programmemberstatus": "program_member_status",
+    "object": "object_name",
 }
 
 # Marketo's own parameter name of each field, used in every message a person reads.
@@ -38,6 +50,9 @@ API_NAMES: dict[str, str] = {
     "list_id": "listId",
     "partition_name": "partitionName",
     "lookup_field": "lookupField",
+    "program_id": "programId",
+    "program_member_status": "programMemberStatus",
+    "object_name": "apiName",
 }
 
 # The short key a rendered folder name uses for each field (format is rendered bare).
@@ -45,9 +60,27 @@ SHORT_KEYS: dict[str, str] = {
     "list_id": "list",
     "partition_name": "partition",
     "lookup_field": "lookup",
+    "program_id": "program",
+    "program_member_status": "status",
+    "object_name": "object",
 }
 
-KEY_HINT = "use format, list, partition or lookup"
+KEY_HINT = "use format, list, partition, lookup, program, status or object"
+KEY_NAMES = "format, list, partition, lookup, program, status or object"
+
+# The parameters only one import kind takes (format goes with every kind).
+KIND_FIELDS: dict[ImportKind, tuple[str, ...]] = {
+    ImportKind.LEADS: ("list_id", "partition_name", "lookup_field"),
+    ImportKind.PROGRAM_MEMBERS: ("program_id", "program_member_status"),
+    ImportKind.CUSTOM_OBJECTS: ("object_name",),
+}
+KIND_NAMES = {
+    ImportKind.LEADS: "a lead import",
+    ImportKind.PROGRAM_MEMBERS: "a program member import",
+    ImportKind.CUSTOM_OBJECTS: "a custom object import",
+}
+# A custom object's API name: what Marketo allows, and nothing that could reach into a path.
+API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 FORMAT_NAMES = ", ".join(f.value for f in ImportFormat)
 
 
@@ -68,9 +101,42 @@ class RouteSpec:
     list_id: int | None = None
     partition_name: str | None = None
     lookup_field: str | None = None
+    program_id: int | None = None
+    program_member_status: str | None = None
+    object_name: str | None = None
+
+    def kinds(self) -> list[ImportKind]:
+        """The import kinds whose own parameters this spec sets (more than one is an error)."""
+        return [
+            kind
+            for kind, names in KIND_FIELDS.items()
+            if any(getattr(self, name) is not None for name in names)
+        ]
+
+    @property
+    def kind(self) -> ImportKind | None:
+        """The import kind the spec's parameters name; None when only the format (or nothing)."""
+        found = self.kinds()
+        return found[0] if len(found) == 1 else None
+
+    def keeping(self, kind: ImportKind) -> RouteSpec:
+        """This spec without the parameters of the other import kinds."""
+        others = [n for k, names in KIND_FIELDS.items() if k is not kind for n in names]
+        return replace(self, **dict.fromkeys(others))
+
+    def tokens(self, names: tuple[str, ...]) -> str:
+        """The folder tokens (`list=5,lookup=id`) of the named parameters that are set."""
+        return ",".join(
+            f"{SHORT_KEYS[name]}={getattr(self, name)}"
+            for name in names
+            if getattr(self, name) is not None
+        )
 
     def merged(self, other: RouteSpec, *, where: str) -> RouteSpec:
-        """Both specs' parameters together; RouteError naming `where` if one is set twice."""
+        """Both specs' parameters together.
+
+        RouteError naming `where` if one is set twice, or if together they mix import kinds.
+        """
         changes: dict[str, object] = {}
         for field in fields(self):
             mine, theirs = getattr(self, field.name), getattr(other, field.name)
@@ -84,7 +150,9 @@ class RouteSpec:
                     f"{_shown(theirs)}: keep one {name} in the folder path",
                 )
             changes[field.name] = theirs
-        return replace(self, **changes)  # type: ignore[arg-type]
+        both = replace(self, **changes)  # type: ignore[arg-type]
+        check_kinds(both, where)
+        return both
 
     def filled_from(self, defaults: RouteSpec) -> RouteSpec:
         """This spec with its unset parameters taken from `defaults`."""
@@ -105,6 +173,45 @@ class RouteSpec:
         return ",".join(tokens)
 
 
+def check_kinds(spec: RouteSpec, folder: str) -> None:
+    """RouteError naming `folder` and the fix when the spec mixes two import kinds."""
+    found = spec.kinds()
+    if len(found) < 2:
+        return
+    shown = {kind: f"{KIND_NAMES[kind]} ({spec.tokens(KIND_FIELDS[kind])})" for kind in found}
+    if ImportKind.LEADS in found:
+        other = found[1]
+        leads = spec.tokens(KIND_FIELDS[ImportKind.LEADS])
+        raise RouteError(
+            folder,
+            f"folder '{folder}' mixes {shown[other]} with lead settings ({leads}): "
+            f"{KIND_NAMES[other]} takes no list, partition or lookup field; remove {leads}, "
+            "or put lead files in a folder of their own",
+        )
+    raise RouteError(
+        folder,
+        f"folder '{folder}' mixes {shown[found[0]]} with {shown[found[1]]}: a file imports "
+        "program members (program=…,status=…) or custom object records (object=…), not both; "
+        "keep program and status, or object",
+    )
+
+
+def check_complete(spec: RouteSpec, folder: str) -> None:
+    """RouteError naming `folder` when a program member import lacks its program or status."""
+    if spec.program_id is not None and spec.program_member_status is None:
+        raise RouteError(
+            folder,
+            f"programMemberStatus is missing in folder '{folder}': a program member import "
+            f"needs a status too, e.g. program={spec.program_id},status=Attended",
+        )
+    if spec.program_member_status is not None and spec.program_id is None:
+        raise RouteError(
+            folder,
+            f"programId is missing in folder '{folder}': a program member import needs the "
+            f"program too, e.g. program=1234,status={spec.program_member_status}",
+        )
+
+
 def _shown(value: object) -> str:
     """A parameter value as messages quote it."""
     return str(value) if isinstance(value, int) else f"'{value}'"
@@ -121,22 +228,27 @@ def parse_value(field_name: str, value: str, folder: str) -> RouteSpec:
                 folder,
                 f"format must be one of {FORMAT_NAMES} in folder '{folder}', not '{value}'",
             ) from None
-    if field_name == "list_id":
+    if field_name in ("list_id", "program_id"):
         # isascii: int() would also take other scripts' digits, which no partner means.
         if not (value.isascii() and value.isdigit()) or int(value) == 0:
+            what, key = ("static list", "list") if name == "listId" else ("program", "program")
             raise RouteError(
                 folder,
-                f"listId must be a whole number above 0 in folder '{folder}', not '{value}': "
-                "use the static list's id, e.g. list=1234",
+                f"{name} must be a whole number above 0 in folder '{folder}', not '{value}': "
+                f"use the {what}'s id, e.g. {key}=1234",
             )
-        return RouteSpec(list_id=int(value))
+        return RouteSpec(**{field_name: int(value)})  # type: ignore[arg-type]
     if not value:
         raise RouteError(
             folder, f"{name} is empty in folder '{folder}': write a value after the '='"
         )
-    if field_name == "partition_name":
-        return RouteSpec(partition_name=value)
-    return RouteSpec(lookup_field=value)
+    if field_name == "object_name" and not API_NAME.fullmatch(value):
+        raise RouteError(
+            folder,
+            f"apiName '{value}' in folder '{folder}' is no custom object API name: use the "
+            "object's API name (letters, digits and _), e.g. object=car_c",
+        )
+    return RouteSpec(**{field_name: value})  # type: ignore[arg-type]
 
 
 def parse_token(token: str, folder: str, named: Mapping[str, RouteSpec]) -> RouteSpec:
@@ -155,7 +267,7 @@ def parse_token(token: str, folder: str, named: Mapping[str, RouteSpec]) -> Rout
         raise RouteError(
             folder,
             f"unknown setting '{token}' in folder '{folder}': use {FORMAT_NAMES}, "
-            f"key=value with key format, list, partition or lookup{routes}",
+            f"key=value with key {KEY_NAMES}{routes}",
         )
     key, value = (part.strip() for part in token.split("=", 1))
     field_name = KEY_ALIASES.get(key.lower())
@@ -184,7 +296,20 @@ def resolve_route(
     label = route_label(route)
     for part in route.parts:
         spec = spec.merged(parse_folder_name(part, named), where=label)
-    return spec.filled_from(defaults)
+    filled = with_defaults(spec, defaults)
+    check_complete(filled, label)
+    return filled
+
+
+def with_defaults(spec: RouteSpec, defaults: RouteSpec) -> RouteSpec:
+    """`spec` with what it leaves out taken from `defaults`, as far as its kind takes it.
+
+    The defaults fill only what the route's kind of import takes: a drop box whose defaults set
+    a lookup field can still have program member and custom object routes. A route that names
+    no kind takes the defaults' (leads if they name none).
+    """
+    kind = spec.kind or defaults.kind or ImportKind.LEADS
+    return spec.filled_from(defaults.keeping(kind))
 
 
 def format_from_extension(filename: str) -> ImportFormat | None:
@@ -207,6 +332,9 @@ def import_params(spec: RouteSpec, filename: str) -> ImportParams:
         list_id=spec.list_id,
         partition_name=spec.partition_name,
         lookup_field=spec.lookup_field,
+        program_id=spec.program_id,
+        program_member_status=spec.program_member_status,
+        object_name=spec.object_name,
     )
 
 

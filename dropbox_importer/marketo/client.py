@@ -1,5 +1,10 @@
 """The Marketo client: one per instance, shared by the daemon's threads.
 
+One interface for the three import kinds (leads, program members, custom objects): create,
+status, failures, warnings. The kind is in the import's parameters (`ImportParams.kind`); what
+differs per kind, its paths and answer shapes, is data in `kinds.py`. Every kind counts against
+the same queue slots, as Marketo runs them in one queue.
+
 Every call goes through `_call`, the one place the retry policy (`policy.py`) is applied and the
 instance's limiter is respected. Transient faults retry without a count limit (the back-off has a
 ceiling) and every wait ends when the caller's `stop` event, or `close()`, is set.
@@ -25,10 +30,11 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 import structlog
@@ -36,7 +42,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from dropbox_importer import __version__
-from dropbox_importer.marketo import responses, transport
+from dropbox_importer.marketo import kinds, responses, transport
 from dropbox_importer.marketo.download import HTTP_404, Sink, save, sniff
 from dropbox_importer.marketo.errors import (
     AccessDenied,
@@ -53,10 +59,15 @@ from dropbox_importer.marketo.limiter import AnyOf, CallLimiter, ImportSlots, St
 from dropbox_importer.marketo.list_holds import HELD_BY_US, ListHolds
 from dropbox_importer.marketo.models import (
     BatchStatus,
+    Channel,
     ClientStats,
+    CustomObjectType,
     ImportParams,
+    ImportTarget,
     LeadField,
+    ObjectField,
     Partition,
+    Program,
     StaticList,
 )
 from dropbox_importer.marketo.multipart import MultipartFile
@@ -82,17 +93,46 @@ _TRANSPORT_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
+# The asset API's largest page (`maxReturn`).
+_ASSET_PAGE = 200
+LEADS = ImportTarget()
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """Asks the guard once more as the request leaves, after every wait and all preparation."""
+
+    def __init__(self, guard: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._guard = guard
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Send the request unless the guard refuses."""
+        self._guard()
+        return super().send(request, stream, timeout, verify, cert, proxies)
 
 
 class MarketoClient:
-    """Thread-safe client of one Marketo instance's bulk lead import and lookup calls."""
+    """Thread-safe client of one Marketo instance's bulk import and lookup calls."""
 
-    def __init__(self, settings: InstanceSettings) -> None:
+    def __init__(
+        self, settings: InstanceSettings, *, guard: Callable[[], None] | None = None
+    ) -> None:
+        # `guard()` runs before every request and may raise to refuse it: a daemon that no
+        # longer leads its journal must not reach Marketo (pipeline/leadership.py).
+        self._guard = guard or (lambda: None)
         self._settings = settings
         limits = settings.limits
         self._session = requests.Session()
         # Retries are ours (policy.py): urllib3's own would hide faults and double-submit creates.
-        adapter = HTTPAdapter(pool_maxsize=limits.max_in_flight + 2, max_retries=0)
+        adapter = _GuardedAdapter(self._guard, pool_maxsize=limits.max_in_flight + 2, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._headers = {"User-Agent": f"dropbox-importer/{__version__}"}
@@ -105,6 +145,9 @@ class MarketoClient:
             settings.list_busy_first_wait_seconds, settings.list_busy_max_wait_seconds
         )
         self._unknown: Counter[int] = Counter()  # batch id -> unknown answers in a row
+        # What each batch in Marketo's queue imports into, so its status path can be built
+        # from its id alone (the poller knows only ids); forgotten once the batch is final.
+        self._targets: dict[int, ImportTarget] = {}
         self._closing = threading.Event()
         self._rng = random.Random()
         self._log = structlog.get_logger("dropbox_importer.marketo").bind(instance=settings.name)
@@ -138,8 +181,9 @@ class MarketoClient:
     def create_import(
         self, path: Path, params: ImportParams, *, stop: threading.Event | None = None
     ) -> int:
-        """Upload `path` as a bulk import once a queue slot is free; return the batch id.
+        """Upload `path` as a bulk import of `params.kind` once a queue slot is free.
 
+        Returns the batch id; leads, program members and custom objects share the queue slots.
         Raises ImportInProgress, without waiting, when the listId is held (by a batch of ours,
         or by another integration's job after a 1019); other errors as the policy says.
         """
@@ -181,7 +225,9 @@ class MarketoClient:
             raise
         self._lists.commit(list_id, batch_id)
         # The pipeline logs batch_created with the file's context; this is the wire's view.
-        self._log.debug("marketo_import_created", batch_id=batch_id, part_file=path.name)
+        self._log.debug(
+            "marketo_import_created", batch_id=batch_id, part_file=path.name, kind=params.kind.value
+        )
         return batch_id
 
     def _create(self, path: Path, params: ImportParams, signal: StopSignal) -> int:
@@ -190,9 +236,9 @@ class MarketoClient:
         self._slots.reserve(signal)
         try:
             batch_id = self._call(
-                "create",
+                kinds.endpoint(params.kind, "create"),
                 "POST",
-                "/bulk/v1/leads.json",
+                kinds.create_path(params),
                 signal,
                 params=params.query(),
                 upload=path,
@@ -204,6 +250,8 @@ class MarketoClient:
         except BaseException:
             self._slots.cancel()
             raise
+        with self._lock:
+            self._targets[batch_id] = params.target
         self._slots.commit(batch_id)
         self.health.waiting_over()
         return batch_id
@@ -226,17 +274,26 @@ class MarketoClient:
         """Call `callback` (any thread, no lock held) whenever a job of ours leaves the queue."""
         self._slots.on_freed(callback)
 
-    def batch_status(self, batch_id: int, *, stop: threading.Event | None = None) -> BatchStatus:
+    def batch_status(
+        self,
+        batch_id: int,
+        *,
+        target: ImportTarget | None = None,
+        stop: threading.Event | None = None,
+    ) -> BatchStatus:
         """The batch's status; a terminal one frees its queue slot and list.
 
-        Raises BatchNotFound when Marketo refuses the call with any code but access denied
-        (unknown, expired, or an answer that makes no sense); see BatchNotFound.confirmed.
+        `target` says what the batch imports; without it, what its create or `adopt_batch`
+        said, else leads. Raises BatchNotFound when Marketo refuses the call with any code but
+        access denied (unknown, expired, or an answer that makes no sense); see
+        BatchNotFound.confirmed.
         """
+        where = target or self._target_of(batch_id)
         try:
             status = self._call(
-                "status",
+                kinds.endpoint(where.kind, "status"),
                 "GET",
-                f"/bulk/v1/leads/batch/{int(batch_id)}.json",
+                kinds.batch_path(where, batch_id, "status"),
                 self._stop_of(stop),
                 parse=lambda outcome: responses.parse_batch_status(outcome.result),
             )
@@ -275,29 +332,50 @@ class MarketoClient:
         )
 
     def _release(self, batch_id: int) -> None:
+        """The batch left Marketo's queue: free its slot and list, forget what it imports."""
         self._slots.finish(batch_id)
         self._lists.finish(batch_id)
+        with self._lock:
+            self._targets.pop(batch_id, None)
 
-    def adopt_batch(self, batch_id: int, list_id: int | None = None) -> None:
+    def _target_of(self, batch_id: int) -> ImportTarget:
+        with self._lock:
+            return self._targets.get(batch_id, LEADS)
+
+    def adopt_batch(
+        self, batch_id: int, list_id: int | None = None, *, target: ImportTarget | None = None
+    ) -> None:
         """After a restart: count a batch that is still queued or importing against the cap,
-        and as holding its list."""
+        and as holding its list; `target` (default: leads) is what it imports."""
+        with self._lock:
+            self._targets[int(batch_id)] = target or LEADS
         self._slots.adopt(int(batch_id))
         if list_id is not None:
             self._lists.adopt(list_id, int(batch_id))
 
     def download_failures(
-        self, batch_id: int, dest: Path, *, stop: threading.Event | None = None
+        self,
+        batch_id: int,
+        dest: Path,
+        *,
+        target: ImportTarget | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         """Stream the batch's failed rows to `dest` (written to a temporary name, then renamed);
-        a batch without any (HTTP 404) gives an empty file."""
-        self._download("failures", batch_id, dest, self._stop_of(stop))
+        a batch without any (HTTP 404, as a custom object batch answers) gives an empty file.
+        `target` (default: leads) is what the batch imports."""
+        self._download("failures", batch_id, dest, target or LEADS, self._stop_of(stop))
 
     def download_warnings(
-        self, batch_id: int, dest: Path, *, stop: threading.Event | None = None
+        self,
+        batch_id: int,
+        dest: Path,
+        *,
+        target: ImportTarget | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
-        """Stream the batch's rows with warnings to `dest` (temporary name, then renamed); a
-        batch without any (HTTP 404) gives an empty file."""
-        self._download("warnings", batch_id, dest, self._stop_of(stop))
+        """Stream the batch's rows with warnings to `dest`; as `download_failures`."""
+        self._download("warnings", batch_id, dest, target or LEADS, self._stop_of(stop))
 
     def describe_fields(self, *, stop: threading.Event | None = None) -> list[LeadField]:
         """Every lead field, by the REST name an import header uses."""
@@ -329,6 +407,63 @@ class MarketoClient:
             parse=lambda outcome: responses.parse_list(outcome.result),
             # Marketo answers an unknown list id with 1013 "Object not found" (or an empty result).
             absent_codes=frozenset({"1013"}),
+        )
+
+    def describe_program_members(
+        self, *, stop: threading.Event | None = None
+    ) -> tuple[ObjectField, ...]:
+        """The program member fields (`GET /rest/v1/program/members/describe.json`)."""
+        return self._call(
+            "program_members_describe",
+            "GET",
+            "/rest/v1/program/members/describe.json",
+            self._stop_of(stop),
+            parse=lambda outcome: responses.parse_member_fields(outcome.result),
+        )
+
+    def get_program(
+        self, program_id: int, *, stop: threading.Event | None = None
+    ) -> Program | None:
+        """The program `program_id` with its channel's name, or None when there is none."""
+        return self._call(
+            "program",
+            "GET",
+            f"/rest/asset/v1/program/{int(program_id)}.json",
+            self._stop_of(stop),
+            parse=lambda outcome: responses.parse_program(outcome.result),
+            # The asset API answers an unknown id with an empty result and a warning; some
+            # instances answer 702 "No data found" or 1013 instead.
+            absent_codes=frozenset({"702", "1013"}),
+        )
+
+    def channels(self, *, stop: threading.Event | None = None) -> list[Channel]:
+        """Every channel with its program member statuses, all pages read."""
+        found: list[Channel] = []
+        while True:
+            page = self._call(
+                "channels",
+                "GET",
+                "/rest/asset/v1/channels.json",
+                self._stop_of(stop),
+                params={"maxReturn": str(_ASSET_PAGE), "offset": str(len(found))},
+                parse=lambda outcome: responses.parse_channels(outcome.result),
+                absent_codes=frozenset({"702"}),  # past the last page, on some instances
+            )
+            found += page
+            if len(page) < _ASSET_PAGE:
+                return found
+
+    def describe_custom_object(
+        self, api_name: str, *, stop: threading.Event | None = None
+    ) -> CustomObjectType | None:
+        """The custom object type `api_name` (fields, dedupe fields), or None if there is none."""
+        return self._call(
+            "customobjects_describe",
+            "GET",
+            f"/rest/v1/customobjects/{quote(api_name, safe='')}/describe.json",
+            self._stop_of(stop),
+            parse=lambda outcome: responses.parse_custom_object(outcome.result),
+            absent_codes=frozenset({"1013"}),  # "Object not found"
         )
 
     def stats(self) -> ClientStats:
@@ -381,6 +516,7 @@ class MarketoClient:
         while True:
             if stop.is_set():
                 raise Stopped(f"stopped before {endpoint}")
+            self._guard()
             token = self._token(stop)
             with self._limiter.admit(stop) as ticket:
                 self._count(self._calls, endpoint)
@@ -541,6 +677,7 @@ class MarketoClient:
         """The current token; identity faults back off like any transient fault."""
         backoff = Backoff(self._settings.base_backoff_seconds, self._settings.max_backoff_seconds)
         while True:
+            self._guard()
             try:
                 return self._tokens.get()
             except MarketoError as exc:  # credentials refused, or an identity answer we can't use
@@ -571,15 +708,18 @@ class MarketoClient:
             "marketo_quota_paused", resume_at=resume.isoformat(), seconds=round(seconds)
         )
 
-    def _download(self, kind: str, batch_id: int, dest: Path, stop: StopSignal) -> None:
+    def _download(
+        self, call: str, batch_id: int, dest: Path, target: ImportTarget, stop: StopSignal
+    ) -> None:
         self._call(
-            kind,
+            kinds.endpoint(target.kind, call),
             "GET",
-            f"/bulk/v1/leads/batch/{int(batch_id)}/{kind}.json",
+            kinds.batch_path(target, batch_id, call),
             stop,
             parse=lambda _outcome: None,
             sink=lambda chunks: save(chunks, dest),
-            # A batch with no such rows: one public client sees HTTP 404, an empty file.
+            # A batch with no such rows: custom objects answer HTTP 404 (and one public client
+            # sees it for leads too): an empty file.
             absent_codes=frozenset({HTTP_404}),
         )
 

@@ -1,4 +1,4 @@
-"""Typed values exchanged with Marketo's bulk lead import: nothing past this layer is a raw dict."""
+"""Typed values exchanged with Marketo's bulk imports: nothing past this layer is a raw dict."""
 
 from __future__ import annotations
 
@@ -19,18 +19,79 @@ class ImportFormat(StrEnum):
         return {"csv": ",", "tsv": "\t", "ssv": ";"}[self.value]
 
 
+class ImportKind(StrEnum):
+    """What a bulk import creates or updates: leads, program members or custom object records.
+
+    All three share Marketo's import queue and limits; each has its own paths (`kinds.py`).
+    """
+
+    LEADS = "leads"
+    PROGRAM_MEMBERS = "program_members"
+    CUSTOM_OBJECTS = "custom_objects"
+
+
+@dataclass(frozen=True)
+class ImportTarget:
+    """What a batch imports into: as much as its status, failures and warnings paths need."""
+
+    kind: ImportKind = ImportKind.LEADS
+    program_id: int | None = None  # program members
+    object_name: str | None = None  # custom objects: the object type's API name
+
+
 @dataclass(frozen=True)
 class ImportParams:
-    """The query parameters of `POST /bulk/v1/leads.json`, as a route folder sets them."""
+    """The parameters of one bulk import, as a route folder sets them.
+
+    Leads: `format` and optionally `list_id`, `partition_name`, `lookup_field`
+    (`POST /bulk/v1/leads.json`). Program members: `format`, `program_id` and
+    `program_member_status`, both required, nothing else
+    (`POST /bulk/v1/program/{programId}/members/import.json`). Custom objects: `format` and
+    `object_name`, the object's API name (`POST /bulk/v1/customobjects/{apiName}/import.json`).
+    Any other mix raises ValueError. Source: MARKETO.md, "Program members and custom objects".
+    """
 
     format: ImportFormat
     list_id: int | None = None
     partition_name: str | None = None
     lookup_field: str | None = None
+    program_id: int | None = None
+    program_member_status: str | None = None
+    object_name: str | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse parameters that mix import kinds or leave a program member one half set."""
+        lead_only = (self.list_id, self.partition_name, self.lookup_field)
+        program = (self.program_id, self.program_member_status)
+        if any(v is not None for v in program) and None in program:
+            raise ValueError("a program member import needs program_id and program_member_status")
+        kinds = [
+            any(v is not None for v in lead_only),
+            self.program_id is not None,
+            self.object_name is not None,
+        ]
+        if sum(kinds) > 1:
+            raise ValueError("one import is of leads, program members or custom objects, not more")
+
+    @property
+    def kind(self) -> ImportKind:
+        """What this import creates or updates."""
+        if self.program_id is not None:
+            return ImportKind.PROGRAM_MEMBERS
+        if self.object_name is not None:
+            return ImportKind.CUSTOM_OBJECTS
+        return ImportKind.LEADS
+
+    @property
+    def target(self) -> ImportTarget:
+        """What the batches of this import import into."""
+        return ImportTarget(self.kind, self.program_id, self.object_name)
 
     def query(self) -> dict[str, str]:
         """The request's query string, with Marketo's own parameter names."""
         out = {"format": self.format.value}
+        if self.program_member_status is not None:
+            out["programMemberStatus"] = self.program_member_status
         if self.list_id is not None:
             out["listId"] = str(self.list_id)
         if self.partition_name is not None:
@@ -56,7 +117,11 @@ class BatchState(StrEnum):
 
 @dataclass(frozen=True)
 class BatchStatus:
-    """One answer of `GET /bulk/v1/leads/batch/{batchId}.json`."""
+    """One status answer of a batch of any kind (`GET /bulk/v1/leads/batch/{batchId}.json`...).
+
+    `leads_processed` counts the records imported: leads, program members, or custom object
+    records (`numOfObjectsProcessed` in a custom object batch's answer).
+    """
 
     batch_id: int
     status: BatchState
@@ -94,6 +159,45 @@ class StaticList:
     name: str
     description: str = ""
     program_name: str = ""
+
+
+@dataclass(frozen=True)
+class ObjectField:
+    """One field of a program member or custom object describe answer."""
+
+    name: str  # the API name an import header uses
+    type: str
+    length: int | None = None
+    display_name: str = ""
+    read_only: bool = False  # not `updateable`: an import cannot write it
+
+
+@dataclass(frozen=True)
+class Program:
+    """One program of `GET /rest/asset/v1/program/{id}.json`: its channel sets member statuses."""
+
+    id: int
+    name: str
+    channel: str  # the channel's name
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One channel of `GET /rest/asset/v1/channels.json` with its program member statuses."""
+
+    id: int
+    name: str
+    statuses: tuple[str, ...]  # progression statuses, in step order
+
+
+@dataclass(frozen=True)
+class CustomObjectType:
+    """One custom object type of `GET /rest/v1/customobjects/{apiName}/describe.json`."""
+
+    api_name: str
+    display_name: str
+    dedupe_fields: tuple[str, ...]  # records are matched on these (all of them: a compound key)
+    fields: tuple[ObjectField, ...]
 
 
 @dataclass(frozen=True)

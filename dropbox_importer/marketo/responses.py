@@ -8,8 +8,12 @@ from typing import Any
 from dropbox_importer.marketo.models import (
     BatchState,
     BatchStatus,
+    Channel,
+    CustomObjectType,
     LeadField,
+    ObjectField,
     Partition,
+    Program,
     StaticList,
 )
 from dropbox_importer.marketo.policy import HTTP_5XX, HTTP_429
@@ -80,7 +84,10 @@ def parse_batch_status(result: list[Any]) -> BatchStatus:
         return BatchStatus(
             batch_id=int(row["batchId"]),
             status=BatchState(row["status"]),
-            leads_processed=int(row.get("numOfLeadsProcessed") or 0),
+            # Custom object batches count `numOfObjectsProcessed` instead.
+            leads_processed=int(
+                row.get("numOfLeadsProcessed") or row.get("numOfObjectsProcessed") or 0
+            ),
             rows_failed=int(row.get("numOfRowsFailed") or 0),
             rows_with_warning=int(row.get("numOfRowsWithWarning") or 0),
             message=str(row.get("message") or ""),
@@ -127,4 +134,64 @@ def parse_list(result: list[Any]) -> StaticList | None:
         name=str(row["name"]),
         description=str(row.get("description") or ""),
         program_name=str(row.get("programName") or ""),
+    )
+
+
+def parse_object_fields(fields: list[Any]) -> tuple[ObjectField, ...]:
+    """The `fields` of a program member or custom object describe answer."""
+    out = []
+    for row in fields:
+        if not isinstance(row, dict) or not row.get("name"):
+            continue
+        length = row.get("length")
+        out.append(
+            ObjectField(
+                name=str(row["name"]),
+                type=str(row.get("dataType", "")),
+                length=int(length) if length is not None else None,
+                display_name=str(row.get("displayName") or ""),
+                read_only=row.get("updateable") is False,
+            )
+        )
+    return tuple(out)
+
+
+def parse_member_fields(result: list[Any]) -> tuple[ObjectField, ...]:
+    """`GET /rest/v1/program/members/describe.json` as the program member fields."""
+    return parse_object_fields(_first(result).get("fields") or [])
+
+
+def parse_program(result: list[Any]) -> Program | None:
+    """A program answer as a Program; None when the result is empty (no such program)."""
+    if not result:
+        return None
+    row = _first(result)
+    return Program(id=int(row["id"]), name=str(row.get("name") or ""), channel=str(row["channel"]))
+
+
+def parse_channels(result: list[Any]) -> list[Channel]:
+    """A channels answer as Channels, each with its statuses in step order."""
+    channels = []
+    for row in result:
+        statuses = sorted(row.get("progressionStatuses") or [], key=lambda s: s.get("step") or 0)
+        channels.append(
+            Channel(
+                id=int(row["id"]),
+                name=str(row["name"]),
+                statuses=tuple(str(s["name"]) for s in statuses if s.get("name")),
+            )
+        )
+    return channels
+
+
+def parse_custom_object(result: list[Any]) -> CustomObjectType | None:
+    """A custom object describe answer; None when the result is empty (no such object)."""
+    if not result:
+        return None
+    row = _first(result)
+    return CustomObjectType(
+        api_name=str(row["apiName"]),
+        display_name=str(row.get("displayName") or ""),
+        dedupe_fields=tuple(str(name) for name in row.get("dedupeFields") or ()),
+        fields=parse_object_fields(row.get("fields") or []),
     )

@@ -2,14 +2,15 @@
 
 The pipeline calls a handful of methods here at its transitions; what each observer does with
 them (count, notify, sweep) stays out of the pipeline's code. Nothing here may block the pipeline:
-notifications go to their own thread, retention sweeps to their own executor.
+notifications go to their own thread, retention sweeps to their own worker, whose failures are
+logged (`task_failed`) like every pool task's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import structlog
@@ -17,11 +18,13 @@ import structlog
 from dropbox_importer.config import Config
 from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.marketo.client import MarketoClient
+from dropbox_importer.observe.leadership import LeadershipCollector
 from dropbox_importer.observe.metrics import Metrics, MetricsServer
 from dropbox_importer.observe.notify import Notifier, settled_event
 from dropbox_importer.observe.retention import RetentionSchedule, journal_horizon, sweep
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.records import FileRecord
+from dropbox_importer.threads import Workers
 from dropbox_importer.web.server import WebServer
 
 log = structlog.get_logger(__name__)
@@ -43,7 +46,7 @@ class Observers:
             smtp=lambda: self._config().smtp,
         )
         self._retention = RetentionSchedule()
-        self._sweeper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retention")
+        self._sweeper = Workers("retention", 1)
 
     def start(self) -> None:
         """Start the notifier and, when configured, the metrics endpoint."""
@@ -93,6 +96,16 @@ class Observers:
         """Expose an instance's client counters (calls, errors, limiter waits)."""
         self.metrics.watch_clients(name, client)
 
+    def leadership_started(
+        self, host: str, leading: Callable[[], bool], lease_seconds: float
+    ) -> None:
+        """Expose leadership: whether this daemon leads, the journal's epoch, the hosts seen."""
+        self.metrics.registry.register(
+            LeadershipCollector(
+                host, leading, self._journal, lease_seconds, lambda: datetime.now(UTC)
+            )
+        )
+
     def dropbox_started(self, name: str, waiting: Callable[[], int]) -> None:
         """Expose how many files wait in a drop box's inbox."""
         self.metrics.watch_waiting(name, waiting)
@@ -135,7 +148,8 @@ class Observers:
         if not self._retention.due(now):
             return
         self._retention.ran(now)
-        self._sweeper.submit(self._sweep, dict(layouts))
+        boxes = dict(layouts)
+        self._sweeper.submit("retention_sweep", lambda: self._sweep(boxes))
 
     def _sweep(self, layouts: Mapping[str, DropboxLayout]) -> None:
         config = self._config()
@@ -143,15 +157,22 @@ class Observers:
             box = config.dropboxes.get(name)
             if box is None or box.retention is None:
                 continue
-            report = sweep(layout, box.retention, datetime.now(UTC), dropbox=name)
+            try:
+                report = sweep(layout, box.retention, datetime.now(UTC), dropbox=name)
+            except Exception:  # one drop box's folders must not stop the others' sweep
+                log.exception("retention_sweep_failed", dropbox=name)
+                continue
             log.info("retention_swept", dropbox=name, **vars(report))
         horizon = journal_horizon([box.retention for box in config.dropboxes.values()])
-        self._journal.compact(horizon)
+        try:
+            self._journal.compact(horizon)
+        except Exception:
+            log.exception("journal_compaction_failed")
 
     def stop(self) -> None:
         """Give pending notifications a last try, stop sweeping and serving metrics."""
         self._notifier.stop(timeout=3)
-        self._sweeper.shutdown(wait=False, cancel_futures=True)
+        self._sweeper.stop(time.monotonic())
         if self._server is not None:
             with contextlib.suppress(OSError):
                 self._server.stop()

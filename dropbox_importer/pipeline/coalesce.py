@@ -76,6 +76,7 @@ class Member:
     params: ImportParams
     header: bytes  # the header row as sent; files share a job only with the same one
     part: Part
+    index: int = 0  # the part's index in the journal (parts of earlier rounds come first)
 
     @property
     def body_bytes(self) -> int:

@@ -15,30 +15,46 @@ to n + 1. A journal written by a newer version is refused rather than guessed at
 
 Records are frozen dataclasses (`FileRecord`, `PartRecord`, `TransitionRecord`, in `records.py`),
 never raw rows.
+
+Engines: the same methods run on PostgreSQL (`state.journal: postgresql://...`, opened by
+`postgres.open_postgres`): they are written once, in the SQL both engines accept through
+`sql.Connection` (see sql.py for the rules), and the migrations below are applied to both. On
+PostgreSQL several hosts share one journal and only the leader writes: `claim_leadership` grants
+it a fencing epoch, and from then on every write transaction first reads the epoch row under a
+share lock and is refused (`Fenced`) when a newer leader has taken over.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.pipeline.records import (
     FileRecord,
+    HostRecord,
     JobMember,
     JobRecord,
+    LeadershipRecord,
     PartRecord,
     TransitionRecord,
     parse_batch_ids,
     stamp,
 )
+from dropbox_importer.pipeline.sql import SQLITE, Connection, Dialect
 from dropbox_importer.pipeline.states import TERMINAL, FileState, check_transition
+
+if TYPE_CHECKING:
+    from dropbox_importer.pipeline.cut import CutSettings
 
 log = structlog.get_logger(__name__)
 
@@ -137,6 +153,38 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (dropbox, folder)
     );
     """,
+    # How each file was cut (pipeline.cut), so a restart cuts it the same way.
+    """
+    ALTER TABLE files ADD COLUMN cut TEXT;
+    """,
+    # Leadership. One row per journal: the fencing epoch and the host that leads under it;
+    # one row per host that runs a daemon on this journal, leader or standby, and when last seen.
+    """
+    CREATE TABLE leadership (
+        scope TEXT PRIMARY KEY,
+        epoch INTEGER NOT NULL,
+        leader TEXT,
+        pid INTEGER,
+        since TEXT
+    );
+    INSERT INTO leadership (scope, epoch) VALUES ('journal', 0);
+    CREATE TABLE hosts (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        since TEXT NOT NULL,
+        seen_at TEXT NOT NULL
+    );
+    """,
+    # A file is imported in rounds: again, whole, when it was written to after its claim.
+    # seen_at: when the daemon first saw it in inbox/ (dropped_at is its mtime, the round's
+    # start's); details: what the round's checks learned (encoding, blank rows, ...), as JSON.
+    """
+    ALTER TABLE files ADD COLUMN seen_at TEXT;
+    ALTER TABLE files ADD COLUMN round INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE files ADD COLUMN details TEXT;
+    ALTER TABLE parts ADD COLUMN round INTEGER NOT NULL DEFAULT 1;
+    """,
     # Jobs several files share: which parts (so which lines of which files) went into each, in
     # the order they were sent; the batch's own counts. Each member part keeps its batch id and
     # its own counts in `parts`, like a part sent alone.
@@ -160,13 +208,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_batch ON jobs (batch_id);
     CREATE TABLE job_members (
         job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-        position INTEGER NOT NULL,
+        member_index INTEGER NOT NULL,
         file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
         part_index INTEGER NOT NULL,
         first_row INTEGER NOT NULL,
         first_line INTEGER NOT NULL,
         rows INTEGER NOT NULL,
-        PRIMARY KEY (job_id, position)
+        PRIMARY KEY (job_id, member_index)
     );
     CREATE INDEX job_members_file ON job_members (file_id);
     """,
@@ -176,6 +224,24 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class JournalError(Exception):
     """The journal cannot be used as asked; the message says why and what to do."""
+
+
+class JournalUnreachable(JournalError):  # noqa: N818 - named for what the operator sees
+    """A shared journal's database cannot be reached now (down, refused, wrong password)."""
+
+
+# Named for what happened, like AlreadyRunning and InvalidTransition.
+class Fenced(JournalError):  # noqa: N818
+    """A write refused because another leader took over since this one was granted its epoch."""
+
+    def __init__(self, epoch: int, current: LeadershipRecord) -> None:
+        super().__init__(
+            f"the journal refused a write: this daemon led under epoch {epoch}, but "
+            f"{current.leader or 'another host'} took over under epoch {current.epoch}; "
+            "standing down"
+        )
+        self.epoch = epoch
+        self.current = current
 
 
 class RecordNotFoundError(JournalError, KeyError):
@@ -192,11 +258,42 @@ def _now() -> datetime:
 class Journal:
     """The daemon's durable memory of claimed files; safe to share between threads."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        path: Path | str,
+        clock: Callable[[], datetime],
+        dialect: Dialect = SQLITE,
+    ) -> None:
         self._conn = conn
         self._lock = threading.Lock()
         self._clock = clock
-        self.path = path
+        self._dialect = dialect
+        self._epoch: int | None = None  # set by claim_leadership: writes are fenced from then on
+        self._on_fenced: Callable[[Fenced], None] = lambda _exc: None
+        self.path = path  # the SQLite file, or the PostgreSQL URL (never with a password)
+
+    @classmethod
+    def over(
+        cls,
+        conn: Connection,
+        location: str,
+        dialect: Dialect,
+        *,
+        clock: Callable[[], datetime] = _now,
+    ) -> Journal:
+        """A journal over an open connection of another engine, migrated to this schema."""
+        journal = cls(conn, location, clock, dialect)
+        journal._migrate()
+        log.info(
+            "journal_opened", path=location, engine=dialect.name, schema_version=SCHEMA_VERSION
+        )
+        return journal
+
+    @property
+    def engine(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self._dialect.name
 
     @classmethod
     def open(cls, state_dir: Path, *, clock: Callable[[], datetime] = _now) -> Journal:
@@ -222,7 +319,8 @@ class Journal:
 
     def _migrate(self) -> None:
         with self._write() as conn:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            self._dialect.lock_migrations(conn)
+            version = self._dialect.schema_version(conn)
             if version > SCHEMA_VERSION:
                 raise JournalError(
                     f"the journal {self.path} has schema version {version}, newer than this "
@@ -231,14 +329,16 @@ class Journal:
             for step in MIGRATIONS[version:]:
                 for statement in step.split(";"):
                     if statement.strip():
-                        conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                        conn.execute(self._dialect.ddl(statement))
+            self._dialect.set_schema_version(conn, SCHEMA_VERSION)
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, fenced: bool = True) -> Iterator[Connection]:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(self._dialect.begin_write)
             try:
+                if fenced and self._epoch is not None:
+                    self._check_epoch(self._conn, self._epoch)
                 yield self._conn
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -248,7 +348,7 @@ class Journal:
                 raise
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[Connection]:
         with self._lock:
             yield self._conn
 
@@ -259,10 +359,7 @@ class Journal:
     def has_table(self, name: str) -> bool:
         """True if the journal has this table (a read-only journal may be an older schema)."""
         with self._read() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-            ).fetchone()
-        return row is not None
+            return self._dialect.has_table(conn, name)
 
     def close(self) -> None:
         """Close the connection; the journal is complete on disk already."""
@@ -281,20 +378,24 @@ class Journal:
         size: int,
         sha256: str,
         dropped_at: datetime | None = None,
+        *,
+        seen_at: datetime | None = None,
     ) -> int:
         """Record a file just claimed into processing/; return its id.
 
-        `dropped_at` is when the upload last wrote the file (its mtime), for its history.
+        `dropped_at` is when the upload last wrote the file (its mtime), for its history;
+        `seen_at` when the daemon first saw it in inbox/ (the claim time if unknown).
         """
         at = stamp(self._clock())
         dropped = None if dropped_at is None else stamp(dropped_at)
+        seen = at if seen_at is None else stamp(seen_at)
         with self._write() as conn:
             cursor = conn.execute(
                 "INSERT INTO files (dropbox, route, name, inbox_path, processing_path, state,"
-                " size, sha256, claimed_at, updated_at, dropped_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " size, sha256, claimed_at, updated_at, dropped_at, seen_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (dropbox, route, name, str(inbox_path), str(processing_path),
-                 FileState.CLAIMED.value, size, sha256, at, at, dropped),
+                 FileState.CLAIMED.value, size, sha256, at, at, dropped, seen),
             )  # fmt: skip
             file_id = cursor.lastrowid
             assert file_id is not None
@@ -342,6 +443,102 @@ class Journal:
                 (str(destination), stamp(self._clock()), file_id),
             )
         return destination
+
+    def record_details(self, file_id: int, details: Mapping[str, Any]) -> None:
+        """Record what the current round's checks learned (encoding, blank rows, ...)."""
+        with self._write() as conn:
+            self._row(conn, file_id)
+            conn.execute(
+                "UPDATE files SET details = ? WHERE id = ?",
+                (json.dumps(dict(details), sort_keys=True), file_id),
+            )
+
+    def start_round(self, file_id: int, size: int, sha256: str, dropped_at: datetime | None) -> int:
+        """Begin another import of a file written to after its claim; return its round.
+
+        The file goes from CHANGED back to CLAIMED with its new size and digest; what the
+        last round's checks learned and its rows failed locally are forgotten (its parts and
+        batches stay, for the result's history).
+        """
+        at = stamp(self._clock())
+        with self._write() as conn:
+            row = self._row(conn, file_id)
+            old = FileState(row["state"])
+            check_transition(old, FileState.CLAIMED)
+            next_round = int(row["round"]) + 1
+            conn.execute(
+                "UPDATE files SET state = ?, updated_at = ?, size = ?, sha256 = ?, round = ?,"
+                " dropped_at = ?, details = NULL, reason = NULL, destination_path = NULL"
+                " WHERE id = ?",
+                (FileState.CLAIMED.value, at, size, sha256, next_round,
+                 None if dropped_at is None else stamp(dropped_at), file_id),
+            )  # fmt: skip
+            conn.execute("DELETE FROM local_failures WHERE file_id = ?", (file_id,))
+            conn.execute(
+                "INSERT INTO transitions (file_id, from_state, to_state, at, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (file_id, old.value, FileState.CLAIMED.value, at, f"round {next_round}"),
+            )
+        return next_round
+
+    def reopen(self, file_id: int, processing_path: Path, detail: str) -> None:
+        """A settled file changed: record it CHANGED, back at `processing_path`, before the move."""
+        at = stamp(self._clock())
+        with self._write() as conn:
+            old = FileState(self._row(conn, file_id)["state"])
+            check_transition(old, FileState.CHANGED)
+            conn.execute(
+                "UPDATE files SET state = ?, updated_at = ?, finished_at = NULL,"
+                " processing_path = ? WHERE id = ?",
+                (FileState.CHANGED.value, at, str(processing_path), file_id),
+            )
+            conn.execute(
+                "INSERT INTO transitions (file_id, from_state, to_state, at, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (file_id, old.value, FileState.CHANGED.value, at, detail),
+            )
+
+    def finished_since(self, since: datetime) -> list[FileRecord]:
+        """DONE and FAILED files finished at or after `since`, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM files WHERE state IN (?, ?) AND finished_at >= ? ORDER BY id",
+                (FileState.DONE.value, FileState.FAILED.value, stamp(since)),
+            ).fetchall()
+        return [FileRecord.from_row(row) for row in rows]
+
+    def record_cut(
+        self,
+        file_id: int,
+        cut: CutSettings,
+        parts: Sequence[tuple[int, int, int, int, Path | None]],
+        *,
+        round_number: int = 1,
+    ) -> None:
+        """Record how the file was cut and its parts `(index, first_line, rows, size, path)`.
+
+        Done before the first batch is created (it replaces the parts of the round recorded
+        before; indices run on across rounds); every later try of the round reuses this cut.
+        """
+        last = max((index for index, *_ in parts), default=-1)
+        with self._write() as conn:
+            self._row(conn, file_id)
+            conn.execute("UPDATE files SET cut = ? WHERE id = ?", (cut.to_json(), file_id))
+            conn.execute(
+                "DELETE FROM parts WHERE file_id = ? AND round = ? AND part_index > ?",
+                (file_id, round_number, last),
+            )
+            conn.executemany(
+                "INSERT INTO parts (file_id, part_index, first_line, rows, size, path, round)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (file_id, part_index) DO UPDATE SET"
+                " first_line = excluded.first_line, rows = excluded.rows, size = excluded.size,"
+                " path = excluded.path",
+                [
+                    (file_id, i, line, rows, size, None if path is None else str(path),
+                     round_number)
+                    for i, line, rows, size, path in parts
+                ],
+            )  # fmt: skip
 
     def record_reason(self, file_id: int, reason: str) -> None:
         """Record the sentence that explains why the file failed."""
@@ -465,17 +662,22 @@ class Journal:
         rows: int,
         size: int,
         path: Path | None = None,
+        round_number: int = 1,
     ) -> None:
-        """Record (or re-record, identically cut) one part of a file; batch fields are kept."""
+        """Record (or re-record, identically cut) one part of a file; batch fields are kept.
+
+        Part indices run on across rounds: a file's parts are numbered once, in order.
+        """
         with self._write() as conn:
             self._row(conn, file_id)
             conn.execute(
-                "INSERT INTO parts (file_id, part_index, first_line, rows, size, path)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (file_id, part_index) DO UPDATE SET"
+                "INSERT INTO parts (file_id, part_index, first_line, rows, size, path, round)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (file_id, part_index) DO UPDATE SET"
                 " first_line = excluded.first_line, rows = excluded.rows,"
                 " size = excluded.size, path = excluded.path",
-                (file_id, index, first_line, rows, size, None if path is None else str(path)),
-            )
+                (file_id, index, first_line, rows, size, None if path is None else str(path),
+                 round_number),
+            )  # fmt: skip
 
     def mark_submission_uncertain(self, file_id: int, index: int, uncertain: bool = True) -> None:
         """Flag a part whose create was sent but whose answer was lost (or is about to be sent)."""
@@ -512,15 +714,18 @@ class Journal:
                 )
 
     def finish_submitting(self, file_id: int) -> bool:
-        """SUBMITTING -> POLLING once every part has a batch; False (nothing changed) if not.
+        """SUBMITTING -> POLLING once every part of the file's round has a batch; False (nothing
+        changed) if not.
 
         One transaction with the check, so a batch found lost meanwhile is never left unsent.
         """
         at = stamp(self._clock())
         with self._write() as conn:
-            old = FileState(self._row(conn, file_id)["state"])
+            row = self._row(conn, file_id)
+            old = FileState(row["state"])
             missing = conn.execute(
-                "SELECT COUNT(*) FROM parts WHERE file_id = ? AND batch_id IS NULL", (file_id,)
+                "SELECT COUNT(*) FROM parts WHERE file_id = ? AND round = ? AND batch_id IS NULL",
+                (file_id, row["round"]),
             ).fetchone()[0]
             if missing or old is FileState.POLLING:
                 return not missing
@@ -615,11 +820,11 @@ class Journal:
             )
             job_id = cursor.lastrowid
             assert job_id is not None
-            for position, m in enumerate(members):
+            for index, m in enumerate(members):
                 conn.execute(
-                    "INSERT INTO job_members (job_id, position, file_id, part_index, first_row,"
+                    "INSERT INTO job_members (job_id, member_index, file_id, part_index, first_row,"
                     " first_line, rows) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (job_id, position, m.file_id, m.part_index, m.first_row, m.first_line, m.rows),
+                    (job_id, index, m.file_id, m.part_index, m.first_row, m.first_line, m.rows),
                 )
                 self._update_part(conn, m.file_id, m.part_index, "submission_uncertain = 1", ())
         return job_id
@@ -725,7 +930,7 @@ class Journal:
                 (leads_processed, failed, warned),
             )
 
-    def _job(self, conn: sqlite3.Connection, where: str, value: int) -> JobRecord:
+    def _job(self, conn: Connection, where: str, value: int) -> JobRecord:
         """The job matching `where` (one `?`), the newest if several; RecordNotFoundError."""
         row = conn.execute(
             f"SELECT * FROM jobs WHERE {where} ORDER BY id DESC LIMIT 1",  # noqa: S608
@@ -734,15 +939,88 @@ class Journal:
         if row is None:
             raise RecordNotFoundError(f"no shared job with {where.replace('?', str(value))}")
         members = conn.execute(
-            "SELECT * FROM job_members WHERE job_id = ? ORDER BY position", (row["id"],)
+            "SELECT * FROM job_members WHERE job_id = ? ORDER BY member_index", (row["id"],)
         ).fetchall()
         return JobRecord.from_rows(row, members)
+
+    # -- leadership -------------------------------------------------------------------------
+
+    def claim_leadership(
+        self, host: str, *, on_fenced: Callable[[Fenced], None] | None = None
+    ) -> int:
+        """Become the journal's writer: bump the fencing epoch and return the one granted.
+
+        Every later write of this journal object is refused with `Fenced` (and `on_fenced`
+        called) once another host has claimed a newer epoch. On PostgreSQL the bump waits
+        until the previous leader's write in progress, if any, has ended.
+        """
+        at = stamp(self._clock())
+        with self._write(fenced=False) as conn:
+            conn.execute(
+                "UPDATE leadership SET epoch = epoch + 1, leader = ?, pid = ?, since = ?"
+                " WHERE scope = 'journal'",
+                (host, os.getpid(), at),
+            )
+            epoch = int(self._leadership_row(conn)["epoch"])
+            self._upsert_host(conn, host, "leader", at)
+        self._epoch = epoch
+        if on_fenced is not None:
+            self._on_fenced = on_fenced
+        return epoch
+
+    @property
+    def epoch(self) -> int | None:
+        """The fencing epoch this journal object writes under (None before claiming one)."""
+        return self._epoch
+
+    def leadership(self) -> LeadershipRecord:
+        """The latest leader: its epoch, host, pid and since when it leads."""
+        with self._read() as conn:
+            return LeadershipRecord.from_row(self._leadership_row(conn))
+
+    def record_host(self, host: str, role: str) -> None:
+        """Note that `host` runs a daemon on this journal in `role` (leader, standby, stopped)."""
+        at = stamp(self._clock())
+        with self._write(fenced=False) as conn:
+            self._upsert_host(conn, host, role, at)
+
+    def hosts(self) -> list[HostRecord]:
+        """Every host seen running a daemon on this journal, most recently seen first."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM hosts ORDER BY seen_at DESC, name").fetchall()
+        return [HostRecord.from_row(row) for row in rows]
+
+    def _check_epoch(self, conn: Connection, epoch: int) -> None:
+        # Read under a share lock: a new leader's bump waits for this transaction to end, so
+        # no write of an older epoch can commit after a newer epoch was granted.
+        row = conn.execute(
+            "SELECT * FROM leadership WHERE scope = 'journal'" + self._dialect.for_share  # noqa: S608
+        ).fetchone()
+        if int(row["epoch"]) != epoch:
+            fenced = Fenced(epoch, LeadershipRecord.from_row(row))
+            self._on_fenced(fenced)
+            raise fenced
+
+    @staticmethod
+    def _leadership_row(conn: Connection) -> Any:
+        return conn.execute("SELECT * FROM leadership WHERE scope = 'journal'").fetchone()
+
+    @staticmethod
+    def _upsert_host(conn: Connection, host: str, role: str, at: str) -> None:
+        # `since` moves only when the host changes role or process.
+        conn.execute(
+            "INSERT INTO hosts (name, role, pid, since, seen_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET role = excluded.role, pid = excluded.pid,"
+            " seen_at = excluded.seen_at, since = CASE WHEN hosts.role = excluded.role"
+            " AND hosts.pid = excluded.pid THEN hosts.since ELSE excluded.since END",
+            (host, role, os.getpid(), at, at),
+        )
 
     # -- rows -------------------------------------------------------------------------------
 
     @staticmethod
     def _move(
-        conn: sqlite3.Connection,
+        conn: Connection,
         file_id: int,
         old: FileState,
         new: FileState,
@@ -761,7 +1039,7 @@ class Journal:
         )
 
     @staticmethod
-    def _row(conn: sqlite3.Connection, file_id: int) -> sqlite3.Row:
+    def _row(conn: Connection, file_id: int) -> sqlite3.Row:
         row: sqlite3.Row | None = conn.execute(
             "SELECT * FROM files WHERE id = ?", (file_id,)
         ).fetchone()
@@ -771,7 +1049,7 @@ class Journal:
 
     @staticmethod
     def _update_part(
-        conn: sqlite3.Connection,
+        conn: Connection,
         file_id: int,
         index: int,
         assignments: str,

@@ -1,4 +1,5 @@
-"""Why a file cannot be imported: `Rejected`, its fixed sentences, the route's parameters and rules.
+"""Why a file cannot be imported (`Rejected`, its fixed sentences, the route's parameters and
+rules), or not yet (`FileChanged`).
 
 Shared by the submitter (which rejects files) and the settler (which writes the reason into
 result.json), so that neither imports the other.
@@ -20,13 +21,23 @@ from dropbox_importer.dropbox.routes import RouteError, import_params, resolve_r
 from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.records import FileRecord
 
-# What the partner reads when the claimed file was still being written, or removed.
-CHANGED = (
-    "the file changed after it was claimed (it was still being written); rows written after "
-    "the claim were not imported: upload the complete file again, ideally under a temporary "
-    "name renamed when complete"
-)
+# What the partner reads when the claimed file was removed before anything was known of it.
 VANISHED = "the file disappeared from processing/ before it could be settled; drop it again"
+
+
+class FileChanged(Exception):  # noqa: N818 - what happened to the file
+    """The claimed file is not the one its round began with: its writer was still at work.
+
+    Not a rejection: the file waits for its writer and is imported again (pipeline.rounds).
+    """
+
+
+def unreadable_reason(exc: OSError) -> str:
+    """What the partner reads when the daemon's user cannot read the dropped file."""
+    return (
+        f"the importer cannot read this file ({exc.strerror or exc}): give its group read "
+        "permission (chmod g+r, or upload it with mode 0640) and drop it again"
+    )
 
 
 class Rejected(Exception):  # noqa: N818 - what happens to the file, not an error of ours

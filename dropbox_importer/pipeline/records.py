@@ -6,14 +6,18 @@ shapes without the SQL around them.
 
 from __future__ import annotations
 
-import sqlite3
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dropbox_importer.marketo.models import BatchState, BatchStatus
+from dropbox_importer.pipeline.sql import Row
 from dropbox_importer.pipeline.states import FileState
+
+if TYPE_CHECKING:
+    from dropbox_importer.pipeline.cut import CutSettings
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -65,6 +69,11 @@ class FileRecord:
     # Why the file waits right now, when the daemon knows better than its state says (a settle
     # that failed and is retried, an instance that needs an operator); cleared at each move.
     note: str | None = None
+    # How the file was cut, once it was (see `pipeline.cut`); None before.
+    cut: CutSettings | None = None
+    seen_at: datetime | None = None  # first seen in inbox/ (None: claimed before it was kept)
+    round: int = 1  # 2 and on: imported again, whole, after it changed
+    details: dict[str, Any] = field(default_factory=dict)  # what the round's checks learned
 
     @property
     def relative(self) -> str:
@@ -72,14 +81,18 @@ class FileRecord:
         return f"{self.route}/{self.name}" if self.route else self.name
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> FileRecord:
+    def from_row(cls, row: Row) -> FileRecord:
         """Build a record from a `files` row."""
+        from dropbox_importer.pipeline.cut import CutSettings  # the cut imports records
+
         data: dict[str, Any] = dict(row)
+        data["cut"] = None if data.get("cut") is None else CutSettings.from_json(data["cut"])
         for key in ("inbox_path", "processing_path", "destination_path"):
             data[key] = _path(data[key])
-        for key in ("claimed_at", "updated_at", "finished_at", "dropped_at"):
+        for key in ("claimed_at", "updated_at", "finished_at", "dropped_at", "seen_at"):
             data[key] = _time(data.get(key))
         data["state"] = FileState(data["state"])
+        data["details"] = json.loads(data["details"]) if data.get("details") else {}
         return cls(**data)
 
 
@@ -104,6 +117,7 @@ class PartRecord:
     finished_at: datetime | None
     # Batches of this part Marketo no longer knew, oldest first; each was sent again once.
     lost_batch_ids: tuple[int, ...] = ()
+    round: int = 1
 
     @property
     def final(self) -> bool:
@@ -118,7 +132,7 @@ class PartRecord:
         return BatchStatus(self.batch_id, self.status, *counts, message=self.message)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> PartRecord:
+    def from_row(cls, row: Row) -> PartRecord:
         """Build a record from a `parts` row."""
         data: dict[str, Any] = dict(row)
         data["index"] = data.pop("part_index")
@@ -177,7 +191,7 @@ class JobRecord:
         return self.leads_processed + self.rows_failed
 
     @classmethod
-    def from_rows(cls, row: sqlite3.Row, members: list[sqlite3.Row]) -> JobRecord:
+    def from_rows(cls, row: Row, members: list[Row]) -> JobRecord:
         """Build a record from a `jobs` row and its `job_members` rows, in position order."""
         data: dict[str, Any] = dict(row)
         data["status"] = None if data["status"] is None else BatchState(data["status"])
@@ -201,7 +215,7 @@ class TransitionRecord:
     detail: str
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> TransitionRecord:
+    def from_row(cls, row: Row) -> TransitionRecord:
         """Build a record from a `transitions` row."""
         old = row["from_state"]
         return cls(
@@ -211,3 +225,41 @@ class TransitionRecord:
             at=datetime.strptime(row["at"], _TIME_FORMAT).replace(tzinfo=UTC),
             detail=row["detail"],
         )
+
+
+@dataclass(frozen=True)
+class LeadershipRecord:
+    """The journal's latest leader: the fencing epoch it was granted, its host and since when."""
+
+    epoch: int
+    leader: str | None
+    pid: int | None
+    since: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> LeadershipRecord:
+        """Build a record from the `leadership` row."""
+        return cls(
+            epoch=int(row["epoch"]),
+            leader=row["leader"],
+            pid=row["pid"],
+            since=_time(row["since"]),
+        )
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    """A host that runs (or ran) a daemon on the journal: its role, since when, last seen."""
+
+    name: str
+    role: str  # leader | standby | stopped
+    pid: int
+    since: datetime
+    seen_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> HostRecord:
+        """Build a record from a `hosts` row."""
+        since, seen_at = _time(row["since"]), _time(row["seen_at"])
+        assert since is not None and seen_at is not None
+        return cls(row["name"], row["role"], int(row["pid"]), since, seen_at)

@@ -8,7 +8,8 @@ at once, drop box by drop box, with two exceptions:
   file in flight has settled, then takes the new ones: two imports of one file must never mix;
 - keys that only a restart can change (RESTART_ONLY: the Marketo instances, whose clients,
   queues and batches in flight belong to the running process; the state directory, which holds
-  the journal and the lock; the log format) keep their running value and are named, so the
+  the journal and the lock; `state`, where the journal lives and how its hosts share it; the
+  log format) keep their running value and are named, so the
   operator knows to restart. A new drop box that needs a new instance waits for that restart.
 
 Everything else (new and changed drop boxes, metrics, web, smtp, log_level) applies at once.
@@ -22,14 +23,14 @@ from dataclasses import dataclass, fields, replace
 from dropbox_importer.config import Config, DropboxConfig
 
 # Top-level keys a running daemon cannot change (see the module's docstring).
-RESTART_ONLY = ("state_dir", "instances", "log_format")
+RESTART_ONLY = ("state_dir", "state", "instances", "log_format")
 
 # The keys of a drop box that decide how a file already claimed is cut, routed and sent.
 # `columns` and a route's own rules (its allow with them) decide which columns a file's parts
 # carry; the drop box's `allow` does not: a file in flight already passed it.
 IN_FLIGHT_KEYS = (
     "instance", "root", "routes", "defaults", "columns", "route_policies", "encoding",
-    "max_part_bytes",
+    "encoding_candidates", "max_part_bytes",
 )  # fmt: skip
 
 
@@ -56,6 +57,14 @@ def restart_only_changes(current: Config, new: Config) -> list[str]:
     changed = [
         key for key in ("state_dir", "log_format") if getattr(current, key) != getattr(new, key)
     ]
+    # The journal (and a shared one's leadership) belongs to the running process; a password is
+    # named by its key, never compared aloud.
+    changed += [
+        f"state.{'password_file' if k in ('password', 'unreadable_password') else k}"
+        for k in ("journal", "password", "unreadable_password", "host_name", "lease_seconds")
+        if getattr(current.state, k) != getattr(new.state, k)
+    ]
+    changed = list(dict.fromkeys(changed))
     for name in sorted(set(current.instances) | set(new.instances)):
         old, wanted = current.instances.get(name), new.instances.get(name)
         if old == wanted:
@@ -78,6 +87,7 @@ def plan_reload(current: Config, new: Config, busy: Callable[[str], bool]) -> Re
     running = replace(
         new,
         state_dir=current.state_dir,
+        state=current.state,
         instances=current.instances,
         log_format=current.log_format,
     )

@@ -8,10 +8,12 @@ destination, and finishes the same move; it never picks a second place.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -23,12 +25,14 @@ from dropbox_importer.dropbox import layout as disk
 from dropbox_importer.dropbox.layout import DropboxLayout, FileVanished, Outcome
 from dropbox_importer.dropbox.results import DuplicateResult, FileResult, file_digest
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.models import BatchState, ImportFormat, ImportParams
+from dropbox_importer.marketo.models import BatchState, ImportFormat
+from dropbox_importer.pipeline.cut import CutSettings, recorded_cut
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.lost import RESUBMISSIONS
 from dropbox_importer.pipeline.prepared import load_prepared
-from dropbox_importer.pipeline.reasons import CHANGED, VANISHED, Rejected, params_for
+from dropbox_importer.pipeline.reasons import FileChanged, Rejected, unreadable_reason
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
+from dropbox_importer.pipeline.rounds import round_parts_dir, vanished_reason
 from dropbox_importer.pipeline.shared_batch import SharedBatches
 from dropbox_importer.pipeline.states import FileState
 
@@ -43,14 +47,13 @@ def decide(
     local_failures: int,
     rejection: str | None,
     partial_failure: str,
-    *,
-    changed: bool = False,
 ) -> tuple[Outcome, str | None]:
-    """The file's outcome and, for a failure, the sentence that explains it."""
+    """The file's outcome and, for a failure, the sentence that explains it.
+
+    `parts` are those of the file's last round: earlier rounds read older bytes.
+    """
     if rejection is not None:
         return "failed", rejection
-    if changed:
-        return "failed", CHANGED
     failed = [p for p in parts if p.status is BatchState.FAILED]
     lost = [p for p in failed if len(p.lost_batch_ids) > RESUBMISSIONS]
     if lost:  # not Marketo failing the rows: Marketo lost the batches, say so plainly
@@ -75,16 +78,23 @@ class Settler:
         boxes: Callable[[str], DropboxConfig],
         layouts: Callable[[str], DropboxLayout],
         clients: Callable[[str], MarketoClient],
+        guard: Callable[[], None] = lambda: None,
     ) -> None:
         self._journal = journal
         self._parts_root = parts_root
         self._boxes = boxes
         self._layouts = layouts
         self._clients = clients
+        # Runs before every move; raises once this daemon no longer leads (leadership.py).
+        self._guard = guard
         self._shared = SharedBatches(journal, parts_root, clients)
 
     def settle(self, file_id: int, rejection: str | None) -> None:
-        """Bring the file to its final place; safe to call again after a crash."""
+        """Bring the file to its final place; safe to call again after a crash.
+
+        FileChanged (nothing written, nothing moved) when the file is not the one its round
+        began with: it is imported again in a new round instead.
+        """
         record = self._journal.get(file_id)
         if record.state.terminal:
             return
@@ -101,6 +111,10 @@ class Settler:
             destination = record.destination_path
             outcome = "done" if _inside(destination, layout.done) else "failed"
             reason = record.reason
+            if not (staging / "result.json").exists() and record.processing_path.exists():
+                # Staged on another host, whose leadership this one took over (or in a state
+                # dir that was lost): stage again, to the outcome and place already recorded.
+                self._stage(record, reason if outcome == "failed" else None, layout, staging)
         finals = disk.result_paths(destination, self._format(record))
         # result.json is always written; the row files only when there were rows to report.
         moves = {staging / "result.json": finals.result_json}
@@ -108,7 +122,7 @@ class Settler:
             if (staging / name).exists():
                 moves[staging / name] = final
         try:
-            disk.settle(record.processing_path, destination, moves)
+            disk.settle(record.processing_path, destination, moves, before_move=self._guard)
         except FileVanished:
             # Removed by someone else while in flight: its result files still tell the
             # partner what happened; there is no original left to move.
@@ -139,58 +153,76 @@ class Settler:
 
     def _format(self, record: FileRecord) -> ImportFormat:
         """The format the result files are written in (csv when the route says none)."""
+        cut = self._cut(record)
+        return ImportFormat.CSV if cut is None else cut.params.format
+
+    def _cut(self, record: FileRecord) -> CutSettings | None:
+        """How the file was (or would be) cut; None when its route cannot be parsed."""
         try:
-            return params_for(record, self._boxes(record.dropbox)).format
+            return recorded_cut(record, self._boxes(record.dropbox))
         except Rejected:
-            return ImportFormat.CSV
+            return None
 
     def _stage(
         self, record: FileRecord, rejection: str | None, layout: DropboxLayout, staging: Path
     ) -> tuple[Outcome, str | None]:
         """Fetch Marketo's row files, write ours and result.json into `staging`."""
         box = self._boxes(record.dropbox)
-        try:
-            params: ImportParams | None = params_for(record, box)
-        except Rejected:
-            params = None
-        parts = self._journal.parts(record.id)
-        if params is not None:
+        cut = self._cut(record)
+        if cut is not None:
             # A batch shared with other files: this file's own counts, from its own rows.
-            parts = self._shared.own_counts(record, parts, params)
+            self._shared.own_counts(record, self._journal.parts(record.id), cut.params)
+        every = self._journal.parts(record.id)
+        parts = [p for p in every if p.round == record.round]
         local = self._journal.local_failures(record.id)
         try:
             size, sha256 = file_digest(record.processing_path)
-            dropped = datetime.fromtimestamp(record.processing_path.stat().st_mtime, UTC)
+            modified = datetime.fromtimestamp(record.processing_path.stat().st_mtime, UTC)
         except FileNotFoundError:
-            size, sha256, dropped = 0, "", None
-            rejection = rejection or VANISHED
-        changed = (size, sha256) != (record.size, record.sha256)
-        outcome, reason = decide(parts, len(local), rejection, box.partial_failure, changed=changed)
+            size, sha256, modified = 0, "", None
+            rejection = rejection or vanished_reason(record, every)
+        except OSError as exc:
+            # Unreadable to the daemon's user: failed with that reason, its bytes unknown.
+            st = record.processing_path.lstat()
+            size, sha256, modified = st.st_size, "", datetime.fromtimestamp(st.st_mtime, UTC)
+            rejection = rejection or unreadable_reason(exc)
+        else:
+            if (size, sha256) != (record.size, record.sha256):
+                raise FileChanged(str(record.processing_path))
+        outcome, reason = decide(parts, len(local), rejection, box.partial_failure)
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        facts = load_prepared(self._parts_root / str(record.id))
+        params = None if cut is None else cut.params
+        facts = load_prepared(round_parts_dir(self._parts_root, record))
         header = None if facts is None else facts.header
-        if params is not None and (parts or local):
-            self._stage_rows(record, params, parts, local, staging, header)
+        if cut is not None and (parts or local):
+            # The key column as sent: the lookup field, email, or a custom object's dedupe field.
+            key = facts.lookup_field if facts is not None and facts.lookup_field else ""
+            self._stage_rows(record, cut, parts, local, staging, header, key)
         result = FileResult.build(
             record,
-            parts,
+            every,
             params,
             outcome,
             reason=reason,
-            # A rename keeps the mtime: the moment the partner's upload last wrote the file.
-            dropped=dropped,
+            # When the daemon first saw it: an upload keeping the partner's mtime (`sftp put
+            # -p`) would otherwise date it days back. The mtime is kept as `modified`.
+            dropped=record.seen_at or record.claimed_at,
+            modified=modified,
             rows_failed_locally=len(local),
             header=header,
             duplicates=None
             if facts is None
             else DuplicateResult.of(facts.lookup_field, facts.duplicates),
-            shared=self._shares(record, parts),
+            shared=self._shares(record, every),
         )
         # The bytes as they are kept beside this result, even if they changed after the claim.
         result = replace(result, size=size, sha256=sha256)
         result.write(staging / "result.json")
+        # On disk before the journal says SETTLING: a replay after a power cut moves these
+        # files as they are, and must never find them empty.
+        _fsync_staged(staging)
         return outcome, reason
 
     def _shares(self, record: FileRecord, parts: Sequence[PartRecord]) -> dict[int, dict[str, int]]:
@@ -211,22 +243,38 @@ class Settler:
     def _stage_rows(
         self,
         record: FileRecord,
-        params: ImportParams,
+        cut: CutSettings,
         parts: Sequence[PartRecord],
         local: dict[int, str],
         staging: Path,
         header: HeaderMap | None,
+        key: str = "",
     ) -> None:
-        """Fetch Marketo's failures and warnings and merge them into the partner's files."""
+        """Fetch Marketo's failures and warnings and merge them into the partner's files.
+
+        `key` is the column Marketo's rows are first matched by (the lookup field when empty).
+        """
         client = self._clients(record.dropbox)
-        box = self._boxes(record.dropbox)
+        target = cut.params.target
         failures = [
-            self._rows_of(record, p, "failures", p.rows_failed, client.download_failures, staging)
+            self._rows_of(
+                record,
+                p,
+                "failures",
+                p.rows_failed,
+                partial(client.download_failures, target=target),
+                staging,
+            )
             for p in parts
         ]
         warnings = [
             self._rows_of(
-                record, p, "warnings", p.rows_with_warning, client.download_warnings, staging
+                record,
+                p,
+                "warnings",
+                p.rows_with_warning,
+                partial(client.download_warnings, target=target),
+                staging,
             )
             for p in parts
         ]
@@ -240,12 +288,13 @@ class Settler:
                     fetched,
                     staging / name,
                     original=record.processing_path,
-                    fmt=params.format,
+                    fmt=cut.params.format,
                     reason_column=column,
-                    encoding=box.encoding,
+                    # As the checks decided (a BOM, valid UTF-8, declared or detected).
+                    encoding=str(record.details.get("encoding", cut.encoding)),
                     local_failures=extra,
                     sent=header.sent if header is not None and header.drops_columns else None,
-                    lookup=params.lookup_field or "email",
+                    lookup=key or cut.params.lookup_field or "email",
                     # Rows failed locally were never sent: not Marketo's to warn about.
                     unsent=local.keys(),
                 )
@@ -287,6 +336,22 @@ def _part(record: PartRecord) -> Part:
         rows=record.rows,
         bytes=record.size,
     )
+
+
+def _fsync_staged(staging: Path) -> None:
+    """fsync every staged result file, then the staging folder itself."""
+    for path in sorted(staging.iterdir()):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _inside(path: Path, folder: Path) -> bool:

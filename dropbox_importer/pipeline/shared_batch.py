@@ -129,7 +129,7 @@ class SharedBatches:
         client = self._clients(dropbox)
         whole = folder / f"{kind}.marketo"
         download = client.download_failures if kind == "failures" else client.download_warnings
-        download(job.batch_id, whole)
+        download(job.batch_id, whole, target=params.target)
         names, shares = self._shares(job, whole, params, KINDS[kind])
         counts = {}
         for member, rows in shares.items():

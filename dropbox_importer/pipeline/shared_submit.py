@@ -10,7 +10,8 @@ can join it.
 
 A shared job the create does not accept is undone: held by its list (1019, or a job of ours),
 every file goes back to the head of its lane, in order; refused (a bad parameter, say), every
-file goes back to be sent alone, so each gets Marketo's verdict on itself.
+file goes back to be sent alone, so each gets Marketo's verdict on itself; with credentials
+refused, every file is parked for the operator as a file alone would be.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import structlog
 from dropbox_importer.config import DropboxConfig
 from dropbox_importer.csvfile import Part
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.errors import ImportInProgress, MarketoError, RequestRejected
+from dropbox_importer.marketo.errors import AuthenticationError, ImportInProgress, MarketoError
+from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.coalesce import (
     SHALLOW_DEPTH,
     Member,
@@ -38,7 +40,7 @@ from dropbox_importer.pipeline.coalesce import (
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.poll import SpeedEstimate
-from dropbox_importer.pipeline.reasons import Rejected, params_for
+from dropbox_importer.pipeline.reasons import FileChanged, Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord, JobMember
 
 log = structlog.get_logger(__name__)
@@ -48,8 +50,6 @@ log = structlog.get_logger(__name__)
 MAX_MEMBERS = 2000
 # Bytes a job may grow by besides its parts' rows: a line end after a part that had none.
 _LINE_END = 2
-# How long the submitter pauses after Marketo refuses us in a way only an operator can fix.
-OPERATOR_PAUSE_SECONDS = 60.0
 
 
 def jobs_dir(parts_root: Path) -> Path:
@@ -70,9 +70,10 @@ class Coalescer:
         parts_root: Path,
         speed: SpeedEstimate,
         stop: threading.Event,
-        prepare: Callable[[FileRecord, DropboxConfig], Sequence[Part]],
+        prepare: Callable[[FileRecord, DropboxConfig], tuple[ImportParams, Sequence[Part]]],
         reject: Callable[[int, str], None],
         forget: Callable[[int], None],
+        park: Callable[[int, str, MarketoError], None],
         on_submitted: Callable[[Sequence[int], int, int, str], None],
     ) -> None:
         self.name = name
@@ -85,6 +86,7 @@ class Coalescer:
         self._prepare = prepare
         self._reject = reject
         self._forget = forget
+        self._park = park
         self._on_submitted = on_submitted
         self._members: dict[int, Member | None] = {}  # prepared files: their only part, or None
         self._may: dict[int, bool] = {}  # file id -> may share a job (before it is cut)
@@ -124,21 +126,26 @@ class Coalescer:
         return self._client.jobs_in_flight() >= SHALLOW_DEPTH
 
     def member(
-        self, record: FileRecord, box: DropboxConfig, parts: Sequence[Part]
+        self,
+        record: FileRecord,
+        box: DropboxConfig,
+        params: ImportParams,
+        parts: Sequence[Part],
+        base: int,
     ) -> Member | None:
-        """The file as a member of a shared job; None when it goes alone."""
+        """The file, cut into `parts` to import with `params`, as a member of a shared job;
+        None when it goes alone. `base` is the journal index of this round's first part."""
         if record.id in self._members:
             return self._members[record.id]
         found: Member | None = None
         if len(parts) == 1 and coalesces(record.route, box) and record.id not in self._alone:
             part = parts[0]
             try:
-                params = params_for(record, box)
                 header = sent_header(part.path)
-            except (Rejected, OSError):
+            except OSError:
                 header = b""
             if header:
-                found = Member(record.id, record.route, params, header, part)
+                found = Member(record.id, record.route, params, header, part, base + part.index)
         self._members[record.id] = found
         return found
 
@@ -187,9 +194,10 @@ class Coalescer:
             if not (coalesces(record.route, box) and record.size <= box.max_part_bytes):
                 return None
             try:
-                if params_for(record, box) != first.params:
+                planned = record.cut.params if record.cut is not None else params_for(record, box)
+                if planned != first.params:
                     return None
-                parts = self._prepare(record, box)
+                params, parts = self._prepare(record, box)
             except Rejected as exc:
                 # Found out now rather than at its turn: it settles as it would have then.
                 if self._queue.remove(record.dropbox, [file_id]):
@@ -204,9 +212,14 @@ class Coalescer:
                     )
                     self._reject(file_id, exc.reason)
                 return None
-            except MarketoError:
+            except (MarketoError, FileChanged):
                 return None  # its own turn says what is wrong
-            self.member(record, box, parts)
+            record = self._journal.get(file_id)  # SUBMITTING now, its parts recorded
+            current = [p for p in self._journal.parts(file_id) if p.round == record.round]
+            if any(p.batch_id is not None for p in current):
+                return None
+            base = min((p.index for p in current), default=0)
+            self.member(record, box, params, parts, base)
         member = self._members.get(file_id)
         return member if member is not None and member.joins(first) else None
 
@@ -216,10 +229,10 @@ class Coalescer:
         ids = [m.file_id for m in members]
         plan, row = [], 0
         for m in members:
-            plan.append(JobMember(m.file_id, m.part.index, row, m.part.first_line, m.part.rows))
+            plan.append(JobMember(m.file_id, m.index, row, m.part.first_line, m.part.rows))
             row += m.part.rows
-        for part in self._uncertain(ids):
-            bound.warning("batch_resubmitted_uncertain", file_id=part, shared=True)
+        for file_id in self._uncertain(members):
+            bound.warning("batch_resubmitted_uncertain", file_id=file_id, shared=True)
         size = len(members[0].header) + sum(m.body_bytes + _LINE_END for m in members)
         job_id = self._journal.record_job(record.dropbox, record.route, plan, size)
         folder = jobs_dir(self._parts_root) / str(job_id)
@@ -239,20 +252,20 @@ class Coalescer:
                 retry_in=None if exc.own or math.isinf(exc.retry_in) else round(exc.retry_in, 2),
             )
             return
-        except RequestRejected as exc:
-            # One of them may be the cause: each goes alone and gets its own verdict.
+        except AuthenticationError as exc:
+            # Every file would meet it: each waits for the operator, as one alone would.
+            self._undo(job_id, folder, record.dropbox, [])
+            for file_id in ids:
+                self._park(file_id, record.dropbox, exc)
+            return
+        except MarketoError as exc:
+            # Refused for good: one of them may be the cause, so each goes alone and gets
+            # Marketo's verdict on itself.
             self._alone.update(ids)
             self._undo(job_id, folder, record.dropbox, ids)
             bound.warning(
                 "shared_import_refused", code=exc.code, message=exc.message, files=len(ids)
             )
-            return
-        except MarketoError as exc:
-            self._undo(job_id, folder, record.dropbox, ids)
-            bound.error(
-                "instance_needs_operator", code=exc.code, message=exc.message, files=len(ids)
-            )
-            self._stop.wait(OPERATOR_PAUSE_SECONDS)
             return
         self._journal.record_job_batch(job_id, batch_id)
         for m in members:
@@ -270,9 +283,16 @@ class Coalescer:
             self._forget(m.file_id)  # the submitter's, which calls ours
         self._on_submitted(ids, batch_id, row, self.name)
 
-    def _uncertain(self, ids: Sequence[int]) -> list[int]:
+    def _uncertain(self, members: Sequence[Member]) -> list[int]:
         """Files whose part a run that died may already have sent (then sent again here)."""
-        return [f for f in ids if any(p.submission_uncertain for p in self._journal.parts(f))]
+        return [
+            m.file_id
+            for m in members
+            if any(
+                p.index == m.index and p.submission_uncertain
+                for p in self._journal.parts(m.file_id)
+            )
+        ]
 
     def _undo(self, job_id: int, folder: Path, dropbox: str, ids: Sequence[int]) -> None:
         """The job was not created: forget it and put its files back at the head, in order."""

@@ -5,19 +5,24 @@ lets it read while the daemon writes), the state directory's lock is never taken
 lock table says who holds it), and no secret is read. The document's keys are only ever added
 to (`status --json` is its contract):
 
-    schema, generated_at, journal {path, found, error?}, config {path, sha256},
-    daemon {running, pid, since, heartbeat_at, stopped_at, ended, config {path, read_at,
-      matches_file, reload_rejected, pending [{dropbox, reason, since}]}, dropboxes},
+    schema, generated_at, journal {path, found, error?, leadership? (a shared journal:
+      observe/leadership.py)}, config {path, sha256},
+    daemon {running, pid, host? (a shared journal: the leader's), since, heartbeat_at,
+      stopped_at, ended, config {path, read_at, matches_file, reload_rejected,
+      pending [{dropbox, reason, since}]}, dropboxes},
     instances [{name, state, since, last_call_at, last_ok_at, last_error_at, last_error,
       failures, paused_until, operator_reason, waiting_for, waiting_since, queued_jobs,
       max_queued_jobs, recorded_at}],
     filters {dropbox, route, file, since, outcome},
     dropboxes [{name, root, instance, live, waiting [...], ignored [...], in_flight [...],
       recent [...], more_recent, shared_jobs [...], blocked_folders [{folder, reason, since}],
-      problems [text]}],
+      problems [text], reported [{route, folder, stage, reason, since}]}],
     history [{id, dropbox, route, file, state, reason, ..., events [{at, what, detail}]}]
 
-Waiting and ignored entries are described in `inbox.py`, in-flight ones in `flight.py`, history
+`reported` is what the running daemon last said it cannot use (its `<state_dir>/problems.json`,
+see pipeline/problems.py): inbox folders (also in `blocked_folders`), a `done/` or `failed/`
+folder a file cannot be settled into, a root it cannot create; the last two are in `problems`
+too. Waiting and ignored entries are described in `inbox.py`, in-flight ones in `flight.py`, history
 in `history.py`. `shared_jobs` lists the drop box's most recent jobs several files shared
 (coalesce.py), newest first: {batch_id, files, rows, status, leads_processed, rows_failed,
 rows_with_warning, recorded_at, created_at, finished_at, first_file}.
@@ -30,8 +35,8 @@ import hashlib
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,9 +44,12 @@ from typing import Any
 from dropbox_importer.config import Config
 from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.marketo.health import HealthSnapshot
+from dropbox_importer.observe.leadership import leadership_document
 from dropbox_importer.pipeline.coalesce import coalesces
+from dropbox_importer.pipeline.engine import journal_location, open_shared_read_only
 from dropbox_importer.pipeline.journal import JOURNAL_NAME, SCHEMA_VERSION, Journal, JournalError
 from dropbox_importer.pipeline.lock import holder
+from dropbox_importer.pipeline.problems import read_published
 from dropbox_importer.pipeline.records import FileRecord, JobRecord
 from dropbox_importer.pipeline.runlog import HEARTBEAT_SECONDS, RunLog, RunRecord
 from dropbox_importer.pipeline.states import FileState
@@ -121,6 +129,13 @@ def open_read_only(state_dir: Path) -> Iterator[Journal | None]:
         conn.close()
 
 
+def open_config_journal(config: Config) -> AbstractContextManager[Journal | None]:
+    """The config's journal read-only: the state dir's SQLite file, or the shared database."""
+    if config.state.shared:
+        return open_shared_read_only(config)
+    return open_read_only(config.state_dir)
+
+
 def file_sha256(path: Path) -> str | None:
     """The SHA-256 of a file's bytes, or None if it cannot be read."""
     try:
@@ -145,7 +160,15 @@ def daemon_view(
     """Whether the daemon runs, since when, and whether it runs on the config file as it is."""
     lock = holder(config.state_dir)
     running = lock.held
-    if running is None and run is not None:
+    if config.state.shared:
+        # The leader may run on another host: its run's heartbeat tells, not this host's lock
+        # (runs are recorded by leaders only; pipeline/leadership.py).
+        lock = replace(lock, pid=None)
+        fresh = run is not None and now - run.heartbeat_at < timedelta(
+            seconds=HEARTBEAT_SECONDS * 3
+        )
+        running = run is not None and run.stopped_at is None and fresh
+    elif running is None and run is not None:
         # No kernel lock table to read: a fresh heartbeat of a live pid says it runs.
         fresh = now - run.heartbeat_at < timedelta(seconds=HEARTBEAT_SECONDS * 3)
         running = run.stopped_at is None and fresh and _pid_alive(run.pid)
@@ -328,7 +351,7 @@ def collect(
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "generated_at": iso(now),
-        "journal": {"path": str(config.state_dir / JOURNAL_NAME), "found": False},
+        "journal": {"path": journal_location(config), "found": False},
         "config": {"path": str(config.path), "sha256": config_sha},
         "daemon": daemon_view(config, None, config_sha, now),
         "instances": instance_views(config, {}),
@@ -351,12 +374,14 @@ def collect(
             "shared_jobs": [],
             "blocked_folders": [],
             "problems": [],
+            "reported": [],
         }
         for name in names
     }
+    _reported(boxes, config.state_dir)
     doc["dropboxes"] = list(boxes.values())
     try:
-        with open_read_only(config.state_dir) as journal:
+        with open_config_journal(config) as journal:
             _from_journal(doc, boxes, journal, config, filters, recent, now)
             if journal is not None and filters.file is not None and histories:
                 doc["history"] = _histories(journal, config, filters)
@@ -373,6 +398,20 @@ def collect(
     return doc
 
 
+def _reported(boxes: dict[str, dict[str, Any]], state_dir: Path) -> None:
+    """What the daemon last published it cannot use; roots and settle folders as problems."""
+    published = read_published(state_dir) or {}
+    problems = published.get("problems")
+    for problem in problems if isinstance(problems, list) else []:
+        status = boxes.get(str(problem.get("dropbox"))) if isinstance(problem, dict) else None
+        if status is None:
+            continue
+        keys = ("route", "folder", "stage", "reason", "since")
+        status["reported"].append({key: problem.get(key) for key in keys})
+        if problem.get("stage") in ("dropbox", "settle"):
+            status["problems"].append(f"the daemon reports: {problem.get('reason')}")
+
+
 def _from_journal(
     doc: dict[str, Any],
     boxes: dict[str, dict[str, Any]],
@@ -385,9 +424,18 @@ def _from_journal(
     if journal is None:
         return
     doc["journal"]["found"] = True
+    if config.state.shared:  # one host on SQLite: no leadership to tell
+        lease = config.state.lease_seconds
+        doc["journal"]["leadership"] = leadership_document(journal, lease, now)
     runlog = RunLog(journal)
     health = runlog.health()
     doc["daemon"] = daemon_view(config, runlog.last_run(), doc["config"]["sha256"], now)
+    if config.state.shared:
+        # Runs are the leaders'; the leader read the config file of its own host.
+        leader = doc["journal"]["leadership"]["leader"] if doc["journal"]["leadership"] else None
+        doc["daemon"]["host"] = leader
+        if leader != config.state.host_name and doc["daemon"]["config"] is not None:
+            doc["daemon"]["config"].update(same_path=True, matches_file=None)
     doc["instances"] = instance_views(config, health)
     blocked = runlog.blocked_folders()
     running = doc["daemon"]["running"]

@@ -10,7 +10,6 @@ the daemon will never take. Each entry gets a `why` sentence and a stable `why_c
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,24 +17,16 @@ from typing import Any
 
 from dropbox_importer.config import DropboxConfig
 from dropbox_importer.dropbox.layout import DropboxLayout, refusal
-from dropbox_importer.pipeline.ready import MARKER_SUFFIXES
+from dropbox_importer.pipeline.ready import MARKER_SUFFIXES, ignored_because
 from dropbox_importer.pipeline.watch import scan_inbox
 from dropbox_importer.report.times import age, iso
-
-
-def _ignored_because(name: str, patterns: tuple[str, ...]) -> str | None:
-    """Which ignore rule drops `name` (the daemon's rule of pipeline/ready.py), or None."""
-    if name.startswith("."):
-        return "a dotfile"
-    pattern = next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
-    return None if pattern is None else f"matches ignore pattern '{pattern}'"
 
 
 def _entry(path: Path, inbox: Path, now: datetime) -> dict[str, Any] | None:
     try:
         st = path.lstat()
-    except FileNotFoundError:
-        return None  # claimed while we looked
+    except OSError:
+        return None  # claimed while we looked, or in a folder we may not look into
     modified = datetime.fromtimestamp(st.st_mtime, UTC)
     route = path.parent.relative_to(inbox).as_posix()
     return {
@@ -66,7 +57,8 @@ def inbox_entries(
     ignored: list[dict[str, Any]] = []
     if not layout.inbox.is_dir():
         return waiting, ignored
-    for path in scan_inbox(layout.inbox):
+    # Folders that cannot be read are skipped: the daemon reports them (blocked folders).
+    for path in scan_inbox(layout.inbox, lambda _folder, _error: None):
         entry = _entry(path, layout.inbox, now)
         if entry is None:
             continue
@@ -82,7 +74,8 @@ def inbox_entries(
                 }
             )
             continue
-        because = _ignored_because(path.name, box.ignore)
+        # The daemon's own rule: the built-in temporary and system names, then `ignore`.
+        because = ignored_because(path.name, box.ignore)
         if because is not None:
             ignored.append(
                 {

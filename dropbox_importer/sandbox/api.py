@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from dropbox_importer.sandbox.database import LeadDatabase
 from dropbox_importer.sandbox.faults import FaultInjector
 from dropbox_importer.sandbox.fields import describe
 from dropbox_importer.sandbox.imports import Batch, ImportQueue, ListInProgressError
-from dropbox_importer.sandbox.responses import error, json_response, success
+from dropbox_importer.sandbox.jobs import LEADS
+from dropbox_importer.sandbox.responses import error, success
 from dropbox_importer.sandbox.rows import DELIMITERS, ImportRequest, reason_file
 from dropbox_importer.sandbox.settings import SandboxSettings
+from dropbox_importer.sandbox.upload import read_upload
 
 FILE_TYPES = {"csv": "text/csv", "tsv": "text/tab-separated-values", "ssv": "text/plain"}
 # Adobe's OpenAPI says failures.json and warnings.json produce application/json, whatever the
@@ -41,21 +42,11 @@ class MarketoApi:
 
     def create(self, request: Request) -> Response:
         """`POST /bulk/v1/leads.json`: check the upload and queue a batch."""
-        if request.mimetype != "multipart/form-data":
-            return error("612", f"Invalid Content Type '{request.mimetype or 'none'}'")
-        try:
-            form, files = request.form, request.files
-        except RequestEntityTooLarge:
-            return too_large(self.settings.max_file_bytes)
-        except Exception:  # werkzeug raises several types on broken multipart bodies
-            return error("613", "Invalid Multipart Request")
-        upload = files.get("file")
-        if upload is None:
-            return error("613", "Invalid Multipart Request: no part named 'file'")
-        payload = upload.stream.read()
-        if len(payload) > self.settings.max_file_bytes:
-            return too_large(self.settings.max_file_bytes)
-        checked = self.check_params({**form.to_dict(), **request.args.to_dict()})
+        upload = read_upload(request, self.settings.max_file_bytes)
+        if isinstance(upload, Response):
+            return upload
+        params, payload = upload
+        checked = self.check_params(params)
         if isinstance(checked, Response):
             return checked
         if not payload.strip():
@@ -113,30 +104,14 @@ class MarketoApi:
         batch = self.find(batch_id)
         if isinstance(batch, Response):
             return batch
-        report, request = batch.report, batch.request
-        header = report.header if report else []
-        rows: list[tuple[int, list[str], str]] = []
-        if report is not None and batch.status != "Queued":
-            done = sum(
-                self.queue.status(batch)[k] for k in ("numOfLeadsProcessed", "numOfRowsFailed")
-            )
-            source = report.failures if kind == "failures" else report.warnings
-            rows = [item for item in source if item[0] < done or batch.status == "Complete"]
-        column = "Import Failure Reason" if kind == "failures" else "Import Warning Reason"
-        return row_file(self.settings, batch.batch_id, header, rows, request.format, column)
+        return rows_file(self.settings, self.queue, batch, kind)
 
     def find(self, batch_id: str) -> Batch | Response:
-        """The batch, or an error for an id that is unknown, malformed or expired.
+        """The lead batch, or an error for an id that is unknown, malformed or expired.
 
         Kind answers 1003; strict 610 (see profile.py).
         """
-        try:
-            batch = self.queue.find(int(batch_id))
-        except ValueError:
-            batch = None
-        if batch is None:
-            return unknown_batch(self.settings, batch_id)
-        return batch
+        return find_batch(self.settings, self.queue, batch_id, LEADS)
 
     def describe(self) -> Response:
         """`GET /rest/v1/leads/describe.json`."""
@@ -171,12 +146,47 @@ class MarketoApi:
         return success([item])
 
 
+def find_batch(
+    settings: SandboxSettings, queue: ImportQueue, batch_id: str, kind: str
+) -> Batch | Response:
+    """The batch of this kind, or an error for an id that is unknown, malformed or expired.
+
+    A batch of another kind is unknown here: each kind's status, failures and warnings paths
+    only know their own batches, though all share one queue and one series of ids.
+    """
+    try:
+        batch = queue.find(int(batch_id))
+    except ValueError:
+        batch = None
+    if batch is None or batch.kind != kind:
+        return unknown_batch(settings, batch_id)
+    return batch
+
+
 def unknown_batch(settings: SandboxSettings, batch_id: str) -> Response:
     """The answer for a batch id Marketo does not know (any import kind)."""
     code = settings.rules.unknown_batch_code
     if code == "1003":
         return error(code, f"Invalid batch id '{batch_id}': unknown or expired")
     return error(code, "Requested resource not found")
+
+
+def rows_so_far(queue: ImportQueue, batch: Batch, which: str) -> list[tuple[int, list[str], str]]:
+    """The batch's failed (`which` "failures") or warned rows as far as its import has come."""
+    report = batch.report
+    if report is None or batch.status == "Queued":
+        return []
+    done = sum(queue.status(batch)[k] for k in ("numOfLeadsProcessed", "numOfRowsFailed"))
+    source = report.failures if which == "failures" else report.warnings
+    return [item for item in source if item[0] < done or batch.status == "Complete"]
+
+
+def rows_file(settings: SandboxSettings, queue: ImportQueue, batch: Batch, which: str) -> Response:
+    """`.../failures.json` or `.../warnings.json` of any import kind: the rows so far."""
+    header = batch.report.header if batch.report else []
+    rows = rows_so_far(queue, batch, which)
+    column = "Import Failure Reason" if which == "failures" else "Import Warning Reason"
+    return row_file(settings, batch.batch_id, header, rows, batch.request.format, column)
 
 
 def row_file(
@@ -201,19 +211,3 @@ def row_file(
     seed = settings.row_order_seed * 1_000_003 + batch_id
     body = reason_file(header, rows, fmt, column, sparse=True, seed=seed)
     return Response(body, mimetype=STRICT_FILE_TYPE)
-
-
-def too_large(limit: int) -> Response:
-    """HTTP 413 with a JSON body naming the limit."""
-    return json_response(
-        {
-            "requestId": "",
-            "success": False,
-            "result": [],
-            "warnings": [],
-            "errors": [
-                {"code": "413", "message": f"Request Entity Too Large (limit {limit} bytes)"}
-            ],
-        },
-        status=413,
-    )

@@ -18,13 +18,16 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from dropbox_importer.sandbox import objects_api, programs_api
 from dropbox_importer.sandbox.api import MarketoApi
+from dropbox_importer.sandbox.customobjects import CustomObjectStore
 from dropbox_importer.sandbox.database import LeadDatabase
 from dropbox_importer.sandbox.faults import FAULT_MESSAGES, Fault, FaultInjector
 from dropbox_importer.sandbox.identity import TokenCheck, TokenIssuer
 from dropbox_importer.sandbox.imports import ImportQueue, Speed
 from dropbox_importer.sandbox.limits import Admission, CallLimiter
 from dropbox_importer.sandbox.other import OtherIntegration
+from dropbox_importer.sandbox.programs import ProgramStore
 from dropbox_importer.sandbox.responses import error, is_error, json_response
 from dropbox_importer.sandbox.settings import SandboxSettings
 
@@ -45,10 +48,15 @@ ROUTES = Map(
         Rule("/rest/v1/lists/<list_id>.json", endpoint="list", methods=["GET"]),
         Rule("/sandbox/leads.json", endpoint="sandbox_leads", methods=["GET"]),
         Rule("/sandbox/batches.json", endpoint="sandbox_batches", methods=["GET", "POST"]),
+        Rule("/sandbox/batches/<batch_id>/file", endpoint="sandbox_batch_file", methods=["GET"]),
         Rule("/sandbox/stats.json", endpoint="sandbox_stats", methods=["GET"]),
         Rule("/sandbox/faults.json", endpoint="sandbox_faults", methods=["GET", "POST"]),
         Rule("/sandbox/speed.json", endpoint="sandbox_speed", methods=["GET", "POST"]),
         Rule("/sandbox/other.json", endpoint="sandbox_other", methods=["GET", "POST"]),
+        *programs_api.RULES,
+        *objects_api.RULES,
+        Rule("/sandbox/programs.json", endpoint="sandbox_programs", methods=["GET"]),
+        Rule("/sandbox/customobjects.json", endpoint="sandbox_customobjects", methods=["GET"]),
     ],
     strict_slashes=False,
 )
@@ -148,6 +156,14 @@ class SandboxApp:
             "partitions": lambda r, a: self.api.partitions(),
             "list": lambda r, a: self.api.static_list(a["list_id"]),
         }
+        # Program members and custom objects share the queue and the lead database's lock.
+        self.programs = ProgramStore(settings.catalog, self.db)
+        self.objects = CustomObjectStore(settings.catalog, self.db.lock)
+        for extra in (
+            programs_api.ProgramsApi(settings, self.queue, self.programs, self.faults),
+            objects_api.ObjectsApi(settings, self.queue, self.objects, self.faults),
+        ):
+            self._handlers.update(extra.handlers())
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one request; never raise except to drop a connection on purpose."""
@@ -159,7 +175,9 @@ class SandboxApp:
             response = error("610", "Requested resource not found", status=404)
             self.stats.record("unknown", "610")
             return response(environ, start_response)
-        if endpoint.startswith("sandbox_"):
+        if endpoint == "sandbox_batch_file":
+            response = self.batch_file(args["batch_id"])
+        elif endpoint.startswith("sandbox_"):
             response = self.introspect(endpoint, request)
         elif endpoint == "identity":
             response = self.identity(request, environ)
@@ -282,6 +300,10 @@ class SandboxApp:
             if request.method == "POST":
                 return self.forget_batches(request)
             return json_response({"batches": self.queue.snapshot()})
+        if endpoint == "sandbox_programs":
+            return json_response({"programs": self.programs.snapshot()})
+        if endpoint == "sandbox_customobjects":
+            return json_response({"customObjects": self.objects.snapshot()})
         if endpoint == "sandbox_stats":
             stats = self.stats.to_json()
             stats.update(
@@ -302,6 +324,15 @@ class SandboxApp:
                 return json_response({"error": f"bad fault settings: {exc}"}, status=400)
             log.info("sandbox_faults_changed", **self.faults.settings.to_json())
         return json_response(self.faults.settings.to_json())
+
+    def batch_file(self, batch_id: str) -> Response:
+        """`GET /sandbox/batches/{id}/file`: the file a create uploaded, byte for byte."""
+        batch = self.queue.find(int(batch_id)) if batch_id.isdigit() else None
+        if batch is None:
+            return json_response({"error": f"no batch {batch_id}"}, status=404)
+        if batch.status in ("Complete", "Failed") and not self.settings.keep_uploads:
+            return json_response({"error": "uploads are kept only with keep_uploads"}, status=410)
+        return Response(batch.payload, mimetype="application/octet-stream")
 
     def forget_batches(self, request: Request) -> Response:
         """`POST /sandbox/batches.json {"forget": [ids]}`: those ids become unknown to Marketo.

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from dropbox_importer.sandbox.settings import FaultSettings
 
-# Marketo's texts for the transient codes a fault can answer with.
+# Marketo's texts for the codes a fault can answer with.
 FAULT_MESSAGES = {
     "502": "Bad Gateway",
     "604": "Request time-out",
@@ -17,6 +17,9 @@ FAULT_MESSAGES = {
     "611": "System error",
     "614": "Invalid Subscription",
     "713": "Transient Error",
+    # Not transient, but injectable to see a client stop for them.
+    "603": "Access denied",
+    "607": "Daily quota reached",
 }
 HTTP_5XX = (500, 502, 503, 504)
 
@@ -84,9 +87,9 @@ class FaultInjector:
         """The codes a coded fault is drawn from."""
         return self._settings.codes or self._default_codes
 
-    def batch_fails(self) -> bool:
-        """Whether a newly created batch is doomed to end `Failed`."""
-        if not self.applies("create"):
+    def batch_fails(self, endpoint: str = "create") -> bool:
+        """Whether a batch newly created on this endpoint is doomed to end `Failed`."""
+        if not self.applies(endpoint):
             return False
         with self._lock:
             rate = self._settings.failed_batch_rate

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from dropbox_importer.sandbox.database import LeadDatabase
+from dropbox_importer.sandbox.jobs import LEADS, Job
 from dropbox_importer.sandbox.rows import BatchFailedError, ImportRequest, RowReport, process
 from dropbox_importer.sandbox.settings import SandboxSettings
 
@@ -43,7 +44,7 @@ class Batch:
     """One import job and everything the status, failures and warnings calls report."""
 
     batch_id: int
-    request: ImportRequest
+    request: ImportRequest | Job  # a lead import, or a program member or custom object job
     payload: bytes
     size: int
     created: float
@@ -76,6 +77,11 @@ class Batch:
         warned = bisect_left(report.warnings, done, key=lambda item: item[0])
         return done - failed, failed, warned
 
+    @property
+    def kind(self) -> str:
+        """What the batch imports: jobs.LEADS, PROGRAM_MEMBERS or CUSTOM_OBJECTS."""
+        return LEADS if isinstance(self.request, ImportRequest) else self.request.kind
+
     def message(self) -> str:
         """Marketo's human-readable `message` for the current state."""
         if self.status == "Queued":
@@ -86,7 +92,8 @@ class Batch:
             return self.failure
         report = self.report
         assert report is not None
-        members = f" ({report.members} members)" if self.request.list_id is not None else ""
+        into_list = isinstance(self.request, ImportRequest) and self.request.list_id is not None
+        members = f" ({report.members} members)" if into_list else ""
         if report.failures:
             return (
                 f"Import completed with errors, {report.imported} records imported{members}, "
@@ -135,7 +142,7 @@ class ImportQueue:
 
     def create(
         self,
-        request: ImportRequest,
+        request: ImportRequest | Job,
         payload: bytes,
         doomed: bool,
         *,
@@ -151,10 +158,16 @@ class ImportQueue:
         with self._cond:
             if len(self._queued) + len(self._importing) >= self.settings.max_queued_jobs:
                 return None
-            if request.list_id is not None and list_busy_from:
+            if (
+                isinstance(request, ImportRequest)
+                and request.list_id is not None
+                and list_busy_from
+            ):
                 jobs = [*self._importing, *self._queued]
                 if any(
-                    b.request.list_id == request.list_id and b.status in list_busy_from
+                    isinstance(b.request, ImportRequest)
+                    and b.request.list_id == request.list_id
+                    and b.status in list_busy_from
                     for b in jobs
                 ):
                     raise ListInProgressError(request.list_id)
@@ -214,11 +227,17 @@ class ImportQueue:
         for batch in batches:
             item = self.status(batch)
             request = batch.request
+            if isinstance(request, ImportRequest):
+                item.update(
+                    lookupField=request.lookup_field,
+                    listId=request.list_id,
+                    partitionName=request.partition,
+                )
+            else:
+                item.update(request.to_json())
             item.update(
+                kind=batch.kind,
                 format=request.format,
-                lookupField=request.lookup_field,
-                listId=request.list_id,
-                partitionName=request.partition,
                 bytes=batch.size,
                 rows=batch.report.rows if batch.report else None,
                 startSequence=batch.start_sequence,
@@ -258,7 +277,8 @@ class ImportQueue:
             self._importing.remove(batch)
             batch.status = "Failed" if batch.failure is not None else "Complete"
             batch.finished = now
-            batch.payload = b""
+            if not self.settings.keep_uploads:
+                batch.payload = b""
             log.debug("sandbox_batch_finished", batch_id=batch.batch_id, status=batch.status)
         while self._queued and len(self._importing) < self.settings.max_importing:
             batch = self._queued.popleft()
@@ -280,15 +300,21 @@ class ImportQueue:
         if batch.doomed and not rules.failed_batches_carry_rows:
             failure = "Import failed: system error"
         else:
+            request = batch.request
             try:
-                report = process(
-                    batch.payload,
-                    self.db,
-                    batch.request,
-                    settings.unknown_column,
-                    rules,
-                    limit=limit,
-                )
+                if isinstance(request, ImportRequest):
+                    report = process(
+                        batch.payload,
+                        self.db,
+                        request,
+                        settings.unknown_column,
+                        rules,
+                        limit=limit,
+                    )
+                else:
+                    report = request.process(
+                        batch.payload, settings.unknown_column, rules, limit=limit
+                    )
                 if batch.doomed:
                     failure = "Import failed: system error"
             except BatchFailedError as exc:

@@ -6,10 +6,11 @@ the queue to itself: its creates meet 1016 when the others fill the queue, its j
 theirs, and a list one of them imports to answers 1019. This thread plays such a neighbour
 inside the sandbox: it keeps `jobs` jobs of its own queued or importing, each of `rows` leads
 (into `list_id` if set), and creates the next as soon as one ends (it learns of an end at once,
-which presses harder than a real neighbour could); a create refused (1016, 1019, a call
-limit) is tried again `poll_seconds` later. It spends one status call every `poll_seconds`. Its calls go through the sandbox's call limits like anyone's, so they use part
-of the 100 calls per window, but are counted apart from the API's: what the daemon is answered
-stays readable in `/sandbox/stats.json`.
+which presses harder than a real neighbour could); a create refused (1016, 1019, a call limit)
+is tried again `poll_seconds` later. It spends one status call every `poll_seconds`. Its calls
+go through the sandbox's call limits like anyone's, so they use part of the 100 calls per
+window, but are counted apart from the API's: what the daemon is answered stays readable in
+`/sandbox/stats.json`.
 """
 
 from __future__ import annotations

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import random
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from dropbox_importer.sandbox.database import LeadDatabase, now_iso
 from dropbox_importer.sandbox.fields import InvalidValueError, converter
 from dropbox_importer.sandbox.profile import KIND, Rules
+from dropbox_importer.sandbox.settings import LeadField
 
 DELIMITERS = {"csv": ",", "tsv": "\t", "ssv": ";"}
 
@@ -60,7 +62,7 @@ def plan_columns(
     unknown: list[str] = []
     lookup_index = -1
     for index, name in enumerate(header):
-        found = db.field(name if rules.headers_as_sent else name.strip())
+        found = db.field(header_name(name, rules))
         if found is None:
             unknown.append(name)
             continue
@@ -68,11 +70,22 @@ def plan_columns(
             lookup_index = index
         if found.read_only or found.name == request.lookup_field:
             continue  # the lookup value is the key; read-only fields are never written
-        columns.append((index, found.name, found.length, converter(found, rules.ascii_email)))
+        columns.append(column_of(index, found, rules))
+    unknown_warning(unknown, unknown_column)  # raises in fail mode
+    return columns, lookup_index, unknown
+
+
+def unknown_warning(unknown: list[str], unknown_column: str) -> str:
+    """The warning every row of a file with unknown columns gets; fails the batch in fail mode."""
     if unknown and unknown_column == "fail":
         names = ", ".join(f"'{n}'" for n in unknown)
         raise BatchFailedError(f"Import failed: unknown field(s) {names} in header row")
-    return columns, lookup_index, unknown
+    return ", ".join(f"Unknown field '{n}' ignored" for n in unknown)
+
+
+def header_name(name: str, rules: Rules) -> str:
+    """A header cell as fields are looked up by: kind trims spaces around it, strict does not."""
+    return name if rules.headers_as_sent else name.strip()
 
 
 def process(
@@ -88,11 +101,18 @@ def process(
 
     Raises BatchFailedError when the file as a whole is unusable.
     """
+    header, rows = read_table(payload, request.format)
+    importer = RowImporter(header, db, request, unknown_column, rules)
+    return import_table(rows, importer.report, importer.import_row, db.lock, limit=limit)
+
+
+def read_table(payload: bytes, fmt: str) -> tuple[list[str], Iterator[list[str]]]:
+    """The header and a reader of the remaining rows; BatchFailedError for an unusable file."""
     try:
         text = payload.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise BatchFailedError("Import failed: file is not UTF-8 text") from None
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[request.format])
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[fmt])
     try:
         header = next(reader)
     except StopIteration:
@@ -101,15 +121,26 @@ def process(
         raise BatchFailedError(f"Import failed: unreadable header row ({exc})") from None
     if not any(cell.strip() for cell in header):
         raise BatchFailedError("Import failed: file has no header row")
-    importer = RowImporter(header, db, request, unknown_column, rules)
-    report = importer.report
-    with db.lock:
+    return header, reader
+
+
+def import_table(
+    rows: Iterator[list[str]],
+    report: RowReport,
+    import_row: Callable[[list[str]], None],
+    lock: threading.Lock,
+    *,
+    limit: int | None = None,
+) -> RowReport:
+    """Feed every non-blank row (the first `limit`, for a batch failing half-way) to
+    `import_row` under `lock`; a CSV error fails the batch."""
+    with lock:
         try:
-            for row in reader:
+            for row in rows:
                 if limit is not None and report.rows >= limit:
                     break
                 if row:  # a blank line is no row, as in Marketo's parser
-                    importer.import_row(row)
+                    import_row(row)
         except csv.Error as exc:
             raise BatchFailedError(
                 f"Import failed: unreadable row {report.rows + 1} ({exc})"
@@ -132,7 +163,7 @@ class RowImporter:
         self.columns, self.lookup_index, unknown = plan_columns(
             header, db, request, unknown_column, rules
         )
-        self.unknown_warning = ", ".join(f"Unknown field '{n}' ignored" for n in unknown)
+        self.unknown_warning = unknown_warning(unknown, unknown_column)
         self.width = len(header)
         self.db = db
         self.request = request
@@ -183,6 +214,29 @@ class RowImporter:
             report.members += 1
         if warnings:
             report.warnings.append((number, row, "; ".join(warnings)))
+
+
+def column_of(index: int, found: LeadField, rules: Rules = KIND) -> Column:
+    """The plan of one header column that writes `found` (strict: ASCII emails only)."""
+    return (index, found.name, found.length, converter(found, rules.ascii_email))
+
+
+def row_values(cells: list[str], columns: list[Column], warnings: list[str]) -> dict[str, object]:
+    """The converted values of a row's non-empty cells; InvalidValueError for a bad one.
+
+    An empty cell leaves the stored value unchanged; a value over its field's length is cut,
+    with a warning added to `warnings`.
+    """
+    values: dict[str, object] = {}
+    for index, name, length, convert in columns:
+        cell = cells[index]
+        if not cell:
+            continue
+        if length is not None and len(cell) > length:
+            cell = cell[:length]
+            warnings.append(f"Value for field '{name}' truncated to {length} characters")
+        values[name] = cell if convert is str else convert(cell)
+    return values
 
 
 def reason_file(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dropbox_importer.sandbox.profile import PROFILES, ProfileName, Rules, rules_of
+
+if TYPE_CHECKING:
+    from dropbox_importer.sandbox.catalog import ObjectCatalog
 
 # Names a fault `endpoints` filter may use; `None` means every Marketo endpoint but identity.
 ENDPOINTS = (
@@ -17,6 +20,19 @@ ENDPOINTS = (
     "describe",
     "partitions",
     "list",
+    # Program members and custom objects (programs_api.py, objects_api.py).
+    "program_members_create",
+    "program_members_status",
+    "program_members_failures",
+    "program_members_warnings",
+    "program_members_describe",
+    "program",
+    "channels",
+    "customobjects_create",
+    "customobjects_status",
+    "customobjects_failures",
+    "customobjects_warnings",
+    "customobjects_describe",
 )
 
 
@@ -161,10 +177,15 @@ class SandboxSettings:
         default_factory=lambda: {1001: "Demo list", 1002: "Newsletter", 1003: "Webinar"}
     )
     partitions: tuple[str, ...] = ("Default", "Europe", "Americas")
+    # Channels, programs, program member fields and custom object types (catalog.py).
+    catalog: ObjectCatalog = field(default_factory=lambda: _default_catalog())
     faults: FaultSettings = field(default_factory=FaultSettings)
     # Another integration keeping jobs of its own in the queue (other.py); off by default.
     other_integration: OtherIntegrationSettings = field(default_factory=OtherIntegrationSettings)
     scope: str = "sandbox-api-user@example.com"
+    # Keep every uploaded file for /sandbox/batches/{id}/file (tests); else freed when its
+    # batch finishes, as a long run of big files would otherwise hold them all in memory.
+    keep_uploads: bool = False
 
     def __post_init__(self) -> None:
         """Reject settings that would make the sandbox meaningless."""
@@ -188,3 +209,10 @@ class SandboxSettings:
     def rules(self) -> Rules:
         """The behaviours of the chosen profile."""
         return rules_of(self.profile)
+
+
+def _default_catalog() -> ObjectCatalog:
+    # Imported when called: catalog.py builds on LeadField, defined in this module.
+    from dropbox_importer.sandbox.catalog import ObjectCatalog
+
+    return ObjectCatalog()

@@ -29,8 +29,9 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from dropbox_importer.config import Config
+from dropbox_importer.observe.leadership import leadership_items
 from dropbox_importer.pipeline.journal import JournalError, RecordNotFoundError
-from dropbox_importer.report.collect import OUTCOMES, Filters, collect, open_read_only
+from dropbox_importer.report.collect import OUTCOMES, Filters, collect, open_config_journal
 from dropbox_importer.report.history import file_history
 from dropbox_importer.report.times import age, parse_since
 
@@ -149,6 +150,8 @@ class StatusPage:
             doc=doc,
             now=now,
             ago=lambda stamp: _ago(stamp, now),
+            leadership=leadership_items(doc["journal"].get("leadership")),
+            shared=config.state.shared,
             form=request.args,
             outcomes=OUTCOMES,
             dropboxes=sorted(config.dropboxes),
@@ -159,7 +162,7 @@ class StatusPage:
     def _file(self, request: Request, file_id: int) -> Response:
         config = self._config()
         try:
-            with open_read_only(config.state_dir) as journal:
+            with open_config_journal(config) as journal:
                 if journal is None:
                     raise NotFound("the daemon has not recorded any file yet")
                 record = journal.get(file_id)

@@ -9,10 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+import yaml
 
+from dropbox_importer.pipeline.journal import SCHEMA_VERSION
+from dropbox_importer.pipeline.postgres import Database, open_postgres
 from dropbox_importer.sandbox import Sandbox
 from tests.actions.cli_harness import Run, WriteConfig, run_subprocess
+from tests.postgres import PostgresDatabase
 
 
 def _instance(sandbox: Sandbox, **overrides: Any) -> dict[str, Any]:
@@ -46,7 +51,8 @@ def test_every_route_is_ok_when_lists_partitions_and_lookups_exist(
     assert code == 0, out + err
     assert "instance main: credentials OK" in out
     assert _row(out, "acme-emea (named)").split() == [
-        "acme", "acme-emea", "(named)", "csv", "1001", "Europe", "email", "OK",
+        "acme", "acme-emea", "(named)", "leads", "csv", "list", "1001,", "partition", "Europe",
+        "email", "OK",
     ]  # fmt: skip
     assert _row(out, "inbox/csv,list=1002/").endswith("OK")
     assert _row(out, "inbox/tsv/").endswith("OK")
@@ -193,10 +199,11 @@ def test_files_at_the_top_of_the_inbox_make_the_top_a_route(
     assert code == 0
     assert _row(out, "inbox/").split()[1:] == [
         "inbox/",
+        "leads",
         "by",
         "extension",
+        "list",
         "1003",
-        "-",
         "email",
         "OK",
     ]
@@ -247,8 +254,9 @@ def test_check_prints_each_drop_boxs_policy_and_warns_about_an_open_one(
         ["folders", "any:"], ["lists", "any"], ["partitions", "any"], ["lookup", "fields"],
     ]  # fmt: skip
     assert opened[-1] == (
-        "  WARNING: partners can import into any list and any partition by naming a folder "
-        "(inbox/list=…/): set allow.folders: named, or allow.lists and allow.partitions"
+        "  WARNING: partners can import into any list and any partition and any program and any "
+        "custom object by naming a folder (inbox/list=…/): set allow.folders: named, or "
+        "allow.lists and allow.partitions and allow.programs and allow.objects"
     )
     shown = "\n".join(_section(out, "strict"))
     assert "WARNING" not in shown
@@ -281,3 +289,100 @@ def test_check_reports_column_rules_naming_no_lead_field(
         "PROBLEM: columns.deny names 'shoeSize', which is no lead field",
         "PROBLEM: allow.lookup_fields names 'emial', which is no lead field",
     ]
+
+
+def test_program_member_and_custom_object_routes_are_looked_up(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
+) -> None:
+    routes = {
+        "webinar-attended": {"program": 1001, "status": "Attended"},
+        "webinar-typo": {"program": 1001, "status": "Atended"},
+        "cars": {"object": "car_c"},
+    }
+    config = write_config(instance=_instance(sandbox), dropboxes={"acme": {"routes": routes}})
+    _folders(
+        tmp_path / "acme",
+        "program=1001,status=no show",
+        "program=4040,status=Attended",
+        "program=1002,status=Attended",
+        "object=boat_c",
+        "object=car_c,csv",
+        "program=1001,status=Invited,list=5",
+    )
+
+    code, out, _ = run_cli("check", "--config", config)
+
+    assert code == 1
+    assert _row(out, "webinar-attended (named)").split()[3:] == [
+        "program", "members", "by", "extension", "program", "1001", "(Partner", "webinar),",
+        "status", "Attended", "email", "OK",
+    ]  # fmt: skip
+    assert "status No Show" in _row(out, "inbox/program=1001,status=no show/")
+    assert _row(out, "inbox/program=1001,status=no show/").endswith("OK")
+    assert (
+        "PROBLEM: status 'Atended' is not one of program 1001's statuses (Invited, Registered, "
+        "Attended, No Show; channel Webinar)"
+    ) in _row(out, "webinar-typo (named)")
+    assert "PROBLEM: program 4040 does not exist" in _row(
+        out, "inbox/program=4040,status=Attended/"
+    )
+    assert "(Engaged; channel Content)" in _row(out, "inbox/program=1002,status=Attended/")
+    assert _row(out, "cars (named)").split()[3:] == [
+        "custom", "objects", "by", "extension", "car_c", "vin", "OK",
+    ]  # fmt: skip
+    assert _row(out, "inbox/object=car_c,csv/").split()[-2:] == ["vin", "OK"]
+    assert "PROBLEM: custom object 'boat_c' does not exist" in _row(out, "inbox/object=boat_c/")
+    assert "mixes a program member import" in _row(out, "inbox/program=1001,status=Invited,list=5/")
+
+
+def _with_state(config: Path, state: dict[str, Any]) -> Path:
+    document = yaml.safe_load(config.read_text())
+    document["state"] = state
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    return config
+
+
+def test_a_shared_journal_is_reached_and_its_schema_version_told(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, postgres_database: PostgresDatabase
+) -> None:
+    (tmp_path / "acme").mkdir()
+    config = _with_state(write_config(), postgres_database.state())
+    display = postgres_database.url
+
+    code, out, _ = run_cli("check", "--config", config)
+    assert code == 0, out
+    assert f"journal {display} (PostgreSQL " in out
+    assert f"OK, empty: the daemon migrates it to {SCHEMA_VERSION} at start" in out
+
+    password = postgres_database.password_file.read_text().strip()
+    open_postgres(Database(postgres_database.url, password)).close()
+    code, out, _ = run_cli("check", "--config", config)
+    assert code == 0 and f"OK, schema version {SCHEMA_VERSION}\n" in out
+
+
+def test_a_shared_journal_that_refuses_the_password_is_a_problem_that_shows_no_password(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, postgres_database: PostgresDatabase
+) -> None:
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-it-4412\n")
+    config = _with_state(
+        write_config(), {"journal": postgres_database.url, "password_file": str(wrong)}
+    )
+    code, out, err = run_cli("check", "--config", config)
+    assert code == 1
+    (line,) = [line for line in out.splitlines() if line.startswith("journal")]
+    assert "PROBLEM" in line and "password authentication failed" in line
+    assert "not-it-4412" not in out + err
+
+
+def test_a_shared_journal_newer_than_this_version_is_a_problem(
+    write_config: WriteConfig, run_cli: Run, postgres_database: PostgresDatabase
+) -> None:
+    password = postgres_database.password_file.read_text().strip()
+    open_postgres(Database(postgres_database.url, password)).close()
+    with psycopg.connect(postgres_database.url, password=password, autocommit=True) as conn:
+        conn.execute("UPDATE journal_schema SET version = version + 1")
+    config = _with_state(write_config(), postgres_database.state())
+    code, out, _ = run_cli("check", "--config", config)
+    assert code == 1
+    assert f"schema version {SCHEMA_VERSION + 1} is newer than this version's" in out

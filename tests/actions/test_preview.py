@@ -135,6 +135,29 @@ def test_preview_usage_errors_exit_2(tmp_path: Path, write_config: WriteConfig) 
     assert "nowhere.csv is not a file" in done.stderr
 
 
+def test_preview_maps_a_program_member_or_custom_object_file_with_its_own_fields(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
+) -> None:
+    config = write_config(instance=_instance(sandbox), dropboxes={"acme": {}})
+    attendees = _file(tmp_path, "Email Address,Attended Minutes\nada@example.com,30\n")
+
+    code, out, err = run_cli(
+        "preview", "--config", config, "--route", "program=1001,status=attended", attendees
+    )
+
+    assert code == 0, out + err
+    assert ": format=csv programId=1001 programMemberStatus=attended\n" in out
+    assert _columns(out)["Attended Minutes"] == ["attendedMinutes", "sent", "display", "name"]
+    cars = _file(tmp_path, "VIN,Colour\nV1,red\n")
+    code, out, _ = run_cli("preview", "--config", config, "--route", "object=car_c", cars)
+    assert code == 1
+    assert _columns(out)["VIN"][:2] == ["vin", "sent"]
+    assert (
+        "would be refused: the header has columns that are no field of custom object car_c" in out
+    )
+    _nothing_sent(sandbox)
+
+
 def test_a_partition_that_does_not_exist_names_no_other_partition_but_the_log_does(
     tmp_path: Path, write_config: WriteConfig, run_cli: Run, sandbox: Sandbox
 ) -> None:

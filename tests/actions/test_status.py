@@ -488,6 +488,27 @@ def test_file_history_tells_one_files_whole_story_in_order(
     assert "batch 3401 Complete: 2 imported, 1 failed, 0 with warnings: ok" in text
 
 
+def test_a_shared_journal_whose_password_this_user_cannot_read_is_named_as_the_problem(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run
+) -> None:
+    config = write_config()
+    document = yaml.safe_load(config.read_text())
+    document["state"] = {
+        "journal": "postgresql://importer@127.0.0.1:1/journal",
+        "password_file": str(tmp_path / "no-such-password"),
+    }
+    config.write_text(yaml.safe_dump(document))
+    (tmp_path / "acme" / "inbox").mkdir(parents=True)
+
+    code, out, _ = run_cli("status", "--config", config, "--json")
+
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["journal"]["path"] == "postgresql://importer@127.0.0.1:1/journal"
+    assert "no-such-password" in doc["journal"]["error"]
+    assert "CREDENTIALS_DIRECTORY" in doc["journal"]["error"]
+
+
 def test_status_shows_the_jobs_files_share_and_who_shares_them(
     tmp_path: Path, write_config: WriteConfig, run_cli: Run
 ) -> None:

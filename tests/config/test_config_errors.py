@@ -243,3 +243,75 @@ def test_named_route_left_empty(tmp_path: Path) -> None:
     text = with_box("routes:\n  emea:\n")
     message = only(problems(tmp_path, text), tmp_path, 11, "dropboxes.acme.routes.emea")
     assert message == "expected a mapping of keys, got nothing"
+
+
+def test_a_route_that_mixes_import_kinds(tmp_path: Path) -> None:
+    text = with_box("routes:\n  webinar: {program: 12, status: Attended, list: 5}\n")
+    message = only(problems(tmp_path, text), tmp_path, 11, "dropboxes.acme.routes.webinar")
+    assert message.startswith(
+        "mixes lead import keys (list) and program member import keys (program, status): "
+    )
+    assert message.endswith("keep the keys of one")
+
+
+def test_a_route_with_half_a_program_member_import(tmp_path: Path) -> None:
+    text = with_box("defaults:\n  programId: 12\n")
+    message = only(problems(tmp_path, text), tmp_path, 10, "dropboxes.acme.defaults")
+    assert message.startswith("sets only half of a program member import: add programMemberStatus")
+
+
+def test_a_route_object_that_is_no_api_name(tmp_path: Path) -> None:
+    text = with_box("routes:\n  cars: {object: ../cars}\n")
+    message = only(problems(tmp_path, text), tmp_path, 11, "dropboxes.acme.routes.cars.object")
+    assert "a custom object's API name" in message
+
+
+def with_state(state_lines: str) -> str:
+    """A good config with the given `state:` section."""
+    body = textwrap.indent(textwrap.dedent(state_lines), "  ")
+    return with_box("") + f"state:\n{body}"
+
+
+def test_a_password_in_the_journal_url_is_refused_and_never_echoed(tmp_path: Path) -> None:
+    for url in (
+        f"postgresql://importer:{SECRET}@db.example.com/journal",
+        f"postgresql://importer@db.example.com/journal?password={SECRET}",
+    ):
+        text = with_state(f"journal: {url}\n")
+        message = only(problems(tmp_path, text), tmp_path, 11, "state.journal")
+        assert "without a password" in message and "state.password_file" in message
+
+
+def test_a_journal_that_is_neither_sqlite_nor_postgresql(tmp_path: Path) -> None:
+    text = with_state("journal: mysql://db.example.com/journal\n")
+    message = only(problems(tmp_path, text), tmp_path, 11, "state.journal")
+    assert "postgresql://" in message
+
+
+def test_a_password_file_for_a_sqlite_journal_is_refused(tmp_path: Path) -> None:
+    text = with_state("password_file: journal\n")
+    message = only(problems(tmp_path, text), tmp_path, 11, "state.password_file")
+    assert "only used with a postgresql:// journal" in message
+
+
+def test_a_missing_journal_password_file_is_named(tmp_path: Path) -> None:
+    text = with_state("journal: postgresql://importer@db/journal\npassword_file: nowhere\n")
+    found = problems(tmp_path, text, {"MKTO_SECRET": SECRET, "CREDENTIALS_DIRECTORY": "/creds"})
+    message = only(found, tmp_path, 12, "state.password_file")
+    assert "cannot read /creds/nowhere" in message
+
+
+def test_the_journal_password_is_read_from_credentials_or_beside_the_config(
+    tmp_path: Path,
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "journal").write_text("from-credentials\n")
+    (tmp_path / "journal").write_text("beside-the-config\n")
+    path = tmp_path / "config.yaml"
+    path.write_text(with_state("journal: postgresql://importer@db/j\npassword_file: journal\n"))
+    environ = {"MKTO_SECRET": SECRET, "CREDENTIALS_DIRECTORY": str(credentials)}
+    assert load_config(path, environ=environ).state.password == "from-credentials"
+    state = load_config(path, environ={"MKTO_SECRET": SECRET}).state
+    assert state.password == "beside-the-config"
+    assert "beside-the-config" not in repr(state)

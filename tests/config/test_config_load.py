@@ -81,9 +81,12 @@ def test_example_names_exactly_the_schema_keys() -> None:
 
 def test_example_loads_with_its_credentials_present(tmp_path: Path) -> None:
     (tmp_path / "main").write_text(SECRET + "\n")
+    (tmp_path / "journal").write_text("database-password\n")
     (tmp_path / "smtp").write_text("notifier:mail-pass-77\n")
     environ = {"CREDENTIALS_DIRECTORY": str(tmp_path), "MARKETO_STAGING_SECRET": "other"}
     config = load_config(EXAMPLE, environ=environ)
+    assert config.state.password == "database-password"
+    assert config.state.shared and "database-password" not in repr(config)
     assert config.instances["main"].secret == SECRET
     assert config.smtp is not None
     assert (config.smtp.username, config.smtp.password) == ("notifier", "mail-pass-77")
@@ -247,6 +250,24 @@ def test_route_mappings_take_long_and_short_names(tmp_path: Path) -> None:
     acme = config.dropboxes["acme"]
     assert acme.routes == {"emea": RouteSpec(ImportFormat.TSV, 7, None, "id")}
     assert acme.defaults == RouteSpec(partition_name="Europe")
+
+
+def test_named_routes_hide_programs_with_statuses_and_custom_objects(tmp_path: Path) -> None:
+    box = {
+        "defaults": {"lookup": "email"},
+        "routes": {
+            "webinar-attended": {"program": 1234, "status": "Attended"},
+            "no-shows": {"programId": 1234, "programMemberStatus": "No Show"},
+            "cars": {"object": "car_c", "format": "tsv"},
+        },
+    }
+    config = load_config(minimal(tmp_path, box=box), environ={"MKTO_SECRET": SECRET})
+    routes = config.dropboxes["acme"].routes
+    assert routes["webinar-attended"] == RouteSpec(
+        program_id=1234, program_member_status="Attended"
+    )
+    assert routes["no-shows"] == RouteSpec(program_id=1234, program_member_status="No Show")
+    assert routes["cars"] == RouteSpec(ImportFormat.TSV, object_name="car_c")
 
 
 def test_without_secrets_a_server_config_loads_where_its_credential_is_not_at_hand(

@@ -120,3 +120,41 @@ def test_empty_lookup_fields_would_refuse_every_file(tmp_path: Path) -> None:
     text = with_box("allow:\n  lookup_fields: []\n")
     message = only(problems(tmp_path, text), tmp_path, 11, "dropboxes.acme.allow.lookup_fields")
     assert "every file would be refused" in message
+
+
+def test_programs_and_objects_load_and_a_route_outside_them_is_a_problem(tmp_path: Path) -> None:
+    box = load(
+        tmp_path,
+        """\
+        defaults: {lookupField: email}
+        allow: {programs: [1001], objects: [car_c]}
+        routes:
+          attended: {program: 1001, status: Attended}
+          cars: {object: car_c, allow: {objects: [car_c, boat_c]}}
+        """,
+    )
+    assert box.allow.programs == frozenset({1001})  # type: ignore[attr-defined]
+    assert box.route_policies["cars"].allow.objects == frozenset({"car_c", "boat_c"})  # type: ignore[attr-defined]
+    text = with_box(
+        "allow: {programs: [1001], objects: [car_c]}\n"
+        "routes:\n  webinar: {program: 2002, status: Attended}\n  boats: {object: boat_c}\n"
+    )
+    found = problems(tmp_path, text)
+    assert [p.split(": ", 2)[1:] for p in found] == [
+        [
+            "dropboxes.acme.routes.webinar",
+            "programId 2002 is outside allow.programs, so every file there would be refused: "
+            "add it to allow.programs or change the route",
+        ],
+        [
+            "dropboxes.acme.routes.boats",
+            "custom object 'boat_c' is outside allow.objects, so every file there would be "
+            "refused: add it to allow.objects or change the route",
+        ],
+    ]
+
+
+def test_allow_objects_takes_api_names_only(tmp_path: Path) -> None:
+    text = with_box("allow: {objects: [car_c, ../x]}\n")
+    message = only(problems(tmp_path, text), tmp_path, 10, "dropboxes.acme.allow.objects")
+    assert "a list of custom object API names, e.g. [car_c]" in message

@@ -23,6 +23,7 @@ MANIFEST = HERE / "expected.yaml"
 
 # Rows in the big file: about 12 MB, over Marketo's 10 MB limit, so the daemon must split it.
 BIG_ROWS = 120_000
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _lines(*rows: str, end: str = "\n") -> str:
@@ -88,8 +89,37 @@ GENERATED: dict[str, Callable[[], bytes]] = {
     ).encode(),
     "stray_cr_in_value.csv": lambda: b"Email,FirstName\na@example.com,An\rn\n",
     "cp1252_declared.csv": lambda: _lines(
-        "Email,FirstName,LastName", "a@example.com,José,Müller", "b@example.com,Zoë,“Smart”"
+        "Email,FirstName,LastName",
+        "jose@cp1252.example.com,José,Müller",
+        "b@example.com,Zoë,“Smart”",
     ).encode("cp1252"),
+    "utf8_in_cp1252_box.csv": lambda: _lines(
+        "Email,FirstName,LastName",
+        "renee@utf8-in-cp1252.example.com,Renée,Müller",
+        "plain@utf8-in-cp1252.example.com,Ann,Archer",
+    ).encode(),
+    "utf8_bom_in_cp1252_box.csv": lambda: (
+        UTF8_BOM + _lines("Email,FirstName", "zoe@bom-in-cp1252.example.com,Zoë").encode()
+    ),
+    "utf16le_bom_in_cp1252_box.csv": lambda: _lines(
+        "Email,FirstName", "jose@utf16-in-cp1252.example.com,José", end="\r\n"
+    ).encode("utf-16"),
+    "auto_utf8.csv": lambda: _lines("Email,FirstName", "ann@auto-utf8.example.com,Ånn").encode(),
+    "auto_cp1252.csv": lambda: _lines(
+        "Email,FirstName,LastName,Company",
+        "juergen@auto-cp1252.example.com,Jürgen,Groß,Straßenbau GmbH",
+        "rene@auto-cp1252.example.com,René,Dupont,Société Générale",
+    ).encode("cp1252"),
+    "auto_mac_roman.csv": lambda: _lines(
+        "Email,FirstName,LastName",
+        "juergen@auto-mac.example.com,Jürgen,Groß",
+        "kaethe@auto-mac.example.com,Käthe,Müller",
+    ).encode("mac-roman"),
+    "auto_unsure.csv": lambda: (
+        b"Email,FirstName,LastName\njan@auto-unsure.example.com,Jan,M\x9aller\n"
+    ),
+    "desktop.ini": lambda: b"[.ShellClassInfo]\r\nIconResource=C:\\Windows\\imageres.dll,-3\r\n",
+    "~$leads.csv": lambda: b"\x0bJane Doe" + b"\0" * 40,
     "cp1252_undeclared.csv": lambda: _lines(
         "Email,FirstName,LastName", "a@example.com,Ann,Archer", "b@example.com,José,Müller"
     ).encode("cp1252"),

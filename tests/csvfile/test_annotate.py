@@ -12,7 +12,14 @@ from csvfile_tables import SETTINGS, start_lines, tables
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dropbox_importer.csvfile import LINE_COLUMN, Part, split_file, suggest_fields, write_results
+from dropbox_importer.csvfile import (
+    LINE_COLUMN,
+    Part,
+    inspect_file,
+    split_file,
+    suggest_fields,
+    write_results,
+)
 from dropbox_importer.marketo.models import ImportFormat
 
 REASON = "Import Failure Reason"
@@ -256,6 +263,38 @@ def test_suggestions_are_case_insensitive_and_none_when_nothing_is_close() -> No
         "Compnay": "Company",
         "Favourite Colour": None,
     }
+
+
+def test_excel_padding_is_not_sent_and_failures_keep_their_original_lines(tmp_path: Path) -> None:
+    original = tmp_path / "leads.csv"
+    original.write_text(
+        "Email,Name,,\n"
+        "a@x.com,Ann,,\n"
+        ",,,\n"  # Excel's empty row: blank, never sent, never failed
+        "bad-email,Bob,,\n"
+        ",,,\n"
+    )
+    inspection = inspect_file(original, ImportFormat.CSV)
+    assert inspection.blank_lines == [3, 5] and inspection.ignored_columns == [3, 4]
+    [part] = split_file(
+        original,
+        ImportFormat.CSV,
+        tmp_path,
+        skip_lines=inspection.skip_lines(),
+        header=inspection.header[: inspection.named_columns],
+        keep=tuple(range(inspection.named_columns)),
+    )
+    assert part.path.read_text() == "Email,Name\na@x.com,Ann\nbad-email,Bob\n"
+    assert part.rows == 2
+    failures = tmp_path / "f.csv"
+    failures.write_text("Email,Name,Import Failure Reason\nbad-email,Bob,Invalid email\n")
+    out = tmp_path / "leads.failures.csv"
+    assert write_results([part], [failures], out, original=original, fmt=ImportFormat.CSV,
+                         reason_column=REASON) == 1  # fmt: skip
+    assert (
+        out.read_text()
+        == "Line,Email,Name,,,Import Failure Reason\n4,bad-email,Bob,,,Invalid email\n"
+    )
 
 
 def test_warnings_after_a_row_failed_locally_keep_their_own_line(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 
 from dropbox_importer.csvfile import FileRejected, inspect_file, split_file
 from dropbox_importer.marketo.models import ImportFormat
+from dropbox_importer.pipeline.ready import is_ignored
 
 
 def _load_make() -> Any:
@@ -35,9 +38,22 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_corpus_is_big_enough_and_complete() -> None:
     assert len(MANIFEST) >= 40
-    committed = {p.name for p in _make.HERE.iterdir() if p.suffix in (".csv", ".tsv")}
+    committed = {
+        p.name for p in _make.HERE.iterdir() if p.suffix in (".csv", ".tsv") and p.is_file()
+    }
     listed = {name for name, spec in MANIFEST.items() if not spec.get("generated")}
     assert committed == listed
+
+
+def _sent_rows(parts: list[Any], fmt: ImportFormat) -> dict[str, dict[str, str]]:
+    """Every row the parts would send, by lower-cased email, as {column: value}."""
+    rows: dict[str, dict[str, str]] = {}
+    for part in parts:
+        text = part.path.read_bytes().decode("utf-8")
+        for row in csv.DictReader(io.StringIO(text, newline=""), delimiter=fmt.delimiter):
+            fields = {k.strip().lower(): v for k, v in row.items()}
+            rows[fields.get("email", "").lower()] = fields
+    return rows
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))
@@ -47,6 +63,10 @@ def test_corpus_file_meets_its_expected_outcome(name: str, corpus: Path, tmp_pat
     fmt = ImportFormat(spec["route"])
     encoding = spec.get("encoding", "utf-8")
     path = corpus / name
+    if expected["outcome"] == "ignored":
+        assert is_ignored(name), name
+        return
+    assert not is_ignored(name), name
     if expected["outcome"] == "failed":
         with pytest.raises(FileRejected) as caught:
             inspect_file(path, fmt, encoding=encoding, lookup_field=spec.get("lookup_field"))
@@ -58,8 +78,18 @@ def test_corpus_file_meets_its_expected_outcome(name: str, corpus: Path, tmp_pat
     result = inspect_file(path, fmt, encoding=encoding, lookup_field=spec.get("lookup_field"))
     assert result.rows == expected["rows"]
     assert result.empty_lookup_lines == expected.get("local_failures", [])
+    assert len(result.blank_lines) == expected.get("blank_rows", 0)
+    assert result.ignored_columns == expected.get("ignored_columns", [])
+    read_as = expected.get("read_as", {"encoding": "utf-8", "by": "utf-8"})
+    assert (result.encoding, result.encoding_by) == (read_as["encoding"], read_as["by"])
     parts = split_file(
-        path, fmt, tmp_path, encoding=encoding, skip_lines=frozenset(result.empty_lookup_lines)
+        path,
+        fmt,
+        tmp_path,
+        encoding=result.encoding,
+        skip_lines=result.skip_lines(),
+        header=result.header[: result.named_columns] if result.ignored_columns else None,
+        keep=tuple(range(result.named_columns)) if result.ignored_columns else None,
     )
     assert sum(part.rows for part in parts) == result.rows - len(result.empty_lookup_lines)
     for part in parts:
@@ -67,3 +97,10 @@ def test_corpus_file_meets_its_expected_outcome(name: str, corpus: Path, tmp_pat
         assert len(data) == part.bytes < 10_000_000
         assert not data.startswith(b"\xef\xbb\xbf")
         data.decode("utf-8")
+    if expected.get("leads") or expected.get("ignored_columns"):
+        sent = _sent_rows(parts, fmt)
+        for email, fields in expected.get("leads", {}).items():
+            for column, value in fields.items():
+                assert sent[email.lower()][column.lower()] == value, (email, column)
+        for row in sent.values():
+            assert "" not in row, "an unnamed column was sent"

@@ -122,6 +122,47 @@ def test_unknown_declared_encoding_is_an_operator_problem(tmp_path: Path) -> Non
         inspect_file(path, ImportFormat.CSV, encoding="latin-9x")
 
 
+def test_blank_rows_anywhere_are_skipped_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_text("Email,Name\n,\na@x.com,Ann\n\n  ,  \nb@x.com,Ben\n,\n   \n")
+    result = inspect_file(path, ImportFormat.CSV)
+    assert result.rows == 2
+    assert result.blank_lines == [2, 4, 5, 7, 8]
+    # The trailing line of spaces is trimmed by the byte splitter; the rest must be skipped.
+    assert result.skip_lines() == frozenset({2, 4, 5, 7})
+    parts = split_file(path, ImportFormat.CSV, tmp_path, skip_lines=result.skip_lines())
+    assert parts[0].path.read_text() == "Email,Name\na@x.com,Ann\nb@x.com,Ben\n"
+
+
+def test_trailing_unnamed_columns_are_padding_only_while_empty(tmp_path: Path) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_text("Email,Name,,\na@x.com,Ann,,\nb@x.com,Ben\nc@x.com,Cid,, \n")
+    result = inspect_file(path, ImportFormat.CSV)
+    assert result.ignored_columns == [3, 4] and result.named_columns == 2
+    assert result.rows == 3  # a row without the padding is as good as one with it
+
+
+def test_an_unnamed_column_holding_data_is_named_by_number_letter_and_line(tmp_path: Path) -> None:
+    header = ",".join(["Email"] + [f"F{n}" for n in range(2, 27)]) + ",,"
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        header + "\n" + "a@x.com" + "," * 25 + ",,\n" + "b@x.com" + "," * 27 + "Ooops\n"
+    )
+    with pytest.raises(FileRejected) as caught:
+        inspect_file(path, ImportFormat.CSV)
+    assert caught.value.line == 3
+    assert caught.value.reason.startswith("line 1: column 28 (AB) of the header has no name")
+    assert "line 3 has a value in it ('Ooops')" in caught.value.reason
+
+
+def test_a_header_of_delimiters_alone_is_no_header(tmp_path: Path) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_text(",,\na@x.com,Ann,\n")
+    with pytest.raises(FileRejected) as caught:
+        inspect_file(path, ImportFormat.CSV)
+    assert "no column names" in caught.value.reason
+
+
 def test_rows_repeating_an_earlier_lookup_value_are_reported_with_the_first_line(
     tmp_path: Path,
 ) -> None:

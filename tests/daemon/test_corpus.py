@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -31,6 +32,7 @@ from tests.daemon.harness import (
     wait_for,
     write_config,
 )
+from tests.daemon.writer import HeldWriter
 
 pytestmark = pytest.mark.slow
 
@@ -70,8 +72,19 @@ DELIMITERS = {"csv": ",", "tsv": "\t", "ssv": ";"}
 
 
 def box_name(spec: dict[str, Any]) -> str:
-    """The drop box a file goes to: one per encoding."""
-    return str(spec.get("encoding", "utf-8")).replace("-", "")
+    """The drop box a file goes to: one per encoding and partial_failure setting."""
+    name = str(spec.get("encoding", "utf-8")).replace("-", "")
+    return name + ("-strict" if spec.get("partial_failure") == "failed" else "")
+
+
+def box_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    """The drop box settings a file's entry asks for."""
+    return {
+        "encoding": spec.get("encoding", "utf-8"),
+        "partial_failure": spec.get("partial_failure", "done"),
+        # An empty file fails as empty once this old (empty.csv); 60 s by default.
+        "empty_file_seconds": 2,
+    }
 
 
 def route_folder(spec: dict[str, Any]) -> str:
@@ -104,6 +117,28 @@ def _drop(source: Path, target: Path) -> None:
     staging.rename(target)
 
 
+def _write_with_a_stall(source: Path, target: Path, plan: dict[str, Any]) -> None:
+    """Write the file through one held handle that stalls, as the entry's `writer` says."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lines = source.read_bytes().splitlines(keepends=True)
+    cut = plan["split_at_line"] - 1
+    head = b"".join(lines[:cut])
+    if plan.get("mid_line"):
+        head += lines[cut][: len(lines[cut]) // 2]
+    data = b"".join(lines)
+    written = target.with_name(plan.get("temp_name", target.name))
+    writer = HeldWriter(written)
+    try:
+        writer.write(head)
+        time.sleep(plan["pause"])  # the stall under test, longer than the settle time
+        writer.write(data[len(head) :])
+        writer.close()
+    finally:
+        writer.kill()
+    if written != target:
+        written.rename(target)  # the uploader's final rename (rclone)
+
+
 @pytest.fixture(scope="module", params=["kind", "strict"])
 def corpus_run(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -115,31 +150,37 @@ def corpus_run(
     work = tmp_path_factory.mktemp(f"corpus_run_{request.param}")
     source = _make.materialize(work / "source")
     roots = {box_name(spec): work / box_name(spec) for spec in MANIFEST.values()}
-    encodings = {box_name(spec): spec.get("encoding", "utf-8") for spec in MANIFEST.values()}
+    settings = {box_name(spec): box_settings(spec) for spec in MANIFEST.values()}
     with Sandbox(replace(SETTINGS, profile=request.param)) as sandbox:
         config = write_config(
             work,
             base_url=sandbox.base_url,
             client_id=sandbox.settings.client_id,
             client_secret=sandbox.settings.client_secret,
-            dropboxes={
-                name: {"root": str(root), "encoding": encodings[name]}
-                for name, root in roots.items()
-            },
+            dropboxes={name: {"root": str(root), **settings[name]} for name, root in roots.items()},
         )
         daemon = DaemonProcess(config, work / "daemon.log").start()
         try:
             began = time.monotonic()
+            writers = []
             for name, spec in MANIFEST.items():
                 inbox = roots[box_name(spec)] / "inbox" / route_folder(spec)
-                _drop(source / name, inbox / name)
+                if "writer" in spec:
+                    args = (source / name, inbox / name, spec["writer"])
+                    writers.append(threading.Thread(target=_write_with_a_stall, args=args))
+                    writers[-1].start()
+                else:
+                    _drop(source / name, inbox / name)
+            for writer in writers:
+                writer.join()
+            ignored = sum(1 for spec in MANIFEST.values() if spec["outcome"] == "ignored")
 
             def settled() -> bool:
                 count = sum(
                     len(originals_under(root / "done")) + len(originals_under(root / "failed"))
                     for root in roots.values()
                 )
-                return count >= len(MANIFEST)
+                return count >= len(MANIFEST) - ignored
 
             wait_for(settled, timeout=50, what="every corpus file in done/ or failed/")
             seconds = time.monotonic() - began
@@ -156,8 +197,9 @@ def test_corpus_has_at_least_40_files() -> None:
 
 
 def test_no_file_is_left_behind_and_the_daemon_logged_no_crash(corpus_run: CorpusRun) -> None:
+    ignored = {name for name, spec in MANIFEST.items() if spec["outcome"] == "ignored"}
     for root in corpus_run.roots.values():
-        assert not originals_under(root / "inbox")
+        assert {p.name for p in originals_under(root / "inbox")} <= ignored
         assert not originals_under(root / "processing")
     crashes = {"submit_crashed", "settle_failed", "claim_failed", "settle_move_failed"}
     assert not [e for e in corpus_run.daemon.events() if e.get("event") in crashes]
@@ -183,7 +225,7 @@ def _failure_lines(final: Path, route: str) -> list[int]:
 
 def _lookup_values(data: bytes, spec: dict[str, Any]) -> list[str]:
     """Every non-empty email of a file, read with the standard csv module."""
-    encoding = spec.get("encoding", "utf-8")
+    encoding = spec.get("read_as", {}).get("encoding") or spec.get("encoding", "utf-8")
     text = data.decode("utf-8-sig" if encoding == "utf-8" else encoding)
     text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     header, *rows = list(csv.reader(io.StringIO(text), delimiter=DELIMITERS[spec["route"]]))
@@ -195,6 +237,12 @@ def _lookup_values(data: bytes, spec: dict[str, Any]) -> list[str]:
 def test_corpus_file_ends_as_expected_through_the_daemon(name: str, corpus_run: CorpusRun) -> None:
     spec = MANIFEST[name]
     dropped = (corpus_run.source / name).read_bytes()
+    if spec["outcome"] == "ignored":
+        left = corpus_run.final(name, "inbox")
+        assert left.read_bytes() == dropped  # left in place, untouched
+        logged = [e for e in corpus_run.daemon.events() if e.get("event") == "file_ignored"]
+        assert [e for e in logged if Path(e["file"]).name == name]
+        return
     final = corpus_run.final(name, spec["outcome"])
     other = corpus_run.final(name, "done" if spec["outcome"] == "failed" else "failed")
     assert final.exists(), f"{name} is not in {spec['outcome']}/ (other side: {other.exists()})"
@@ -214,6 +262,18 @@ def test_corpus_file_ends_as_expected_through_the_daemon(name: str, corpus_run: 
         assert result["parts"] == []  # refused before any import slot was spent
         return
     counts = result["counts"]
+    assert counts["blank_rows"] == spec.get("blank_rows", 0)
+    assert result["ignored_columns"] == spec.get("ignored_columns", [])
+    read_as = spec.get("read_as", {"encoding": "utf-8", "by": "utf-8"})
+    encoding = result["encoding"]
+    assert (encoding["name"], encoding["decided_by"]) == (read_as["encoding"], read_as["by"])
+    assert encoding["converted_to"] == (None if read_as["encoding"] == "utf-8" else "utf-8")
+    assert result["rounds"] == 1  # every writer was waited for: nothing imported twice
+    assert result["imported"]["size"] == len(dropped)
+    for email, fields in spec.get("leads", {}).items():
+        lead = corpus_run.leads[email.lower()]["fields"]
+        for field, value in fields.items():
+            assert lead[field] == value, (email, field, lead[field])
     local = spec.get("local_failures", [])
     assert counts["rows_failed_locally"] == len(local)
     imported = counts["leads_processed"] + counts["rows_failed"] + counts["rows_failed_locally"]

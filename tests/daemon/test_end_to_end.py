@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +23,50 @@ pytestmark = pytest.mark.slow
 
 FAST = {"rows_per_second": 2000.0, "job_overhead_seconds": 0.05, "window_seconds": 2.0}
 
-# Every test here runs twice: inotify events, and the polling observer used on network shares.
-WATCH = {"watch": "events"}
+# Every test here runs with inotify events and with the polling observer used on network
+# shares, on the SQLite journal; and again on the PostgreSQL journal hosts share, with events
+# and the kind sandbox only (how files are noticed, how strict Marketo is and where the journal
+# lives are independent). The two tests marked journal_blind (Marketo's faults, an upload in
+# progress) do nothing the journal sees differently and skip the PostgreSQL pass, which keeps
+# `make test` within its budget.
+WATCH: dict[str, Any] = {"watch": "events", "state": None}
+MODES = {
+    "events": ("events", "sqlite"),
+    "polling": ("polling", "sqlite"),
+    "postgresql": ("events", "postgresql"),
+}
+journal_blind = pytest.mark.journal_blind
 
 
-@pytest.fixture(params=["events", "polling"], autouse=True)
-def watch_mode(request: pytest.FixtureRequest) -> Iterator[str]:
-    WATCH["watch"] = request.param
-    yield request.param
-    WATCH["watch"] = "events"
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each test in every watch mode and sandbox profile on SQLite; on PostgreSQL against the
+    kind sandbox only (the profile is Marketo's side, the journal ours); a journal_blind test
+    not on PostgreSQL."""
+    blind = metafunc.definition.get_closest_marker("journal_blind") is not None
+    combos = [(mode, profile) for mode in MODES for profile in ("kind", "strict")]
+    combos = [(m, p) for m, p in combos if m != "postgresql" or (p == "kind" and not blind)]
+    metafunc.parametrize(
+        ("watch_mode", "sandbox_profile"),
+        [(MODES[m], p) for m, p in combos],
+        ids=[f"{m}-{p}" for m, p in combos],
+        indirect=True,
+    )
 
 
-@pytest.fixture(params=["kind", "strict"])
+@pytest.fixture(autouse=True)
+def watch_mode(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    watch, journal = request.param
+    WATCH["watch"] = watch
+    if journal == "postgresql":
+        WATCH["state"] = request.getfixturevalue("postgres_database").state()
+    yield watch
+    WATCH.update(watch="events", state=None)
+
+
+@pytest.fixture
 def sandbox_profile(request: pytest.FixtureRequest) -> str:
-    """And twice more: against the kind sandbox and the strict one (docs/sandbox.md)."""
+    """Against the kind sandbox and the strict one (docs/sandbox.md), as pytest_generate_tests
+    pairs them with the watch modes."""
     profile: str = request.param
     return profile
 
@@ -88,6 +120,7 @@ def daemon_on(
             for name, box in boxes.items()
         },
         instance=instance,
+        state=WATCH["state"],
     )
     return DaemonProcess(config, tmp_path / "daemon.log").start()
 
@@ -173,6 +206,29 @@ def test_rows_marketo_refuses_are_listed_with_their_line_numbers(
     assert result["outcome"] == "done"
 
 
+def test_dropped_is_when_the_daemon_first_saw_the_file_and_its_old_mtime_is_kept_apart(
+    tmp_path: Path, make_sandbox: Callable[..., Any], start: Start
+) -> None:
+    sandbox = make_sandbox(**FAST)
+    root = tmp_path / "box"
+    start(tmp_path, sandbox, {"box": {"root": str(root)}})
+    old = datetime(2019, 3, 1, 12, 0, tzinfo=UTC)  # `sftp put -p` keeps the partner's mtime
+    target = root / "inbox" / "csv" / "kept.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(".kept.csv.uploading")
+    staging.write_text("email\nkept@example.com\n")
+    os.utime(staging, (old.timestamp(), old.timestamp()))
+    before = datetime.now(UTC)
+    staging.rename(target)
+    final = root / "done" / "csv" / "kept.csv"
+    wait_for(final.exists, timeout=60, what="kept.csv in done/")
+    timings = result_of(final)["timings"]
+    dropped = datetime.fromisoformat(timings["dropped"].replace("Z", "+00:00"))
+    claimed = datetime.fromisoformat(timings["claimed"].replace("Z", "+00:00"))
+    assert before - timedelta(seconds=2) <= dropped <= claimed  # seen now, not in 2019
+    assert datetime.fromisoformat(timings["modified"].replace("Z", "+00:00")) == old
+
+
 def test_bad_file_and_bad_route_go_to_failed_with_a_reason(
     tmp_path: Path, make_sandbox: Callable[..., Any], start: Start
 ) -> None:
@@ -193,6 +249,7 @@ def test_bad_file_and_bad_route_go_to_failed_with_a_reason(
     assert creates == []  # nothing reached Marketo's queue
 
 
+@journal_blind
 def test_uploads_in_progress_are_submitted_once_complete(
     tmp_path: Path, make_sandbox: Callable[..., Any], start: Start
 ) -> None:
@@ -260,6 +317,7 @@ def test_a_second_daemon_on_the_same_state_dir_refuses_to_start(
     assert str(daemon.proc.pid if daemon.proc else "?") in second.stderr
 
 
+@journal_blind
 def test_every_file_ends_in_done_despite_transient_faults_and_a_full_queue(
     tmp_path: Path, make_sandbox: Callable[..., Any], start: Start
 ) -> None:

@@ -99,13 +99,14 @@ def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise(
         assert daemon.stop() == 0
 
 
+@pytest.mark.parametrize("marker", ["done", "ok"])
 def test_marker_file_holds_a_file_back_until_it_appears(
-    tmp_path: Path, make_sandbox: Callable[..., Any]
+    tmp_path: Path, make_sandbox: Callable[..., Any], marker: str
 ) -> None:
     sandbox = make_sandbox(**FAST)
     root = tmp_path / "box"
     config = config_for(
-        tmp_path, sandbox, {"box": {"root": str(root), "ready_marker": "done", "settle_seconds": 0}}
+        tmp_path, sandbox, {"box": {"root": str(root), "ready_marker": marker, "settle_seconds": 0}}
     )
     daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
     try:
@@ -113,11 +114,11 @@ def test_marker_file_holds_a_file_back_until_it_appears(
         inbox.mkdir(parents=True)
         (inbox / "held.csv").write_text("email\nheld@example.com\n")
         (inbox / "other.csv").write_text("email\nother@example.com\n")
-        (inbox / "other.csv.done").touch()
+        (inbox / f"other.csv.{marker}").touch()
         wait_for((root / "done" / "csv" / "other.csv").exists, timeout=30, what="other.csv")
         assert (inbox / "held.csv").exists()  # no marker: left alone, however long
-        assert not (inbox / "other.csv.done").exists()  # a consumed marker is removed
-        (inbox / "held.csv.done").touch()
+        assert not (inbox / f"other.csv.{marker}").exists()  # a consumed marker is removed
+        (inbox / f"held.csv.{marker}").touch()
         wait_for((root / "done" / "csv" / "held.csv").exists, timeout=30, what="held.csv")
     finally:
         daemon.stop()

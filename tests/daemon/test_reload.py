@@ -76,7 +76,10 @@ def test_a_new_drop_box_starts_while_another_has_a_file_in_flight_whose_change_w
         wait_for(lambda: daemon.count("config_change_applied") == 1, what="busy's change applied")
         (applied,) = [e for e in daemon.events() if e["event"] == "config_change_applied"]
         assert applied["dropbox"] == "busy" and applied["held_since"] == pending["since"]
-        assert status(config)[0]["daemon"]["config"]["pending"] == []
+        # status reads the journal, which the daemon's run record reaches at its heartbeat pace.
+        wait_for(
+            lambda: status(config)[0]["daemon"]["config"]["pending"] == [], what="nothing held"
+        )
         (busy / "inbox" / "emea").mkdir()  # the route the held change added
         (busy / "inbox" / "emea" / "named.csv").write_text("email\nnamed@example.com\n")
         wait_for((busy / "done" / "emea" / "named.csv").exists, timeout=30, what="emea route")
@@ -151,3 +154,30 @@ def test_the_embedded_sandbox_remembers_its_batches_so_a_restart_continues(tmp_p
     assert [part["leads_processed"] for part in result["parts"]] == [1000]
     assert [part["lost_batch_ids"] for part in result["parts"]] == [[]]
     assert daemon.count("sandbox_state_restored") == 1
+
+
+def test_moving_the_journal_or_changing_its_lease_waits_for_a_restart(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        base_url="https://123-ABC-456.mktorest.com",
+        client_id="id",
+        client_secret="secret",
+        dropboxes={"a": {"root": str(tmp_path / "a")}},
+    )
+    current = load_config(path)
+    (tmp_path / "journal-password").write_text("s3cret-db\n")
+    base = yaml.safe_load(path.read_text())
+    base["state"] = {
+        "journal": "postgresql://importer@db.example.com/journal",
+        "password_file": "journal-password",
+        "lease_seconds": 30,
+    }
+    base["log_level"] = "warning"
+    path.write_text(yaml.safe_dump(base))
+
+    plan = plan_reload(current, load_config(path), busy=lambda _: False)
+
+    assert plan.refused == ["state.journal", "state.password_file", "state.lease_seconds"]
+    assert plan.config.state == current.state and not plan.config.state.shared
+    assert plan.config.log_level == "warning"
+    assert "s3cret-db" not in " ".join(plan.refused)

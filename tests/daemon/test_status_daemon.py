@@ -6,13 +6,16 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 
 from dropbox_importer.cli import main as cli_main
@@ -23,16 +26,22 @@ pytestmark = pytest.mark.slow
 FAST = {"rows_per_second": 2000.0, "job_overhead_seconds": 0.05, "window_seconds": 2.0}
 
 
+# A line the test's in-process sandbox logged while stdout was redirected to catch `status`.
+SANDBOX_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[\w+ *\] sandbox_.*\n", re.M)
+
+
 def status(config: Path, *args: str) -> tuple[dict[str, Any], str]:
     """`status --json` and `status` as text, run in this process."""
+    # The sandbox's threads log to stdout: keep their lines out of the captured document.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.__stderr__))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         cli_main(["status", "--config", str(config), "--json", *args])
-    doc = json.loads(out.getvalue())
+    doc = json.loads(SANDBOX_LOG_LINE.sub("", out.getvalue()))
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
         cli_main(["status", "--config", str(config), *args])
-    return doc, text.getvalue()
+    return doc, SANDBOX_LOG_LINE.sub("", text.getvalue())
 
 
 def box_of(doc: dict[str, Any], name: str = "box") -> dict[str, Any]:

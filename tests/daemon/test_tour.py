@@ -45,22 +45,36 @@ def test_the_tour_prints_the_status_the_readme_shows(tmp_path: Path) -> None:
     )
     root = demo / "dropbox"
     try:
-        wait_for(lambda: b"daemon_ready" in (tmp_path / "demo.log").read_bytes(), what="ready")
+        wait_for(
+            lambda: b"daemon_ready" in (tmp_path / "demo.log").read_bytes(),
+            timeout=90,  # a first start on a busy machine (the suite runs on four workers)
+            what="ready",
+        )
         newsletter = root / "inbox" / "newsletter"
         shutil.copy(demo / "sample-leads.csv", newsletter)  # 2. drop a file
         wait_for((root / "done" / "newsletter" / "sample-leads.csv").exists, what="3. watch")
         shutil.copy(demo / "sample-leads.csv", newsletter)  # 4. the same file again
         wait_for(lambda: len(originals_under(root / "done")) == 2, what="4. beside the first")
-        (newsletter / "typo.csv").write_text("emial,firstName\nx@example.com,X\n")  # 5.
-        wait_for((root / "failed" / "newsletter" / "typo.csv").exists, what="5. a broken file")
+        shutil.copy(demo / "sample-attendees.csv", root / "inbox" / "webinar-attended")  # 5.
+        attended = root / "done" / "webinar-attended" / "sample-attendees.csv"
+        wait_for(attended.exists, what="5. attendees")
+        late = root / "inbox" / "program=1001,status=Atended"
+        late.mkdir()
+        (late / "late.csv").write_text("email\nlate@example.com\n")
+        wait_for(
+            (root / "failed" / "program=1001,status=Atended" / "late.csv").exists,
+            what="5. a status the program's channel has not",
+        )
+        (newsletter / "typo.csv").write_text("emial,firstName\nx@example.com,X\n")  # 6.
+        wait_for((root / "failed" / "newsletter" / "typo.csv").exists, what="6. a broken file")
         (root / "inbox" / "csv,list=abc").mkdir()
         shutil.copy(demo / "sample-leads.csv", root / "inbox" / "csv,list=abc" / "leads.csv")
         wait_for((root / "failed" / "csv,list=abc" / "leads.csv").exists, what="a broken folder")
-        shutil.copy(demo / "partner-leads.csv", newsletter)  # 6. a partner's column names
+        shutil.copy(demo / "partner-leads.csv", newsletter)  # 7. a partner's column names
         wait_for(
-            lambda: len(originals_under(root / "done") + originals_under(root / "failed")) == 5,
+            lambda: len(originals_under(root / "done") + originals_under(root / "failed")) == 7,
             timeout=60,
-            what="the tour's five files settled",
+            what="the tour's seven files settled",
         )
         out = io.StringIO()
         with contextlib.redirect_stdout(out):

@@ -1,4 +1,4 @@
-"""The daemon under test runs as the unit runs it: its own user, no capability, no root."""
+"""The daemon under test runs as the unit runs it: its own user, CAP_LEASE alone, no root."""
 
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ def proc_status(pid: int) -> dict[str, str]:
     return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
 
 
-def test_the_daemon_under_test_has_no_root_and_no_capability(
+CAP_LEASE = 1 << 28  # linux/capability.h
+
+
+def test_the_daemon_under_test_has_no_root_and_only_cap_lease(
     tmp_path: Path, make_sandbox: Callable[..., Any], service_account: ServiceAccount | None
 ) -> None:
     if service_account is None:
@@ -44,7 +47,7 @@ def test_the_daemon_under_test_has_no_root_and_no_capability(
         assert status["Gid"].split() == [gid] * 4
         assert set(status["Groups"].split()) <= {gid}  # its own group, none other
         for caps in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
-            assert int(status[caps], 16) == 0, caps
+            assert int(status[caps], 16) == CAP_LEASE, caps
         assert status["NoNewPrivs"] == "1"
         assert int(status["Umask"], 8) == UMASK
         assert (tmp_path / "state").stat().st_uid == service_account.uid
@@ -58,10 +61,16 @@ def test_the_harness_grants_what_the_unit_grants_and_no_more() -> None:
         for line in UNIT.read_text().splitlines()
         if "=" in line and line[0] != "#"
     )
-    assert unit["CapabilityBoundingSet"] == "" and unit["AmbientCapabilities"] == ""
+    assert unit["CapabilityBoundingSet"] == unit["AmbientCapabilities"] == "CAP_LEASE"
     assert unit["NoNewPrivileges"] == "yes"
     assert unit["UMask"] == f"{UMASK:04o}"
     assert unit["User"] != "root"
     argv = ServiceAccount("u", 1, 1, Path(os.sep)).command()
-    for flag in ("--init-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"):
+    for flag in (
+        "--init-groups",
+        "--inh-caps=-all,+lease",
+        "--ambient-caps=-all,+lease",
+        "--bounding-set=-all,+lease",
+        "--no-new-privs",
+    ):
         assert flag in argv

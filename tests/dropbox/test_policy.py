@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import PurePosixPath
 
 import pytest
@@ -88,6 +89,30 @@ def test_a_named_route_brings_its_own_policy_wherever_it_appears() -> None:
 
 
 def test_open_targets_name_what_partners_can_pick() -> None:
-    assert AllowRules().open_targets == ["list", "partition"]
-    assert AllowRules(lists=frozenset()).open_targets == ["partition"]
+    assert AllowRules().open_targets == ["list", "partition", "program", "object"]
+    closed = AllowRules(lists=frozenset(), programs=frozenset({1001}), objects=frozenset())
+    assert closed.open_targets == ["partition"]
     assert AllowRules(folders="named").open_targets == []
+
+
+MEMBERS = ImportParams(ImportFormat.CSV, program_id=1001, program_member_status="Attended")
+CARS = ImportParams(ImportFormat.CSV, object_name="car_c")
+
+
+def test_programs_and_custom_objects_outside_the_rules_are_refused() -> None:
+    allow = AllowRules(
+        lists=frozenset({7}), programs=frozenset({1001}), objects=frozenset({"boat_c"})
+    )
+    check_params(MEMBERS, allow)  # a program member import sets no list: lists don't apply
+    with pytest.raises(RouteRefused) as caught:
+        check_params(CARS, allow)
+    assert caught.value.reason == (
+        "custom object 'car_c' is not open to this drop box (allow.objects: boat_c): drop the "
+        "file in a route folder with one of those objects, or ask the operator to allow this one"
+    )
+    with pytest.raises(RouteRefused) as refused_program:
+        check_params(replace(MEMBERS, program_id=2002), allow)
+    assert refused_program.value.rule == "allow.programs"
+    assert "programId 2002 is not open to this drop box (allow.programs: 1001)" in str(
+        refused_program.value
+    )

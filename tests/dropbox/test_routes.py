@@ -17,7 +17,7 @@ from dropbox_importer.dropbox.routes import (
     resolve_route,
     route_label,
 )
-from dropbox_importer.marketo.models import ImportFormat, ImportParams
+from dropbox_importer.marketo.models import ImportFormat, ImportKind, ImportParams
 
 NAMED = {"acme-emea": RouteSpec(format=ImportFormat.CSV, list_id=1234, partition_name="EMEA")}
 NONE = RouteSpec()
@@ -57,6 +57,16 @@ def refused(name: str) -> RouteError:
         ("partition=a=b", RouteSpec(partition_name="a=b")),
         ("acme-emea", NAMED["acme-emea"]),
         ("acme-emea,lookup=id", RouteSpec(ImportFormat.CSV, 1234, "EMEA", "id")),
+        (
+            "program=1001,status=Attended",
+            RouteSpec(program_id=1001, program_member_status="Attended"),
+        ),
+        (
+            "csv,PROGRAMID=7,programMemberStatus=No Show",
+            RouteSpec(ImportFormat.CSV, program_id=7, program_member_status="No Show"),
+        ),
+        ("object=car_c", RouteSpec(object_name="car_c")),
+        ("tsv, Object = car_c", RouteSpec(ImportFormat.TSV, object_name="car_c")),
     ],
 )
 def test_folder_name_sets_parameters(name: str, expected: RouteSpec) -> None:
@@ -65,7 +75,10 @@ def test_folder_name_sets_parameters(name: str, expected: RouteSpec) -> None:
 
 def test_unknown_key_names_the_folder_and_the_keys_to_use() -> None:
     error = refused("lst=5")
-    expected = "unknown key 'lst' in folder 'lst=5': use format, list, partition or lookup"
+    expected = (
+        "unknown key 'lst' in folder 'lst=5': use format, list, partition, lookup, program, "
+        "status or object"
+    )
     assert str(error) == expected
     assert error.reason == str(error)
 
@@ -180,13 +193,26 @@ values = st.text(
     min_size=1,
     max_size=20,
 ).filter(lambda s: s.strip() == s and s != "")
-specs = st.builds(
+formats = st.none() | st.sampled_from(list(ImportFormat))
+lead_specs = st.builds(
     RouteSpec,
-    format=st.none() | st.sampled_from(list(ImportFormat)),
+    format=formats,
     list_id=st.none() | st.integers(min_value=1, max_value=10**12),
     partition_name=st.none() | values,
     lookup_field=st.none() | values,
-).filter(lambda spec: spec != NONE)
+)
+member_specs = st.builds(
+    RouteSpec,
+    format=formats,
+    program_id=st.integers(min_value=1, max_value=10**12),
+    program_member_status=values,
+)
+object_specs = st.builds(
+    RouteSpec,
+    format=formats,
+    object_name=st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,20}", fullmatch=True),
+)
+specs = (lead_specs | member_specs | object_specs).filter(lambda spec: spec != NONE)
 
 
 @given(specs)
@@ -212,3 +238,97 @@ def test_any_folder_name_parses_or_raises_route_error(name: str) -> None:
         assert error.folder == name and error.reason
     else:
         assert isinstance(spec, RouteSpec)
+
+
+# -- program members and custom objects ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        (
+            "program=1001,status=Attended,list=5",
+            "folder 'program=1001,status=Attended,list=5' mixes a program member import "
+            "(program=1001,status=Attended) with lead settings (list=5): a program member "
+            "import takes no list, partition or lookup field; remove list=5, or put lead files "
+            "in a folder of their own",
+        ),
+        (
+            "object=car_c,lookup=id,partition=EU",
+            "folder 'object=car_c,lookup=id,partition=EU' mixes a custom object import "
+            "(object=car_c) with lead settings (lookup=id): a custom object import takes no "
+            "list",
+        ),
+        (
+            "program=1001,object=car_c",
+            "folder 'program=1001,object=car_c' mixes a program member import (program=1001) "
+            "with a custom object import (object=car_c): a file imports program members "
+            "(program=…,status=…) or custom object records (object=…), not both; keep program "
+            "and status, or object",
+        ),
+        ("status=Attended,object=car_c", "(status=Attended) with a custom object import"),
+        ("program=abc", "programId must be a whole number above 0 in folder 'program=abc', not"),
+        ("program=0", "use the program's id, e.g. program=1234"),
+        ("status=", "programMemberStatus is empty in folder 'status='"),
+        ("object=", "apiName is empty in folder 'object='"),
+        ("object=../car_c", "apiName '../car_c' in folder 'object=../car_c' is no custom object"),
+    ],
+)
+def test_kinds_do_not_mix_and_their_values_are_checked(name: str, says: str) -> None:
+    assert says in str(refused(name))
+
+
+def test_a_mix_across_nested_folders_or_a_named_route_names_the_whole_route() -> None:
+    with pytest.raises(RouteError) as caught:
+        resolve_route(PurePosixPath("acme-emea/program=5,status=Registered"), NAMED, NONE)
+    assert caught.value.folder == "acme-emea/program=5,status=Registered"
+    assert "remove list=1234,partition=EMEA" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("route", "says"),
+    [
+        (
+            "program=1001",
+            "programMemberStatus is missing in folder 'program=1001': a program member import "
+            "needs a status too, e.g. program=1001,status=Attended",
+        ),
+        (
+            "csv/status=Registered",
+            "programId is missing in folder 'csv/status=Registered': a program member import "
+            "needs the program too, e.g. program=1234,status=Registered",
+        ),
+    ],
+)
+def test_a_program_member_route_needs_both_program_and_status(route: str, says: str) -> None:
+    with pytest.raises(RouteError) as caught:
+        resolve_route(PurePosixPath(route), NAMED, NONE)
+    assert str(caught.value) == says
+
+
+def test_a_named_route_hides_a_program_and_its_status() -> None:
+    named = {"webinar-attended": RouteSpec(program_id=1234, program_member_status="Attended")}
+    spec = resolve_route(PurePosixPath("webinar-attended/csv"), named, NONE)
+    assert import_params(spec, "attendees.txt") == ImportParams(
+        ImportFormat.CSV, program_id=1234, program_member_status="Attended"
+    )
+
+
+def test_defaults_fill_only_the_parameters_of_the_routes_kind() -> None:
+    defaults = RouteSpec(ImportFormat.TSV, lookup_field="email", partition_name="EU")
+    members = resolve_route(PurePosixPath("program=7,status=Invited"), NAMED, defaults)
+    assert members == RouteSpec(ImportFormat.TSV, program_id=7, program_member_status="Invited")
+    objects = resolve_route(PurePosixPath("object=car_c"), NAMED, defaults)
+    assert objects == RouteSpec(ImportFormat.TSV, object_name="car_c")
+    leads = resolve_route(PurePosixPath("list=3"), NAMED, defaults)
+    assert leads == RouteSpec(ImportFormat.TSV, 3, "EU", "email")
+
+
+def test_a_route_without_a_kind_takes_the_defaults_kind() -> None:
+    defaults = RouteSpec(program_id=7, program_member_status="Registered")
+    assert resolve_route(PurePosixPath("csv"), NAMED, defaults) == RouteSpec(
+        ImportFormat.CSV, program_id=7, program_member_status="Registered"
+    )
+    # A lead route of such a drop box stays a lead import: the defaults' program is not its.
+    assert resolve_route(PurePosixPath("list=3"), NAMED, defaults) == RouteSpec(list_id=3)
+    assert import_params(RouteSpec(), "a.csv").kind is ImportKind.LEADS

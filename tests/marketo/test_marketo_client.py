@@ -301,18 +301,25 @@ def run_threads(count: int, target: object, args: list[Path] | None = None) -> N
     assert not any(t.is_alive() for t in threads)
 
 
-def test_identity_call_keeps_the_secret_out_of_the_url(sandbox: Sandbox) -> None:
-    # The client posts credentials as a form body; prove the sandbox accepts that form.
-    response = requests.post(
-        f"{sandbox.base_url}/identity/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sandbox.settings.client_id,
-            "client_secret": sandbox.settings.client_secret,
-        },
-        timeout=5,
-    )
-    assert response.status_code == 200 and response.json()["access_token"]
+def test_identity_call_keeps_the_secret_out_of_the_url(
+    sandbox: Sandbox, make_client: MakeClient, tmp_path: Path
+) -> None:
+    client = make_client(sandbox)
+    sent: list[requests.PreparedRequest] = []
+    # Every request the client's own session sends, as it went on the wire.
+    client._session.hooks["response"].append(lambda response, **_: sent.append(response.request))
+    client.check_credentials()
+    client.create_import(lead_file(tmp_path), CSV)
+    secret = sandbox.settings.client_secret
+    identity = [r for r in sent if "/identity/oauth/token" in (r.url or "")]
+    assert identity and len(sent) > len(identity)  # the token, then the Marketo calls
+    for request in sent:
+        assert secret not in (request.url or ""), request.url
+        assert secret not in str(request.headers)
+    [token_request] = identity
+    assert token_request.method == "POST"
+    body = token_request.body if isinstance(token_request.body, str) else ""
+    assert f"client_secret={secret}" in body  # a form body, never the query string
 
 
 def test_refused_connection_retries_until_stopped_and_is_not_ambiguous(

@@ -113,6 +113,10 @@ def test_no_client_call_sends_the_secret_or_the_token_in_a_url(
         "describe_fields": client.describe_fields,
         "partitions": client.partitions,
         "get_list": lambda: client.get_list(1001),
+        "describe_program_members": client.describe_program_members,
+        "get_program": lambda: client.get_program(1001),
+        "channels": client.channels,
+        "describe_custom_object": lambda: client.describe_custom_object("car_c"),
     }
     public = {
         name

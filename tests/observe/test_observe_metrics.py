@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,11 @@ from dropbox_importer.config.model import MetricsConfig
 from dropbox_importer.marketo.client import MarketoClient
 from dropbox_importer.marketo.models import ClientStats
 from dropbox_importer.marketo.settings import InstanceSettings
+from dropbox_importer.observe.leadership import LeadershipCollector
 from dropbox_importer.observe.metrics import Metrics, MetricsServer
+from dropbox_importer.pipeline.postgres import Database, open_postgres
 from dropbox_importer.sandbox import Sandbox
+from tests.postgres import PostgresDatabase
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -160,12 +164,14 @@ def test_stopped_server_closes_its_port() -> None:
         sock.connect(("127.0.0.1", port))
 
 
-def test_every_metric_the_alert_rules_use_is_exposed(served: tuple[Metrics, MetricsServer]) -> None:
+def test_every_metric_the_alert_rules_use_is_exposed(
+    served: tuple[Metrics, MetricsServer], postgres_database: PostgresDatabase
+) -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text()
     rules_block = doc.split("```yaml\n# /etc/prometheus/rules/dropbox-importer.yml\n")[1]
     rules = yaml.safe_load(rules_block.split("```")[0])
     exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
-    assert len(exprs) == 8
+    assert len(exprs) == 11
     used = {name for expr in exprs for name in re.findall(r"dropbox_importer_\w+", expr)}
     metrics, server = served
     metrics.file_settled("acme", "failed")
@@ -179,5 +185,11 @@ def test_every_metric_the_alert_rules_use_is_exposed(served: tuple[Metrics, Metr
             return ClientStats({"create": 1}, {}, {"607": 1}, 0, 1, 0, 0.0, 0, 0.0, 0)
 
     metrics.watch_clients("main", Idle())
+    journal = open_postgres(Database(postgres_database.url, postgres_database.password()))
+    journal.claim_leadership("alpha")
+    metrics.registry.register(
+        LeadershipCollector("alpha", lambda: True, journal, 15.0, lambda: datetime.now(UTC))
+    )
     exposed = {name for name, _labels in scrape(server)}
+    journal.close()
     assert used <= exposed, used - exposed

@@ -67,9 +67,8 @@ class SftpServer:
         """Where the partner's uploads land on the server's disk."""
         return self.root / "inbox"
 
-    def batch(self, commands: Sequence[str], *, limit_kbit: int | None = None) -> str:
-        """Run sftp batch commands as the partner; return stdout, raise SftpError on failure."""
-        script = "\n".join(commands) + "\n"
+    def argv(self, *, limit_kbit: int | None = None) -> list[str]:
+        """The sftp command line that runs a batch read from stdin as the partner."""
         argv = ["sftp", "-b", "-", "-F", "/dev/null", "-i", str(self.key), "-P", str(self.port)]
         for option in (
             "StrictHostKeyChecking=no",
@@ -82,8 +81,17 @@ class SftpServer:
         if limit_kbit is not None:
             argv += ["-l", str(limit_kbit)]
         argv.append(f"{self.user}@{self.host}")
+        return argv
+
+    def batch(self, commands: Sequence[str], *, limit_kbit: int | None = None) -> str:
+        """Run sftp batch commands as the partner; return stdout, raise SftpError on failure."""
+        script = "\n".join(commands) + "\n"
         done = subprocess.run(
-            argv, input=script, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_SECONDS
+            self.argv(limit_kbit=limit_kbit),
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_SECONDS,
         )
         if done.returncode != 0:
             tail = self.log.read_text(errors="replace").splitlines()[-8:]
@@ -111,6 +119,23 @@ class SftpServer:
                 f"rename {quote(temp_name)} {quote(remote_name)}",
             ]
         self.batch(commands, limit_kbit=limit_kbit)
+
+    def start_put(self, local: Path, remote_name: str, *, limit_kbit: int) -> subprocess.Popen[str]:
+        """Start a throttled upload and return at once: sftp (and its ssh) in a process group
+        of their own, so a test can stop and continue the whole client, as a stalled network
+        would, while the server holds the file open."""
+        proc = subprocess.Popen(
+            self.argv(limit_kbit=limit_kbit),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(f"put {quote(str(local))} {quote(remote_name)}\n")
+        proc.stdin.close()
+        return proc
 
     def get(self, remote_name: str, local: Path) -> None:
         """Download `remote_name` (e.g. a result file in /done/) to `local` as the partner."""

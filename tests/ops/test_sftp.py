@@ -142,8 +142,8 @@ def test_key_of_someone_else_is_refused(sftp_server: SftpServer, tmp_path: Path)
 
 # The daemon's side of docs/sftp.md, done by hand as the daemon's stand-in account: claim
 # uploads (also from a folder the partner made), write results, settle. `private_users` repeats
-# it inside a user namespace that maps only the daemon's own ids, as the unit's PrivateUsers=yes
-# does, to prove the partner's group still grants access there.
+# it inside a user namespace that maps only the daemon's own ids, as PrivateUsers=yes in a
+# drop-in would (docs/install.md), to prove the partner's group still grants access there.
 DAEMON_STEPS = """
 set -e
 umask 0027

@@ -85,7 +85,9 @@ def test_unit_declares_the_service_contract() -> None:
         "Service.LoadCredential": ["main:/etc/dropbox-importer/credentials/main"],
         "Service.ProtectSystem": ["strict"],
         "Service.ReadWritePaths": ["/srv/dropbox /srv/archive"],
-        "Service.CapabilityBoundingSet": [""],
+        # One capability: leases on partners' uploads (dropbox/writers.py).
+        "Service.CapabilityBoundingSet": ["CAP_LEASE"],
+        "Service.AmbientCapabilities": ["CAP_LEASE"],
         "Service.RestrictAddressFamilies": ["AF_UNIX AF_INET AF_INET6"],
         "Service.SystemCallFilter": ["@system-service", "~@privileged @resources"],
         "Service.MemoryDenyWriteExecute": ["yes"],
@@ -94,6 +96,8 @@ def test_unit_declares_the_service_contract() -> None:
         assert unit.get(key) == values, key
     # Drop boxes are shared with partner accounts through groups; a dynamic user has none.
     assert "Service.DynamicUser" not in unit
+    # CAP_LEASE counts only in the initial user namespace.
+    assert "Service.PrivateUsers" not in unit
     # Marketo sits behind addresses that change; an IP allow-list would break imports.
     assert "Service.IPAddressDeny" not in unit
 
@@ -184,3 +188,29 @@ def test_tmpfiles_makes_root_owned_chroot_base_and_private_credentials(tmp_path:
     assert (config.st_gid, config.st_mode & 0o7777) == (4242, 0o750)
     secrets = (etc / "dropbox-importer" / "credentials").stat()
     assert (secrets.st_uid, secrets.st_gid, secrets.st_mode & 0o7777) == (0, 0, 0o700)
+
+
+DROP_IN = SYSTEMD_DIR / "dropbox-importer.service.d" / "shared-journal.conf"
+
+
+def test_the_two_host_drop_in_hands_over_the_database_password_and_waits_for_the_export(
+    tmp_path: Path,
+) -> None:
+    drop_in = settings(DROP_IN.read_text())
+    assert drop_in["Service.LoadCredential"] == [
+        "journal:/etc/dropbox-importer/credentials/journal"
+    ]
+    assert drop_in["Unit.RequiresMountsFor"] == ["/srv/dropbox"]
+    # A leader that stood down exits non-zero: the unit's Restart= must bring it back.
+    assert settings(UNIT.read_text())["Service.Restart"] == ["on-failure"]
+    copy = runnable_copy(tmp_path, UNIT.read_text())
+    folder = tmp_path / f"{UNIT.name}.d"
+    folder.mkdir()
+    (folder / DROP_IN.name).write_text(DROP_IN.read_text())
+    done = verify(copy)
+    assert complaints_about(copy, done.stdout + done.stderr) == []
+    assert done.returncode == 0, done.stderr
+    # The check can fail: verify reads the drop-in beside the unit and names a bad key in it.
+    (folder / DROP_IN.name).write_text(DROP_IN.read_text() + "RestartSecs=2\n")
+    done = verify(copy)
+    assert any("RestartSecs" in line for line in complaints_about(copy, done.stdout + done.stderr))

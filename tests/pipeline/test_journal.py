@@ -1,4 +1,9 @@
-"""The journal on a real SQLite file in tmp_path: records, transitions, recovery, durability."""
+"""The journal on a real SQLite file in tmp_path and on a real PostgreSQL database: records,
+transitions, recovery, durability.
+
+The `journal` fixture gives each test both engines in turn, so every journal method, including
+ones added later, is proven on both with the same test.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
+import structlog
 
 from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.pipeline.journal import (
@@ -20,8 +27,10 @@ from dropbox_importer.pipeline.journal import (
     JournalError,
     RecordNotFoundError,
 )
+from dropbox_importer.pipeline.postgres import Database, open_postgres
 from dropbox_importer.pipeline.records import JobMember
 from dropbox_importer.pipeline.states import FileState, InvalidTransition
+from tests.postgres import PostgresDatabase, PostgresServer
 
 S = FileState
 
@@ -41,11 +50,37 @@ def clock() -> Clock:
     return Clock()
 
 
+Opener = Callable[..., Journal]
+
+
+def database(db: PostgresDatabase) -> Database:
+    return Database(db.url, db.password_file.read_text().strip(), lease_seconds=5.0)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens the journal again and again on the same file or database; closes each at the end."""
+    opened: list[Journal] = []
+    if request.param == "sqlite":
+
+        def open_one(clock: Callable[[], datetime] | None = None) -> Journal:
+            opened.append(Journal.open(tmp_path / "state", clock=clock or Clock()))
+            return opened[-1]
+    else:
+        db = database(request.getfixturevalue("postgres_database"))
+
+        def open_one(clock: Callable[[], datetime] | None = None) -> Journal:
+            opened.append(open_postgres(db, clock=clock or Clock()))
+            return opened[-1]
+
+    yield open_one
+    for journal in opened:
+        journal.close()
+
+
 @pytest.fixture
-def journal(tmp_path: Path, clock: Clock) -> Iterator[Journal]:
-    j = Journal.open(tmp_path / "state", clock=clock)
-    yield j
-    j.close()
+def journal(opener: Opener, clock: Clock) -> Journal:
+    return opener(clock)
 
 
 def claim(journal: Journal, name: str = "leads.csv", dropbox: str = "acme") -> int:
@@ -374,6 +409,280 @@ def test_a_write_survives_kill_9_right_after_it_returns(tmp_path: Path) -> None:
     assert journal.get(file_id).state is S.SUBMITTING
     assert [r.id for r in journal.unfinished()] == [file_id]
     journal.close()
+
+
+def test_a_claim_keeps_when_the_file_was_first_seen_and_its_mtime(
+    journal: Journal, clock: Clock
+) -> None:
+    seen = clock.now - timedelta(seconds=40)
+    modified = datetime(2019, 1, 1, tzinfo=UTC)  # `sftp put -p` keeps the partner's old mtime
+    file_id = journal.record_claim(
+        "acme", "", "x.csv", Path("/i"), Path("/p"), 1, "00", dropped_at=modified, seen_at=seen
+    )
+    record = journal.get(file_id)
+    assert (record.seen_at, record.dropped_at, record.claimed_at) == (seen, modified, clock.now)
+    assert record.round == 1 and record.details == {}
+
+
+def test_a_changed_file_starts_a_new_round_keeping_its_earlier_parts(journal: Journal) -> None:
+    file_id = claim(journal)
+    journal.transition(file_id, S.SUBMITTING)
+    journal.record_part(file_id, 0, first_line=2, rows=2, size=30)
+    journal.record_batch(file_id, 0, 501)
+    journal.record_local_failures(file_id, {3: "lookup field is empty"})
+    journal.record_details(file_id, {"blank_rows": 1})
+    journal.transition(file_id, S.POLLING)
+    journal.transition(file_id, S.CHANGED, "grew after its claim")
+    assert journal.start_round(file_id, 300, "cd" * 32, None) == 2
+    record = journal.get(file_id)
+    assert (record.state, record.round, record.size, record.sha256) == (
+        S.CLAIMED,
+        2,
+        300,
+        "cd" * 32,
+    )
+    assert record.details == {} and journal.local_failures(file_id) == {}
+    journal.record_part(file_id, 1, first_line=2, rows=10, size=300, round_number=2)
+    assert [(p.index, p.round, p.batch_id) for p in journal.parts(file_id)] == [
+        (0, 1, 501),
+        (1, 2, None),
+    ]
+    assert journal.transitions(file_id)[-1].detail == "round 2"
+
+
+def test_a_settled_file_is_reopened_only_through_changed(journal: Journal, clock: Clock) -> None:
+    file_id = claim(journal)
+    finish(journal, file_id)
+    assert journal.finished_since(clock.now - timedelta(minutes=5))[0].id == file_id
+    with pytest.raises(InvalidTransition):
+        journal.start_round(file_id, 1, "00", None)
+    journal.reopen(file_id, Path("/box/processing/list-42/leads.csv"), "changed in done/")
+    record = journal.get(file_id)
+    assert record.state is S.CHANGED and record.finished_at is None
+    assert journal.finished_since(clock.now - timedelta(minutes=5)) == []
+    assert record.id in [r.id for r in journal.unfinished()]
+
+
+def test_a_journal_of_schema_version_1_is_migrated_keeping_its_files(tmp_path: Path) -> None:
+    from dropbox_importer.pipeline.journal import MIGRATIONS
+
+    state = tmp_path / "state"
+    state.mkdir()
+    raw = sqlite3.connect(state / JOURNAL_NAME)
+    raw.executescript(MIGRATIONS[0])
+    raw.execute(
+        "INSERT INTO files (dropbox, route, name, inbox_path, processing_path, state, size,"
+        " sha256, claimed_at, updated_at) VALUES ('acme', '', 'old.csv', '/i', '/p', 'polling',"
+        " 5, '00', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')"
+    )
+    raw.execute(
+        "INSERT INTO parts (file_id, part_index, first_line, rows, size) VALUES (1, 0, 2, 1, 5)"
+    )
+    raw.execute("PRAGMA user_version=1")
+    raw.commit()
+    raw.close()
+    journal = Journal.open(state)
+    try:
+        [record] = journal.unfinished()
+        assert (record.name, record.round, record.seen_at, record.details) == (
+            "old.csv",
+            1,
+            None,
+            {},
+        )
+        assert journal.parts(record.id)[0].round == 1
+    finally:
+        journal.close()
+
+
+def test_reopening_a_postgresql_journal_keeps_everything_and_its_schema_version(
+    postgres_database: PostgresDatabase,
+) -> None:
+    db = database(postgres_database)
+    journal = open_postgres(db)
+    file_id = claim(journal)
+    journal.transition(file_id, S.SUBMITTING)
+    journal.close()
+    again = open_postgres(db)
+    assert again.get(file_id).state is S.SUBMITTING
+    again.close()
+    with psycopg.connect(db.url, password=db.password) as conn:
+        assert conn.execute("SELECT version FROM journal_schema").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_a_postgresql_journal_from_a_newer_version_is_refused(
+    postgres_database: PostgresDatabase,
+) -> None:
+    db = database(postgres_database)
+    open_postgres(db).close()
+    with psycopg.connect(db.url, password=db.password, autocommit=True) as conn:
+        conn.execute("UPDATE journal_schema SET version = version + 1")
+    with pytest.raises(JournalError, match="newer"):
+        open_postgres(db)
+
+
+MIGRATE_AT_ONCE = """
+import sys
+from dropbox_importer.pipeline.postgres import Database, open_postgres
+db = Database(sys.argv[1], sys.argv[2])
+open_postgres(db).close()
+"""
+
+
+def test_hosts_starting_at_once_migrate_one_after_the_other(
+    postgres_database: PostgresDatabase,
+) -> None:
+    db = database(postgres_database)
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", MIGRATE_AT_ONCE, db.url, db.password or ""],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=60)[1] for p in starts]
+    assert [p.returncode for p in starts] == [0] * 4, errors
+    journal = open_postgres(db)
+    assert journal.leadership().epoch == 0  # the seed row was inserted once
+    journal.close()
+
+
+def test_a_wrong_password_is_named_as_the_problem_and_never_shown(
+    postgres_database: PostgresDatabase,
+) -> None:
+    wrong = Database(postgres_database.url, "s3cret-wrong-password", lease_seconds=5.0)
+    with pytest.raises(JournalError) as caught:
+        open_postgres(wrong)
+    message = str(caught.value)
+    assert "password authentication failed" in message
+    assert postgres_database.name in message  # which database, so the operator can act
+    assert "s3cret-wrong-password" not in message
+
+
+def test_a_newer_leader_fences_every_write_of_the_older_one(opener: Opener) -> None:
+    old, new = opener(), opener()
+    fenced: list[JournalError] = []
+    assert old.claim_leadership("alpha", on_fenced=fenced.append) == 1
+    file_id = claim(old)
+    assert new.claim_leadership("beta") == 2
+    with pytest.raises(JournalError, match=r"epoch 1, but beta took over under epoch 2"):
+        old.transition(file_id, S.SUBMITTING)
+    with pytest.raises(JournalError, match="standing down"):
+        claim(old, "late.csv")
+    assert len(fenced) == 2
+    assert new.get(file_id).state is S.CLAIMED  # the refused transition left nothing
+    assert [r.name for r in new.recent(10)] == ["leads.csv"]
+    new.transition(file_id, S.SUBMITTING)  # the new leader writes on
+    leadership = new.leadership()
+    assert (leadership.epoch, leadership.leader) == (2, "beta")
+
+
+def test_hosts_are_recorded_with_their_role_and_when_they_took_it(
+    journal: Journal, clock: Clock
+) -> None:
+    journal.record_host("beta", "standby")
+    clock.now += timedelta(seconds=3)
+    journal.claim_leadership("alpha")
+    clock.now += timedelta(seconds=2)
+    journal.record_host("beta", "standby")
+    hosts = {h.name: h for h in journal.hosts()}
+    assert hosts["alpha"].role == "leader" and hosts["alpha"].since == clock.now - timedelta(
+        seconds=2
+    )
+    assert hosts["beta"].role == "standby"
+    assert hosts["beta"].since == clock.now - timedelta(seconds=5)  # same role: since is kept
+    assert hosts["beta"].seen_at == clock.now
+    assert journal.leadership().since == clock.now - timedelta(seconds=2)
+
+
+KILLED_POSTGRES_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from dropbox_importer.pipeline.postgres import Database, open_postgres
+from dropbox_importer.pipeline.states import FileState
+j = open_postgres(Database(sys.argv[1], sys.argv[2]))
+file_id = j.record_claim("acme", "r", "x.csv", Path("/i/x.csv"), Path("/p/x.csv"), 1, "00")
+j.transition(file_id, FileState.SUBMITTING)
+print(file_id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_postgresql_write_survives_kill_9_right_after_it_returns(
+    postgres_database: PostgresDatabase,
+) -> None:
+    db = database(postgres_database)
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_POSTGRES_WRITER, db.url, db.password or ""],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == -9, done.stderr
+    file_id = int(done.stdout.splitlines()[-1])
+    journal = open_postgres(db)
+    assert journal.get(file_id).state is S.SUBMITTING
+    assert [r.id for r in journal.unfinished()] == [file_id]
+    journal.close()
+
+
+def test_a_postgresql_session_the_server_ended_is_replaced_at_the_next_call(
+    postgres_server: PostgresServer, postgres_database: PostgresDatabase
+) -> None:
+    journal = open_postgres(database(postgres_database))
+    file_id = claim(journal)
+    with postgres_server.admin() as admin:
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND application_name = 'dropbox-importer journal'",
+            (postgres_database.name,),
+        ).fetchall()
+    assert ended == [(True,)]
+    with structlog.testing.capture_logs() as logs:
+        journal.transition(file_id, S.SUBMITTING)
+    assert journal.get(file_id).state is S.SUBMITTING
+    assert [e["event"] for e in logs] == ["journal_session_replaced"]
+    journal.close()
+
+
+def test_search_by_glob_drop_box_route_and_state(journal: Journal, clock: Clock) -> None:
+    a = claim(journal, "leads-1.csv")
+    claim(journal, "leads-22.csv", dropbox="globex")
+    c = claim(journal, "other(1).csv")
+    finish(journal, a)
+    names = lambda **kw: sorted(r.name for r in journal.search(**kw))  # noqa: E731
+    assert names(name="leads-?.csv") == ["leads-1.csv"]
+    assert names(name="leads*") == ["leads-1.csv", "leads-22.csv"]
+    assert names(name="other(1).*") == ["other(1).csv"]  # regex characters are literal
+    assert names(name="LEADS*") == []  # case-sensitive, as GLOB is
+    assert names(name="*.csv", dropbox="acme", states=frozenset({S.CLAIMED})) == ["other(1).csv"]
+    assert [r.id for r in journal.search(route="list-42", limit=1)] == [c]
+
+
+def test_the_daemons_own_records_round_trip(journal: Journal, clock: Clock) -> None:
+    from dropbox_importer.marketo.health import HealthSnapshot
+    from dropbox_importer.pipeline.runlog import RunLog
+
+    assert journal.has_table("runs") and not journal.has_table("no_such_table")
+    runlog = RunLog(journal, clock=clock)
+    run_id = runlog.started("/etc/dropbox-importer/config.yaml", "ab" * 32)
+    runlog.running_dropboxes(["globex", "acme"])
+    runlog.record_health(HealthSnapshot("main", failures=2, queued_jobs=3))
+    runlog.folder_blocked("acme", "csv", "Permission denied")
+    clock.now += timedelta(seconds=5)
+    runlog.heartbeat()
+    run = runlog.last_run()
+    assert run is not None and run.id == run_id and run.dropboxes == ["acme", "globex"]
+    assert run.heartbeat_at == clock.now and run.stopped_at is None
+    [(snapshot, _at)] = runlog.health().values()
+    assert (snapshot.failures, snapshot.queued_jobs) == (2, 3)
+    [blocked] = runlog.blocked_folders()
+    assert (blocked.dropbox, blocked.folder, blocked.reason) == ("acme", "csv", "Permission denied")
+    runlog.folder_cleared("acme", "csv")
+    runlog.stopped()
+    assert runlog.blocked_folders() == [] and runlog.last_run().stopped_at == clock.now  # type: ignore[union-attr]
 
 
 def sent_alone_so_far(journal: Journal, name: str, rows: int) -> int:

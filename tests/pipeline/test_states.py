@@ -24,6 +24,15 @@ EXPECTED = {
     (S.POLLING, S.SETTLING),
     (S.SETTLING, S.DONE),
     (S.SETTLING, S.FAILED),
+    # Written to after the claim: from any state but SETTLING, then a new round (or settled
+    # with a reason when the file vanished meanwhile).
+    (S.CLAIMED, S.CHANGED),
+    (S.SUBMITTING, S.CHANGED),
+    (S.POLLING, S.CHANGED),
+    (S.DONE, S.CHANGED),
+    (S.FAILED, S.CHANGED),
+    (S.CHANGED, S.CLAIMED),
+    (S.CHANGED, S.SETTLING),
 }
 
 
@@ -44,9 +53,9 @@ def test_table_covers_every_state() -> None:
     assert set(ALLOWED) == set(FileState)
 
 
-def test_only_done_and_failed_are_terminal() -> None:
+def test_only_done_and_failed_are_terminal_and_only_a_late_write_reopens_them() -> None:
     assert {s for s in FileState if s.terminal} == {S.DONE, S.FAILED}
-    assert all(not ALLOWED[s] for s in FileState if s.terminal)
+    assert all(ALLOWED[s] == {S.CHANGED} for s in FileState if s.terminal)
 
 
 def test_every_state_reaches_a_terminal_state() -> None:
@@ -60,7 +69,7 @@ def test_every_state_reaches_a_terminal_state() -> None:
         assert seen & {S.DONE, S.FAILED}, start
 
 
-def test_no_state_goes_back_but_a_lost_batch_to_submitting() -> None:
+def test_only_a_lost_batch_or_a_change_after_the_claim_goes_back() -> None:
     order = list(FileState)
     backwards = {
         (old, new)
@@ -68,12 +77,17 @@ def test_no_state_goes_back_but_a_lost_batch_to_submitting() -> None:
         for new in targets
         if order.index(new) <= order.index(old)
     }
-    # Marketo lost a batch: its part is sent once more. Nothing ever leaves SETTLING backwards.
-    assert backwards == {(S.POLLING, S.SUBMITTING)}
+    # Marketo lost a batch: its part is sent once more; a file written to after its claim is
+    # imported again. Nothing ever leaves SETTLING backwards.
+    assert backwards == {
+        (S.POLLING, S.SUBMITTING),
+        (S.CHANGED, S.CLAIMED),
+        (S.CHANGED, S.SETTLING),
+    }
 
 
-def test_terminal_message_says_nothing_follows() -> None:
-    with pytest.raises(InvalidTransition, match="terminal"):
+def test_a_settled_file_may_only_be_reopened() -> None:
+    with pytest.raises(InvalidTransition, match="allowed: changed"):
         check_transition(S.DONE, S.SETTLING)
 
 
@@ -85,4 +99,5 @@ def test_values_are_stable_strings_for_the_journal() -> None:
         "settling",
         "done",
         "failed",
+        "changed",
     ]

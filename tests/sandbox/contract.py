@@ -13,6 +13,8 @@ REFERENCE = Path(__file__).parent / "reference"
 FILES = {
     "identity": "marketo-identity-openapi.json",
     "lead-database": "marketo-lead-database-openapi.json",
+    "programs-customobjects": "marketo-bulk-programs-customobjects-openapi.json",
+    "asset-programs": "marketo-asset-programs-openapi.json",
 }
 
 
@@ -22,8 +24,15 @@ def _spec(name: str) -> dict[str, Any]:
     return spec
 
 
+def spec_of(path: str) -> str:
+    """The name of the file (a key of FILES) that describes `path`, as the spec writes it."""
+    found = [name for name in FILES if path in _spec(name)["paths"]]
+    assert len(found) == 1, f"{path} is in {found or 'no reference file'}"
+    return found[0]
+
+
 def _operation(path: str, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    spec = _spec("identity" if path.startswith("/identity") else "lead-database")
+    spec = _spec(spec_of(path))
     operation: dict[str, Any] = spec["paths"][path][method]
     return spec, operation
 

@@ -59,6 +59,31 @@ class Client:
             headers=self.auth,
         )
 
+    def upload(
+        self, path: str, content: bytes | str, *, name: str = "data.csv", **params: Any
+    ) -> requests.Response:
+        """`POST` a file to any bulk import path (format defaults to csv)."""
+        data = content.encode() if isinstance(content, str) else content
+        params.setdefault("format", "csv")
+        return self.session.post(
+            f"{self.base}{path}",
+            params=params,
+            files={"file": (name, data, "text/csv")},
+            headers=self.auth,
+        )
+
+    def finish(self, status_path: str) -> dict[str, Any]:
+        """Poll a status path until its batch is Complete or Failed; return the final status."""
+
+        def final() -> dict[str, Any] | None:
+            body = self.get(status_path).json()
+            assert body["success"], body
+            result: dict[str, Any] = body["result"][0]
+            return result if result["status"] in ("Complete", "Failed") else None
+
+        found: dict[str, Any] = wait_for(final, what=f"{status_path} to finish")
+        return found
+
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         """An authenticated GET of a Marketo path."""
         return self.session.get(f"{self.base}{path}", headers=self.auth, **kwargs)

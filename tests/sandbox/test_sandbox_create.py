@@ -35,6 +35,23 @@ def test_create_answers_a_queued_batch(sandbox: Sandbox) -> None:
     assert result["importId"] == str(result["batchId"])
 
 
+@pytest.mark.parametrize("keep", [True, False])
+def test_the_uploaded_file_can_be_read_back_byte_for_byte(
+    make_sandbox: MakeSandbox, keep: bool
+) -> None:
+    sandbox = make_sandbox(keep_uploads=keep)
+    data = "email,firstName\r\nzoé@example.com,Zoë\r\n"
+    status = Client(sandbox).import_file(data)
+    url = f"{sandbox.base_url}/sandbox/batches/{status['batchId']}/file"
+    got = requests.get(url, timeout=10)
+    if keep:
+        assert got.status_code == 200 and got.content == data.encode()
+    else:
+        assert got.status_code == 410  # freed once the batch finished
+    missing = requests.get(f"{sandbox.base_url}/sandbox/batches/999999/file", timeout=10)
+    assert missing.status_code == 404
+
+
 def test_format_may_come_from_a_form_field(sandbox: Sandbox) -> None:
     client = Client(sandbox)
     response = client.session.post(

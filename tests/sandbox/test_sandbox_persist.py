@@ -55,3 +55,47 @@ def test_an_unreadable_state_file_starts_a_fresh_sandbox(tmp_path: Path) -> None
     state.write_text("{not json")
     with Sandbox(SLOW, state_file=state) as sandbox:
         assert emails(Client(sandbox)) == set()
+
+
+def test_members_records_and_their_batches_survive_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "sandbox.json"
+    held = SandboxSettings(job_overhead_seconds=0.05, max_importing=1)
+    first = Sandbox(held, state_file=state).start()
+    try:
+        client = Client(first)
+        members = client.upload(
+            "/bulk/v1/program/1001/members/import.json",
+            "email\nada@x.org\n",
+            programMemberStatus="Attended",
+        ).json()["result"][0]["batchId"]
+        client.finish(f"/bulk/v1/program/members/import/{members}/status.json")
+        client.session.post(
+            f"{client.base}/sandbox/speed.json", json={"job_overhead_seconds": 3600}
+        )
+        cars = client.upload("/bulk/v1/customobjects/car_c/import.json", "vin\nV1\n").json()
+        car_batch = cars["result"][0]["batchId"]
+    finally:
+        first.stop()
+
+    second = Sandbox(SLOW, state_file=state).start()
+    try:
+        client = Client(second)
+        (webinar,) = [p for p in client.introspect("programs")["programs"] if p["id"] == 1001]
+        assert [(m["email"], m["status"]) for m in webinar["members"]] == [
+            ("ada@x.org", "Attended")
+        ]
+        status = f"/bulk/v1/program/members/import/{members}/status.json"
+        assert client.get(status).json()["result"][0]["status"] == "Complete"
+        final = client.finish(f"/bulk/v1/customobjects/car_c/import/{car_batch}/status.json")
+        assert final["numOfObjectsProcessed"] == 1
+        records = client.introspect("customobjects")["customObjects"]["car_c"]
+        assert [r["fields"]["vin"] for r in records] == ["V1"]
+        # The restored record is found again by its dedupe value, not created twice.
+        again = client.upload("/bulk/v1/customobjects/car_c/import.json", "vin,year\nv1,1999\n")
+        client.finish(
+            f"/bulk/v1/customobjects/car_c/import/{again.json()['result'][0]['batchId']}/status.json"
+        )
+        (record,) = client.introspect("customobjects")["customObjects"]["car_c"]
+        assert record["fields"] == {"vin": "V1", "year": 1999}
+    finally:
+        second.stop()

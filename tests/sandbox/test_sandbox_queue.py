@@ -102,3 +102,35 @@ def test_unknown_and_expired_batch_ids_get_1003(make_sandbox: MakeSandbox) -> No
     assert client.get(path).json()["errors"][0]["code"] == "1003"
     failures = client.get(path.replace(".json", "/failures.json")).json()
     assert failures["errors"][0]["code"] == "1003"
+
+
+def test_leads_program_members_and_custom_objects_share_one_fifo_queue(
+    make_sandbox: MakeSandbox,
+) -> None:
+    client = Client(make_sandbox(job_overhead_seconds=3600.0, max_queued_jobs=3))
+    creates = [
+        client.upload("/bulk/v1/customobjects/car_c/import.json", "vin\nV1\n"),
+        client.create("email\nlead@example.com\n"),
+        client.upload(
+            "/bulk/v1/program/1001/members/import.json",
+            "email\nmember@example.com\n",
+            programMemberStatus="Registered",
+        ),
+    ]
+    accepted = [r.json()["result"][0]["batchId"] for r in creates]
+    # The fourth job, of any kind, finds the queue full.
+    for path, params in (
+        ("/bulk/v1/leads.json", {}),
+        ("/bulk/v1/program/1001/members/import.json", {"programMemberStatus": "Invited"}),
+        ("/bulk/v1/customobjects/car_c/import.json", {}),
+    ):
+        refused = client.upload(path, "email,vin\nx@example.com,V2\n", **params).json()
+        assert refused["errors"][0]["code"] == "1016", path
+    batches = client.introspect("batches")["batches"]
+    assert [b["kind"] for b in batches] == ["custom_objects", "leads", "program_members"]
+    assert [b["status"] for b in batches] == ["Importing", "Importing", "Queued"]
+    assert batches[2]["programMemberStatus"] == "Registered"
+
+    set_speed(client, job_overhead_seconds=0.02)
+    done = wait_for(lambda: all_complete(client), what="every batch to complete")
+    assert [b["batchId"] for b in sorted(done, key=lambda b: b["startSequence"])] == accepted

@@ -61,3 +61,6 @@ def test_fault_storm_loses_nothing_and_lands_nothing_twice(
     )
     assert counts["lost"] == 0, counts
     assert counts["landed_twice"] == 0, counts
+    # Without kills, a file is sent twice only when a create's answer was lost on the wire and
+    # the client sent it again, which it logs each time (`marketo_create_ambiguous`).
+    assert counts["submitted_twice"] <= daemon.count("marketo_create_ambiguous"), counts

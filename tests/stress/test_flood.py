@@ -80,3 +80,4 @@ def test_flood_of_small_files_loses_nothing_and_lands_nothing_twice(
     )
     assert counts["lost"] == 0, counts
     assert counts["landed_twice"] == 0, counts
+    assert counts["submitted_twice"] == 0, counts  # no kill, no fault: each file sent once
