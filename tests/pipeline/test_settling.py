@@ -69,7 +69,7 @@ def test_staged_result_files_are_fsynced_before_the_settle_is_recorded(
     parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     journal: Journal = parts["journal"]
-    file_id = claimed(journal, parts["layout"], "f.csv", "email\na@example.com\n,\n")
+    file_id = claimed(journal, parts["layout"], "f.csv", "email,firstName\na@example.com,A\n,B\n")
     synced: list[str] = []
     real_fsync = os.fsync
 
