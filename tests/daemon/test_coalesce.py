@@ -141,6 +141,7 @@ def test_files_that_would_wait_share_jobs_and_each_gets_exactly_its_own_rows(
             "rows_failed": len(failed),
             "rows_with_warning": len(warned),
             "rows_failed_locally": len(local),
+            "blank_rows": 0,
         }, relative
         assert part["rows"] == sent
     assert shared >= 2
@@ -366,8 +367,8 @@ def test_a_busy_list_gathers_its_files_while_other_lists_and_drop_boxes_take_tur
     # Other lists and the list-less route did not wait for list 1001 to be done.
     last_1001 = max(b["created"] for b in by_list[1001])
     assert min(b["finished"] for b in by_list[1002] + by_list[None]) < last_1001
-    # Drop box b had turns on list 1001 before a's files were all sent.
+    # Drop box b's files of list 1001 had their turn after at most one job of a's.
     sent = batches_of(daemon)
     b_first = min(sent[f"csv,list=1001/b{i:02d}.csv"] for i in range(5))
-    a_last = max(sent[f"csv,list=1001/a{i:02d}.csv"] for i in range(20))
-    assert b_first < a_last, "drop box b waited for every file of drop box a"
+    a_jobs = {sent[f"csv,list=1001/a{i:02d}.csv"] for i in range(20)}
+    assert len({job for job in a_jobs if job < b_first}) <= 1, "drop box b waited its turn out"
