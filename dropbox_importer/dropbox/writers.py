@@ -131,7 +131,11 @@ def no_writer(folder: int, name: str, _st: os.stat_result) -> None:
     Where no lease can be asked for (no permission, no support) it says nothing: readiness
     already waited by the rules for writers it cannot see (`WriterCheck.visible`).
     """
-    if writers_of(name, dir_fd=folder) is Writers.OPEN:
+    try:
+        writers = writers_of(name, dir_fd=folder)
+    except PermissionError:
+        return  # unreadable to the daemon: claimed, and failed with that reason (claim.py)
+    if writers is Writers.OPEN:
         raise StillOpen(f"{name} is open for writing")
 
 

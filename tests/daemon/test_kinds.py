@@ -232,6 +232,7 @@ def test_split_files_with_bad_rows_keep_their_original_line_numbers(running: Run
         "rows_failed": 2,
         "rows_with_warning": 0,
         "rows_failed_locally": 1,
+        "blank_rows": 0,
     }
 
 
