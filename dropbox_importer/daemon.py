@@ -734,7 +734,18 @@ class Daemon:
                 self._recover({name: self.boxes[name]})
 
     def _record_reload(self, new: Config, plan: ReloadPlan) -> None:
-        """Log what the reload did, and tell the journal (for status)."""
+        """Tell the journal (for status) what the reload did, then log it.
+
+        The journal first: whoever reads `status` on seeing the log line finds it there.
+        """
+        if self.runlog is not None:
+            self.runlog.config_applied(_config_sha256(new))
+            if plan.refused:
+                self.runlog.reload_refused(
+                    f"{', '.join(plan.refused)} need a restart (everything else was applied)"
+                )
+            self.runlog.set_pending(list(self._held.values()))
+            self.runlog.running_dropboxes(list(self.boxes))
         log.info(
             "config_reloaded",
             dropboxes=sorted(self.boxes),
@@ -751,14 +762,6 @@ class Daemon:
                 keys=plan.refused,
                 reason="these keys keep their running value until a restart",
             )
-        if self.runlog is not None:
-            self.runlog.config_applied(_config_sha256(new))
-            if plan.refused:
-                self.runlog.reload_refused(
-                    f"{', '.join(plan.refused)} need a restart (everything else was applied)"
-                )
-            self.runlog.set_pending(list(self._held.values()))
-            self.runlog.running_dropboxes(list(self.boxes))
 
     def _apply_held(self, now: float) -> None:
         """Apply a held drop box change once the box has no file in flight any more."""

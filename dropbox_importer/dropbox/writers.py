@@ -101,6 +101,11 @@ def lease(path: Path | str, dir_fd: int | None = None) -> Iterator[Lease]:
         )
     except BlockingIOError:
         raise StillOpen(f"{path} is leased by another process (Samba?)") from None
+    except PermissionError:
+        # A file the daemon may not read: no lease to ask for, and the claim's own checks say
+        # what is wrong with it (the partner's result names the chmod that fixes it).
+        yield Lease(None, Writers.UNKNOWN, "the daemon may not open this file")
+        return
     try:
         held = _take(fd, path)
         try:
@@ -131,11 +136,7 @@ def no_writer(folder: int, name: str, _st: os.stat_result) -> None:
     Where no lease can be asked for (no permission, no support) it says nothing: readiness
     already waited by the rules for writers it cannot see (`WriterCheck.visible`).
     """
-    try:
-        writers = writers_of(name, dir_fd=folder)
-    except PermissionError:
-        return  # unreadable to the daemon: claimed, and failed with that reason (claim.py)
-    if writers is Writers.OPEN:
+    if writers_of(name, dir_fd=folder) is Writers.OPEN:
         raise StillOpen(f"{name} is open for writing")
 
 

@@ -3,7 +3,7 @@
 A signal handler that logged could wait forever on the logger's lock, held by the very code it
 interrupted (4 daemons in 40 hung so). The handlers only set a flag now; this drives a busy
 daemon (files claimed, sent, polled and settled, every event logged) and stops it at random.
-`make stress` runs 100 moments; `make test` 20.
+`make stress` runs 100 moments; `make test` 12.
 """
 
 from __future__ import annotations
@@ -125,5 +125,5 @@ def test_a_sigterm_arriving_while_the_main_thread_logs_is_handled(tmp_path: Path
 def test_sigterm_at_random_moments_while_busy_always_stops_within_10_s(
     tmp_path: Path, make_sandbox: Callable[..., Any]
 ) -> None:
-    stops = sigterm_at_random_moments(tmp_path, make_sandbox, moments=20, seed=11)
-    print(f"20 SIGTERMs: slowest stop {max(stops):.2f} s, median {sorted(stops)[10]:.2f} s")
+    stops = sigterm_at_random_moments(tmp_path, make_sandbox, moments=12, seed=11)
+    print(f"12 SIGTERMs: slowest stop {max(stops):.2f} s, median {sorted(stops)[6]:.2f} s")

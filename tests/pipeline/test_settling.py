@@ -69,8 +69,14 @@ def test_staged_result_files_are_fsynced_before_the_settle_is_recorded(
     parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     journal: Journal = parts["journal"]
-    # Line 3 has a name and no email: failed locally (a row of delimiters alone is blank).
-    file_id = claimed(journal, parts["layout"], "f.csv", "email,name\na@example.com,A\n,Bob\n")
+    file_id = claimed(
+        # The last row has no e-mail: a failure found locally (a row of bare delimiters would be
+        # Excel's padding, a blank row), so a failures file is staged.
+        journal,
+        parts["layout"],
+        "f.csv",
+        "email,firstName\na@example.com,A\n,Ann\n",
+    )
     synced: list[str] = []
     real_fsync = os.fsync
 
@@ -106,10 +112,7 @@ def test_the_settle_queue_holds_nothing_once_files_have_settled(parts: dict[str,
         problems=Problems(None),
         settled=lambda record: settled.append(record.id),
     )
-    ids = [
-        claimed(journal, parts["layout"], f"f{n}.csv", "email,n\na@x.com,A\n,B\n")
-        for n in range(20)
-    ]
+    ids = [claimed(journal, parts["layout"], f"f{n}.csv", "email\na@x.com\n,\n") for n in range(20)]
     for file_id in ids:
         queue.hand(file_id, "refused")
         queue.hand(file_id, "refused")  # handed twice: settled once
