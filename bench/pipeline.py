@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import requests
@@ -111,6 +111,11 @@ def call_diff(
     return {k: v for k, v in calls.items() if v}, {k: v for k, v in errors.items() if v}
 
 
+def base_name(event: dict[str, Any]) -> str:
+    """The file an event names, without its route folder (events name it relative)."""
+    return PurePosixPath(str(event["file"])).name
+
+
 def batches_by_file(daemon: DaemonProcess) -> dict[str, list[int]]:
     """The batch ids the daemon logged as created, by file name.
 
@@ -119,7 +124,7 @@ def batches_by_file(daemon: DaemonProcess) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for event in daemon.events():
         if event.get("event") == "batch_created":
-            out.setdefault(Path(str(event["file"])).name, []).append(int(event["batch_id"]))
+            out.setdefault(base_name(event), []).append(int(event["batch_id"]))
     return out
 
 
@@ -147,7 +152,7 @@ def polls_by_answer(daemon: DaemonProcess, batch_ids: set[int]) -> dict[str, int
 def event_times(daemon: DaemonProcess, name: str) -> dict[str, float]:
     """When each file last logged event `name` (seconds since the epoch), by file name."""
     return {
-        Path(str(e["file"])).name: moment(str(e["timestamp"]))
+        base_name(e): moment(str(e["timestamp"]))
         for e in daemon.events()
         if e.get("event") == name and "file" in e
     }
@@ -288,7 +293,8 @@ def run_throughput(
             batch = batches[batch_id]
             complete_to_done.append(finished_at[name] - moment(batch["finished"]))
             durations.append(moment(batch["finished"]) - moment(batch["started"]))
-    batch_count = sum(len(by_file[n]) for n in names)
+    # Files may share a batch (coalesce.py): calls are per batch Marketo ran, not per file.
+    batch_count = len({b for n in names for b in by_file[n]})
     spent = sum(v for k, v in calls.items() if k not in DOWNLOADS and k != "identity")
     return {
         "wall_s": wall,

@@ -22,6 +22,7 @@ import hashlib
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +62,7 @@ from dropbox_importer.pipeline.rounds import Rounds
 from dropbox_importer.pipeline.runlog import Pending, RunLog
 from dropbox_importer.pipeline.settle import Settler
 from dropbox_importer.pipeline.settling import SettleQueue
+from dropbox_importer.pipeline.shared_batch import sweep_jobs
 from dropbox_importer.pipeline.states import FileState
 from dropbox_importer.pipeline.submit import Submitter
 from dropbox_importer.pipeline.watch import scan_inbox
@@ -118,7 +120,8 @@ class Daemon:
         self.settling: SettleQueue | None = None
         self._register_workers = Workers("register", 4)
         self._settle_workers = Workers("settle", 2)
-        self._batch_files: dict[int, int] = {}  # batch id -> file id, for the poller's callbacks
+        # batch id -> its files (several when they share it), for the poller's callbacks
+        self._batch_files: dict[int, list[int]] = {}
         self.observers: Observers | None = None
         self._lock = threading.Lock()
         self.runlog: RunLog | None = None
@@ -163,6 +166,8 @@ class Daemon:
             # leader's in the shared journal.
             self.runlog = RunLog(self.journal)
             self.runlog.started(str(self.config.path), _config_sha256(self.config))
+            # Before any submitter runs: folders of shared jobs that are over, or never made.
+            sweep_jobs(self.journal, self.parts_root)
             self.problems.publish()
             self._start_instances()
             settler = Settler(
@@ -329,6 +334,7 @@ class Daemon:
                 on_all_submitted=self._settle_if_finished,
                 stop=self.stop_event,
                 on_changed=self._on_changed,
+                speed=poller.speed,
             )
             self.instances[name] = Instance(
                 instance_config, client, queue, poller, submitter, sandbox
@@ -531,9 +537,11 @@ class Daemon:
 
     # -- callbacks from the submitter and the poller -------------------------------------
 
-    def _on_submitted(self, file_id: int, batch_id: int, rows: int, instance: str) -> None:
+    def _on_submitted(
+        self, file_ids: Sequence[int], batch_id: int, rows: int, instance: str
+    ) -> None:
         with self._lock:
-            self._batch_files[batch_id] = file_id
+            self._batch_files[batch_id] = list(file_ids)
         if self.observers is not None:
             self.observers.batch_created(instance)
         self.instances[instance].poller.follow(batch_id, rows)
@@ -550,16 +558,16 @@ class Daemon:
     def _on_batch_final(self, status: BatchStatus) -> None:
         assert self.journal is not None
         with self._lock:
-            file_id = self._batch_files.get(status.batch_id)
-        if file_id is None:
+            file_ids = self._batch_files.get(status.batch_id)
+        if not file_ids:
             return
         context = self._file_context(status.batch_id)
         # Forgotten only once recorded: if recording fails, the poller asks again later.
-        self.journal.record_batch_status(file_id, status)
+        self._record_status(file_ids, status)
         with self._lock:
             self._batch_files.pop(status.batch_id, None)
         if self.observers is not None:
-            self.observers.batch_finished(self._record_instance(file_id), status.status.value)
+            self.observers.batch_finished(self._record_instance(file_ids[0]), status.status.value)
         log.info(
             "batch_finished",
             **context,
@@ -568,7 +576,17 @@ class Daemon:
             failed=status.rows_failed,
             warnings=status.rows_with_warning,
         )
-        self._settle_if_finished(file_id)
+        for file_id in file_ids:
+            self._settle_if_finished(file_id)
+
+    def _record_status(self, file_ids: Sequence[int], status: BatchStatus) -> None:
+        """Record Marketo's answer about a batch: on its file's part, or, for a batch files
+        shared, on the job and each member (their own counts come at their settle)."""
+        assert self.journal is not None
+        if len(file_ids) > 1 or self.journal.job_of_batch(status.batch_id) is not None:
+            self.journal.record_job_status(status)
+        else:
+            self.journal.record_batch_status(file_ids[0], status)
 
     def _batch_status(self, client: MarketoClient, batch_id: int) -> BatchStatus:
         """Ask Marketo about a batch; the client's events name the batch's file."""
@@ -579,13 +597,16 @@ class Daemon:
         """dropbox, route, file, file_id and batch_id of a batch, for its log events."""
         assert self.journal is not None
         with self._lock:
-            file_id = self._batch_files.get(batch_id)
-        if file_id is None:
+            file_ids = self._batch_files.get(batch_id)
+        if not file_ids:
             return {"batch_id": batch_id}
+        file_id = file_ids[0]
         try:
             record = self.journal.get(file_id)
         except Exception:  # a log line must not fail for want of its context
             return {"batch_id": batch_id, "file_id": file_id}
+        if len(file_ids) > 1:  # a batch files shared: its drop box and how many
+            return {"dropbox": record.dropbox, "batch_id": batch_id, "files": len(file_ids)}
         return {
             "dropbox": record.dropbox,
             "route": record.route,
@@ -598,30 +619,33 @@ class Daemon:
         """Marketo's answer about a batch still queued or importing: rows so far, for status."""
         assert self.journal is not None
         with self._lock:
-            file_id = self._batch_files.get(status.batch_id)
-        if file_id is not None:
-            self.journal.record_batch_status(file_id, status)
+            file_ids = self._batch_files.get(status.batch_id)
+        if file_ids:
+            self._record_status(file_ids, status)
 
     def _on_poll_error(self, batch_id: int, exc: Exception) -> None:
         """Marketo no longer knows the batch (expired, lost, or an embedded sandbox restarted),
         as a second status call confirmed: its part is sent once more, or, lost twice, fails."""
         assert self.journal is not None
         with self._lock:
-            file_id = self._batch_files.get(batch_id)
+            file_ids = self._batch_files.get(batch_id)
         log.error("batch_lost", **self._file_context(batch_id), error=str(exc))
-        if file_id is None:
+        if not file_ids:
             return
-        requeue = handle_lost_batch(self.journal, file_id, batch_id)
+        # Files that shared the batch are sent again each on its own terms (and may share a
+        # job again); each counts the loss against its own part.
+        requeue = {f: handle_lost_batch(self.journal, f, batch_id) for f in file_ids}
         with self._lock:
             self._batch_files.pop(batch_id, None)
         if self.observers is not None:
-            self.observers.batch_finished(self._record_instance(file_id), "Lost")
-        if requeue:
-            self._enqueue(self.journal.get(file_id).dropbox, file_id)
-        else:
-            # A failed part like any other: the file settles once every part is final, never
-            # while its submitter may still be working on it.
-            self._settle_if_finished(file_id)
+            self.observers.batch_finished(self._record_instance(file_ids[0]), "Lost")
+        for file_id, again in requeue.items():
+            if again:
+                self._enqueue(self.journal.get(file_id).dropbox, file_id)
+            else:
+                # A failed part like any other: the file settles once every part is final,
+                # never while its submitter may still be working on it.
+                self._settle_if_finished(file_id)
 
     def _settle_if_finished(self, file_id: int) -> None:
         """Settle a POLLING file once the batches it waits for are all final.
@@ -666,6 +690,11 @@ class Daemon:
     def _follow_again(self, record: FileRecord, part: PartRecord) -> None:
         """Poll a batch created by an earlier run (its status is asked for at once)."""
         assert part.batch_id is not None
+        with self._lock:
+            sharing = self._batch_files.get(part.batch_id)
+            if sharing is not None:  # a batch shared with a file recovered before: followed
+                sharing.append(record.id)
+                return
         box = self.config.dropboxes[record.dropbox]
         instance = self.instances[box.instance]
         try:
@@ -680,9 +709,11 @@ class Daemon:
         )
         if self.observers is not None:
             self.observers.batch_created(instance.config.name)
+        job = self.journal.job_of_batch(part.batch_id) if self.journal is not None else None
         with self._lock:
-            self._batch_files[part.batch_id] = record.id
-        instance.poller.follow(part.batch_id, part.rows, first_delay=0)
+            self._batch_files[part.batch_id] = [record.id]
+        rows = part.rows if job is None else job.rows
+        instance.poller.follow(part.batch_id, rows, first_delay=0)
 
     def _reload(self) -> None:
         """Apply a changed config for drop boxes; keep the old one when the new is invalid."""

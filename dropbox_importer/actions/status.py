@@ -197,6 +197,13 @@ def _rows(item: dict[str, Any]) -> str:
     return f"{rows['processed']:,}/{rows['total']:,}"
 
 
+def _batches(item: dict[str, Any]) -> str:
+    """The file's batch ids, a shared one with how many files share it: 3410 (12 files)."""
+    sharing = {s["batch_id"]: s["files"] for s in item.get("shared", [])}
+    shown = [f"{b} ({sharing[b]} files)" if b in sharing else str(b) for b in item["batch_ids"]]
+    return ",".join(shown) or "-"
+
+
 def render_box(box: dict[str, Any], limit: int) -> list[str]:
     """One drop box: problems, blocked folders, then one small table per section."""
     live = "" if box["live"] in (None, True) else ", NOT RUNNING in the daemon yet"
@@ -223,13 +230,27 @@ def render_box(box: dict[str, Any], limit: int) -> list[str]:
                 _path(f["route"], f["file"]),
                 f["state"],
                 _rows(f),
-                ",".join(str(i) for i in f["batch_ids"]) or "-",
+                _batches(f),
                 age(f["age_seconds"]),
                 f["why"],
             ]
             for f in box["in_flight"]
         ]
         out += _table(["FILE", "STATE", "ROWS", "BATCHES", "AGE", "WHY"], rows)
+    if box["shared_jobs"]:
+        out.append(f"  jobs shared by several files: {len(box['shared_jobs'])} most recent")
+        rows = [
+            [
+                str(j["batch_id"]),
+                str(j["files"]),
+                f"{j['rows']:,}",
+                j["status"] or "sent",
+                j["first_file"],
+                j["created_at"] or "-",
+            ]
+            for j in box["shared_jobs"]
+        ]
+        out += _table(["BATCH", "FILES", "ROWS", "STATUS", "FIRST FILE", "CREATED (UTC)"], rows)
     more = " (more: narrow the search or raise --recent)" if box["more_recent"] else ""
     out.append(f"  recently finished: {len(box['recent'])}{more}")
     if box["recent"]:

@@ -225,6 +225,7 @@ def build_dropbox(checked: Checked, name: str, raw: dict[str, Any], base: Path) 
         build_columns(checked, f"{key}.columns", raw.get("columns"), ColumnRules()),
     )
     route_policies: dict[str, Policy] = {}
+    route_coalesce: dict[str, bool] = {}
     for route, spec in (raw.get("routes") or {}).items():
         route_key = f"{key}.routes.{route}"
         if not ROUTE_NAME.fullmatch(route) or route.lower() in ImportFormat.__members__.values():
@@ -234,6 +235,8 @@ def build_dropbox(checked: Checked, name: str, raw: dict[str, Any], base: Path) 
                 "spaces, not starting with a dot, and not csv, tsv or ssv",
             )
         routes[route] = route_spec(checked, route_key, spec)
+        if isinstance(spec.get("coalesce"), bool):
+            route_coalesce[route] = spec["coalesce"]
         if spec.get("allow") is not None or spec.get("columns") is not None:
             route_policies[route] = Policy(
                 build_allow(checked, f"{route_key}.allow", spec.get("allow"), box_policy.allow),
@@ -257,6 +260,7 @@ def build_dropbox(checked: Checked, name: str, raw: dict[str, Any], base: Path) 
         allow=box_policy.allow,
         columns=box_policy.columns,
         route_policies=route_policies,
+        route_coalesce=route_coalesce,
         notify=build_notify(checked, f"{key}.notify", raw.get("notify")),
         retention=build_retention(checked, f"{key}.retention", raw.get("retention"), base, root),
     )
@@ -275,7 +279,7 @@ def route_spec(checked: Checked, key: str, raw: dict[str, Any]) -> RouteSpec:
     """
     spec = RouteSpec()
     for name, value in raw.items():
-        if value is None or name in ("allow", "columns"):
+        if value is None or name in ("allow", "columns", "coalesce"):
             continue  # a named route's own rules, not a parameter
         field_name = KEY_ALIASES[name.lower()]
         one = getattr(parse_value(field_name, str(value), key), field_name)

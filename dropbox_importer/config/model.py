@@ -145,12 +145,15 @@ class DropboxConfig:
     partial_failure: str = "done"  # done | failed
     max_part_bytes: int = 9_500_000
     preflight: bool = True
+    coalesce: bool = True  # files that would wait for Marketo go as one job (coalesce.py)
     defaults: RouteSpec = field(default_factory=RouteSpec)
     routes: dict[str, RouteSpec] = field(default_factory=dict)
     allow: AllowRules = field(default_factory=AllowRules)
     columns: ColumnRules = field(default_factory=ColumnRules)
     # Named routes with rules of their own: the drop box's, overridden key by key.
     route_policies: dict[str, Policy] = field(default_factory=dict)
+    # Named routes that set `coalesce` themselves, over the drop box's.
+    route_coalesce: dict[str, bool] = field(default_factory=dict)
     notify: NotifyConfig | None = None
     retention: RetentionConfig | None = None
 

@@ -477,6 +477,7 @@ NAMED_ROUTE = Section(
         **ROUTE.options,
         "allow": Option(ROUTE_ALLOW, None, "the drop box's allow, key by key, for this route"),
         "columns": Option(COLUMNS, None, "the drop box's columns, key by key, for this route"),
+        "coalesce": Option(boolean, None, "the drop box's coalesce, for this route"),
     }
 )
 
@@ -522,6 +523,9 @@ DROPBOX = Section(
             "files larger are split into parts under this",
         ),
         "preflight": Option(boolean, True, "check header, lists and partitions first"),
+        "coalesce": Option(
+            boolean, True, "small files of one route and header that would wait go as one job"
+        ),
         "defaults": Option(ROUTE, None, "parameters a route folder leaves out"),
         "routes": Option(Named(NAMED_ROUTE), None, "route folders named in the config"),
         "allow": Option(ALLOW, None, "which folders, lists, partitions, lookup fields"),

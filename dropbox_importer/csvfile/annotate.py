@@ -10,7 +10,7 @@ from the original, only the reason from Marketo. Identical rows are taken in fil
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,11 +57,13 @@ class _Merger:
         quote_all: Any,
         sent: Sequence[int] | None = None,
         width: int = 0,
+        unsent: Collection[int] = (),
     ) -> None:
         self._sent = sent  # the original's columns Marketo received; None: all of them
         self._width = width  # columns of the original's header
         self._rows = rows
         self._local = local
+        self._unsent = unsent  # lines never sent (failed locally), not written here
         self._writer = writer
         self._quote_all = quote_all
         self.written = 0
@@ -80,6 +82,8 @@ class _Merger:
             if line in self._local:
                 self.emit(line, fields, self._local[line])
                 continue
+            if line in self._unsent:
+                continue  # not in any part: Marketo's rows must not be matched against it
             return line, fields
         return None
 
@@ -142,13 +146,15 @@ def write_results(
     local_failures: Mapping[int, str] | None = None,
     sent: Sequence[int] | None = None,
     lookup: str = "email",
+    unsent: Collection[int] = (),
 ) -> int:
     """Merge Marketo's per-part files and local failures into one file in the original's order.
 
     Writes `Line`, the original's columns and `reason_column`, in the original's delimiter,
     encoding, BOM and line ends; returns the rows written (no file is written for 0 rows).
     `sent` lists the original's columns the parts carried (see csvfile.header), when not all;
-    `lookup` (the import's lookup field) names the column Marketo's rows are looked up by.
+    `lookup` (the import's lookup field) names the column Marketo's rows are looked up by;
+    `unsent` lists lines that no part carries (rows failed locally, in a warnings file).
     """
     src = open_source(original, encoding)
     local = local_failures or {}
@@ -164,7 +170,9 @@ def write_results(
             stream, delimiter=fmt.delimiter, lineterminator=end, quoting=csv.QUOTE_ALL
         )
         writer.writerow([LINE_COLUMN, *header, reason_column])
-        merger = _Merger(original_rows(src, fmt), local, writer, quote_all, sent, len(header))
+        merger = _Merger(
+            original_rows(src, fmt), local, writer, quote_all, sent, len(header), frozenset(unsent)
+        )
         for part, failures in zip(parts, marketo_files, strict=True):
             if failures is None:
                 merger.part(part, None, iter(()))

@@ -87,6 +87,7 @@ class MarketoRows:
     anchor: int | None  # the Marketo data column rows are looked up by
     keyed: dict[str, deque[Listed]] = field(default_factory=dict)
     unkeyed: list[Listed] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # Marketo's data columns, as it wrote them
 
     def add(self, number: int, data: list[str], reason: str) -> None:
         """Index one of Marketo's rows (its row number in Marketo's file, fields, reason)."""
@@ -98,19 +99,24 @@ class MarketoRows:
 
     def claim(self, sent: list[str]) -> str | None:
         """The reason of the first unclaimed Marketo row that is `sent`, now claimed; or None."""
+        listed = self.claim_row(sent)
+        return None if listed is None else listed[2]
+
+    def claim_row(self, sent: list[str]) -> Listed | None:
+        """The first unclaimed Marketo row that is `sent`, now claimed; or None."""
         if self.keyed and self.anchor is not None:
             index = self.columns[self.anchor]
             assert index is not None
             candidates = self.keyed.get(plain(sent[index] if index < len(sent) else ""), ())
-            for position, (_, data, reason) in enumerate(candidates):
-                if matches(sent, data, self.columns):
+            for position, listed in enumerate(candidates):
+                if matches(sent, listed[1], self.columns):
                     assert isinstance(candidates, deque)
                     del candidates[position]
-                    return reason
-        for position, (_, data, reason) in enumerate(self.unkeyed):
-            if matches(sent, data, self.columns):
+                    return listed
+        for position, listed in enumerate(self.unkeyed):
+            if matches(sent, listed[1], self.columns):
                 del self.unkeyed[position]
-                return reason
+                return listed
         return None
 
     def left(self) -> list[Listed]:
@@ -133,7 +139,7 @@ def read_marketo_rows(
         mapped = [i for i, index in enumerate(columns) if index is not None]
         lookups = [i for i in mapped if data_names[i].strip().lower() == lookup.lower()]
         anchors: list[int | None] = [*lookups, *mapped, None]
-        rows = MarketoRows(columns, anchors[0])
+        rows = MarketoRows(columns, anchors[0], names=data_names)
         for number, row in enumerate(reader, start=2):
             data, reason = split_reason(row, len(header), at)
             rows.add(number, data, reason)

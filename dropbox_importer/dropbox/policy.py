@@ -86,7 +86,7 @@ class Policy:
     columns: ColumnRules = field(default_factory=ColumnRules)
 
 
-def _routes_named(route: PurePosixPath, named: Mapping[str, object]) -> list[str]:
+def routes_named(route: PurePosixPath, named: Mapping[str, object]) -> list[str]:
     """Named routes a route path uses: a whole folder name, or a bare token of one."""
     found = []
     for part in route.parts:
@@ -125,7 +125,7 @@ def policy_for(
 
     RouteRefused when the path combines two named routes that each have a policy of their own.
     """
-    own = sorted({name for name in _routes_named(route, route_policies)})
+    own = sorted({name for name in routes_named(route, route_policies)})
     if len(own) > 1:
         raise RouteRefused(
             f"folder '{route_label(route)}' combines the routes {' and '.join(own)}, which have "

@@ -18,11 +18,15 @@ Key names are stable (add keys, never rename them); times are ISO 8601 UTC with 
                         records imported of the file's kind (leads, program members or custom
                         object records)
     parts               [{index, first_line, rows, batch_id, status, leads_processed,
-                        rows_failed, rows_with_warning, message, lost_batch_ids, round}]: one
-                        per import batch, of every round; `first_line` is the original's line
-                        number of the part's first row; `lost_batch_ids` lists earlier batches
-                        of the part that Marketo no longer knew, so the part was sent again
-                        (empty: none)
+                        rows_failed, rows_with_warning, message, lost_batch_ids, round,
+                        shared}]: one per import batch, of every round; `first_line` is the
+                        original's line number of the part's first row; `lost_batch_ids` lists
+                        earlier batches of the part that Marketo no longer knew, so the part
+                        was sent again (empty: none); `shared` is null unless the part went in
+                        one batch with other files of the drop box: then {files, rows,
+                        first_row}, how many files shared the batch, its rows in all, and the
+                        batch's row (1-based) where this part's rows begin; `status` and
+                        `message` are then the batch's, the counts this part's own
     timings             {dropped, claimed, submitted, finished, modified}: `dropped` is when the
                         daemon first saw the file, `modified` its mtime (which an upload may
                         keep from the partner's disk); `submitted` is null when nothing was sent
@@ -55,7 +59,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,10 +115,11 @@ class PartResult:
     message: str = ""
     lost_batch_ids: list[int] = field(default_factory=list)
     round: int = 1
+    shared: dict[str, int] | None = None  # {files, rows, first_row} of a batch it shared
 
     @classmethod
-    def from_record(cls, part: PartRecord) -> PartResult:
-        """The result of one journal part."""
+    def from_record(cls, part: PartRecord, shared: dict[str, int] | None = None) -> PartResult:
+        """The result of one journal part (`shared`: the batch it shared with other files)."""
         return cls(
             part.index,
             part.first_line,
@@ -127,6 +132,7 @@ class PartResult:
             part.message,
             list(part.lost_batch_ids),
             part.round,
+            shared,
         )
 
 
@@ -252,9 +258,10 @@ class FileResult:
         modified: datetime | None = None,
         header: HeaderMap | None = None,
         duplicates: DuplicateResult | None = None,
+        shared: Mapping[int, dict[str, int]] | None = None,
     ) -> FileResult:
         """The result of a journal file and its parts (of every round; its mapped header, if
-        read)."""
+        read); `shared` gives, by part index, the batch a part shared with other files."""
         created = [p.created_at for p in parts if p.created_at is not None]
         timings = Timings(
             dropped,
@@ -280,7 +287,7 @@ class FileResult:
             outcome,
             reason,
             params,
-            tuple(PartResult.from_record(p) for p in parts),
+            tuple(PartResult.from_record(p, (shared or {}).get(p.index)) for p in parts),
             timings,
             record.size,
             record.sha256,

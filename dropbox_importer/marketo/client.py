@@ -265,6 +265,15 @@ class MarketoClient:
         """Call `callback` (any thread) whenever a list one of our batches held frees."""
         self._lists.on_freed(callback)
 
+    def jobs_in_flight(self) -> int:
+        """Our import jobs in Marketo's queue now: created (or being created) and not yet
+        seen ended, possible duplicates of lost answers included."""
+        return self._slots.used
+
+    def on_slot_freed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (any thread, no lock held) whenever a job of ours leaves the queue."""
+        self._slots.on_freed(callback)
+
     def batch_status(
         self,
         batch_id: int,

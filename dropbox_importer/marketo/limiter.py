@@ -195,6 +195,7 @@ class ImportSlots:
         self._batches: dict[int, int] = {}  # batch id -> slots it frees (1 + ghosts before it)
         self._ghosts = 0  # possible jobs of lost answers, not yet tied to a batch
         self._releases = 0
+        self._listeners: list[Callable[[], None]] = []
         self.waits = 0
         self.wait_seconds = 0.0
 
@@ -244,13 +245,27 @@ class ImportSlots:
             if refused:
                 self._ghosts = 0
             self._freed()
+        self._notify()
 
     def finish(self, batch_id: int) -> None:
         """The batch reached a terminal status: its slot is free."""
         with self._cond:
-            if batch_id in self._batches:
-                del self._batches[batch_id]
-                self._freed()
+            if batch_id not in self._batches:
+                return
+            del self._batches[batch_id]
+            self._freed()
+        self._notify()
+
+    def on_freed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from any thread, no lock held) whenever a slot of ours frees."""
+        with self._cond:
+            self._listeners.append(callback)
+
+    def _notify(self) -> None:
+        with self._cond:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            callback()
 
     def adopt(self, batch_id: int) -> None:
         """Count a batch submitted before a restart that is still queued or importing."""

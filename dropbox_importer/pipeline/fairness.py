@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -108,6 +108,32 @@ class FairQueue(Generic[T]):
                     return (item,), 0.0
                 soonest = min(soonest, wait)
         return None, soonest
+
+    def lane(self, key: str) -> list[T]:
+        """A copy of the items waiting in the lane of `key`, in order."""
+        with self._cond:
+            return list(self._lanes.get(key, ()))
+
+    def waiting(self) -> list[T]:
+        """A copy of every item waiting, lane by lane."""
+        with self._cond:
+            return [item for lane in self._lanes.values() for item in lane]
+
+    def remove(self, key: str, items: Collection[T]) -> set[T]:
+        """Take `items` out of the lane of `key` (they go with one already taken); return those
+        that were there. The lane keeps its place in the turn order."""
+        wanted = set(items)
+        with self._cond:
+            lane = self._lanes.get(key)
+            if lane is None or not wanted:
+                return set()
+            kept = deque(item for item in lane if item not in wanted)
+            found = wanted.intersection(lane)
+            if kept:
+                self._lanes[key] = kept  # assigning an existing key keeps its position
+            else:
+                del self._lanes[key]
+            return found
 
     def close(self) -> None:
         """Wake every waiting `get` with None; later gets return None at once."""

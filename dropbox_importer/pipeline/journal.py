@@ -42,6 +42,8 @@ from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.pipeline.records import (
     FileRecord,
     HostRecord,
+    JobMember,
+    JobRecord,
     LeadershipRecord,
     PartRecord,
     TransitionRecord,
@@ -182,6 +184,39 @@ MIGRATIONS: list[str] = [
     ALTER TABLE files ADD COLUMN round INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE files ADD COLUMN details TEXT;
     ALTER TABLE parts ADD COLUMN round INTEGER NOT NULL DEFAULT 1;
+    """,
+    # Jobs several files share: which parts (so which lines of which files) went into each, in
+    # the order they were sent; the batch's own counts. Each member part keeps its batch id and
+    # its own counts in `parts`, like a part sent alone.
+    """
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        dropbox TEXT NOT NULL,
+        route TEXT NOT NULL,
+        rows INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        batch_id INTEGER,
+        status TEXT,
+        leads_processed INTEGER NOT NULL DEFAULT 0,
+        rows_failed INTEGER NOT NULL DEFAULT 0,
+        rows_with_warning INTEGER NOT NULL DEFAULT 0,
+        message TEXT NOT NULL DEFAULT '',
+        recorded_at TEXT NOT NULL,
+        created_at TEXT,
+        finished_at TEXT
+    );
+    CREATE INDEX jobs_batch ON jobs (batch_id);
+    CREATE TABLE job_members (
+        job_id INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        member_index INTEGER NOT NULL,
+        file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+        part_index INTEGER NOT NULL,
+        first_row INTEGER NOT NULL,
+        first_line INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        PRIMARY KEY (job_id, member_index)
+    );
+    CREATE INDEX job_members_file ON job_members (file_id);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -609,6 +644,8 @@ class Journal:
                 (FileState.DONE.value, FileState.FAILED.value, cutoff),
             )
             removed = cursor.rowcount
+            # Shared jobs whose every member was forgotten go with them.
+            conn.execute("DELETE FROM jobs WHERE id NOT IN (SELECT job_id FROM job_members)")
         log.info(
             "journal_compacted", removed=removed, older_than_seconds=older_than.total_seconds()
         )
@@ -765,6 +802,146 @@ class Journal:
                 (file_id,),
             ).fetchall()
         return {int(line): str(reason) for line, reason in rows}
+
+    # -- jobs several files share ----------------------------------------------------------
+
+    def record_job(self, dropbox: str, route: str, members: Sequence[JobMember], size: int) -> int:
+        """Record a shared job about to be created, and flag every member part uncertain.
+
+        Written before the create, so after a kill -9 the journal says which parts (and so
+        which lines of which files) may have reached Marketo together. Returns the job's id.
+        """
+        at = stamp(self._clock())
+        rows = sum(m.rows for m in members)
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO jobs (dropbox, route, rows, size, recorded_at) VALUES (?, ?, ?, ?, ?)",
+                (dropbox, route, rows, size, at),
+            )
+            job_id = cursor.lastrowid
+            assert job_id is not None
+            for index, m in enumerate(members):
+                conn.execute(
+                    "INSERT INTO job_members (job_id, member_index, file_id, part_index, first_row,"
+                    " first_line, rows) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (job_id, index, m.file_id, m.part_index, m.first_row, m.first_line, m.rows),
+                )
+                self._update_part(conn, m.file_id, m.part_index, "submission_uncertain = 1", ())
+        return job_id
+
+    def record_job_batch(self, job_id: int, batch_id: int) -> list[int]:
+        """Marketo created the shared job as `batch_id`: every member part gets the batch, and
+        every member file whose parts all have one goes to POLLING, in one transaction.
+
+        Returns the member file ids, in the job's order.
+        """
+        at = stamp(self._clock())
+        with self._write() as conn:
+            job = self._job(conn, "id = ?", job_id)
+            conn.execute(
+                "UPDATE jobs SET batch_id = ?, created_at = ? WHERE id = ?", (batch_id, at, job_id)
+            )
+            files: list[int] = []
+            for m in job.members:
+                self._update_part(
+                    conn,
+                    m.file_id,
+                    m.part_index,
+                    "batch_id = ?, submission_uncertain = 0, created_at = ?",
+                    (batch_id, at),
+                )
+                if m.file_id not in files:
+                    files.append(m.file_id)
+            for file_id in files:
+                old = FileState(self._row(conn, file_id)["state"])
+                missing = conn.execute(
+                    "SELECT COUNT(*) FROM parts WHERE file_id = ? AND batch_id IS NULL", (file_id,)
+                ).fetchone()[0]
+                if old is FileState.SUBMITTING and not missing:
+                    self._move(conn, file_id, old, FileState.POLLING, at, f"batch {batch_id}")
+        return files
+
+    def cancel_job(self, job_id: int) -> None:
+        """The shared job was not created (held, refused): forget it; its parts are free."""
+        with self._write() as conn:
+            job = self._job(conn, "id = ?", job_id)
+            for m in job.members:
+                self._update_part(conn, m.file_id, m.part_index, "submission_uncertain = 0", ())
+            conn.execute("DELETE FROM job_members WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    def job(self, job_id: int) -> JobRecord | None:
+        """The shared job with this id; None if there is none (cancelled or forgotten)."""
+        with self._read() as conn:
+            try:
+                return self._job(conn, "id = ?", job_id)
+            except RecordNotFoundError:
+                return None
+
+    def job_of_batch(self, batch_id: int) -> JobRecord | None:
+        """The shared job Marketo created as `batch_id`; None for a batch of one part alone."""
+        with self._read() as conn:
+            try:
+                return self._job(conn, "batch_id = ?", batch_id)
+            except RecordNotFoundError:
+                return None
+
+    def jobs(self, limit: int = 20, dropbox: str | None = None) -> list[JobRecord]:
+        """The shared jobs most recently recorded, newest first."""
+        query, args = "SELECT id FROM jobs", []
+        if dropbox is not None:
+            query, args = query + " WHERE dropbox = ?", [dropbox]
+        with self._read() as conn:
+            ids = conn.execute(query + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+            return [self._job(conn, "id = ?", row[0]) for row in ids]
+
+    def record_job_status(self, status: BatchStatus) -> list[int]:
+        """Record Marketo's answer about a shared batch: the batch's counts on the job, its
+        status and message on every member part (their own counts come from
+        `record_member_counts`). Returns the member file ids."""
+        at = stamp(self._clock())
+        finished = at if status.status.terminal else None
+        with self._write() as conn:
+            job = self._job(conn, "batch_id = ?", status.batch_id)
+            conn.execute(
+                "UPDATE jobs SET status = ?, leads_processed = ?, rows_failed = ?,"
+                " rows_with_warning = ?, message = ?, finished_at = COALESCE(finished_at, ?)"
+                " WHERE id = ?",
+                (status.status.value, status.leads_processed, status.rows_failed,
+                 status.rows_with_warning, status.message, finished, job.id),
+            )  # fmt: skip
+            conn.execute(
+                "UPDATE parts SET status = ?, message = ?, finished_at = COALESCE(finished_at, ?)"
+                " WHERE batch_id = ?",
+                (status.status.value, status.message, finished, status.batch_id),
+            )
+        return list(dict.fromkeys(m.file_id for m in job.members))
+
+    def record_member_counts(
+        self, file_id: int, index: int, leads_processed: int, failed: int, warned: int
+    ) -> None:
+        """Record a shared batch's counts for one of its member parts alone."""
+        with self._write() as conn:
+            self._update_part(
+                conn,
+                file_id,
+                index,
+                "leads_processed = ?, rows_failed = ?, rows_with_warning = ?",
+                (leads_processed, failed, warned),
+            )
+
+    def _job(self, conn: Connection, where: str, value: int) -> JobRecord:
+        """The job matching `where` (one `?`), the newest if several; RecordNotFoundError."""
+        row = conn.execute(
+            f"SELECT * FROM jobs WHERE {where} ORDER BY id DESC LIMIT 1",  # noqa: S608
+            (value,),
+        ).fetchone()
+        if row is None:
+            raise RecordNotFoundError(f"no shared job with {where.replace('?', str(value))}")
+        members = conn.execute(
+            "SELECT * FROM job_members WHERE job_id = ? ORDER BY member_index", (row["id"],)
+        ).fetchall()
+        return JobRecord.from_rows(row, members)
 
     # -- leadership -------------------------------------------------------------------------
 

@@ -3,6 +3,10 @@
 Adobe recommends polling every 5 to 30 seconds. Inside that band we aim each call at the moment a
 batch is expected to finish, from its row count and the import speed this instance has shown so
 far, so a young batch is asked about soon and a big one is left alone until it is nearly done.
+A batch whose rows take long is asked about once in the middle of its import, from the moment
+it is created: that answer shows its progress, so the last call lands just past an end known
+to within a second, rather than past one predicted through every job queued ahead of it. The
+time from a batch's end to its file in done/ is mostly that last call's lateness.
 `next_poll_delay` is the whole policy, a pure function; `Poller` is the thread that applies it.
 """
 
@@ -28,6 +32,19 @@ IMPORTING_AT_ONCE = 2
 # A batch queued behind our own may wait this many times the band's maximum: until the
 # batches ahead of it are done, asking about it tells nothing new.
 QUEUED_STRETCH = 4
+# How far past a predicted end a call aims: a fixed bit for clocks and rounding, and a share of
+# how far ahead the prediction looks. One call that finds the batch ended beats two that
+# straddle its end (the second would come a band's minimum later).
+END_MARGIN_SECONDS = 0.25
+END_MARGIN_SHARE = 0.02
+# A call mid-import comes at most this share of the band's maximum before the predicted end,
+# so that the wait to the last call, its margin included, fits in the band.
+MID_IMPORT_REACH = 0.8
+
+
+def past(seconds: float) -> float:
+    """A moment a little after `seconds` from now, aimed at by a call meant to find an end."""
+    return seconds + END_MARGIN_SECONDS + END_MARGIN_SHARE * seconds
 
 
 @dataclass(frozen=True)
@@ -113,20 +130,29 @@ def next_poll_delay(
     band: PollBand,
     *,
     expected_end_in: float | None = None,
+    overhead: float = 0.0,
 ) -> float:
     """Seconds to wait before asking about this batch again.
 
     `expected_end_in` is when a queued batch should end, from `fifo_end`; without it a queued
-    batch is asked about after its own duration.
+    batch is asked about after its own duration (`overhead` plus its rows at the speed seen).
     """
-    remaining_rows = max(rows - status.leads_processed - status.rows_failed, 0)
-    own = rows / rows_per_second
+    done = status.leads_processed + status.rows_failed
+    importing = max(rows - done, 0) / rows_per_second
     if status.status is BatchState.QUEUED:
-        wait = own if expected_end_in is None else expected_end_in
-        # Aim a little past the end, so one call finds it ended rather than two.
-        return band.clamp(wait + 0.05 * own, stretch=QUEUED_STRETCH)
-    # Importing: aim just past the expected end.
-    return band.clamp(remaining_rows / rows_per_second * 1.05)
+        end = overhead + importing if expected_end_in is None else expected_end_in
+        # Long enough to be asked about mid-import: half its rows before its end, and no
+        # further from it than one wait of the band, so that one call is left to find it ended.
+        lead = min(rows / rows_per_second / 2, MID_IMPORT_REACH * band.max_seconds)
+        if lead >= band.min_seconds and end - lead >= band.min_seconds:
+            return band.clamp(end - lead, stretch=QUEUED_STRETCH)
+        return band.clamp(past(end), stretch=QUEUED_STRETCH)
+    # Importing; nothing processed yet means it may still be starting up.
+    left = importing + (overhead if done == 0 else 0.0)
+    if left > band.max_seconds:
+        # Leave the last wait at least a band's minimum, so it is not held back past the end.
+        return band.clamp(min(band.max_seconds, left - band.min_seconds))
+    return band.clamp(past(left))
 
 
 @dataclass(order=True)
@@ -182,13 +208,29 @@ class Poller:
         self._thread.join(timeout=timeout)
 
     def follow(self, batch_id: int, rows: int, *, first_delay: float | None = None) -> None:
-        """Start following a batch; the first call comes after `first_delay` (default: band min)."""
-        delay = self.band.min_seconds if first_delay is None else first_delay
+        """Start following a batch just created: its first call is aimed as if Marketo had
+        answered Queued now (behind our batches still in its queue), or comes after
+        `first_delay` (a batch of an earlier run, whose place is unknown)."""
+        now = time.monotonic()
+        rate = self.speed.rows_per_second
+        overhead = self.speed.job_overhead_seconds
         with self._cond:
-            self._remaining[batch_id] = (rows, None, 0)
-            heapq.heappush(
-                self._heap, _Due(time.monotonic() + delay, next(self._seq), batch_id, rows)
-            )
+            if first_delay is None:
+                ahead = [
+                    (end_then, rows_left)
+                    for b, (rows_left, end_then, _) in sorted(self._remaining.items())
+                    if b < batch_id
+                ]
+                end, starts = fifo_end(ahead, rows, now, rate, overhead)
+                self._remaining[batch_id] = (rows, end, starts)
+                queued = BatchStatus(batch_id, BatchState.QUEUED)
+                delay = next_poll_delay(
+                    queued, rows, rate, self.band, expected_end_in=end - now, overhead=overhead
+                )
+            else:
+                self._remaining[batch_id] = (rows, None, 0)
+                delay = first_delay
+            heapq.heappush(self._heap, _Due(now + delay, next(self._seq), batch_id, rows))
             self._cond.notify_all()
 
     @property
@@ -256,7 +298,9 @@ class Poller:
                     ]
                     end, starts = fifo_end(ahead, left, now, rate, overhead)
                 self._remaining[due.batch_id] = (left, end, starts)
-            delay = next_poll_delay(status, due.rows, rate, self.band, expected_end_in=end - now)
+            delay = next_poll_delay(
+                status, due.rows, rate, self.band, expected_end_in=end - now, overhead=overhead
+            )
             log.debug("batch_polled", batch_id=due.batch_id, status=status.status.value)
             if self._on_progress is not None:
                 try:

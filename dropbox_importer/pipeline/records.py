@@ -146,6 +146,65 @@ class PartRecord:
 
 
 @dataclass(frozen=True)
+class JobMember:
+    """One part sent in a shared job: which file, which of its lines, where in the job."""
+
+    file_id: int
+    part_index: int
+    first_row: int  # 0-based: the job's rows before this part's
+    first_line: int  # the original's line number of the part's first row
+    rows: int
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """An import job several files shared (one upload, one batch), as the journal knows it."""
+
+    id: int
+    dropbox: str
+    route: str  # the route of its first member
+    rows: int
+    size: int
+    batch_id: int | None  # None until Marketo answered the create
+    status: BatchState | None
+    leads_processed: int  # the batch's own counts, over every member
+    rows_failed: int
+    rows_with_warning: int
+    message: str
+    recorded_at: datetime
+    created_at: datetime | None
+    finished_at: datetime | None
+    members: tuple[JobMember, ...]
+
+    def member(self, file_id: int, part_index: int) -> JobMember:
+        """The member that is this part (KeyError if it is none of them)."""
+        for member in self.members:
+            if (member.file_id, member.part_index) == (file_id, part_index):
+                return member
+        raise KeyError(f"file {file_id} part {part_index} is not in job {self.id}")
+
+    @property
+    def handled(self) -> int:
+        """Rows Marketo got through, imported or failed (all of them once Complete)."""
+        if self.status is BatchState.COMPLETE:
+            return self.rows
+        return self.leads_processed + self.rows_failed
+
+    @classmethod
+    def from_rows(cls, row: Row, members: list[Row]) -> JobRecord:
+        """Build a record from a `jobs` row and its `job_members` rows, in position order."""
+        data: dict[str, Any] = dict(row)
+        data["status"] = None if data["status"] is None else BatchState(data["status"])
+        for key in ("recorded_at", "created_at", "finished_at"):
+            data[key] = _time(data[key])
+        data["members"] = tuple(
+            JobMember(m["file_id"], m["part_index"], m["first_row"], m["first_line"], m["rows"])
+            for m in members
+        )
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class TransitionRecord:
     """One recorded move of a file between states."""
 

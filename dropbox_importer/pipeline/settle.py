@@ -33,6 +33,7 @@ from dropbox_importer.pipeline.prepared import load_prepared
 from dropbox_importer.pipeline.reasons import FileChanged, Rejected, unreadable_reason
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
 from dropbox_importer.pipeline.rounds import round_parts_dir, vanished_reason
+from dropbox_importer.pipeline.shared_batch import SharedBatches
 from dropbox_importer.pipeline.states import FileState
 
 log = structlog.get_logger(__name__)
@@ -86,6 +87,7 @@ class Settler:
         self._clients = clients
         # Runs before every move; raises once this daemon no longer leads (leadership.py).
         self._guard = guard
+        self._shared = SharedBatches(journal, parts_root, clients)
 
     def settle(self, file_id: int, rejection: str | None) -> None:
         """Bring the file to its final place; safe to call again after a crash.
@@ -134,6 +136,10 @@ class Settler:
         final_state = FileState.DONE if outcome == "done" else FileState.FAILED
         self._journal.transition(file_id, final_state, str(destination))
         shutil.rmtree(self._parts_root / str(file_id), ignore_errors=True)
+        for part in self._journal.parts(file_id):
+            job = self._shared.job_of(part)
+            if job is not None:
+                self._shared.forget_if_settled(job)
         # Failed files page (a partner waits); done ones are routine.
         (log.info if outcome == "done" else log.warning)(
             "file_done" if outcome == "done" else "file_failed",
@@ -162,6 +168,10 @@ class Settler:
     ) -> tuple[Outcome, str | None]:
         """Fetch Marketo's row files, write ours and result.json into `staging`."""
         box = self._boxes(record.dropbox)
+        cut = self._cut(record)
+        if cut is not None:
+            # A batch shared with other files: this file's own counts, from its own rows.
+            self._shared.own_counts(record, self._journal.parts(record.id), cut.params)
         every = self._journal.parts(record.id)
         parts = [p for p in every if p.round == record.round]
         local = self._journal.local_failures(record.id)
@@ -183,7 +193,6 @@ class Settler:
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        cut = self._cut(record)
         params = None if cut is None else cut.params
         facts = load_prepared(round_parts_dir(self._parts_root, record))
         header = None if facts is None else facts.header
@@ -206,6 +215,7 @@ class Settler:
             duplicates=None
             if facts is None
             else DuplicateResult.of(facts.lookup_field, facts.duplicates),
+            shared=self._shares(record, every),
         )
         # The bytes as they are kept beside this result, even if they changed after the claim.
         result = replace(result, size=size, sha256=sha256)
@@ -214,6 +224,21 @@ class Settler:
         # files as they are, and must never find them empty.
         _fsync_staged(staging)
         return outcome, reason
+
+    def _shares(self, record: FileRecord, parts: Sequence[PartRecord]) -> dict[int, dict[str, int]]:
+        """By part index, the batch each part shared with other files (for result.json)."""
+        out = {}
+        for part in parts:
+            job = self._shared.job_of(part)
+            if job is not None:
+                member = job.member(record.id, part.index)
+                files = len({m.file_id for m in job.members})
+                out[part.index] = {
+                    "files": files,
+                    "rows": job.rows,
+                    "first_row": member.first_row + 1,
+                }
+        return out
 
     def _stage_rows(
         self,
@@ -232,20 +257,24 @@ class Settler:
         client = self._clients(record.dropbox)
         target = cut.params.target
         failures = [
-            self._fetch(
-                partial(client.download_failures, target=target),
+            self._rows_of(
+                record,
                 p,
+                "failures",
                 p.rows_failed,
-                staging / f"failures-{p.index}",
+                partial(client.download_failures, target=target),
+                staging,
             )
             for p in parts
         ]
         warnings = [
-            self._fetch(
-                partial(client.download_warnings, target=target),
+            self._rows_of(
+                record,
                 p,
+                "warnings",
                 p.rows_with_warning,
-                staging / f"warnings-{p.index}",
+                partial(client.download_warnings, target=target),
+                staging,
             )
             for p in parts
         ]
@@ -266,7 +295,27 @@ class Settler:
                     local_failures=extra,
                     sent=header.sent if header is not None and header.drops_columns else None,
                     lookup=key or cut.params.lookup_field or "email",
+                    # Rows failed locally were never sent: not Marketo's to warn about.
+                    unsent=local.keys(),
                 )
+
+    def _rows_of(
+        self,
+        record: FileRecord,
+        part: PartRecord,
+        kind: str,
+        count: int,
+        download: Callable[[int, Path], None],
+        staging: Path,
+    ) -> Path | None:
+        """Marketo's `kind` rows of one part: its share of a shared batch's (split once per
+        batch), else the batch's own file, downloaded when Marketo reported rows in it."""
+        job = self._shared.job_of(part)
+        if job is None:
+            return self._fetch(download, part, count, staging / f"{kind}-{part.index}")
+        if count == 0:
+            return None
+        return self._shared.rows_file(job, job.member(record.id, part.index), kind)
 
     @staticmethod
     def _fetch(

@@ -3,18 +3,20 @@
 Creates are where Marketo's limits bite (10 queued jobs per instance, shared with every other
 integration), so one thread per instance takes files in fair turns across drop boxes and blocks
 in the client until a queue slot is free. A static list takes one job at a time (1019): a file
-whose list is held waits in the queue without blocking the files of other lists. Everything
-that can fail the file before a slot is spent (route, encoding, shape, preflight) runs here
-first.
+whose list is held waits in the queue without blocking the files of other lists. Files that
+could share a job wait too while our jobs fill a shallow queue, and go together when a slot
+frees (coalesce.py, shared_submit.py). Everything that can fail the file before a slot is spent
+(route, encoding, shape, preflight) runs here first.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -51,6 +53,7 @@ from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.cut import CutSettings, differences
 from dropbox_importer.pipeline.fairness import FairQueue
 from dropbox_importer.pipeline.journal import Fenced, Journal
+from dropbox_importer.pipeline.poll import SpeedEstimate
 from dropbox_importer.pipeline.preflight import (
     EMPTY_KEY_REASONS,
     EMPTY_LOOKUP,
@@ -73,6 +76,7 @@ from dropbox_importer.pipeline.reasons import (
 )
 from dropbox_importer.pipeline.records import FileRecord
 from dropbox_importer.pipeline.rounds import round_parts_dir
+from dropbox_importer.pipeline.shared_submit import Coalescer
 from dropbox_importer.pipeline.states import FileState
 
 log = structlog.get_logger(__name__)
@@ -329,6 +333,9 @@ class Submitter:
     A file refused for good (Marketo's 1003/1006/1008, 603 access denied, a code this client
     does not know) fails alone; refused credentials, which would refuse every file, park the
     file for a retry a minute later. Neither ever holds the thread: the next file goes at once.
+
+    When a file's turn comes, the files waiting in its lane that may share its job go with it
+    (shared_submit.py).
     """
 
     def __init__(
@@ -341,12 +348,13 @@ class Submitter:
         boxes: Callable[[str], DropboxConfig],
         parts_root: Path,
         catalog: Catalog,
-        on_submitted: Callable[[int, int, int, str], None],
+        on_submitted: Callable[[Sequence[int], int, int, str], None],
         on_rejected: Callable[[int, str], None],
         on_all_submitted: Callable[[int], None],
         stop: threading.Event,
         clock: Callable[[], float] = time.monotonic,
         on_changed: Callable[[int, str], None] | None = None,
+        speed: SpeedEstimate | None = None,
     ) -> None:
         self.name = name
         self._client = client
@@ -367,6 +375,20 @@ class Submitter:
         # (when to try again, dropbox, file id) of files parked until an operator acts.
         self._parked: list[tuple[float, str, int]] = []
         client.on_list_freed(queue.wake)
+        self._coalescer = Coalescer(
+            name,
+            client,
+            journal,
+            queue,
+            parts_root=parts_root,
+            speed=speed or SpeedEstimate(),
+            stop=stop,
+            prepare=self._prepared_parts,
+            reject=self._reject,
+            forget=self._forget,
+            park=self._operator_must_act,
+            on_submitted=on_submitted,
+        )
         self._thread = threading.Thread(target=self._run, name=f"submit-{name}", daemon=True)
 
     def start(self) -> None:
@@ -389,7 +411,7 @@ class Submitter:
                 _, dropbox, parked = heapq.heappop(self._parked)
                 self._queue.put(dropbox, parked)
             wait = 0.5 if not self._parked else min(0.5, max(self._parked[0][0] - now, 0.0))
-            file_id = self._queue.get(timeout=wait, hold=self._hold, key=self._list_key)
+            file_id = self._queue.get(timeout=wait, hold=self._hold, key=self._hold_key)
             if file_id is None:
                 continue
             try:
@@ -400,8 +422,33 @@ class Submitter:
                 log.exception("submit_crashed", file_id=file_id, instance=self.name)
 
     def _hold(self, file_id: int) -> float:
-        """Seconds the file must still wait for its static list (0: it may go now)."""
-        return self._client.list_wait(self._list_key(file_id))
+        """Seconds the file must still wait for its static list, `math.inf` while it waits for
+        our jobs to leave the shallow queue so others can join it (0: it may go now)."""
+        list_id, shares = self._hold_key(file_id)
+        wait = self._client.list_wait(list_id)
+        if wait > 0:
+            return wait
+        return math.inf if shares and self._coalescer.queue_full() else 0.0
+
+    def _hold_key(self, file_id: int) -> tuple[int | None, bool]:
+        """What the file's hold depends on: the listId its route sets (None: no list) and
+        whether it may share a job. Quick after the first look at a file."""
+        return self._list_key(file_id), self._coalescer.may_share(file_id, self._found)
+
+    def _prepared_parts(
+        self, record: FileRecord, box: DropboxConfig
+    ) -> tuple[ImportParams, list[Part]]:
+        """Check and cut a file waiting in the queue: its parameters and parts."""
+        prepared = self._prepare(record, box)
+        return prepared.params, prepared.parts
+
+    def _found(self, file_id: int) -> tuple[FileRecord, DropboxConfig] | None:
+        """The file's record and drop box (None when it is gone: submit() says so)."""
+        try:
+            record = self._journal.get(file_id)
+            return record, self._boxes(record.dropbox)
+        except KeyError:
+            return None
 
     def _list_key(self, file_id: int) -> int | None:
         """The listId the file's route sets (None: no list), worked out once per file."""
@@ -419,6 +466,7 @@ class Submitter:
     def _forget(self, file_id: int) -> None:
         self._prepared.pop(file_id, None)
         self._lists.pop(file_id, None)
+        self._coalescer.forget(file_id)
 
     def _operator_must_act(self, file_id: int, dropbox: str, exc: MarketoError) -> None:
         """Credentials refused: not the partner's fault, and every file would meet it.
@@ -567,6 +615,10 @@ class Submitter:
             return
         base = self._base(record)
         known = {part.index - base: part for part in self._journal.parts(file_id)}
+        if all(p.batch_id is None for p in known.values() if p.round == record.round):
+            member = self._coalescer.member(record, box, prepared.params, prepared.parts, base)
+            if member is not None and self._coalescer.send_together(member, record, box):
+                return
         for part in prepared.parts:
             before = known.get(part.index)
             if before is not None and before.batch_id is not None:
@@ -611,7 +663,7 @@ class Submitter:
                 kind=prepared.params.kind.value,
                 round=record.round,
             )
-            self._on_submitted(file_id, batch_id, part.rows, self.name)
+            self._on_submitted([file_id], batch_id, part.rows, self.name)
         # Atomic with the check that every part has a batch: one lost meanwhile is sent again.
         if not self._journal.finish_submitting(file_id):
             self._queue.put_front(record.dropbox, file_id)

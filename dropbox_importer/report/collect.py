@@ -15,15 +15,17 @@ to (`status --json` is its contract):
       max_queued_jobs, recorded_at}],
     filters {dropbox, route, file, since, outcome},
     dropboxes [{name, root, instance, live, waiting [...], ignored [...], in_flight [...],
-      recent [...], more_recent, blocked_folders [{folder, reason, since}], problems [text],
-      reported [{route, folder, stage, reason, since}]}],
+      recent [...], more_recent, shared_jobs [...], blocked_folders [{folder, reason, since}],
+      problems [text], reported [{route, folder, stage, reason, since}]}],
     history [{id, dropbox, route, file, state, reason, ..., events [{at, what, detail}]}]
 
 `reported` is what the running daemon last said it cannot use (its `<state_dir>/problems.json`,
 see pipeline/problems.py): inbox folders (also in `blocked_folders`), a `done/` or `failed/`
 folder a file cannot be settled into, a root it cannot create; the last two are in `problems`
 too. Waiting and ignored entries are described in `inbox.py`, in-flight ones in `flight.py`, history
-in `history.py`.
+in `history.py`. `shared_jobs` lists the drop box's most recent jobs several files shared
+(coalesce.py), newest first: {batch_id, files, rows, status, leads_processed, rows_failed,
+rows_with_warning, recorded_at, created_at, finished_at, first_file}.
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ from dropbox_importer.config import Config
 from dropbox_importer.dropbox.layout import DropboxLayout
 from dropbox_importer.marketo.health import HealthSnapshot
 from dropbox_importer.observe.leadership import leadership_document
+from dropbox_importer.pipeline.coalesce import coalesces
 from dropbox_importer.pipeline.engine import journal_location, open_shared_read_only
 from dropbox_importer.pipeline.journal import JOURNAL_NAME, SCHEMA_VERSION, Journal, JournalError
 from dropbox_importer.pipeline.lock import holder
 from dropbox_importer.pipeline.problems import read_published
-from dropbox_importer.pipeline.records import FileRecord
+from dropbox_importer.pipeline.records import FileRecord, JobRecord
 from dropbox_importer.pipeline.runlog import HEARTBEAT_SECONDS, RunLog, RunRecord
 from dropbox_importer.pipeline.states import FileState
 from dropbox_importer.report.flight import flight_item, relative
@@ -267,20 +270,54 @@ def _in_flight(
         if r.dropbox in same_instance and r.state in (FileState.CLAIMED, FileState.SUBMITTING)
     ]
     out = []
+    jobs: dict[int, JobRecord] = {}
     for record in journal.unfinished(box):
         ahead = sum(1 for r in waiting_turn if r.id < record.id)
         snapshot = health.get(instance, (None, now))[0]
+        parts = journal.parts(record.id)
+        for part in parts:
+            if part.batch_id is not None and part.batch_id not in jobs:
+                job = journal.job_of_batch(part.batch_id)
+                if job is not None:
+                    jobs[part.batch_id] = job
         out.append(
             flight_item(
                 record,
-                journal.parts(record.id),
+                parts,
                 instance=instance,
                 health=snapshot,
                 daemon_running=running,
                 ahead=ahead,
                 root=root,
                 now=now,
+                jobs=jobs,
+                may_share=coalesces(record.route, config.dropboxes[box]),
             )
+        )
+    return out
+
+
+def shared_jobs(journal: Journal, box: str, limit: int) -> list[dict[str, Any]]:
+    """The drop box's most recent jobs several files shared, newest first."""
+    out = []
+    for job in journal.jobs(limit, box):
+        if job.batch_id is None:
+            continue  # never created: its files were sent again
+        first = job.members[0].file_id
+        out.append(
+            {
+                "batch_id": job.batch_id,
+                "files": len({m.file_id for m in job.members}),
+                "rows": job.rows,
+                "status": None if job.status is None else job.status.value,
+                "leads_processed": job.leads_processed,
+                "rows_failed": job.rows_failed,
+                "rows_with_warning": job.rows_with_warning,
+                "recorded_at": iso(job.recorded_at),
+                "created_at": iso(job.created_at),
+                "finished_at": iso(job.finished_at),
+                "first_file": journal.get(first).relative,
+            }
         )
     return out
 
@@ -334,6 +371,7 @@ def collect(
             "in_flight": [],
             "recent": [],
             "more_recent": False,
+            "shared_jobs": [],
             "blocked_folders": [],
             "problems": [],
             "reported": [],
@@ -415,6 +453,8 @@ def _from_journal(
             ]
         if filters.shows("recent"):
             status["recent"], status["more_recent"] = _recent(journal, name, root, filters, recent)
+        if filters.shows("in_flight"):
+            status["shared_jobs"] = shared_jobs(journal, name, recent)
 
 
 def _from_folders(

@@ -7,19 +7,24 @@ others, Marketo's queue full, a list busy, queued or importing at Marketo). `why
 stable for scripts:
 
     daemon_stopped, note, needs_operator, paused_quota, instance_unhealthy, instance_outage,
-    queued_behind, preparing, queue_full, list_busy, submitting, queued_at_marketo,
-    importing, moving
+    queued_behind, preparing, queue_full, list_busy, waits_to_share, submitting,
+    queued_at_marketo, importing, moving
+
+A file sent in a job it shares with other files (coalesce.py) says so in `shared`: for each
+such part, the batch, how many files share it, its rows and the batch's row its own begin at.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dropbox_importer.marketo.health import LIST_BUSY, QUEUE_FULL, HealthSnapshot, HealthState
 from dropbox_importer.marketo.models import BatchState
-from dropbox_importer.pipeline.records import FileRecord, PartRecord
+from dropbox_importer.pipeline.coalesce import SHALLOW_DEPTH
+from dropbox_importer.pipeline.records import FileRecord, JobRecord, PartRecord
 from dropbox_importer.pipeline.states import FileState
 from dropbox_importer.report.times import iso
 
@@ -61,6 +66,31 @@ def batches(parts: list[PartRecord]) -> list[dict[str, Any]]:
     ]
 
 
+def shared(
+    record: FileRecord, parts: list[PartRecord], jobs: Mapping[int, JobRecord]
+) -> list[dict[str, Any]]:
+    """The parts of the file sent in a job shared with other files, with that job's figures.
+
+    `jobs` gives the shared jobs by batch id (a batch not in it is the part's own).
+    """
+    out = []
+    for part in parts:
+        job = None if part.batch_id is None else jobs.get(part.batch_id)
+        if job is None:
+            continue
+        member = job.member(record.id, part.index)
+        out.append(
+            {
+                "part": part.index,
+                "batch_id": job.batch_id,
+                "files": len({m.file_id for m in job.members}),
+                "rows": job.rows,
+                "first_row": member.first_row + 1,
+            }
+        )
+    return out
+
+
 def _health_reason(instance: str, health: HealthSnapshot | None) -> tuple[str, str] | None:
     if health is None:
         return None
@@ -83,8 +113,24 @@ def _health_reason(instance: str, health: HealthSnapshot | None) -> tuple[str, s
 
 
 def _state_reason(
-    record: FileRecord, parts: list[PartRecord], health: HealthSnapshot | None, ahead: int
+    record: FileRecord,
+    parts: list[PartRecord],
+    health: HealthSnapshot | None,
+    ahead: int,
+    may_share: bool,
 ) -> tuple[str, str]:
+    nothing_sent = all(p.batch_id is None for p in parts)
+    full = health is not None and health.queued_jobs >= SHALLOW_DEPTH
+    if (
+        may_share
+        and nothing_sent
+        and full
+        and record.state in (FileState.CLAIMED, FileState.SUBMITTING)
+    ):
+        return "waits_to_share", (
+            f"{health.queued_jobs if health else 0} jobs of ours are in Marketo's queue: waits "
+            "for one to end, and files that arrive meanwhile go with it as one job"
+        )
     if record.state is FileState.CLAIMED:
         if ahead:
             return "queued_behind", f"queued behind {ahead} file(s) for the same instance"
@@ -121,17 +167,22 @@ def flight_item(
     ahead: int,
     root: Path,
     now: datetime,
+    jobs: Mapping[int, JobRecord] | None = None,
+    may_share: bool = False,
 ) -> dict[str, Any]:
     """One in-flight file for `status --json` and the status page.
 
-    `ahead` is how many files of the same instance were claimed before it and wait too.
+    `ahead` is how many files of the same instance were claimed before it and wait too;
+    `jobs` the shared jobs by batch id; `may_share` whether its route lets it share a job.
     """
     if daemon_running is False:
         code, why = "daemon_stopped", "the daemon is not running: resumes at its next start"
     elif record.note:
         code, why = "note", record.note
     else:
-        code, why = _health_reason(instance, health) or _state_reason(record, parts, health, ahead)
+        code, why = _health_reason(instance, health) or _state_reason(
+            record, parts, health, ahead, may_share
+        )
     return {
         "id": record.id,
         "route": record.route,
@@ -144,6 +195,7 @@ def flight_item(
         "parts_final": sum(1 for p in parts if p.final),
         "rows": progress(parts),
         "batches": batches(parts),
+        "shared": shared(record, parts, jobs or {}),
         "size": record.size,
         "dropped_at": iso(record.dropped_at),
         "claimed_at": iso(record.claimed_at),

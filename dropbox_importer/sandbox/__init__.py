@@ -3,7 +3,12 @@ custom objects)."""
 
 from dropbox_importer.sandbox.catalog import Channel, CustomObjectType, ObjectCatalog, Program
 from dropbox_importer.sandbox.server import Sandbox
-from dropbox_importer.sandbox.settings import FaultSettings, LeadField, SandboxSettings
+from dropbox_importer.sandbox.settings import (
+    FaultSettings,
+    LeadField,
+    OtherIntegrationSettings,
+    SandboxSettings,
+)
 
 __all__ = [
     "Channel",
@@ -11,6 +16,7 @@ __all__ = [
     "FaultSettings",
     "LeadField",
     "ObjectCatalog",
+    "OtherIntegrationSettings",
     "Program",
     "Sandbox",
     "SandboxSettings",

@@ -52,10 +52,9 @@ class MarketoApi:
         if not payload.strip():
             return error("1003", "Empty file")
         settings, rules = self.settings, self.settings.rules
-        busy = LIST_BUSY[settings.list_busy_from] if rules.list_in_progress else ()
         try:
             batch = self.queue.create(
-                checked, payload, self.faults.batch_fails(), list_busy_from=busy
+                checked, payload, self.faults.batch_fails(), list_busy_from=self.list_busy_from()
             )
         except ListInProgressError:
             return error("1019", "Import in progress")
@@ -65,6 +64,12 @@ class MarketoApi:
         # requires numOfLeadsProcessed here too, though Marketo's examples omit it.
         result = {"batchId": batch.batch_id, "importId": str(batch.batch_id), "status": "Queued"}
         return success([{**result, "numOfLeadsProcessed": 0}])
+
+    def list_busy_from(self) -> tuple[str, ...]:
+        """The statuses of a list's job that make a create for that list answer 1019."""
+        if not self.settings.rules.list_in_progress:
+            return ()
+        return LIST_BUSY[self.settings.list_busy_from]
 
     def check_params(self, params: dict[str, str]) -> ImportRequest | Response:
         """Validate format, lookupField, listId and partitionName (1003 on any bad one)."""

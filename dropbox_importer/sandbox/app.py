@@ -26,6 +26,7 @@ from dropbox_importer.sandbox.faults import FAULT_MESSAGES, Fault, FaultInjector
 from dropbox_importer.sandbox.identity import TokenCheck, TokenIssuer
 from dropbox_importer.sandbox.imports import ImportQueue, Speed
 from dropbox_importer.sandbox.limits import Admission, CallLimiter
+from dropbox_importer.sandbox.other import OtherIntegration
 from dropbox_importer.sandbox.programs import ProgramStore
 from dropbox_importer.sandbox.responses import error, is_error, json_response
 from dropbox_importer.sandbox.settings import SandboxSettings
@@ -51,6 +52,7 @@ ROUTES = Map(
         Rule("/sandbox/stats.json", endpoint="sandbox_stats", methods=["GET"]),
         Rule("/sandbox/faults.json", endpoint="sandbox_faults", methods=["GET", "POST"]),
         Rule("/sandbox/speed.json", endpoint="sandbox_speed", methods=["GET", "POST"]),
+        Rule("/sandbox/other.json", endpoint="sandbox_other", methods=["GET", "POST"]),
         *programs_api.RULES,
         *objects_api.RULES,
         Rule("/sandbox/programs.json", endpoint="sandbox_programs", methods=["GET"]),
@@ -131,6 +133,13 @@ class SandboxApp:
         self.db = LeadDatabase(settings)
         self.queue = ImportQueue(settings, self.db)
         self.api = MarketoApi(settings, self.db, self.queue, self.faults)
+        self.other = OtherIntegration(
+            settings.other_integration,
+            self.queue,
+            self.limiter,
+            list_busy_from=self.api.list_busy_from(),
+            partition=self.db.partitions[0],
+        )
         self.stats = CallStats()
         # Room for the multipart envelope around a file of the largest allowed size.
         self.request_class = type(
@@ -297,10 +306,16 @@ class SandboxApp:
             return json_response({"customObjects": self.objects.snapshot()})
         if endpoint == "sandbox_stats":
             stats = self.stats.to_json()
-            stats.update(peakImporting=self.queue.peak_importing, inFlight=self.limiter.in_flight)
+            stats.update(
+                peakImporting=self.queue.peak_importing,
+                inFlight=self.limiter.in_flight,
+                otherIntegration=self.other.to_json(),
+            )
             return json_response(stats)
         if endpoint == "sandbox_speed":
             return self.change_speed(request)
+        if endpoint == "sandbox_other":
+            return self.change_other(request)
         if request.method == "POST":
             try:
                 changes = json.loads(request.get_data(as_text=True) or "{}")
@@ -332,6 +347,20 @@ class SandboxApp:
         forgotten = self.queue.forget(ids)
         log.info("sandbox_batches_forgotten", batch_ids=forgotten)
         return json_response({"forgotten": forgotten})
+
+    def change_other(self, request: Request) -> Response:
+        """`GET|POST /sandbox/other.json`: read or change the other integration's load."""
+        if request.method == "POST":
+            try:
+                changes = json.loads(request.get_data(as_text=True) or "{}")
+                settings = self.other.settings.updated(changes)
+                listed = settings.list_id
+                if listed is not None and listed not in self.db.lists:
+                    raise ValueError(f"list {listed} is not one of the sandbox's lists")
+            except (ValueError, TypeError, AttributeError) as exc:
+                return json_response({"error": f"bad other integration: {exc}"}, status=400)
+            self.other.update(settings)
+        return json_response(self.other.to_json())
 
     def change_speed(self, request: Request) -> Response:
         """`GET|POST /sandbox/speed.json`: read or change the import speed of a running sandbox."""

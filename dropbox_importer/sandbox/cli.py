@@ -13,7 +13,11 @@ from types import FrameType
 from dropbox_importer import logs
 from dropbox_importer.sandbox.profile import PROFILES
 from dropbox_importer.sandbox.server import Sandbox
-from dropbox_importer.sandbox.settings import FaultSettings, SandboxSettings
+from dropbox_importer.sandbox.settings import (
+    FaultSettings,
+    OtherIntegrationSettings,
+    SandboxSettings,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +66,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--latency", type=float, default=0.0, metavar="S", help="added latency per delayed call")
     add("--latency-rate", type=float, default=0.0)
     add("--seed", type=int, default=0, help="seed of the fault stream, to replay a run")
+    other = defaults.other_integration
+    add(
+        "--other-jobs",
+        type=int,
+        default=other.jobs,
+        metavar="N",
+        help="another integration keeps N jobs of its own queued or importing (default: none)",
+    )
+    add("--other-rows", type=int, default=other.rows, help="leads per job of the other one")
+    add("--other-list", type=int, default=other.list_id, help="list the other one imports to")
+    add(
+        "--other-poll",
+        type=float,
+        default=other.poll_seconds,
+        metavar="S",
+        help="one status call of the other integration every S seconds",
+    )
     add("--log-level", default="info")
 
 
@@ -91,6 +112,12 @@ def settings_from(args: argparse.Namespace) -> SandboxSettings:
         profile=args.profile,
         list_busy_from=args.list_busy_from,
         faults=faults,
+        other_integration=OtherIntegrationSettings(
+            jobs=args.other_jobs,
+            rows=args.other_rows,
+            list_id=args.other_list,
+            poll_seconds=args.other_poll,
+        ),
     )
 
 

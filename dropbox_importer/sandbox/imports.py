@@ -57,6 +57,7 @@ class Batch:
     report: RowReport | None = None
     failure: str | None = None
     forgotten: bool = False  # past its retention on request: answered as an unknown id
+    owner: str = "api"  # who created it: "api" (a client over HTTP) or "other" (other.py)
 
     def counts(self, now: float, speed: Speed) -> tuple[int, int, int]:
         """(leads processed, rows failed, rows with warning) so far, growing with the clock.
@@ -114,6 +115,7 @@ class ImportQueue:
         self.settings = settings
         self.db = db
         self._clock = clock
+        self.clock = clock
         self.speed = Speed(settings.rows_per_second, settings.job_overhead_seconds)
         self._wall_offset = time.time() - clock()
         self._cond = threading.Condition()
@@ -145,11 +147,13 @@ class ImportQueue:
         doomed: bool,
         *,
         list_busy_from: tuple[str, ...] = (),
+        owner: str = "api",
     ) -> Batch | None:
         """Queue a new batch; None when the queue is full (Marketo's 1016).
 
         With `list_busy_from` (statuses such as "Queued", "Importing"), a create whose listId
-        has a job in one of them raises ListInProgressError (Marketo's 1019).
+        has a job in one of them raises ListInProgressError (Marketo's 1019). `owner` tells
+        the API's batches from the other integration's (other.py) in `snapshot`.
         """
         with self._cond:
             if len(self._queued) + len(self._importing) >= self.settings.max_queued_jobs:
@@ -167,7 +171,9 @@ class ImportQueue:
                     for b in jobs
                 ):
                     raise ListInProgressError(request.list_id)
-            batch = Batch(self._next_id, request, payload, len(payload), self._clock(), doomed)
+            batch = Batch(
+                self._next_id, request, payload, len(payload), self._clock(), doomed, owner=owner
+            )
             self._next_id += 1
             self._batches[batch.batch_id] = batch
             self._queued.append(batch)
@@ -184,6 +190,12 @@ class ImportQueue:
         if self._clock() - batch.created > self.settings.batch_retention_seconds:
             return None
         return batch
+
+    def ended(self, batch_id: int) -> bool:
+        """True once the batch is Complete or Failed (or unknown)."""
+        with self._cond:
+            batch = self._batches.get(batch_id)
+            return batch is None or batch.status in ("Complete", "Failed")
 
     def forget(self, batch_ids: list[int]) -> list[int]:
         """Treat these batches as past their retention from now on; return the ids known."""
@@ -234,6 +246,7 @@ class ImportQueue:
                 finished=self._wall(batch.finished),
                 expired=batch.forgotten
                 or self._clock() - batch.created > self.settings.batch_retention_seconds,
+                owner=batch.owner,
             )
             out.append(item)
         return out

@@ -61,6 +61,7 @@ class Sandbox:
         if self.state_file is not None:
             persist.load(self.app, self.state_file)
         self.app.queue.start()
+        self.app.other.start()
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -79,6 +80,7 @@ class Sandbox:
             self._connections.close_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.app.other.stop()
         self.app.queue.stop()
         if self.state_file is not None:
             try:

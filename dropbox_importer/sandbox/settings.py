@@ -113,6 +113,39 @@ class FaultSettings:
 
 
 @dataclass(frozen=True)
+class OtherIntegrationSettings:
+    """The neighbour's load: off unless `jobs` is above 0."""
+
+    jobs: int = 0  # its jobs kept queued or importing at once
+    rows: int = 100  # leads per job
+    list_id: int | None = None  # a static list its jobs import to (None: none)
+    poll_seconds: float = 2.0  # one status call of its own every this many seconds
+
+    def __post_init__(self) -> None:
+        """Reject a load that makes no sense."""
+        if self.jobs < 0 or self.rows < 1:
+            raise ValueError("other integration: jobs must be >= 0 and rows >= 1")
+        if self.poll_seconds <= 0:
+            raise ValueError("other integration: poll_seconds must be > 0")
+
+    def updated(self, changes: dict[str, Any]) -> OtherIntegrationSettings:
+        """A copy with the given fields replaced; ValueError for unknown or bad ones."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown other integration settings {sorted(unknown)}")
+        clean: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key == "poll_seconds":
+                clean[key] = float(value)
+            elif key == "list_id":
+                clean[key] = None if value is None else int(value)
+            else:
+                clean[key] = int(value)
+        return replace(self, **clean)
+
+
+@dataclass(frozen=True)
 class SandboxSettings:
     """Everything a running sandbox needs; the defaults are Marketo's own numbers."""
 
@@ -147,6 +180,8 @@ class SandboxSettings:
     # Channels, programs, program member fields and custom object types (catalog.py).
     catalog: ObjectCatalog = field(default_factory=lambda: _default_catalog())
     faults: FaultSettings = field(default_factory=FaultSettings)
+    # Another integration keeping jobs of its own in the queue (other.py); off by default.
+    other_integration: OtherIntegrationSettings = field(default_factory=OtherIntegrationSettings)
     scope: str = "sandbox-api-user@example.com"
     # Keep every uploaded file for /sandbox/batches/{id}/file (tests); else freed when its
     # batch finishes, as a long run of big files would otherwise hold them all in memory.
@@ -166,6 +201,9 @@ class SandboxSettings:
             raise ValueError("at least one partition is needed")
         if min(self.max_importing, self.max_queued_jobs, self.max_in_flight) < 1:
             raise ValueError("max_importing, max_queued_jobs and max_in_flight must be >= 1")
+        other = self.other_integration.list_id
+        if other is not None and other not in self.lists:
+            raise ValueError(f"other integration: list {other} is not one of the sandbox's lists")
 
     @property
     def rules(self) -> Rules:

@@ -17,6 +17,7 @@ from dropbox_importer.marketo.health import InstanceHealth
 from dropbox_importer.marketo.models import BatchState, BatchStatus
 from dropbox_importer.pipeline.journal import JOURNAL_NAME, Journal
 from dropbox_importer.pipeline.lock import StateDirLock
+from dropbox_importer.pipeline.records import JobMember
 from dropbox_importer.pipeline.runlog import RunLog
 from dropbox_importer.pipeline.states import FileState
 from tests.actions.cli_harness import Run, WriteConfig, run_subprocess
@@ -506,3 +507,42 @@ def test_a_shared_journal_whose_password_this_user_cannot_read_is_named_as_the_p
     assert doc["journal"]["path"] == "postgresql://importer@127.0.0.1:1/journal"
     assert "no-such-password" in doc["journal"]["error"]
     assert "CREDENTIALS_DIRECTORY" in doc["journal"]["error"]
+
+
+def test_status_shows_the_jobs_files_share_and_who_shares_them(
+    tmp_path: Path, write_config: WriteConfig, run_cli: Run
+) -> None:
+    config = write_config()
+    root = tmp_path / "acme"
+    (root / "inbox").mkdir(parents=True)
+    journal = Journal.open(tmp_path / "state")
+    try:
+        ids = []
+        for name, rows in (("a.csv", 4), ("b.csv", 6), ("c.csv", 5)):
+            file_id = _claimed(journal, root, "csv", name)
+            journal.transition(file_id, FileState.SUBMITTING)
+            journal.record_part(file_id, 0, first_line=2, rows=rows, size=100)
+            ids.append((file_id, rows))
+        members, row = [], 0
+        for file_id, rows in ids:
+            members.append(JobMember(file_id, 0, row, 2, rows))
+            row += rows
+        job_id = journal.record_job("acme", "csv", members, 300)
+        journal.record_job_batch(job_id, 3410)
+        journal.record_job_status(BatchStatus(3410, BatchState.IMPORTING, 7))
+
+        code, out, _ = run_cli("status", "--config", config, "--json")
+        human_code, human, _ = run_cli("status", "--config", config)
+    finally:
+        journal.close()
+
+    assert code == 0 and human_code == 0
+    (box,) = json.loads(out)["dropboxes"]
+    b = next(f for f in box["in_flight"] if f["file"] == "b.csv")
+    assert b["batch_ids"] == [3410]
+    assert b["shared"] == [{"part": 0, "batch_id": 3410, "files": 3, "rows": 15, "first_row": 5}]
+    (job,) = box["shared_jobs"]
+    assert (job["batch_id"], job["files"], job["rows"], job["status"]) == (3410, 3, 15, "Importing")
+    assert job["first_file"] == "csv/a.csv" and job["leads_processed"] == 7
+    assert "3410 (3 files)" in human
+    assert "jobs shared by several files" in human and "csv/a.csv" in human

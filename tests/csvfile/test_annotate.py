@@ -295,3 +295,24 @@ def test_excel_padding_is_not_sent_and_failures_keep_their_original_lines(tmp_pa
         out.read_text()
         == "Line,Email,Name,,,Import Failure Reason\n4,bad-email,Bob,,,Invalid email\n"
     )
+
+
+def test_warnings_after_a_row_failed_locally_keep_their_own_line(tmp_path: Path) -> None:
+    # Line 3 failed locally (never sent); Marketo warns about the row on line 5.
+    original = tmp_path / "leads.csv"
+    original.write_text("email,company\na@x.com,A\n,B\nc@x.com,C\nd@x.com,D\n")
+    (part,) = split_file(original, ImportFormat.CSV, tmp_path, skip_lines=frozenset({3}))
+    warnings = tmp_path / "warnings"
+    warnings.write_text("email,company,Import Warning Reason\nd@x.com,D,truncated\n")
+    out = tmp_path / "out"
+    written = write_results(
+        [part],
+        [warnings],
+        out,
+        original=original,
+        fmt=ImportFormat.CSV,
+        reason_column="Import Warning Reason",
+        unsent={3},
+    )
+    assert written == 1
+    assert read_result(out, ImportFormat.CSV)[1] == ["5", "d@x.com", "D", "truncated"]

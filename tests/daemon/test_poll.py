@@ -33,19 +33,43 @@ def test_each_job_start_in_the_chain_adds_the_learnt_overhead() -> None:
 
 
 def test_batch_queued_behind_our_own_waits_for_them_past_the_band() -> None:
-    delay = next_poll_delay(status(BatchState.QUEUED), 10_000, 1000.0, BAND, expected_end_in=40)
-    assert delay == 40.5  # a little past the expected end
+    delay = next_poll_delay(status(BatchState.QUEUED), 1000, 1000.0, BAND, expected_end_in=40)
+    assert delay == 40 + 0.25 + 0.8  # a little past the expected end
     # Never more than four times the band's maximum, whatever the queue.
     assert next_poll_delay(status(BatchState.QUEUED), 1, 1.0, BAND, expected_end_in=10**6) == 120
 
 
+def test_a_long_queued_batch_is_asked_about_mid_import_so_its_last_call_is_aimed_well() -> None:
+    # 10 s of rows, ending in 40 s: asked about at 35 s, in the middle of its import.
+    delay = next_poll_delay(status(BatchState.QUEUED), 10_000, 1000.0, BAND, expected_end_in=40)
+    assert delay == 35
+    # A very long one: at most 24 s (0.8 of the band's maximum) before its end, so one wait
+    # of the band, margin included, reaches the end.
+    delay = next_poll_delay(status(BatchState.QUEUED), 80_000, 1000.0, BAND, expected_end_in=100)
+    assert delay == 76
+    # Too close to its end for a call in between: aimed past the end.
+    delay = next_poll_delay(status(BatchState.QUEUED), 10_000, 1000.0, BAND, expected_end_in=9)
+    assert delay == 9 + 0.25 + 0.18
+
+
 def test_big_batch_is_left_alone_until_nearly_done() -> None:
     delay = next_poll_delay(status(BatchState.IMPORTING, 10_000), 30_000, 1000.0, BAND)
-    assert 20 <= delay <= 22
+    assert delay == 20 + 0.25 + 0.4
 
 
 def test_delay_never_exceeds_the_band_maximum() -> None:
     assert next_poll_delay(status(BatchState.IMPORTING), 10**7, 10.0, BAND) == 30
+
+
+def test_the_last_wait_is_never_cut_short_by_the_band_minimum() -> None:
+    # 32 s left: waiting the band's 30 s would leave 2 s, a call held back to 5 s, 3 s late.
+    delay = next_poll_delay(status(BatchState.IMPORTING, 8_000), 40_000, 1000.0, BAND)
+    assert delay == 27
+
+
+def test_an_import_still_starting_up_counts_its_overhead() -> None:
+    delay = next_poll_delay(status(BatchState.IMPORTING), 5, 1000.0, BAND, overhead=9.0)
+    assert delay == BAND.clamp(9.005 + 0.25 + 0.02 * 9.005)
 
 
 def test_speed_estimate_moves_towards_what_is_observed() -> None:

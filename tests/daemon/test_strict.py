@@ -76,8 +76,9 @@ def test_a_split_file_and_two_list_routes_import_with_no_1019_and_the_lists_inte
 ) -> None:
     sandbox = make_sandbox(rows_per_second=400.0, job_overhead_seconds=0.2, window_seconds=2.0)
     root = tmp_path / "box"
-    # 110 rows of about 26 bytes: three parts under the smallest part size allowed.
-    started.append(start(tmp_path, sandbox, root, max_part_bytes=1024))
+    # 110 rows of about 26 bytes: three parts under the smallest part size allowed. One job per
+    # file, as before files could share one: the lists must still take turns job by job.
+    started.append(start(tmp_path, sandbox, root, max_part_bytes=1024, coalesce=False))
     dropped = {"csv,list=1001/split.csv": leads("split", 110)}
     for list_id, prefix in ((1002, "a"), (1003, "b")):
         for i in range(5):
@@ -229,7 +230,8 @@ def test_creates_whose_answers_are_lost_still_import_every_file_once_sent_again(
     faults = FaultSettings(lost_answer_rate=0.4, endpoints=("create",), seed=5)
     sandbox = make_sandbox(window_seconds=2.0, faults=faults)
     root = tmp_path / "box"
-    daemon = start(tmp_path, sandbox, root)
+    # One create per file, so that enough of them meet a lost answer.
+    daemon = start(tmp_path, sandbox, root, coalesce=False)
     started.append(daemon)
     names = [f"csv,list=1001/l{i}.csv" for i in range(4)] + [f"csv/n{i}.csv" for i in range(4)]
     for number, relative in enumerate(names):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -112,6 +113,7 @@ def test_document_has_the_documented_keys() -> None:
         "message": "Import completed with errors",
         "lost_batch_ids": [],
         "round": 1,
+        "shared": None,
     }
     assert doc["timings"] == {
         "dropped": "2026-11-29T03:15:00.000000Z",
@@ -280,3 +282,12 @@ def test_a_result_written_before_these_keys_existed_still_reads() -> None:
     for part in doc["parts"]:
         del part["round"]
     assert FileResult.from_json(json.dumps(doc).encode()) == sample()
+
+
+def test_a_part_sent_in_a_shared_batch_names_it_and_reads_back() -> None:
+    shared = {"files": 12, "rows": 60, "first_row": 21}
+    part = dataclasses.replace(sample().parts[0], shared=shared)
+    result = dataclasses.replace(sample(), parts=(part,))
+    doc = json.loads(result.to_json())
+    assert doc["parts"][0]["shared"] == shared
+    assert FileResult.from_json(result.to_json()) == result

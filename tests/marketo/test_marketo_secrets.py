@@ -79,8 +79,10 @@ LOCAL_METHODS = {
     "adopt_batch",
     "close",
     "health_snapshot",
+    "jobs_in_flight",
     "list_wait",
     "on_list_freed",
+    "on_slot_freed",
     "stats",
 }
 

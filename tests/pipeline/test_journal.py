@@ -28,6 +28,7 @@ from dropbox_importer.pipeline.journal import (
     RecordNotFoundError,
 )
 from dropbox_importer.pipeline.postgres import Database, open_postgres
+from dropbox_importer.pipeline.records import JobMember
 from dropbox_importer.pipeline.states import FileState, InvalidTransition
 from tests.postgres import PostgresDatabase, PostgresServer
 
@@ -682,3 +683,91 @@ def test_the_daemons_own_records_round_trip(journal: Journal, clock: Clock) -> N
     runlog.folder_cleared("acme", "csv")
     runlog.stopped()
     assert runlog.blocked_folders() == [] and runlog.last_run().stopped_at == clock.now  # type: ignore[union-attr]
+
+
+def sent_alone_so_far(journal: Journal, name: str, rows: int) -> int:
+    """A claimed, cut file of one part, waiting to be sent."""
+    file_id = claim(journal, name)
+    journal.transition(file_id, S.SUBMITTING)
+    journal.record_part(file_id, 0, first_line=2, rows=rows, size=rows * 30)
+    return file_id
+
+
+def test_a_shared_job_records_its_members_before_the_create_and_polls_them_together(
+    journal: Journal, clock: Clock
+) -> None:
+    a, b = sent_alone_so_far(journal, "a.csv", 3), sent_alone_so_far(journal, "b.csv", 5)
+    members = [JobMember(a, 0, 0, 2, 3), JobMember(b, 0, 3, 2, 5)]
+    job_id = journal.record_job("acme", "list-42", members, 250)
+    # Before Marketo answers: both parts may be in Marketo, the job has no batch yet.
+    assert all(journal.parts(f)[0].submission_uncertain for f in (a, b))
+    job = journal.job(job_id)
+    assert job is not None and job.batch_id is None and job.rows == 8
+    assert job.members == tuple(members) and job.recorded_at == clock.now
+    assert journal.record_job_batch(job_id, 3410) == [a, b]
+    for file_id in (a, b):
+        [part] = journal.parts(file_id)
+        assert (part.batch_id, part.submission_uncertain) == (3410, False)
+        assert journal.get(file_id).state is S.POLLING
+    job = journal.job_of_batch(3410)
+    assert job is not None and job.id == job_id and job.member(b, 0).first_row == 3
+    assert journal.job_of_batch(3999) is None
+
+
+def test_a_shared_batch_ends_with_its_own_counts_and_each_member_its_own(
+    journal: Journal,
+) -> None:
+    a, b = sent_alone_so_far(journal, "a.csv", 3), sent_alone_so_far(journal, "b.csv", 5)
+    job_id = journal.record_job("acme", "", [JobMember(a, 0, 0, 2, 3), JobMember(b, 0, 3, 2, 5)], 1)
+    journal.record_job_batch(job_id, 3410)
+    done = BatchStatus(3410, BatchState.COMPLETE, 6, 2, 1, "Import completed with errors")
+    assert journal.record_job_status(done) == [a, b]
+    job = journal.job(job_id)
+    assert job is not None and (job.status, job.rows_failed, job.handled) == (done.status, 2, 8)
+    for file_id in (a, b):
+        [part] = journal.parts(file_id)
+        assert part.final and part.message == done.message
+        assert (part.leads_processed, part.rows_failed) == (0, 0)  # theirs come at settle
+    journal.record_member_counts(b, 0, 3, 2, 1)
+    [part] = journal.parts(b)
+    assert (part.leads_processed, part.rows_failed, part.rows_with_warning) == (3, 2, 1)
+
+
+def test_a_shared_job_not_created_is_forgotten_and_its_parts_are_free(journal: Journal) -> None:
+    a, b = sent_alone_so_far(journal, "a.csv", 3), sent_alone_so_far(journal, "b.csv", 5)
+    job_id = journal.record_job("acme", "", [JobMember(a, 0, 0, 2, 3), JobMember(b, 0, 3, 2, 5)], 1)
+    journal.cancel_job(job_id)
+    assert journal.job(job_id) is None and journal.jobs() == []
+    assert not any(journal.parts(f)[0].submission_uncertain for f in (a, b))
+
+
+def test_compaction_forgets_shared_jobs_with_their_files(journal: Journal, clock: Clock) -> None:
+    a, b = sent_alone_so_far(journal, "a.csv", 3), sent_alone_so_far(journal, "b.csv", 5)
+    job_id = journal.record_job("acme", "", [JobMember(a, 0, 0, 2, 3), JobMember(b, 0, 3, 2, 5)], 1)
+    journal.record_job_batch(job_id, 3410)
+    for file_id in (a, b):
+        journal.transition(file_id, S.SETTLING)
+        journal.transition(file_id, S.DONE)
+    assert [j.id for j in journal.jobs(dropbox="acme")] == [job_id]
+    clock.now += timedelta(days=40)
+    assert journal.compact(timedelta(days=30)) == 2
+    assert journal.jobs() == [] and journal.job(job_id) is None
+
+
+def test_a_journal_of_schema_2_gains_shared_jobs_and_keeps_its_files(tmp_path: Path) -> None:
+    from dropbox_importer.pipeline.journal import MIGRATIONS
+
+    raw = sqlite3.connect(tmp_path / JOURNAL_NAME)
+    for step in MIGRATIONS[:2]:
+        raw.executescript(step)
+    raw.execute(
+        "INSERT INTO files (id, dropbox, route, name, inbox_path, processing_path, state, size,"
+        " sha256, claimed_at, updated_at) VALUES (1, 'acme', '', 'a.csv', '/i', '/p', 'polling',"
+        " 1, '00', '2026-11-29T03:15:00.000000Z', '2026-11-29T03:15:00.000000Z')"
+    )
+    raw.execute("PRAGMA user_version=2")
+    raw.commit()
+    raw.close()
+    journal = Journal.open(tmp_path)
+    assert journal.get(1).name == "a.csv" and journal.jobs() == []
+    journal.close()
