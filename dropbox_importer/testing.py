@@ -226,4 +226,11 @@ def files_under(folder: Path) -> list[Path]:
 def originals_under(folder: Path) -> list[Path]:
     """The dropped files below `folder`, without the result files written beside them."""
     suffixes = (".result.json", ".failures.csv", ".warnings.csv", ".failures.tsv", ".warnings.tsv")
-    return [p for p in files_under(folder) if not p.name.endswith(suffixes)]
+    return [
+        p for p in files_under(folder) if not p.name.endswith(suffixes) and not is_being_written(p)
+    ]
+
+
+def is_being_written(path: Path) -> bool:
+    """A result file half written by `layout.write_atomic` (`.NAME.tmp`, renamed when whole)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")

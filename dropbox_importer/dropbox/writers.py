@@ -101,6 +101,11 @@ def lease(path: Path | str, dir_fd: int | None = None) -> Iterator[Lease]:
         )
     except BlockingIOError:
         raise StillOpen(f"{path} is leased by another process (Samba?)") from None
+    except PermissionError:
+        # A file the daemon may not read: no lease to ask for, and the claim's own checks say
+        # what is wrong with it (the partner's result names the chmod that fixes it).
+        yield Lease(None, Writers.UNKNOWN, "the daemon may not open this file")
+        return
     try:
         held = _take(fd, path)
         try:

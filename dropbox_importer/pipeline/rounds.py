@@ -143,7 +143,12 @@ class Rounds:
             remaining -= max(age, 0.0)
         if remaining <= 0:
             return
-        watch = _Watch(record.dropbox, record.destination_path, stamp_of(st), self._clock())
+        stamp = stamp_of(st)
+        if not _as_described(record, st):
+            # Written to between the settle's last look and now (the move itself takes a
+            # while): the first look at it finds a change and imports it again.
+            stamp = (-1, -1, -1)
+        watch = _Watch(record.dropbox, record.destination_path, stamp, self._clock())
         watch.until += remaining
         with self._lock:
             self._watched[record.id] = watch
@@ -291,6 +296,14 @@ class Rounds:
         )
         self.changed(record.id, where)
         self._move_back(self._journal.get(record.id))
+
+
+def _as_described(record: FileRecord, st: os.stat_result) -> bool:
+    """True if `st` is of the bytes the file's round read: its size and its mtime then."""
+    if record.dropped_at is None:
+        return True  # a journal from before mtimes were kept: nothing to compare
+    modified = datetime.fromtimestamp(st.st_mtime, UTC)
+    return (st.st_size, modified) == (record.size, record.dropped_at)
 
 
 def round_parts_dir(parts_root: Path, record: FileRecord) -> Path:
