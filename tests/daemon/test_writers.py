@@ -263,6 +263,9 @@ def run(
         "settle_seconds": SETTLE,
         "close_quiet_seconds": 0.2,
         "settled_watch_seconds": 60,
+        # Every batch is read back and held against its one file: no files sharing a job here
+        # (tests/daemon/test_coalesce.py covers shared jobs).
+        "coalesce": False,
     }
     try:
         with Sandbox(settings) as sandbox:
