@@ -83,7 +83,8 @@ class Pair:
                 base_url=sandbox.base_url,
                 client_id=sandbox.settings.client_id,
                 client_secret=sandbox.settings.client_secret,
-                dropboxes={"box": {"root": str(self.root), "watch": "events"}},
+                # One batch per file: batches count against files (test_coalesce.py: shared jobs).
+                dropboxes={"box": {"root": str(self.root), "watch": "events", "coalesce": False}},
                 state=db.state(host_name=host, lease_seconds=LEASE),
                 instance=poll,
                 extra={

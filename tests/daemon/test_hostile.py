@@ -330,11 +330,13 @@ def test_a_file_that_grows_after_it_was_claimed_is_imported_again_whole(
     wait_for(final.exists, timeout=30, what="growing.csv in done/")
     assert {"first@example.com", "late@example.com"} <= box.leads()
     result = json.loads(final.with_name("growing.csv.result.json").read_text())
-    assert result["outcome"] == "done" and result["rounds"] == 2
+    # Round 1 read the file when it was cut: after the late row on a slow machine (one round),
+    # else before it, and the change then made a second round. Either way, the whole file.
+    assert result["outcome"] == "done" and result["rounds"] in (1, 2)
     assert result["original"]["size"] == final.stat().st_size
     assert result["imported"]["size"] == final.stat().st_size
     assert result["counts"]["leads_processed"] == 2
-    assert box.events("file_changed_after_claim")
+    assert bool(box.events("file_changed_after_claim")) == (result["rounds"] == 2)
     box.assert_still_imports()
 
 
