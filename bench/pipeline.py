@@ -52,6 +52,9 @@ class Options:
     rows_per_second: float = 200.0
     overhead: float = 0.5
     settle_seconds: float = 2.0
+    # A file renamed into place counts as closed by its writer (inotify): it is claimed after
+    # this quiet time, not the settle time. The production default.
+    close_quiet_seconds: float = 1.0
     poll_min_seconds: float = 5.0
     poll_max_seconds: float = 30.0
     probes: int = 8
@@ -224,6 +227,7 @@ def start_daemon(work: Path, sandbox: Sandbox, options: Options) -> DaemonProces
                 "root": str(work / "box"),
                 "watch": "events",
                 "settle_seconds": options.settle_seconds,
+                "close_quiet_seconds": options.close_quiet_seconds,
                 "rescan_seconds": 60,
             }
         },
@@ -367,7 +371,8 @@ def report(out: dict[str, Any]) -> None:
     o = out["options"]
     print(
         f"pipeline: {o['files']} files x {o['rows']} rows, sandbox {o['rows_per_second']:g} rows/s"
-        f" + {o['overhead']:g} s/job; daemon settle {o['settle_seconds']:g} s, poll band "
+        f" + {o['overhead']:g} s/job; daemon settle {o['settle_seconds']:g} s (quiet "
+        f"{o['close_quiet_seconds']:g} s once renamed into place), poll band "
         f"{o['poll_min_seconds']:g}-{o['poll_max_seconds']:g} s, inotify, 20 s call window"
     )
     print(f"  wall time                 {out['wall_s']:.1f} s (first drop to last file in done/)")

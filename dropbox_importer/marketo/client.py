@@ -265,10 +265,11 @@ class MarketoClient:
         """Call `callback` (any thread) whenever a list one of our batches held frees."""
         self._lists.on_freed(callback)
 
-    def jobs_in_flight(self) -> int:
-        """Our import jobs in Marketo's queue now: created (or being created) and not yet
-        seen ended, possible duplicates of lost answers included."""
-        return self._slots.used
+    def jobs_in_flight(self) -> tuple[int, int]:
+        """Our import jobs in Marketo's queue now (created or being created and not yet seen
+        ended, possible duplicates of lost answers included), and how many we may have: our
+        share of the queue (`max_queued_jobs`), lower while other integrations fill it."""
+        return self._slots.used, self._slots.ceiling
 
     def on_slot_freed(self, callback: Callable[[], None]) -> None:
         """Call `callback` (any thread, no lock held) whenever a job of ours leaves the queue."""

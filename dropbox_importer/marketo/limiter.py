@@ -205,6 +205,12 @@ class ImportSlots:
         with self._cond:
             return self._used()
 
+    @property
+    def ceiling(self) -> int:
+        """Slots we may hold now: our share of Marketo's queue, lowered while others fill it."""
+        with self._cond:
+            return self._ceiling
+
     def _used(self) -> int:
         ghosts = self._ghosts if self._batches else 0
         return self._reserved + ghosts + sum(self._batches.values())

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -50,6 +51,10 @@ log = structlog.get_logger(__name__)
 MAX_MEMBERS = 2000
 # Bytes a job may grow by besides its parts' rows: a line end after a part that had none.
 _LINE_END = 2
+# Time one job's gathering may spend checking and cutting files not cut yet: past it, only
+# files already cut join, so the file whose turn it is is not held back while Marketo has room.
+# Files that wait are cut ahead meanwhile (`prepare_ahead`), so this is rarely reached.
+GATHER_PREPARE_SECONDS = 1.0
 
 
 def jobs_dir(parts_root: Path) -> Path:
@@ -67,6 +72,7 @@ class Coalescer:
         journal: Journal,
         queue: FairQueue[int],
         *,
+        boxes: Callable[[str], DropboxConfig],
         parts_root: Path,
         speed: SpeedEstimate,
         stop: threading.Event,
@@ -80,6 +86,7 @@ class Coalescer:
         self._client = client
         self._journal = journal
         self._queue = queue
+        self._boxes = boxes
         self._parts_root = parts_root
         self._speed = speed
         self._stop = stop
@@ -121,9 +128,10 @@ class Coalescer:
         return self._may[file_id]
 
     def queue_full(self) -> bool:
-        """True while our jobs fill the shallow queue: files that could share one wait, and
-        files that arrive meanwhile join them."""
-        return self._client.jobs_in_flight() >= SHALLOW_DEPTH
+        """True while our jobs fill the shallow queue (or all the queue we may use, when that
+        is less): files that could share one wait, and files that arrive meanwhile join them."""
+        used, allowed = self._client.jobs_in_flight()
+        return used >= min(SHALLOW_DEPTH, allowed)
 
     def member(
         self,
@@ -172,9 +180,12 @@ class Coalescer:
         )
         total = first.part.bytes + _LINE_END
         chosen: list[Member] = []
+        deadline = time.monotonic() + GATHER_PREPARE_SECONDS
         for file_id in self._queue.lane(dropbox):
             if len(chosen) + 1 >= MAX_MEMBERS:
                 break
+            if file_id not in self._members and time.monotonic() > deadline:
+                continue  # not cut yet, and no time left to cut it: its own turn will
             candidate = self._candidate(file_id, first, box)
             if candidate is None:
                 continue
@@ -189,39 +200,59 @@ class Coalescer:
         """The waiting file as a member that may join `first`, or None (it stays waiting)."""
         if self._may.get(file_id) is False or file_id in self._alone:
             return None
-        if file_id not in self._members:
-            record = self._journal.get(file_id)
-            if not (coalesces(record.route, box) and record.size <= box.max_part_bytes):
-                return None
-            try:
-                planned = record.cut.params if record.cut is not None else params_for(record, box)
-                if planned != first.params:
-                    return None
-                params, parts = self._prepare(record, box)
-            except Rejected as exc:
-                # Found out now rather than at its turn: it settles as it would have then.
-                if self._queue.remove(record.dropbox, [file_id]):
-                    # file_failed follows with the same reason once the file is in failed/.
-                    log.debug(
-                        "file_rejected",
-                        dropbox=record.dropbox,
-                        route=record.route,
-                        file=record.relative,
-                        file_id=file_id,
-                        reason=exc.reason,
-                    )
-                    self._reject(file_id, exc.reason)
-                return None
-            except (MarketoError, FileChanged):
-                return None  # its own turn says what is wrong
-            record = self._journal.get(file_id)  # SUBMITTING now, its parts recorded
-            current = [p for p in self._journal.parts(file_id) if p.round == record.round]
-            if any(p.batch_id is not None for p in current):
-                return None
-            base = min((p.index for p in current), default=0)
-            self.member(record, box, params, parts, base)
+        if file_id not in self._members and not self._cut(file_id, box, first.params):
+            return None
         member = self._members.get(file_id)
         return member if member is not None and member.joins(first) else None
+
+    def prepare_ahead(self, budget: float) -> None:
+        """While nothing may go: check and cut waiting files that could share a job, for at
+        most `budget` seconds, so that the job they join later gathers them at no cost."""
+        deadline = time.monotonic() + budget
+        for file_id in self._queue.waiting():
+            if time.monotonic() > deadline or self._stop.is_set():
+                return
+            if file_id in self._members or not self._may.get(file_id) or file_id in self._alone:
+                continue
+            try:
+                box = self._boxes(self._journal.get(file_id).dropbox)
+            except KeyError:
+                continue
+            self._cut(file_id, box, None)
+
+    def _cut(self, file_id: int, box: DropboxConfig, params: ImportParams | None) -> bool:
+        """Check and cut a waiting file (unless its parameters are not `params`) and learn it
+        as a member; False when it may not share a job. A file refused settles at once."""
+        record = self._journal.get(file_id)
+        if not (coalesces(record.route, box) and record.size <= box.max_part_bytes):
+            return False
+        try:
+            planned = record.cut.params if record.cut is not None else params_for(record, box)
+            if params is not None and planned != params:
+                return False
+            params, parts = self._prepare(record, box)
+        except Rejected as exc:
+            # Found out now rather than at its turn: it settles as it would have then.
+            if self._queue.remove(record.dropbox, [file_id]):
+                # file_failed follows with the same reason once the file is in failed/.
+                log.debug(
+                    "file_rejected",
+                    dropbox=record.dropbox,
+                    route=record.route,
+                    file=record.relative,
+                    file_id=file_id,
+                    reason=exc.reason,
+                )
+                self._reject(file_id, exc.reason)
+            return False
+        except (MarketoError, FileChanged):
+            return False  # its own turn says what is wrong
+        record = self._journal.get(file_id)  # SUBMITTING now, its parts recorded
+        current = [p for p in self._journal.parts(file_id) if p.round == record.round]
+        if any(p.batch_id is not None for p in current):
+            return False
+        base = min((p.index for p in current), default=0)
+        return self.member(record, box, params, parts, base) is not None
 
     def _send(self, members: list[Member], record: FileRecord, box: DropboxConfig) -> None:
         """Record the job, write its upload, create it; undo it if Marketo does not take it."""

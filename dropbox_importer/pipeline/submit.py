@@ -99,6 +99,9 @@ __all__ = [
     "routed",
 ]
 
+# How long the submitter, while nothing may go, spends cutting files that wait to share a job
+# before it looks at the queue again.
+PREPARE_AHEAD_SECONDS = 0.2
 # How long a file waits before another try when the instance refuses our credentials.
 OPERATOR_RETRY_SECONDS = 60.0
 
@@ -380,6 +383,7 @@ class Submitter:
             client,
             journal,
             queue,
+            boxes=boxes,
             parts_root=parts_root,
             speed=speed or SpeedEstimate(),
             stop=stop,
@@ -413,6 +417,8 @@ class Submitter:
             wait = 0.5 if not self._parked else min(0.5, max(self._parked[0][0] - now, 0.0))
             file_id = self._queue.get(timeout=wait, hold=self._hold, key=self._hold_key)
             if file_id is None:
+                # Nothing may go: cut the files that wait to share a job meanwhile.
+                self._coalescer.prepare_ahead(PREPARE_AHEAD_SECONDS)
                 continue
             try:
                 self.submit(file_id)

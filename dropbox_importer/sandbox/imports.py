@@ -191,6 +191,13 @@ class ImportQueue:
             return None
         return batch
 
+    def list_of(self, batch_id: int) -> int | None:
+        """The static list a lead batch imports into (None: none, or no such batch)."""
+        with self._cond:
+            batch = self._batches.get(batch_id)
+        request = None if batch is None else batch.request
+        return request.list_id if isinstance(request, ImportRequest) else None
+
     def ended(self, batch_id: int) -> bool:
         """True once the batch is Complete or Failed (or unknown)."""
         with self._cond:

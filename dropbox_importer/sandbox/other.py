@@ -1,16 +1,16 @@
 """Another integration on the same instance: it keeps jobs of its own in the import queue.
 
 Marketo's import queue (2 importing, 10 queued) and its call limits are shared with every other
-integration on the instance: a CRM sync, a webinar connector. In production the daemon never has
-the queue to itself: its creates meet 1016 when the others fill the queue, its jobs wait behind
-theirs, and a list one of them imports to answers 1019. This thread plays such a neighbour
-inside the sandbox: it keeps `jobs` jobs of its own queued or importing, each of `rows` leads
-(into `list_id` if set), and creates the next as soon as one ends (it learns of an end at once,
-which presses harder than a real neighbour could); a create refused (1016, 1019, a call limit)
-is tried again `poll_seconds` later. It spends one status call every `poll_seconds`. Its calls
-go through the sandbox's call limits like anyone's, so they use part of the 100 calls per
-window, but are counted apart from the API's: what the daemon is answered stays readable in
-`/sandbox/stats.json`.
+integration on the instance: a CRM sync, a webinar connector. In production the daemon never has the
+queue to itself: its creates meet 1016 when the others fill the queue, its jobs wait behind theirs,
+and a list one of them imports to answers 1019. This thread plays such a neighbour inside the
+sandbox: it keeps `jobs` jobs of its own queued or importing, each of `rows` leads (one of them at a
+time into `list_id`, if set, as a list sync would), and creates the next as soon as one ends (it
+learns of an end at once, which presses harder than a real neighbour could); a create refused (1016,
+1019, a call limit) is tried again `poll_seconds` later. It spends one status call every
+`poll_seconds`. Its calls go through the sandbox's call limits like anyone's, so they use part of
+the 100 calls per window, but are counted apart from the API's: what the daemon is answered stays
+readable in `/sandbox/stats.json`.
 """
 
 from __future__ import annotations
@@ -138,7 +138,12 @@ class OtherIntegration:
         if admitted is None:
             return False
         self._jobs += 1
-        request = ImportRequest("csv", "email", settings.list_id, self._partition)
+        # One job of its own for the list at a time, as a client mindful of 1019 does.
+        listed = settings.list_id is not None and not any(
+            self._queue.list_of(b) == settings.list_id for b in self._mine
+        )
+        list_id = settings.list_id if listed else None
+        request = ImportRequest("csv", "email", list_id, self._partition)
         created = None
         refused = "1016"  # what None from the queue means: no room
         try:

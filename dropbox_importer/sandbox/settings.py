@@ -118,7 +118,7 @@ class OtherIntegrationSettings:
 
     jobs: int = 0  # its jobs kept queued or importing at once
     rows: int = 100  # leads per job
-    list_id: int | None = None  # a static list its jobs import to (None: none)
+    list_id: int | None = None  # a static list one of its jobs at a time imports to
     poll_seconds: float = 2.0  # one status call of its own every this many seconds
 
     def __post_init__(self) -> None:

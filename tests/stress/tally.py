@@ -98,6 +98,14 @@ class Tally:
         }
 
 
+def jobs(base_url: str) -> int:
+    """Import jobs the daemon created (files may share one)."""
+    batches: list[dict[str, Any]] = requests.get(
+        f"{base_url}/sandbox/batches.json", timeout=30
+    ).json()["batches"]
+    return sum(1 for b in batches if b.get("owner", "api") == "api")
+
+
 def submitted_twice(base_url: str) -> int:
     """Files whose (rows, bytes) signature appears in more than one sandbox batch."""
     batches: list[dict[str, Any]] = requests.get(

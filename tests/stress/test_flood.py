@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.daemon.harness import DaemonProcess, wait_for, write_config
-from tests.stress.tally import Tally, report
+from tests.stress.tally import Tally, jobs, report
 
 FILES = int(os.environ.get("DROPBOX_IMPORTER_FLOOD_FILES", "10000"))
 ROUTES = 100
@@ -70,6 +70,7 @@ def test_flood_of_small_files_loses_nothing_and_lands_nothing_twice(
     finally:
         daemon.stop(timeout=60)
     counts = tally.count(sandbox.base_url)
+    created = jobs(sandbox.base_url)
     report(
         "flood",
         counts,
@@ -77,6 +78,8 @@ def test_flood_of_small_files_loses_nothing_and_lands_nothing_twice(
         drop_seconds=round(dropped_in, 1),
         wall_seconds=round(wall, 1),
         files_per_second=round(FILES / wall, 1),
+        jobs=created,
+        jobs_per_file=round(created / FILES, 4),
     )
     assert counts["lost"] == 0, counts
     assert counts["landed_twice"] == 0, counts
