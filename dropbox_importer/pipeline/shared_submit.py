@@ -296,12 +296,15 @@ class Coalescer:
             folder.mkdir(parents=True, exist_ok=True)
             upload = folder / f"job-{job_id}.{members[0].params.format.value}"
             write_job(members, upload)
-        except Exception:
+        except OSError as exc:
             # Nothing reached Marketo (a full disk, an unwritable state_dir): the files wait
             # in the queue again, each to go alone, rather than in SUBMITTING until a restart.
             self._alone.update(ids)
             self._undo(job_id, folder, record.dropbox, ids)
-            raise
+            bound.warning(
+                "shared_job_not_written", files=len(ids), folder=str(folder), error=str(exc)
+            )
+            return
         params = members[0].params
         try:
             batch_id = self._client.create_import(upload, params, stop=self._stop)
