@@ -121,7 +121,8 @@ class Daemon:
         self._register_workers = Workers("register", 4)
         self._settle_workers = Workers("settle", 2)
         # batch id -> its files (several when they share it), for the poller's callbacks
-        self._batch_files: dict[int, list[int]] = {}
+        # By (instance, batch_id): batch ids are Marketo's, one sequence per instance.
+        self._batch_files: dict[tuple[str, int], list[int]] = {}
         self.observers: Observers | None = None
         self._lock = threading.Lock()
         self.runlog: RunLog | None = None
@@ -315,11 +316,11 @@ class Daemon:
             band = PollBand(instance_config.poll_min_seconds, instance_config.poll_max_seconds)
             poller = Poller(
                 name,
-                functools.partial(self._batch_status, client),
-                self._on_batch_final,
+                functools.partial(self._batch_status, name, client),
+                functools.partial(self._on_batch_final, name),
                 band=band,
-                on_error=self._on_poll_error,
-                on_progress=self._on_batch_progress,
+                on_error=functools.partial(self._on_poll_error, name),
+                on_progress=functools.partial(self._on_batch_progress, name),
             )
             submitter = Submitter(
                 name,
@@ -541,7 +542,7 @@ class Daemon:
         self, file_ids: Sequence[int], batch_id: int, rows: int, instance: str
     ) -> None:
         with self._lock:
-            self._batch_files[batch_id] = list(file_ids)
+            self._batch_files[instance, batch_id] = list(file_ids)
         if self.observers is not None:
             self.observers.batch_created(instance)
         self.instances[instance].poller.follow(batch_id, rows)
@@ -555,19 +556,20 @@ class Daemon:
         assert self.settling is not None
         self.settling.hand(file_id, reason)
 
-    def _on_batch_final(self, status: BatchStatus) -> None:
+    def _on_batch_final(self, instance: str, status: BatchStatus) -> None:
         assert self.journal is not None
+        key = (instance, status.batch_id)
         with self._lock:
-            file_ids = self._batch_files.get(status.batch_id)
+            file_ids = self._batch_files.get(key)
         if not file_ids:
             return
-        context = self._file_context(status.batch_id)
+        context = self._file_context(instance, status.batch_id)
         # Forgotten only once recorded: if recording fails, the poller asks again later.
         self._record_status(file_ids, status)
         with self._lock:
-            self._batch_files.pop(status.batch_id, None)
+            self._batch_files.pop(key, None)
         if self.observers is not None:
-            self.observers.batch_finished(self._record_instance(file_ids[0]), status.status.value)
+            self.observers.batch_finished(instance, status.status.value)
         log.info(
             "batch_finished",
             **context,
@@ -583,21 +585,22 @@ class Daemon:
         """Record Marketo's answer about a batch: on its file's part, or, for a batch files
         shared, on the job and each member (their own counts come at their settle)."""
         assert self.journal is not None
-        if len(file_ids) > 1 or self.journal.job_of_batch(status.batch_id) is not None:
-            self.journal.record_job_status(status)
+        if len(file_ids) > 1 or self.journal.job_of_batch(status.batch_id, file_ids[0]):
+            self.journal.record_job_status(status, file_ids[0])
         else:
             self.journal.record_batch_status(file_ids[0], status)
 
-    def _batch_status(self, client: MarketoClient, batch_id: int) -> BatchStatus:
+    def _batch_status(self, instance: str, client: MarketoClient, batch_id: int) -> BatchStatus:
         """Ask Marketo about a batch; the client's events name the batch's file."""
-        with structlog.contextvars.bound_contextvars(**self._file_context(batch_id)):
+        with structlog.contextvars.bound_contextvars(**self._file_context(instance, batch_id)):
             return client.batch_status(batch_id, stop=self.stop_event)
 
-    def _file_context(self, batch_id: int) -> dict[str, object]:
-        """dropbox, route, file, file_id and batch_id of a batch, for its log events."""
+    def _file_context(self, instance: str, batch_id: int) -> dict[str, object]:
+        """dropbox, route, file, file_id and batch_id of an instance's batch, for its log
+        events."""
         assert self.journal is not None
         with self._lock:
-            file_ids = self._batch_files.get(batch_id)
+            file_ids = self._batch_files.get((instance, batch_id))
         if not file_ids:
             return {"batch_id": batch_id}
         file_id = file_ids[0]
@@ -615,30 +618,31 @@ class Daemon:
             "batch_id": batch_id,
         }
 
-    def _on_batch_progress(self, status: BatchStatus) -> None:
+    def _on_batch_progress(self, instance: str, status: BatchStatus) -> None:
         """Marketo's answer about a batch still queued or importing: rows so far, for status."""
         assert self.journal is not None
         with self._lock:
-            file_ids = self._batch_files.get(status.batch_id)
+            file_ids = self._batch_files.get((instance, status.batch_id))
         if file_ids:
             self._record_status(file_ids, status)
 
-    def _on_poll_error(self, batch_id: int, exc: Exception) -> None:
+    def _on_poll_error(self, instance: str, batch_id: int, exc: Exception) -> None:
         """Marketo no longer knows the batch (expired, lost, or an embedded sandbox restarted),
         as a second status call confirmed: its part is sent once more, or, lost twice, fails."""
         assert self.journal is not None
+        key = (instance, batch_id)
         with self._lock:
-            file_ids = self._batch_files.get(batch_id)
-        log.error("batch_lost", **self._file_context(batch_id), error=str(exc))
+            file_ids = self._batch_files.get(key)
+        log.error("batch_lost", **self._file_context(instance, batch_id), error=str(exc))
         if not file_ids:
             return
         # Files that shared the batch are sent again each on its own terms (and may share a
         # job again); each counts the loss against its own part.
         requeue = {f: handle_lost_batch(self.journal, f, batch_id) for f in file_ids}
         with self._lock:
-            self._batch_files.pop(batch_id, None)
+            self._batch_files.pop(key, None)
         if self.observers is not None:
-            self.observers.batch_finished(self._record_instance(file_ids[0]), "Lost")
+            self.observers.batch_finished(instance, "Lost")
         for file_id, again in requeue.items():
             if again:
                 self._enqueue(self.journal.get(file_id).dropbox, file_id)
@@ -690,12 +694,13 @@ class Daemon:
     def _follow_again(self, record: FileRecord, part: PartRecord) -> None:
         """Poll a batch created by an earlier run (its status is asked for at once)."""
         assert part.batch_id is not None
+        box = self.config.dropboxes[record.dropbox]
+        key = (box.instance, part.batch_id)
         with self._lock:
-            sharing = self._batch_files.get(part.batch_id)
+            sharing = self._batch_files.get(key)
             if sharing is not None:  # a batch shared with a file recovered before: followed
                 sharing.append(record.id)
                 return
-        box = self.config.dropboxes[record.dropbox]
         instance = self.instances[box.instance]
         try:
             # The parameters the batch was created with, as recorded with the file's cut.
@@ -709,9 +714,10 @@ class Daemon:
         )
         if self.observers is not None:
             self.observers.batch_created(instance.config.name)
-        job = self.journal.job_of_batch(part.batch_id) if self.journal is not None else None
+        assert self.journal is not None
+        job = self.journal.job_of_batch(part.batch_id, record.id)
         with self._lock:
-            self._batch_files[part.batch_id] = [record.id]
+            self._batch_files[key] = [record.id]
         rows = part.rows if job is None else job.rows
         instance.poller.follow(part.batch_id, rows, first_delay=0)
 
@@ -831,10 +837,6 @@ class Daemon:
 
     def _client_for(self, dropbox: str) -> MarketoClient:
         return self.instances[self.config.dropboxes[dropbox].instance].client
-
-    def _record_instance(self, file_id: int) -> str:
-        assert self.journal is not None
-        return self.config.dropboxes[self.journal.get(file_id).dropbox].instance
 
 
 def _config_sha256(config: Config) -> str:

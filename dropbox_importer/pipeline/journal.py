@@ -853,10 +853,14 @@ class Journal:
                 if m.file_id not in files:
                     files.append(m.file_id)
             for file_id in files:
-                old = FileState(self._row(conn, file_id)["state"])
+                row = self._row(conn, file_id)
+                # This round's parts: an earlier round's left unsent stay so (`start_round`).
                 missing = conn.execute(
-                    "SELECT COUNT(*) FROM parts WHERE file_id = ? AND batch_id IS NULL", (file_id,)
+                    "SELECT COUNT(*) FROM parts WHERE file_id = ? AND round = ?"
+                    " AND batch_id IS NULL",
+                    (file_id, row["round"]),
                 ).fetchone()[0]
+                old = FileState(row["state"])
                 if old is FileState.SUBMITTING and not missing:
                     self._move(conn, file_id, old, FileState.POLLING, at, f"batch {batch_id}")
         return files
@@ -878,13 +882,20 @@ class Journal:
             except RecordNotFoundError:
                 return None
 
-    def job_of_batch(self, batch_id: int) -> JobRecord | None:
-        """The shared job Marketo created as `batch_id`; None for a batch of one part alone."""
+    def job_of_batch(self, batch_id: int, file_id: int) -> JobRecord | None:
+        """The shared job Marketo created as `batch_id` with `file_id` among its members; None
+        for a batch of one part alone. The file decides among instances: batch ids are one
+        sequence per Marketo instance, so two instances may each have a batch 5000."""
         with self._read() as conn:
-            try:
-                return self._job(conn, "batch_id = ?", batch_id)
-            except RecordNotFoundError:
-                return None
+            return self._job_of(conn, batch_id, file_id)
+
+    def _job_of(self, conn: Connection, batch_id: int, file_id: int) -> JobRecord | None:
+        row = conn.execute(
+            "SELECT jobs.id FROM jobs JOIN job_members ON job_members.job_id = jobs.id"
+            " WHERE jobs.batch_id = ? AND job_members.file_id = ? ORDER BY jobs.id DESC LIMIT 1",
+            (batch_id, file_id),
+        ).fetchone()
+        return None if row is None else self._job(conn, "id = ?", row[0])
 
     def jobs(self, limit: int = 20, dropbox: str | None = None) -> list[JobRecord]:
         """The shared jobs most recently recorded, newest first."""
@@ -895,14 +906,21 @@ class Journal:
             ids = conn.execute(query + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
             return [self._job(conn, "id = ?", row[0]) for row in ids]
 
-    def record_job_status(self, status: BatchStatus) -> list[int]:
-        """Record Marketo's answer about a shared batch: the batch's counts on the job, its
-        status and message on every member part (their own counts come from
-        `record_member_counts`). Returns the member file ids."""
+    def record_job_status(self, status: BatchStatus, file_id: int) -> list[int]:
+        """Record Marketo's answer about a shared batch, the job `file_id` was sent in: the
+        batch's counts on the job, its status and message on every member part (their own
+        counts come from `record_member_counts`). Returns the member file ids.
+
+        RecordNotFoundError when the file shared no job created as that batch.
+        """
         at = stamp(self._clock())
         finished = at if status.status.terminal else None
         with self._write() as conn:
-            job = self._job(conn, "batch_id = ?", status.batch_id)
+            job = self._job_of(conn, status.batch_id, file_id)
+            if job is None:
+                raise RecordNotFoundError(
+                    f"file {file_id} shared no job created as batch {status.batch_id}"
+                )
             conn.execute(
                 "UPDATE jobs SET status = ?, leads_processed = ?, rows_failed = ?,"
                 " rows_with_warning = ?, message = ?, finished_at = COALESCE(finished_at, ?)"
@@ -910,11 +928,14 @@ class Journal:
                 (status.status.value, status.leads_processed, status.rows_failed,
                  status.rows_with_warning, status.message, finished, job.id),
             )  # fmt: skip
-            conn.execute(
-                "UPDATE parts SET status = ?, message = ?, finished_at = COALESCE(finished_at, ?)"
-                " WHERE batch_id = ?",
-                (status.status.value, status.message, finished, status.batch_id),
-            )
+            for m in job.members:
+                conn.execute(
+                    "UPDATE parts SET status = ?, message = ?,"
+                    " finished_at = COALESCE(finished_at, ?)"
+                    " WHERE file_id = ? AND part_index = ? AND batch_id = ?",
+                    (status.status.value, status.message, finished, m.file_id, m.part_index,
+                     status.batch_id),
+                )  # fmt: skip
         return list(dict.fromkeys(m.file_id for m in job.members))
 
     def record_member_counts(

@@ -66,7 +66,7 @@ class SharedBatches:
         """The shared job the part was sent in; None when it went alone (or is not sent)."""
         if part.batch_id is None:
             return None
-        return self._journal.job_of_batch(part.batch_id)
+        return self._journal.job_of_batch(part.batch_id, part.file_id)
 
     def own_counts(
         self, record: FileRecord, parts: list[PartRecord], params: ImportParams

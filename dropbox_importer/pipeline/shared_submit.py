@@ -28,7 +28,12 @@ import structlog
 from dropbox_importer.config import DropboxConfig
 from dropbox_importer.csvfile import Part
 from dropbox_importer.marketo.client import MarketoClient
-from dropbox_importer.marketo.errors import AuthenticationError, ImportInProgress, MarketoError
+from dropbox_importer.marketo.errors import (
+    AuthenticationError,
+    ImportInProgress,
+    MarketoError,
+    Stopped,
+)
 from dropbox_importer.marketo.models import ImportParams
 from dropbox_importer.pipeline.coalesce import (
     SHALLOW_DEPTH,
@@ -39,7 +44,7 @@ from dropbox_importer.pipeline.coalesce import (
     write_job,
 )
 from dropbox_importer.pipeline.fairness import FairQueue
-from dropbox_importer.pipeline.journal import Journal
+from dropbox_importer.pipeline.journal import Fenced, Journal
 from dropbox_importer.pipeline.poll import SpeedEstimate
 from dropbox_importer.pipeline.reasons import FileChanged, Rejected, params_for
 from dropbox_importer.pipeline.records import FileRecord, JobMember
@@ -181,13 +186,21 @@ class Coalescer:
         total = first.part.bytes + _LINE_END
         chosen: list[Member] = []
         deadline = time.monotonic() + GATHER_PREPARE_SECONDS
+        listed = first.params.list_id
         for file_id in self._queue.lane(dropbox):
             if len(chosen) + 1 >= MAX_MEMBERS:
                 break
+            # A file of the same static list that cannot join ends the gathering: the list's
+            # files import in the order they came, so a later one never passes it.
+            same_list = listed is not None and self._list_of(file_id, box) == listed
             if file_id not in self._members and time.monotonic() > deadline:
+                if same_list:
+                    break
                 continue  # not cut yet, and no time left to cut it: its own turn will
             candidate = self._candidate(file_id, first, box)
             if candidate is None:
+                if same_list:
+                    break
                 continue
             if total + candidate.body_bytes + _LINE_END > cap:
                 break
@@ -195,6 +208,18 @@ class Coalescer:
             total += candidate.body_bytes + _LINE_END
         taken = self._queue.remove(dropbox, [c.file_id for c in chosen])
         return [c for c in chosen if c.file_id in taken]
+
+    def _list_of(self, file_id: int, box: DropboxConfig) -> int | None:
+        """The static list the waiting file imports to (None: none, or not known yet)."""
+        member = self._members.get(file_id)
+        if member is not None:
+            return member.params.list_id
+        record = self._journal.get(file_id)
+        try:
+            params = record.cut.params if record.cut is not None else params_for(record, box)
+        except Rejected:
+            return None
+        return params.list_id
 
     def _candidate(self, file_id: int, first: Member, box: DropboxConfig) -> Member | None:
         """The waiting file as a member that may join `first`, or None (it stays waiting)."""
@@ -267,12 +292,24 @@ class Coalescer:
         size = len(members[0].header) + sum(m.body_bytes + _LINE_END for m in members)
         job_id = self._journal.record_job(record.dropbox, record.route, plan, size)
         folder = jobs_dir(self._parts_root) / str(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        upload = folder / f"job-{job_id}.{members[0].params.format.value}"
-        write_job(members, upload)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            upload = folder / f"job-{job_id}.{members[0].params.format.value}"
+            write_job(members, upload)
+        except OSError as exc:
+            # Nothing reached Marketo (a full disk, an unwritable state_dir): the files wait
+            # in the queue again, each to go alone, rather than in SUBMITTING until a restart.
+            self._alone.update(ids)
+            self._undo(job_id, folder, record.dropbox, ids)
+            bound.warning(
+                "shared_job_not_written", files=len(ids), folder=str(folder), error=str(exc)
+            )
+            return
         params = members[0].params
         try:
             batch_id = self._client.create_import(upload, params, stop=self._stop)
+        except (Stopped, Fenced):
+            raise  # stopping, or no longer the leader: the next run recovers the job
         except ImportInProgress as exc:
             self._undo(job_id, folder, record.dropbox, ids)
             bound.info(
@@ -298,6 +335,14 @@ class Coalescer:
                 "shared_import_refused", code=exc.code, message=exc.message, files=len(ids)
             )
             return
+        except Exception:
+            # Marketo may have taken it: the job stays recorded (its parts uncertain, so the
+            # next send of each says so) and the files wait in the queue again, each to go
+            # alone and meet whatever went wrong on its own.
+            self._alone.update(ids)
+            for file_id in reversed(ids):
+                self._queue.put_front(record.dropbox, file_id)
+            raise
         self._journal.record_job_batch(job_id, batch_id)
         for m in members:
             log.info(

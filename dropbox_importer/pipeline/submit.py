@@ -428,13 +428,18 @@ class Submitter:
                 log.exception("submit_crashed", file_id=file_id, instance=self.name)
 
     def _hold(self, file_id: int) -> float:
-        """Seconds the file must still wait for its static list, `math.inf` while it waits for
-        our jobs to leave the shallow queue so others can join it (0: it may go now)."""
-        list_id, shares = self._hold_key(file_id)
+        """Seconds the file must still wait for its static list, `math.inf` while our jobs
+        fill the shallow queue (0: it may go now).
+
+        Every file waits for the shallow queue, whether it may share a job or not: files that
+        may share gather meanwhile, and a drop box whose files cannot share (coalesce: false,
+        large files) never takes the turns of one whose files wait to share.
+        """
+        list_id, _shares = self._hold_key(file_id)
         wait = self._client.list_wait(list_id)
         if wait > 0:
             return wait
-        return math.inf if shares and self._coalescer.queue_full() else 0.0
+        return math.inf if self._coalescer.queue_full() else 0.0
 
     def _hold_key(self, file_id: int) -> tuple[int | None, bool]:
         """What the file's hold depends on: the listId its route sets (None: no list) and

@@ -277,7 +277,7 @@ def _in_flight(
         parts = journal.parts(record.id)
         for part in parts:
             if part.batch_id is not None and part.batch_id not in jobs:
-                job = journal.job_of_batch(part.batch_id)
+                job = journal.job_of_batch(part.batch_id, record.id)
                 if job is not None:
                     jobs[part.batch_id] = job
         out.append(

@@ -529,7 +529,7 @@ def test_status_shows_the_jobs_files_share_and_who_shares_them(
             row += rows
         job_id = journal.record_job("acme", "csv", members, 300)
         journal.record_job_batch(job_id, 3410)
-        journal.record_job_status(BatchStatus(3410, BatchState.IMPORTING, 7))
+        journal.record_job_status(BatchStatus(3410, BatchState.IMPORTING, 7), ids[0][0])
 
         code, out, _ = run_cli("status", "--config", config, "--json")
         human_code, human, _ = run_cli("status", "--config", config)

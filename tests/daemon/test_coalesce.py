@@ -372,3 +372,114 @@ def test_a_busy_list_gathers_its_files_while_other_lists_and_drop_boxes_take_tur
     b_first = min(sent[f"csv,list=1001/b{i:02d}.csv"] for i in range(5))
     a_jobs = {sent[f"csv,list=1001/a{i:02d}.csv"] for i in range(20)}
     assert len({job for job in a_jobs if job < b_first}) <= 1, "drop box b waited its turn out"
+
+
+def test_a_drop_box_that_cannot_share_never_takes_the_turns_of_one_that_waits_to_share(
+    tmp_path: Path, make_sandbox: Callable[..., Any], sandbox_profile: str
+) -> None:
+    if sandbox_profile != "kind":
+        pytest.skip("no list here: the profiles behave alike")
+    # Jobs do not end until the test lets them.
+    sandbox = make_sandbox(job_overhead_seconds=3600.0, window_seconds=2.0)
+    roots = {name: tmp_path / name for name in ("alone", "shares")}
+    config = write_config(
+        tmp_path,
+        base_url=sandbox.base_url,
+        client_id=sandbox.settings.client_id,
+        client_secret=sandbox.settings.client_secret,
+        dropboxes={
+            "alone": {"root": str(roots["alone"]), "watch": "events", "coalesce": False},
+            "shares": {"root": str(roots["shares"]), "watch": "events"},
+        },
+    )
+    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+    text = HEADER + "\nx@example.com,X,Y,Z\n"
+    try:
+        drop_all(
+            roots["alone"],
+            {f"csv/alone-{n}.csv": text.replace("x@", f"alone{n}@") for n in range(10)},
+        )
+        wait_for(lambda: len(batches_of(daemon)) >= 4, what="four jobs of 'alone' in the queue")
+        drop_all(roots["shares"], {"csv/shares.csv": text.replace("x@", "shares@")})
+        wait_for(lambda: daemon.count("file_claimed") == 11, what="shares.csv claimed")
+        post(sandbox, "speed", {"job_overhead_seconds": 0.05})
+        wait_for(
+            lambda: sum(len(originals_under(r / "done")) for r in roots.values()) == 11,
+            timeout=60,
+            what="every file in done/",
+        )
+    finally:
+        assert daemon.stop() == 0
+    sent = batches_of(daemon)
+    later = [sent[f"csv/alone-{n}.csv"] for n in range(10)]
+    # 'shares' had its turn among 'alone's files, not after all of them.
+    assert sent["csv/shares.csv"] < max(later), sent
+
+
+def test_a_list_s_files_import_in_the_order_they_came_when_one_cannot_join(
+    tmp_path: Path, make_sandbox: Callable[..., Any], sandbox_profile: str
+) -> None:
+    if sandbox_profile != "strict":
+        pytest.skip("one job per list at a time is the daemon's rule in both: once is enough")
+    sandbox = make_sandbox(job_overhead_seconds=3600.0, window_seconds=2.0)
+    root = tmp_path / "box"
+    daemon = DaemonProcess(config_for(tmp_path, sandbox, root), tmp_path / "daemon.log").start()
+    other = "email,lastName,firstName,company"  # a header of its own: it cannot join the others
+    route = "csv,list=1001"
+    files = {
+        "f0.csv": HEADER + "\nf0@example.com,A,B,C\n",
+        "f1.csv": HEADER + "\nf1@example.com,A,B,C\n",
+        "f2.csv": other + "\nf2@example.com,B,A,C\n",
+        "f3.csv": HEADER + "\nf3@example.com,A,B,C\n",
+    }
+    try:
+        # f0 imports (and holds the list) while the others come, one after the other.
+        for n, (name, text) in enumerate(files.items(), start=1):
+            drop_all(root, {f"{route}/{name}": text})
+            wait_for(lambda n=n: daemon.count("file_claimed") == n, what=f"{name} claimed")
+        post(sandbox, "speed", {"job_overhead_seconds": 0.05})
+        wait_for(
+            lambda: len(originals_under(root / "done")) == len(files),
+            timeout=60,
+            what="every file in done/",
+        )
+    finally:
+        assert daemon.stop() == 0
+    sent = batches_of(daemon)
+    order = [sent[f"{route}/{name}"] for name in files]
+    # f3 may not pass f2 by joining f1's job: a later file's values would lose to an earlier's.
+    assert order == sorted(order) and order[1] != order[3], order
+
+
+def test_a_shared_job_that_cannot_be_written_sends_each_file_alone(
+    tmp_path: Path, make_sandbox: Callable[..., Any], sandbox_profile: str
+) -> None:
+    if sandbox_profile != "kind":
+        pytest.skip("no list here: the profiles behave alike")
+    sandbox = make_sandbox(job_overhead_seconds=3600.0, window_seconds=2.0)
+    root = tmp_path / "box"
+    # The folder shared jobs are written to is not the daemon's to write (as a full disk
+    # or a mistaken chmod would leave it); the rest of its state folder is.
+    jobs = tmp_path / "state" / "parts" / "jobs"
+    for folder in (jobs.parent.parent, jobs.parent):
+        folder.mkdir(mode=0o2770)
+        folder.chmod(0o2770)
+    jobs.mkdir(mode=0o550)
+    jobs.chmod(0o550)
+    daemon = DaemonProcess(config_for(tmp_path, sandbox, root), tmp_path / "daemon.log").start()
+    text = HEADER + "\nx@example.com,X,Y,Z\n"
+    try:
+        for n, name in enumerate("abcd", start=1):
+            drop_all(root, {f"csv/{name}.csv": text.replace("x@", f"{name}@")})
+            wait_for(lambda n=n: len(batches_of(daemon)) == n, what=f"{name}.csv sent")
+        drop_all(root, {f"csv/{name}.csv": text.replace("x@", f"{name}@") for name in "efg"})
+        wait_for(lambda: daemon.count("file_claimed") == 7, what="the last three claimed")
+        post(sandbox, "speed", {"job_overhead_seconds": 0.05})
+        wait_for(lambda: len(originals_under(root / "done")) == 7, timeout=60, what="all done")
+    finally:
+        assert daemon.stop() == 0
+    assert daemon.count("shared_job_not_written") >= 1
+    sent = batches_of(daemon)
+    assert len(set(sent.values())) == 7, "a job was shared after all"
+    emails = {lead["fields"]["email"] for lead in sandbox_json(sandbox, "leads")["leads"]}
+    assert emails == {f"{name}@example.com" for name in "abcdefg"}

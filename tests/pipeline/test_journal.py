@@ -709,9 +709,9 @@ def test_a_shared_job_records_its_members_before_the_create_and_polls_them_toget
         [part] = journal.parts(file_id)
         assert (part.batch_id, part.submission_uncertain) == (3410, False)
         assert journal.get(file_id).state is S.POLLING
-    job = journal.job_of_batch(3410)
+    job = journal.job_of_batch(3410, b)
     assert job is not None and job.id == job_id and job.member(b, 0).first_row == 3
-    assert journal.job_of_batch(3999) is None
+    assert journal.job_of_batch(3999, b) is None
 
 
 def test_a_shared_batch_ends_with_its_own_counts_and_each_member_its_own(
@@ -721,7 +721,7 @@ def test_a_shared_batch_ends_with_its_own_counts_and_each_member_its_own(
     job_id = journal.record_job("acme", "", [JobMember(a, 0, 0, 2, 3), JobMember(b, 0, 3, 2, 5)], 1)
     journal.record_job_batch(job_id, 3410)
     done = BatchStatus(3410, BatchState.COMPLETE, 6, 2, 1, "Import completed with errors")
-    assert journal.record_job_status(done) == [a, b]
+    assert journal.record_job_status(done, a) == [a, b]
     job = journal.job(job_id)
     assert job is not None and (job.status, job.rows_failed, job.handled) == (done.status, 2, 8)
     for file_id in (a, b):
@@ -771,3 +771,46 @@ def test_a_journal_of_schema_2_gains_shared_jobs_and_keeps_its_files(tmp_path: P
     journal = Journal.open(tmp_path)
     assert journal.get(1).name == "a.csv" and journal.jobs() == []
     journal.close()
+
+
+def test_a_file_in_its_second_round_polls_once_its_shared_job_is_created(
+    journal: Journal,
+) -> None:
+    # Round 1 was cut but never sent (a write after the claim was found first): its part keeps
+    # no batch, and must not hold round 2, sent in a job with another file, in SUBMITTING.
+    changed = claim(journal, "changed.csv")
+    journal.transition(changed, S.SUBMITTING)
+    journal.record_part(changed, 0, first_line=2, rows=2, size=50)
+    journal.transition(changed, S.CHANGED, "grew after its claim")
+    assert journal.start_round(changed, 90, "cd" * 32, None) == 2
+    journal.transition(changed, S.SUBMITTING)
+    journal.record_part(changed, 1, first_line=2, rows=3, size=90, round_number=2)
+    other = sent_alone_so_far(journal, "other.csv", 2)
+    members = [JobMember(other, 0, 0, 2, 2), JobMember(changed, 1, 2, 2, 3)]
+    job_id = journal.record_job("acme", "", members, 1)
+    assert journal.record_job_batch(job_id, 5000) == [other, changed]
+    assert journal.get(changed).state is S.POLLING
+    assert journal.get(other).state is S.POLLING
+
+
+def test_a_shared_batch_is_found_by_its_file_as_batch_ids_are_per_instance(
+    journal: Journal,
+) -> None:
+    # Two instances may each have a batch 5000: one a job files of one drop box shared, the
+    # other a file of another drop box sent alone. Neither answer touches the other's parts.
+    a, b = sent_alone_so_far(journal, "a.csv", 3), sent_alone_so_far(journal, "b.csv", 5)
+    job_id = journal.record_job("acme", "", [JobMember(a, 0, 0, 2, 3), JobMember(b, 0, 3, 2, 5)], 1)
+    journal.record_job_batch(job_id, 5000)
+    alone = sent_alone_so_far(journal, "alone.csv", 4)
+    journal.record_batch(alone, 0, 5000)
+    assert journal.job_of_batch(5000, alone) is None
+    job = journal.job_of_batch(5000, a)
+    assert job is not None and job.id == job_id
+    journal.record_batch_status(alone, BatchStatus(5000, BatchState.COMPLETE, 4, 0, 0, "alone"))
+    shared = BatchStatus(5000, BatchState.IMPORTING, 2, 0, 0, "shared")
+    assert journal.record_job_status(shared, b) == [a, b]
+    [part] = journal.parts(alone)
+    assert (part.status, part.message) == (BatchState.COMPLETE, "alone")
+    assert all(journal.parts(f)[0].message == "shared" for f in (a, b))
+    with pytest.raises(RecordNotFoundError):
+        journal.record_job_status(shared, alone)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from datetime import datetime, timedelta
 from typing import Any
 
 from sandbox_client import Client, MakeSandbox, wait_for
@@ -75,6 +77,33 @@ def test_a_list_the_neighbour_imports_to_answers_1019_under_strict(
     refused = client.create("email\nours@example.com\n", listId=1001).json()
     assert refused["errors"][0]["code"] == "1019"
     assert client.create("email\nours@example.com\n", listId=1002).json()["success"]
+
+
+def test_the_neighbours_list_is_free_between_its_list_jobs_for_a_status_call(
+    make_sandbox: MakeSandbox,
+) -> None:
+    # A list sync learns its list job ended at its next status call: only then the next one.
+    sandbox = make_sandbox(
+        profile="strict",
+        job_overhead_seconds=0.05,
+        other_integration=OtherIntegrationSettings(jobs=2, rows=1, list_id=1001, poll_seconds=1),
+    )
+    client = Client(sandbox)
+
+    def listed() -> list[dict[str, Any]]:
+        return [b for b in theirs(client) if b.get("listId") == 1001]
+
+    wait_for(lambda: len(listed()) >= 3, what="the neighbour's third job into list 1001")
+    jobs = listed()
+    for before, after in itertools.pairwise(jobs[:3]):
+        ended = datetime.fromisoformat(before["finished"])
+        assert datetime.fromisoformat(after["created"]) - ended >= timedelta(seconds=1)
+    # Its other job meanwhile goes into no list; and our job finds the list free in a gap.
+    assert any(b.get("listId") is None for b in theirs(client))
+    wait_for(
+        lambda: client.create("email\nours@example.com\n", listId=1001).json()["success"],
+        what="our create for list 1001 accepted between the neighbour's list jobs",
+    )
 
 
 def test_its_calls_use_the_shared_call_window(make_sandbox: MakeSandbox) -> None:
