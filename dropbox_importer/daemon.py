@@ -88,6 +88,7 @@ class Instance:
     queue: FairQueue[int]
     poller: Poller
     submitter: Submitter
+    catalog: Catalog  # what preflight checks against; settle's cuts of shared parts too
     sandbox: Sandbox | None = None
 
 
@@ -177,6 +178,7 @@ class Daemon:
                 layouts=lambda name: DropboxLayout(self.config.dropboxes[name].root),
                 clients=self._client_for,
                 guard=self.leadership.guard,
+                catalogs=self._catalog_for,
             )
             self.settling = SettleQueue(
                 settler,
@@ -321,6 +323,7 @@ class Daemon:
                 on_error=self._on_poll_error,
                 on_progress=self._on_batch_progress,
             )
+            catalog = Catalog(client)
             submitter = Submitter(
                 name,
                 client,
@@ -328,7 +331,7 @@ class Daemon:
                 queue,
                 boxes=self._box_config,
                 parts_root=self.parts_root,
-                catalog=Catalog(client),
+                catalog=catalog,
                 on_submitted=self._on_submitted,
                 on_rejected=self._on_rejected,
                 on_all_submitted=self._settle_if_finished,
@@ -337,7 +340,7 @@ class Daemon:
                 speed=poller.speed,
             )
             self.instances[name] = Instance(
-                instance_config, client, queue, poller, submitter, sandbox
+                instance_config, client, queue, poller, submitter, catalog, sandbox
             )
             poller.start()
             submitter.start()
@@ -831,6 +834,9 @@ class Daemon:
 
     def _client_for(self, dropbox: str) -> MarketoClient:
         return self.instances[self.config.dropboxes[dropbox].instance].client
+
+    def _catalog_for(self, dropbox: str) -> Catalog:
+        return self.instances[self.config.dropboxes[dropbox].instance].catalog
 
     def _record_instance(self, file_id: int) -> str:
         assert self.journal is not None
