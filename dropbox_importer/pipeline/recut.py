@@ -94,7 +94,7 @@ class Recutter:
         found = next((p for p in cut.parts if (p.first_line, p.rows, p.bytes) == was), None)
         if found is None:
             raise PartLost(
-                f"cut again, it no longer makes the part that was sent (line {part.first_line}, "
+                f"it no longer cuts into the part that was sent (line {part.first_line}, "
                 f"{part.rows} row(s), {part.size} bytes)"
             )
         if not live:

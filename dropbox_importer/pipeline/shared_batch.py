@@ -240,7 +240,7 @@ class SharedBatches:
         also = f" (and of {len(lost) - 1} other file(s))" if len(lost) > 1 else ""
         return paths, {
             m: f"the rows of this file as sent{also} are not in this host's state dir (another"
-            f" host cut them, or the state dir was lost), and it cannot be cut again: {why}"
+            f" host cut them, or the state dir was lost) and it cannot be cut again: {why}"
             for m, why in lost.items()
         }
 
@@ -307,10 +307,10 @@ def _doubt(job: JobRecord, rows: int, why: str) -> str:
     others = len({m.file_id for m in job.members}) - 1
     return (
         f"Marketo failed {rows} row(s) of batch {job.batch_id}, which this file shared with"
-        f" {others} other file(s) of this drop box, that cannot be told to be this file's or"
-        f" another's: {why}. They are counted as failed and listed in the failures file beside"
-        " this one (without a line number where they match none of this file's lines); check"
-        " them and drop the file again"
+        f" {others} other file(s) of this drop box, and whose they are cannot be told: {why}."
+        " They are counted as failed here (at most this file's rows) and listed in the failures"
+        " file beside this one, without a line number where they match none of this file's"
+        " lines; check them and drop the file again"
     )
 
 

@@ -146,23 +146,32 @@ def test_a_standby_that_takes_over_a_shared_job_splits_its_failed_rows_file_by_f
     assert not beta.logged_since_start("shared_part_lost", "shared_rows_unattributed")
 
 
-def test_a_shared_job_whose_parts_the_state_dir_lost_is_split_from_the_originals(
-    tmp_path: Path, make_sandbox: Callable[..., Any]
-) -> None:
-    sandbox = make_sandbox(job_overhead_seconds=HOLD, window_seconds=2.0)
-    root = tmp_path / "box"
-    config = write_config(
+def config_for(tmp_path: Path, sandbox: Any, root: Path, **box: Any) -> Path:
+    return write_config(
         tmp_path,
         base_url=sandbox.base_url,
         client_id=sandbox.settings.client_id,
         client_secret=sandbox.settings.client_secret,
-        dropboxes={"box": {"root": str(root), "watch": "events", "partial_failure": "failed"}},
+        dropboxes={
+            "box": {"root": str(root), "watch": "events", "partial_failure": "failed", **box}
+        },
     )
-    daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+
+
+@pytest.mark.parametrize("cut", ["same", "changed"])
+def test_a_shared_job_whose_parts_the_state_dir_lost_is_split_from_the_originals(
+    tmp_path: Path, make_sandbox: Callable[..., Any], cut: str
+) -> None:
+    sandbox = make_sandbox(job_overhead_seconds=HOLD, window_seconds=2.0)
+    root = tmp_path / "box"
+    daemon = DaemonProcess(config_for(tmp_path, sandbox, root), tmp_path / "daemon.log").start()
     try:
         hold_a_shared_job_importing(daemon, root, sandbox)
         assert daemon.stop() == 0
         shutil.rmtree(tmp_path / "state" / "parts")  # the parts and the job's folder
+        if cut == "changed":
+            # A column now left out: cut again, no original makes the part that was sent.
+            config_for(tmp_path, sandbox, root, columns={"ignore": ["company"]})
         post(sandbox, "speed", {"job_overhead_seconds": 0.05})
         daemon.start()
         settled = root / "done", root / "failed"
@@ -173,5 +182,32 @@ def test_a_shared_job_whose_parts_the_state_dir_lost_is_split_from_the_originals
         )
     finally:
         assert daemon.stop() == 0
-    assert_each_file_has_its_own_rows(root, sandbox)
-    assert daemon.count("shared_part_recut") == len(SHARED)
+    if cut == "same":
+        assert_each_file_has_its_own_rows(root, sandbox)
+        assert daemon.count("shared_part_recut") == len(SHARED)
+        return
+    # Whose each failed row is cannot be told: no file is given another's rows as its own,
+    # and none is reported imported in full. Each counts them all as failed (never more than
+    # its rows), lists its own with their lines and the others without one, and fails.
+    failed_rows = sorted(row for text, lines in SHARED.values() for row in rows_at(text, lines))
+    for relative, (text, failed) in SHARED.items():
+        final = root / "failed" / relative
+        assert final.read_text() == text, relative
+        listed = lines_of(final.with_name(final.name + ".failures.csv"))
+        own = [(str(n), row) for n, row in zip(sorted(failed), rows_at(text, failed), strict=True)]
+        assert [r for r in listed if r[0]] == own, relative
+        others = sorted([*(row for line, row in listed if not line), *(row for _, row in own)])
+        assert others == failed_rows, relative
+        result = json.loads(final.with_name(final.name + ".result.json").read_text())
+        assert "whose they are cannot be told" in result["reason"], relative
+        assert "it no longer cuts into the part that was sent" in result["reason"], relative
+        rows = text.count("\n") - 1
+        assert result["counts"]["rows_failed"] == min(len(failed_rows), rows), relative
+        assert result["counts"]["leads_processed"] == rows - result["counts"]["rows_failed"]
+    assert daemon.count("shared_part_lost") == len(SHARED)
+
+
+def rows_at(text: str, lines: set[int]) -> list[str]:
+    """The file's rows at `lines`, in line order."""
+    rows = dict(enumerate(text.splitlines()[1:], start=2))
+    return [rows[n] for n in sorted(lines)]
