@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from dropbox_importer import testing
 from tests.daemon.harness import DaemonProcess, originals_under, wait_for, write_config
 from tests.daemon.test_failover import EITHER, LEASE, Pair, drop, sandbox_json
 from tests.postgres import PostgresDatabase
@@ -55,7 +56,7 @@ def post(sandbox: Any, what: str, body: dict[str, Any]) -> None:
     ).raise_for_status()
 
 
-def shared_batch(daemon: DaemonProcess) -> set[int]:
+def shared_batch(daemon: testing.DaemonProcess) -> set[int]:
     return {
         int(e["batch_id"])
         for e in daemon.events()
@@ -63,7 +64,7 @@ def shared_batch(daemon: DaemonProcess) -> set[int]:
     }
 
 
-def hold_a_shared_job_importing(daemon: DaemonProcess, root: Path, sandbox: Any) -> None:
+def hold_a_shared_job_importing(daemon: testing.DaemonProcess, root: Path, sandbox: Any) -> None:
     """The first file's job holds the list while the others arrive; once it ends they go as
     one job, which then imports until the test lets it end."""
     drop(root, FIRST, partner_file("first"))
