@@ -252,8 +252,8 @@ class SharedBatches:
         )
         if part is None:
             raise PartLost("its part is no longer in the journal")
-        if part.path is not None and part.path.is_file():
-            return part.path
+        if part.path is not None and _size(part.path) == part.size:
+            return part.path  # (a file of another size there is another cut's, left over)
         if self._recut is None:
             raise PartLost("its part file is not on this host")
         path = self._recut(record, part, self._folder(job) / f"recut-{_key(member)}")
@@ -290,6 +290,14 @@ class SharedBatches:
             for _number, data, why in rows:
                 writer.writerow([*data, why])
         tmp.replace(path)
+
+
+def _size(path: Path) -> int | None:
+    """The file's size in bytes; None when it is not there."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _rows(path: Path, params: ImportParams) -> Iterator[list[str]]:
