@@ -88,6 +88,7 @@ class Instance:
     queue: FairQueue[int]
     poller: Poller
     submitter: Submitter
+    catalog: Catalog  # what preflight checks against; settle's cuts of shared parts too
     sandbox: Sandbox | None = None
 
 
@@ -178,6 +179,7 @@ class Daemon:
                 layouts=lambda name: DropboxLayout(self.config.dropboxes[name].root),
                 clients=self._client_for,
                 guard=self.leadership.guard,
+                catalogs=self._catalog_for,
             )
             self.settling = SettleQueue(
                 settler,
@@ -322,6 +324,7 @@ class Daemon:
                 on_error=functools.partial(self._on_poll_error, name),
                 on_progress=functools.partial(self._on_batch_progress, name),
             )
+            catalog = Catalog(client)
             submitter = Submitter(
                 name,
                 client,
@@ -329,7 +332,7 @@ class Daemon:
                 queue,
                 boxes=self._box_config,
                 parts_root=self.parts_root,
-                catalog=Catalog(client),
+                catalog=catalog,
                 on_submitted=self._on_submitted,
                 on_rejected=self._on_rejected,
                 on_all_submitted=self._settle_if_finished,
@@ -338,7 +341,7 @@ class Daemon:
                 speed=poller.speed,
             )
             self.instances[name] = Instance(
-                instance_config, client, queue, poller, submitter, sandbox
+                instance_config, client, queue, poller, submitter, catalog, sandbox
             )
             poller.start()
             submitter.start()
@@ -837,6 +840,9 @@ class Daemon:
 
     def _client_for(self, dropbox: str) -> MarketoClient:
         return self.instances[self.config.dropboxes[dropbox].instance].client
+
+    def _catalog_for(self, dropbox: str) -> Catalog:
+        return self.instances[self.config.dropboxes[dropbox].instance].catalog
 
 
 def _config_sha256(config: Config) -> str:

@@ -29,9 +29,11 @@ from dropbox_importer.marketo.models import BatchState, ImportFormat
 from dropbox_importer.pipeline.cut import CutSettings, recorded_cut
 from dropbox_importer.pipeline.journal import Journal
 from dropbox_importer.pipeline.lost import RESUBMISSIONS
+from dropbox_importer.pipeline.preflight import Catalog
 from dropbox_importer.pipeline.prepared import load_prepared
 from dropbox_importer.pipeline.reasons import FileChanged, Rejected, unreadable_reason
 from dropbox_importer.pipeline.records import FileRecord, PartRecord
+from dropbox_importer.pipeline.recut import Recutter
 from dropbox_importer.pipeline.rounds import round_parts_dir, vanished_reason
 from dropbox_importer.pipeline.shared_batch import SharedBatches
 from dropbox_importer.pipeline.states import FileState
@@ -79,6 +81,7 @@ class Settler:
         layouts: Callable[[str], DropboxLayout],
         clients: Callable[[str], MarketoClient],
         guard: Callable[[], None] = lambda: None,
+        catalogs: Callable[[str], Catalog | None] = lambda _: None,
     ) -> None:
         self._journal = journal
         self._parts_root = parts_root
@@ -87,7 +90,10 @@ class Settler:
         self._clients = clients
         # Runs before every move; raises once this daemon no longer leads (leadership.py).
         self._guard = guard
-        self._shared = SharedBatches(journal, parts_root, clients)
+        # A shared batch's member parts another host cut are cut again here, as submit cut
+        # them: with the drop box's config and its instance's catalog (`catalogs`).
+        recut = Recutter(journal, parts_root, boxes=boxes, catalogs=catalogs)
+        self._shared = SharedBatches(journal, parts_root, clients, recut)
 
     def settle(self, file_id: int, rejection: str | None) -> None:
         """Bring the file to its final place; safe to call again after a crash.
@@ -169,9 +175,10 @@ class Settler:
         """Fetch Marketo's row files, write ours and result.json into `staging`."""
         box = self._boxes(record.dropbox)
         cut = self._cut(record)
+        doubt = None
         if cut is not None:
             # A batch shared with other files: this file's own counts, from its own rows.
-            self._shared.own_counts(record, self._journal.parts(record.id), cut.params)
+            doubt = self._shared.own_counts(record, self._journal.parts(record.id), cut.params)
         every = self._journal.parts(record.id)
         parts = [p for p in every if p.round == record.round]
         local = self._journal.local_failures(record.id)
@@ -189,6 +196,10 @@ class Settler:
         else:
             if (size, sha256) != (record.size, record.sha256):
                 raise FileChanged(str(record.processing_path))
+        if record.state is not FileState.SETTLING:
+            # Rows Marketo failed that may be this file's: never reported imported (a file
+            # staged again keeps the outcome it was given).
+            rejection = rejection or doubt
         outcome, reason = decide(parts, len(local), rejection, box.partial_failure)
         if staging.exists():
             shutil.rmtree(staging)

@@ -65,7 +65,12 @@ class Pair:
     """Host alpha and host beta: a daemon each, one drop box, one journal."""
 
     def __init__(
-        self, tmp_path: Path, sandbox: Any, db: PostgresDatabase, poll: dict[str, float]
+        self,
+        tmp_path: Path,
+        sandbox: Any,
+        db: PostgresDatabase,
+        poll: dict[str, float],
+        box: dict[str, Any] | None = None,
     ) -> None:
         self.root = tmp_path / "box"
         self.db = db
@@ -83,8 +88,15 @@ class Pair:
                 base_url=sandbox.base_url,
                 client_id=sandbox.settings.client_id,
                 client_secret=sandbox.settings.client_secret,
-                # One batch per file: batches count against files (test_coalesce.py: shared jobs).
-                dropboxes={"box": {"root": str(self.root), "watch": "events", "coalesce": False}},
+                # One batch per file unless `box` says otherwise: batches count against files
+                # (test_failover_shared.py, test_coalesce.py: shared jobs).
+                dropboxes={
+                    "box": {
+                        "root": str(self.root),
+                        "watch": "events",
+                        **(box or {"coalesce": False}),
+                    }
+                },
                 state=db.state(host_name=host, lease_seconds=LEASE),
                 instance=poll,
                 extra={
