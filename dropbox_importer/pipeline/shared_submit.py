@@ -105,6 +105,7 @@ class Coalescer:
         self._sizes: dict[int, int] = {}  # file id -> the original's bytes
         self._alone: set[int] = set()  # files to send alone (their shared job was refused)
         self._lists: dict[int, int | None] = {}  # the static list of waiting files looked at
+        self._sharing: set[int] = set()  # files known to may share a job, not yet sent
         client.on_slot_freed(queue.wake)
 
     def forget(self, file_id: int) -> None:
@@ -114,6 +115,17 @@ class Coalescer:
         self._sizes.pop(file_id, None)
         self._alone.discard(file_id)
         self._lists.pop(file_id, None)
+        self._sharing.discard(file_id)
+
+    def sharers_waiting(self) -> bool:
+        """True while files that may share a job wait (or are in hand): called under the
+        queue's lock, so it only reads what `may_share` learnt."""
+        return bool(self._sharing)
+
+    def _send_alone(self, ids: Sequence[int]) -> None:
+        """These files go alone from now on (their shared job failed or was refused)."""
+        self._alone.update(ids)
+        self._sharing.difference_update(ids)
 
     def may_share(
         self, file_id: int, found: Callable[[int], tuple[FileRecord, DropboxConfig] | None]
@@ -132,6 +144,8 @@ class Coalescer:
                 self._sizes[file_id] = record.size
                 fits = record.size <= box.max_part_bytes
                 self._may[file_id] = fits and coalesces(record.route, box)
+                if self._may[file_id]:
+                    self._sharing.add(file_id)
         return self._may[file_id]
 
     def queue_full(self) -> bool:
@@ -302,7 +316,7 @@ class Coalescer:
         except Exception:
             # Not recorded, so not sent: the files go back to the lane, each to go alone
             # (whatever failed then fails for each on its own, as for any file).
-            self._alone.update(ids)
+            self._send_alone(ids)
             self._put_back(record.dropbox, ids)
             raise
         folder = jobs_dir(self._parts_root) / str(job_id)
@@ -313,7 +327,7 @@ class Coalescer:
         except OSError as exc:
             # Nothing reached Marketo (a full disk, an unwritable state_dir): the files wait
             # in the queue again, each to go alone, rather than in SUBMITTING until a restart.
-            self._alone.update(ids)
+            self._send_alone(ids)
             self._undo(job_id, folder, record.dropbox, ids)
             bound.warning(
                 "shared_job_not_written", files=len(ids), folder=str(folder), error=str(exc)
@@ -343,7 +357,7 @@ class Coalescer:
         except MarketoError as exc:
             # Refused for good: one of them may be the cause, so each goes alone and gets
             # Marketo's verdict on itself.
-            self._alone.update(ids)
+            self._send_alone(ids)
             self._undo(job_id, folder, record.dropbox, ids)
             bound.warning(
                 "shared_import_refused", code=exc.code, message=exc.message, files=len(ids)
@@ -353,7 +367,7 @@ class Coalescer:
             # Marketo may have taken it: the job stays recorded (its parts uncertain, so the
             # next send of each says so) and the files wait in the queue again, each to go
             # alone and meet whatever went wrong on its own.
-            self._alone.update(ids)
+            self._send_alone(ids)
             self._put_back(record.dropbox, ids)
             raise
         self._journal.record_job_batch(job_id, batch_id)
