@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -149,7 +150,12 @@ def run_arm(arm: Arm, work: Path) -> dict[str, Any]:
             names = [f"r{n % len(arm.routes)}/s{n:04d}.csv" for n in range(arm.files)]
             started = drop_all(root / "inbox", names, arm.rows)
             jobs_seconds = arm.files * (arm.overhead + arm.rows / arm.rows_per_second)
-            wait_landed(root, arm.files, timeout=jobs_seconds + 600)
+            try:
+                wait_landed(root, arm.files, timeout=jobs_seconds + 600)
+            except AssertionError as exc:
+                kept = Path(tempfile.gettempdir()) / f"bench-small-files-{arm.name}.log"
+                shutil.copyfile(work / "daemon.log", kept)
+                raise AssertionError(f"{arm.name}: {exc} (the daemon's log: {kept})") from None
             stats = sandbox_json(sandbox.base_url, "stats")
             batches = sandbox_json(sandbox.base_url, "batches")["batches"]
         finally:

@@ -84,10 +84,16 @@ class Recutter:
             self._same_bytes(record, source)
             cut = cut_file(source, record.cut, scratch, catalog, policy.columns)
             self._same_bytes(record, source)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if _within(exc.filename, scratch):
+                raise  # this host's own folder: the settle that asked tries again later
             raise PartLost(f"it is no longer {where}") from None
-        except OSError as exc:
+        except PermissionError as exc:
+            if _within(exc.filename, scratch):
+                raise
             raise PartLost(unreadable_reason(exc)) from None
+        # Any other OSError (a full disk here, an I/O error on the share) passes: the settle
+        # that asked tries again later, and nothing is decided on it.
         except Rejected as exc:
             raise PartLost(f"it can no longer be cut as it was sent: {exc}") from None
         was = (part.first_line, part.rows, part.size)
@@ -121,3 +127,12 @@ class Recutter:
         """PartLost unless `source` holds the bytes the file's round began with."""
         if file_digest(source) != (record.size, record.sha256):
             raise PartLost("it changed after it was sent")
+
+
+def _within(filename: object, folder: Path) -> bool:
+    """True when an error's file name is `folder` or below it (our own writes, not the
+    partner's file)."""
+    if not isinstance(filename, str | bytes | Path):
+        return False
+    path = Path(filename.decode() if isinstance(filename, bytes) else filename)
+    return path == folder or folder in path.parents

@@ -104,6 +104,8 @@ class Coalescer:
         self._may: dict[int, bool] = {}  # file id -> may share a job (before it is cut)
         self._sizes: dict[int, int] = {}  # file id -> the original's bytes
         self._alone: set[int] = set()  # files to send alone (their shared job was refused)
+        self._lists: dict[int, int | None] = {}  # the static list of waiting files looked at
+        self._sharing: set[int] = set()  # files known to may share a job, not yet sent
         client.on_slot_freed(queue.wake)
 
     def forget(self, file_id: int) -> None:
@@ -112,6 +114,18 @@ class Coalescer:
         self._may.pop(file_id, None)
         self._sizes.pop(file_id, None)
         self._alone.discard(file_id)
+        self._lists.pop(file_id, None)
+        self._sharing.discard(file_id)
+
+    def sharers_waiting(self) -> bool:
+        """True while files that may share a job wait (or are in hand): called under the
+        queue's lock, so it only reads what `may_share` learnt."""
+        return bool(self._sharing)
+
+    def _send_alone(self, ids: Sequence[int]) -> None:
+        """These files go alone from now on (their shared job failed or was refused)."""
+        self._alone.update(ids)
+        self._sharing.difference_update(ids)
 
     def may_share(
         self, file_id: int, found: Callable[[int], tuple[FileRecord, DropboxConfig] | None]
@@ -130,6 +144,8 @@ class Coalescer:
                 self._sizes[file_id] = record.size
                 fits = record.size <= box.max_part_bytes
                 self._may[file_id] = fits and coalesces(record.route, box)
+                if self._may[file_id]:
+                    self._sharing.add(file_id)
         return self._may[file_id]
 
     def queue_full(self) -> bool:
@@ -210,16 +226,21 @@ class Coalescer:
         return [c for c in chosen if c.file_id in taken]
 
     def _list_of(self, file_id: int, box: DropboxConfig) -> int | None:
-        """The static list the waiting file imports to (None: none, or not known yet)."""
-        member = self._members.get(file_id)
-        if member is not None:
-            return member.params.list_id
-        record = self._journal.get(file_id)
-        try:
-            params = record.cut.params if record.cut is not None else params_for(record, box)
-        except Rejected:
-            return None
-        return params.list_id
+        """The static list the waiting file imports to (None: none, or its route is bad);
+        worked out once per file, as gathering looks at every file of a lane."""
+        if file_id not in self._lists:
+            member = self._members.get(file_id)
+            if member is not None:
+                self._lists[file_id] = member.params.list_id
+            else:
+                record = self._journal.get(file_id)
+                try:
+                    cut = record.cut
+                    params = cut.params if cut is not None else params_for(record, box)
+                    self._lists[file_id] = params.list_id
+                except Rejected:
+                    self._lists[file_id] = None
+        return self._lists[file_id]
 
     def _candidate(self, file_id: int, first: Member, box: DropboxConfig) -> Member | None:
         """The waiting file as a member that may join `first`, or None (it stays waiting)."""
@@ -290,7 +311,14 @@ class Coalescer:
         for file_id in self._uncertain(members):
             bound.warning("batch_resubmitted_uncertain", file_id=file_id, shared=True)
         size = len(members[0].header) + sum(m.body_bytes + _LINE_END for m in members)
-        job_id = self._journal.record_job(record.dropbox, record.route, plan, size)
+        try:
+            job_id = self._journal.record_job(record.dropbox, record.route, plan, size)
+        except Exception:
+            # Not recorded, so not sent: the files go back to the lane, each to go alone
+            # (whatever failed then fails for each on its own, as for any file).
+            self._send_alone(ids)
+            self._put_back(record.dropbox, ids)
+            raise
         folder = jobs_dir(self._parts_root) / str(job_id)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -299,7 +327,7 @@ class Coalescer:
         except OSError as exc:
             # Nothing reached Marketo (a full disk, an unwritable state_dir): the files wait
             # in the queue again, each to go alone, rather than in SUBMITTING until a restart.
-            self._alone.update(ids)
+            self._send_alone(ids)
             self._undo(job_id, folder, record.dropbox, ids)
             bound.warning(
                 "shared_job_not_written", files=len(ids), folder=str(folder), error=str(exc)
@@ -329,7 +357,7 @@ class Coalescer:
         except MarketoError as exc:
             # Refused for good: one of them may be the cause, so each goes alone and gets
             # Marketo's verdict on itself.
-            self._alone.update(ids)
+            self._send_alone(ids)
             self._undo(job_id, folder, record.dropbox, ids)
             bound.warning(
                 "shared_import_refused", code=exc.code, message=exc.message, files=len(ids)
@@ -339,9 +367,8 @@ class Coalescer:
             # Marketo may have taken it: the job stays recorded (its parts uncertain, so the
             # next send of each says so) and the files wait in the queue again, each to go
             # alone and meet whatever went wrong on its own.
-            self._alone.update(ids)
-            for file_id in reversed(ids):
-                self._queue.put_front(record.dropbox, file_id)
+            self._send_alone(ids)
+            self._put_back(record.dropbox, ids)
             raise
         self._journal.record_job_batch(job_id, batch_id)
         for m in members:
@@ -371,8 +398,17 @@ class Coalescer:
         ]
 
     def _undo(self, job_id: int, folder: Path, dropbox: str, ids: Sequence[int]) -> None:
-        """The job was not created: forget it and put its files back at the head, in order."""
-        self._journal.cancel_job(job_id)
-        shutil.rmtree(folder, ignore_errors=True)
+        """The job was not created: put its files back at the head, in order, and forget it.
+
+        The files go back first: a journal that cannot forget the job (a full disk) leaves it
+        for the next start's sweep, never its files out of the lane."""
+        self._put_back(dropbox, ids)
+        try:
+            self._journal.cancel_job(job_id)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _put_back(self, dropbox: str, ids: Sequence[int]) -> None:
+        """Put files back at the head of their lane, in order."""
         for file_id in reversed(ids):
             self._queue.put_front(dropbox, file_id)

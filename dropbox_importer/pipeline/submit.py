@@ -428,18 +428,22 @@ class Submitter:
                 log.exception("submit_crashed", file_id=file_id, instance=self.name)
 
     def _hold(self, file_id: int) -> float:
-        """Seconds the file must still wait for its static list, `math.inf` while our jobs
-        fill the shallow queue (0: it may go now).
+        """Seconds the file must still wait for its static list, `math.inf` while it waits for
+        our jobs to leave the shallow queue (0: it may go now).
 
-        Every file waits for the shallow queue, whether it may share a job or not: files that
-        may share gather meanwhile, and a drop box whose files cannot share (coalesce: false,
-        large files) never takes the turns of one whose files wait to share.
+        A file that may share a job waits while our jobs fill the shallow queue, and files
+        that arrive meanwhile join it. A file that cannot share (coalesce: false, a large file)
+        goes as deep as Marketo's queue lets us, unless files that may share are waiting: then
+        it waits too, so that a drop box whose files cannot share never takes the turns of one
+        whose files wait to share.
         """
-        list_id, _shares = self._hold_key(file_id)
+        list_id, shares = self._hold_key(file_id)
         wait = self._client.list_wait(list_id)
         if wait > 0:
             return wait
-        return math.inf if self._coalescer.queue_full() else 0.0
+        if not self._coalescer.queue_full():
+            return 0.0
+        return math.inf if shares or self._coalescer.sharers_waiting() else 0.0
 
     def _hold_key(self, file_id: int) -> tuple[int | None, bool]:
         """What the file's hold depends on: the listId its route sets (None: no list) and

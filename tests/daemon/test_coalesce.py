@@ -397,25 +397,27 @@ def test_a_drop_box_that_cannot_share_never_takes_the_turns_of_one_that_waits_to
     daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
     text = HEADER + "\nx@example.com,X,Y,Z\n"
     try:
+        # 'alone' fills all the queue the daemon may use (8 jobs) and has 12 more waiting.
         drop_all(
             roots["alone"],
-            {f"csv/alone-{n}.csv": text.replace("x@", f"alone{n}@") for n in range(10)},
+            {f"csv/alone-{n:02d}.csv": text.replace("x@", f"alone{n}@") for n in range(20)},
         )
-        wait_for(lambda: len(batches_of(daemon)) >= 4, what="four jobs of 'alone' in the queue")
+        wait_for(lambda: len(batches_of(daemon)) == 8, what="eight jobs of 'alone' in the queue")
         drop_all(roots["shares"], {"csv/shares.csv": text.replace("x@", "shares@")})
-        wait_for(lambda: daemon.count("file_claimed") == 11, what="shares.csv claimed")
+        wait_for(lambda: daemon.count("file_claimed") == 21, what="shares.csv claimed")
         post(sandbox, "speed", {"job_overhead_seconds": 0.05})
         wait_for(
-            lambda: sum(len(originals_under(r / "done")) for r in roots.values()) == 11,
+            lambda: sum(len(originals_under(r / "done")) for r in roots.values()) == 21,
             timeout=60,
             what="every file in done/",
         )
     finally:
         assert daemon.stop() == 0
     sent = batches_of(daemon)
-    later = [sent[f"csv/alone-{n}.csv"] for n in range(10)]
-    # 'shares' had its turn among 'alone's files, not after all of them.
-    assert sent["csv/shares.csv"] < max(later), sent
+    passed = [n for n in range(8, 20) if sent[f"csv/alone-{n:02d}.csv"] < sent["csv/shares.csv"]]
+    # 'shares' had its turn among 'alone's waiting files, not after all of them: at most the
+    # file the submitter had in hand when it came, and one turn of 'alone's, went before it.
+    assert len(passed) <= 2, (passed, sent)
 
 
 def test_a_list_s_files_import_in_the_order_they_came_when_one_cannot_join(

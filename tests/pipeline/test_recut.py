@@ -109,3 +109,17 @@ def test_a_part_that_cannot_be_had_again_says_why(hosts: Hosts, tmp_path: Path, 
         "cut_differs": "it no longer cuts into the part that was sent (line 2, 3 row(s),",
     }[what] in lost.value.reason
     assert hosts.journal.parts(record.id)[0].path == part.path  # nothing recorded
+
+
+def test_a_write_error_on_this_host_is_never_blamed_on_the_partner_s_file(
+    hosts: Hosts, tmp_path: Path
+) -> None:
+    # This host's scratch folder cannot be written (here: a file stands where it should be):
+    # the settle tries again later; nothing says the partner's file is unreadable or lost.
+    record, part = hosts.cut_on_a("leads.csv")
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a folder")
+    with pytest.raises(OSError) as raised:
+        hosts.recutter()(record, part, blocked / "scratch")
+    assert not isinstance(raised.value, PartLost)
+    assert hosts.journal.parts(record.id)[0].path == part.path  # nothing recorded
