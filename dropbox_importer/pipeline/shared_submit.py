@@ -78,6 +78,7 @@ class Coalescer:
         queue: FairQueue[int],
         *,
         boxes: Callable[[str], DropboxConfig],
+        list_of: Callable[[int], int | None],
         parts_root: Path,
         speed: SpeedEstimate,
         stop: threading.Event,
@@ -92,6 +93,7 @@ class Coalescer:
         self._journal = journal
         self._queue = queue
         self._boxes = boxes
+        self._list_of = list_of  # the submitter's: the listId a file's route sets, learnt once
         self._parts_root = parts_root
         self._speed = speed
         self._stop = stop
@@ -104,7 +106,6 @@ class Coalescer:
         self._may: dict[int, bool] = {}  # file id -> may share a job (before it is cut)
         self._sizes: dict[int, int] = {}  # file id -> the original's bytes
         self._alone: set[int] = set()  # files to send alone (their shared job was refused)
-        self._lists: dict[int, int | None] = {}  # the static list of waiting files looked at
         self._sharing: set[int] = set()  # files known to may share a job, not yet sent
         client.on_slot_freed(queue.wake)
 
@@ -114,7 +115,6 @@ class Coalescer:
         self._may.pop(file_id, None)
         self._sizes.pop(file_id, None)
         self._alone.discard(file_id)
-        self._lists.pop(file_id, None)
         self._sharing.discard(file_id)
 
     def sharers_waiting(self) -> bool:
@@ -208,7 +208,7 @@ class Coalescer:
                 break
             # A file of the same static list that cannot join ends the gathering: the list's
             # files import in the order they came, so a later one never passes it.
-            same_list = listed is not None and self._list_of(file_id, box) == listed
+            same_list = listed is not None and self._list_of(file_id) == listed
             if file_id not in self._members and time.monotonic() > deadline:
                 if same_list:
                     break
@@ -224,23 +224,6 @@ class Coalescer:
             total += candidate.body_bytes + _LINE_END
         taken = self._queue.remove(dropbox, [c.file_id for c in chosen])
         return [c for c in chosen if c.file_id in taken]
-
-    def _list_of(self, file_id: int, box: DropboxConfig) -> int | None:
-        """The static list the waiting file imports to (None: none, or its route is bad);
-        worked out once per file, as gathering looks at every file of a lane."""
-        if file_id not in self._lists:
-            member = self._members.get(file_id)
-            if member is not None:
-                self._lists[file_id] = member.params.list_id
-            else:
-                record = self._journal.get(file_id)
-                try:
-                    cut = record.cut
-                    params = cut.params if cut is not None else params_for(record, box)
-                    self._lists[file_id] = params.list_id
-                except Rejected:
-                    self._lists[file_id] = None
-        return self._lists[file_id]
 
     def _candidate(self, file_id: int, first: Member, box: DropboxConfig) -> Member | None:
         """The waiting file as a member that may join `first`, or None (it stays waiting)."""

@@ -384,6 +384,7 @@ class Submitter:
             journal,
             queue,
             boxes=boxes,
+            list_of=self._list_key,
             parts_root=parts_root,
             speed=speed or SpeedEstimate(),
             stop=stop,
